@@ -1,0 +1,6 @@
+//! Drivers: they wait and move bytes for the session core, and decide
+//! nothing about FTP.
+
+pub mod net;
+pub mod poll;
+pub mod pump;

@@ -1,0 +1,1 @@
+//! Logging: standard error or syslog (facility FTP).

@@ -1,0 +1,1 @@
+//! Privileges: chroot, setgroups/setgid/setuid, no_new_privs.
