@@ -111,6 +111,8 @@ pub struct Session {
     epsv_all: bool,
     data: Data,
     idle_deadline: Instant,
+    /// The time of the last event, for work resumed by `consume_output`.
+    last_now: Now,
     closed: bool,
 }
 
@@ -136,6 +138,7 @@ impl Session {
             facts: Facts::all(),
             epsv_all: false,
             data: Data::None,
+            last_now: now,
             closed: false,
         };
         s.actions
@@ -372,6 +375,7 @@ impl Session {
     }
 
     fn process(&mut self, now: Now) {
+        self.last_now = now;
         while !self.closed {
             let Some(line) = self.input.peek() else {
                 break;
@@ -400,12 +404,11 @@ impl Session {
         }
     }
 
-    /// Resumes command processing after output drained; the clock is not
-    /// needed for what can wait behind a STAT listing to be read.
+    /// Resumes command processing after a STAT listing drained, at the
+    /// time of the last event (output draining carries no time).
     fn process_pending(&mut self) {
         if self.input.peek().is_some() {
-            let now = Now::get();
-            self.process(now);
+            self.process(self.last_now);
         }
     }
 
