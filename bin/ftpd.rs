@@ -150,6 +150,10 @@ fn drop_privileges(root_path: &Path, logger: &mut Logger) -> Result<(), u8> {
             logger.error("refusing to run as root without $UID and $GID (use envuidgid)");
             return Err(EXIT_PERMANENT);
         };
+        if uid == 0 {
+            logger.error("refusing to run as root: $UID is 0");
+            return Err(EXIT_PERMANENT);
+        }
         privs::drop_to(root_path, uid, gid).map_err(|e| {
             logger.error(&format!("cannot drop privileges: {e}"));
             EXIT_TEMPORARY
