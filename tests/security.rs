@@ -383,6 +383,8 @@ fn ftpd_as_root_without_uid_gid_exits_100() {
     );
 }
 
+/// Invalid ids, and root itself as the session user, are configuration
+/// errors.
 #[test]
 fn ftpd_as_root_with_bad_uid_refuses() {
     if !is_root() {
@@ -399,10 +401,29 @@ fn ftpd_as_root_with_bad_uid_refuses() {
         common::server::clean_env(&mut cmd);
         cmd.env("UID", uid).env("GID", gid).arg(&tree.root);
         let out = common::tools::run(cmd, Duration::from_secs(10));
-        assert!(
-            !out.status.success() && out.status.code().is_some(),
-            "UID={uid:?} GID={gid:?} must be refused with an exit status: {}",
+        // A configuration error: exit 100, with a reason.
+        assert_eq!(
+            out.status.code(),
+            Some(100),
+            "UID={uid:?} GID={gid:?} must be refused: {}",
             out.stderr_text()
         );
+        assert!(
+            !out.stderr.is_empty(),
+            "UID={uid:?} GID={gid:?}: no reason given"
+        );
     }
+}
+
+/// A root that cannot be opened is a temporary failure (111), whoever runs
+/// ftpd.
+#[test]
+fn ftpd_missing_root_exits_111() {
+    let tree = Tree::new();
+    let missing = tree.base.join("no-such-root");
+    let mut cmd = common::server::ftpd_command(Kind::Ftpd, &Opts::new(), &missing);
+    cmd.stdin(Stdio::null());
+    let out = common::tools::run(cmd, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(111), "{}", out.stderr_text());
+    assert!(!out.stderr.is_empty());
 }
