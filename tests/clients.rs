@@ -16,6 +16,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::client::crlf_lines;
+
+/// Lines of a client's output: curl converts a listing's CRLF to LF (it
+/// transfers listings in ASCII mode), so accept both.
+fn text_lines(out: &[u8]) -> Vec<Vec<u8>> {
+    out.split_inclusive(|&b| b == b'\n')
+        .map(|l| {
+            let l = l.strip_suffix(b"\n").unwrap_or(l);
+            l.strip_suffix(b"\r").unwrap_or(l).to_vec()
+        })
+        .collect()
+}
 use common::parse::{must_ls, show};
 use common::server::{DROP_GID, DROP_UID, clean_env, ftpd_path};
 use common::tools::{Output, require, run};
@@ -112,7 +123,7 @@ fn curl_listings(kind: Kind) {
     for fam in FAMILIES {
         let o = curl(&home, &["-g", &url(&s, fam, "pub/")]);
         o.assert_success("curl LIST");
-        let names: BTreeSet<Vec<u8>> = crlf_lines(&o.stdout)
+        let names: BTreeSet<Vec<u8>> = text_lines(&o.stdout)
             .iter()
             .map(|l| must_ls(l).name)
             .collect();
@@ -123,14 +134,14 @@ fn curl_listings(kind: Kind) {
         );
         let o = curl(&home, &["-g", &url(&s, fam, "")]);
         o.assert_success("curl LIST /");
-        let names: BTreeSet<Vec<u8>> = crlf_lines(&o.stdout)
+        let names: BTreeSet<Vec<u8>> = text_lines(&o.stdout)
             .iter()
             .map(|l| must_ls(l).name)
             .collect();
         assert_eq!(names, tree::public_names(b""), "curl LIST / over {fam:?}");
         let o = curl(&home, &["-g", "--list-only", &url(&s, fam, "")]);
         o.assert_success("curl NLST");
-        let names: BTreeSet<Vec<u8>> = crlf_lines(&o.stdout).into_iter().collect();
+        let names: BTreeSet<Vec<u8>> = text_lines(&o.stdout).into_iter().collect();
         assert_eq!(names, tree::public_names(b""), "curl NLST over {fam:?}");
     }
 }
@@ -179,8 +190,11 @@ fn curl_missing_and_hidden(kind: Kind) {
             &home,
             &["-o", out.to_str().unwrap(), &url(&s, Family::V4, p)],
         );
-        // 78: CURLE_REMOTE_FILE_NOT_FOUND (the server said 550).
-        assert_eq!(o.status.code(), Some(78), "curl {p}: {}", o.stderr_text());
+        // 78: CURLE_REMOTE_FILE_NOT_FOUND (RETR or SIZE said 550); 9:
+        // CURLE_REMOTE_ACCESS_DENIED (curl's CWD into the directory part
+        // said 550).
+        let want = if p.contains('/') { 9 } else { 78 };
+        assert_eq!(o.status.code(), Some(want), "curl {p}: {}", o.stderr_text());
         let got = std::fs::read(&out).unwrap_or_default();
         assert!(got.is_empty(), "curl {p} got {} bytes", got.len());
     }
@@ -216,9 +230,20 @@ fn walk(dir: &Path) -> (Files, BTreeSet<Vec<u8>>) {
     (files, dirs)
 }
 
-fn assert_mirror(who: &str, dir: &Path) {
+/// Compares a mirror with the public part of the tree, byte for byte.
+/// `may_lack` names files the client is known not to fetch.
+fn assert_mirror(who: &str, dir: &Path, may_lack: &[&[u8]]) {
     let (files, dirs) = walk(dir);
-    let want = tree::public_files();
+    let mut want = tree::public_files();
+    for name in may_lack {
+        if !files.contains_key(*name) {
+            eprintln!(
+                "note: {who} did not fetch {:?} (a known client limitation)",
+                show(name)
+            );
+            want.remove(*name);
+        }
+    }
     let got_names: BTreeSet<String> = files.keys().map(|k| show(k)).collect();
     let want_names: BTreeSet<String> = want.keys().map(|k| show(k)).collect();
     assert_eq!(
@@ -254,7 +279,7 @@ fn lftp_mirror(kind: Kind) {
     c.arg("-c").arg(script);
     let o = run(c, LIMIT);
     o.assert_success("lftp mirror");
-    assert_mirror("lftp mirror", &dest);
+    assert_mirror("lftp mirror", &dest, &[]);
 }
 
 fn wget_recursive(kind: Kind) {
@@ -279,7 +304,10 @@ fn wget_recursive(kind: Kind) {
     .arg(url(&s, Family::V4, ""));
     let o = run(c, LIMIT);
     o.assert_success("wget -r");
-    assert_mirror("wget -r", &dest);
+    // wget sends a 0xff byte in RETR as it is instead of doubling it
+    // (Telnet IAC IAC, RFC 854), so the server sees IAC 'a' and a
+    // different name.
+    assert_mirror("wget -r", &dest, &[tree::NAME_FF]);
 }
 
 const FTPLIB_SCRIPT: &str = r#"

@@ -45,6 +45,7 @@ server_tests!(
     telnet_sequences,
     list_root_ls_format,
     list_options_are_not_paths,
+    listings_in_type_a,
     list_file_and_missing,
     nlst_names,
     mlsd_facts,
@@ -606,7 +607,7 @@ fn pipelined_commands_in_order(kind: Kind) {
     // And a pipelined data command.
     let a = c.pasv();
     let data_sock = client::connect_tuned(a, None, None).unwrap();
-    c.send_raw(b"RETR one-byte\r\nNOOP\r\n");
+    c.send_raw(b"RETR /one-byte\r\nNOOP\r\n");
     assert_eq!(c.reply().code, 150);
     let mut ds = data_sock;
     let d = client::read_to_eof(&mut ds, client::TIMEOUT).unwrap();
@@ -708,6 +709,26 @@ fn list_root_ls_format(kind: Kind) {
                 }
             }
         }
+    }
+}
+
+/// In TYPE A a listing is still CRLF lines: converted once, not twice.
+fn listings_in_type_a(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    c.expect("TYPE A", 200);
+    for cmd in ["LIST", "NLST", "MLSD"] {
+        let d = c.get(cmd);
+        assert!(
+            client::find(&d, b"\r\r").is_none(),
+            "{cmd} in TYPE A: CR CR"
+        );
+        let lines = crlf_lines(&d);
+        assert_eq!(
+            lines.len(),
+            tree::public_names(b"").len(),
+            "{cmd} in TYPE A"
+        );
     }
 }
 
@@ -1157,6 +1178,7 @@ fn ftpd_on_pipes_uses_tcpserver_env() {
     let log = std::fs::read_to_string(tree.log_path()).unwrap();
     assert!(
         log.lines()
+            .map(common::server::log_record)
             .any(|l| l.starts_with("start ") && l.contains("peer=127.0.0.9:5555")),
         "start line with the TCPREMOTEIP/PORT peer; log:\n{log}"
     );

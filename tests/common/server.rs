@@ -313,13 +313,14 @@ impl Server {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
-    /// Waits (bounded) until the log has a line satisfying `pred`; returns
-    /// that line, or panics with the whole log.
+    /// Waits (bounded) until the log has a record (see [`log_record`])
+    /// satisfying `pred`; returns that record, or panics with the whole
+    /// log.
     pub fn wait_log_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = self.log_text();
-            if let Some(l) = text.lines().find(|l| pred(l)) {
+            if let Some(l) = text.lines().map(log_record).find(|l| pred(l)) {
                 return l.to_string();
             }
             if Instant::now() > deadline {
@@ -327,6 +328,15 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(25));
         }
+    }
+}
+
+/// A log line without its program prefix: `ftpd: start peer=...` (as a
+/// program writing to standard error names itself) gives `start peer=...`.
+pub fn log_record(line: &str) -> &str {
+    match line.split_once(": ") {
+        Some((prog, rest)) if !prog.is_empty() && !prog.contains([' ', '=']) => rest,
+        _ => line,
     }
 }
 

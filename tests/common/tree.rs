@@ -277,6 +277,31 @@ impl Tree {
         }
     }
 
+    /// Gives every entry of the root (not following symlinks) to
+    /// `uid:gid`: the server's user then owns the tree, as when someone
+    /// serves their own directory. Only root can do this.
+    pub fn chown_root(&self, uid: u32, gid: u32) {
+        fn go(p: &Path, uid: u32, gid: u32) {
+            let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            let rc = unsafe { libc::lchown(c.as_ptr(), uid, gid) };
+            assert_eq!(
+                rc,
+                0,
+                "lchown {}: {}",
+                p.display(),
+                std::io::Error::last_os_error()
+            );
+            let md = fs::symlink_metadata(p).unwrap();
+            if md.is_dir() {
+                for e in fs::read_dir(p).unwrap() {
+                    go(&e.unwrap().path(), uid, gid);
+                }
+            }
+        }
+        go(&self.root, uid, gid);
+    }
+
     /// The canary, next to (outside) the root.
     pub fn canary_path(&self) -> PathBuf {
         self.base.join("outside-secret.txt")
