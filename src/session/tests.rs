@@ -662,3 +662,15 @@ fn eof_ends_the_session() {
             .any(|a| matches!(a, Action::Log(Record::SessionEnd { reason: "eof", .. })))
     );
 }
+
+#[test]
+fn an_idle_session_is_small() {
+    // The supervisor holds thousands of idle sessions: keep the core's part
+    // of each to a few hundred bytes (heap buffers are empty when idle).
+    let size = std::mem::size_of::<Session>();
+    assert!(size <= 512, "Session is {size} bytes");
+    let mut t = session();
+    t.login();
+    assert!(t.s.out.capacity() <= 256, "output buffer released");
+    assert_eq!(t.s.input.buffered(), 0);
+}
