@@ -84,11 +84,15 @@ impl PasvRule {
     pub fn matches(&self, client: IpAddr) -> bool {
         match (self.net, client.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(c)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(c) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(c)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(c) & mask
             }
             _ => false,

@@ -18,7 +18,10 @@ pub fn control_endpoints(fd: BorrowedFd<'_>) -> Endpoints {
 
 /// A passive listener on `ip`, on a port from `ports` (tried in a random
 /// order) or any ephemeral port; backlog 1.
-pub fn passive_listener(ip: IpAddr, ports: Option<(u16, u16)>) -> io::Result<(TcpListener, SocketAddr)> {
+pub fn passive_listener(
+    ip: IpAddr,
+    ports: Option<(u16, u16)>,
+) -> io::Result<(TcpListener, SocketAddr)> {
     let _ = (ip, ports);
     todo!()
 }
