@@ -450,7 +450,12 @@ impl Worker {
     fn start_accepting(&mut self) -> io::Result<()> {
         if !self.accepting {
             for (i, l) in self.listeners.iter().enumerate() {
-                epoll::add(&self.core.ep, l, token(i, KIND_LISTENER), EventFlags::IN)?;
+                let (ep, t) = (&self.core.ep, token(i, KIND_LISTENER));
+                match epoll::add(ep, l, t, EventFlags::IN) {
+                    // Left in by an earlier attempt that failed half-way.
+                    Err(Errno::EXIST) => epoll::modify(ep, l, t, EventFlags::IN)?,
+                    r => r?,
+                }
             }
             self.accepting = true;
         }
