@@ -3,17 +3,100 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
 
 use crate::session::Endpoints;
+
+/// How many ports of a `--pasv-ports` range one PASV tries before giving
+/// up: a full range must not cost thousands of syscalls per command.
+const MAX_PORT_ATTEMPTS: u32 = 128;
 
 /// The control connection's two ends: getsockname/getpeername on `fd`, or
 /// where `fd` is no socket, tcpserver's `$TCPLOCALIP`/`$TCPLOCALPORT` and
 /// `$TCPREMOTEIP`/`$TCPREMOTEPORT`. IPv4-mapped IPv6 addresses come back
 /// as IPv4.
 pub fn control_endpoints(fd: BorrowedFd<'_>) -> Endpoints {
-    let _ = fd;
-    todo!()
+    let local = rustix::net::getsockname(fd)
+        .ok()
+        .and_then(|a| SocketAddr::try_from(a).ok());
+    if let Some(local) = local {
+        let peer = rustix::net::getpeername(fd)
+            .ok()
+            .flatten()
+            .and_then(|a| SocketAddr::try_from(a).ok());
+        return Endpoints {
+            local: Some(canonical(local)),
+            peer: peer.map(canonical),
+        };
+    }
+    // Not an internet socket: a pipe from tcpserver, or a test harness.
+    let var = |name: &str| std::env::var(name).ok();
+    Endpoints {
+        local: env_addr(var("TCPLOCALIP").as_deref(), var("TCPLOCALPORT").as_deref()),
+        peer: env_addr(
+            var("TCPREMOTEIP").as_deref(),
+            var("TCPREMOTEPORT").as_deref(),
+        ),
+    }
+}
+
+/// An address from tcpserver-style variables. ucspi-tcp6 may write IPv6
+/// addresses in brackets or with a `%scope`; neither matters here.
+fn env_addr(ip: Option<&str>, port: Option<&str>) -> Option<SocketAddr> {
+    let ip = ip?.trim().trim_start_matches('[').trim_end_matches(']');
+    let ip = ip.split('%').next()?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let port: u16 = port?.trim().parse().ok()?;
+    Some(SocketAddr::new(ip.to_canonical(), port))
+}
+
+/// `addr` with an IPv4-mapped IPv6 address turned into plain IPv4, so that
+/// comparisons and PASV replies see one form.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Control-socket options: SO_OOBINLINE, so that an ABOR sent after Telnet
+/// Synch (urgent data) arrives in band, and TCP_NODELAY, so that replies
+/// are not held back by Nagle. Errors are ignored: the control connection
+/// may be a pipe.
+pub fn set_control_options(fd: BorrowedFd<'_>) {
+    let _ = sockopt::set_socket_oobinline(fd, true);
+    let _ = sockopt::set_tcp_nodelay(fd, true);
+}
+
+/// Puts `fd` in non-blocking mode (on its open file description).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// Ignores SIGPIPE, so that a write to a closed pipe or socket is an EPIPE
+/// error rather than the death of the process.
+pub fn ignore_sigpipe() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN runs no code in the handler, so nothing can be
+    // unsound about when it runs.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }?;
+    Ok(())
+}
+
+fn tcp_socket(ip: IpAddr) -> io::Result<OwnedFd> {
+    let family = match ip {
+        IpAddr::V4(_) => AddressFamily::INET,
+        IpAddr::V6(_) => AddressFamily::INET6,
+    };
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    Ok(rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        flags,
+        Some(ipproto::TCP),
+    )?)
 }
 
 /// A passive listener on `ip`, on a port from `ports` (tried in a random
@@ -22,25 +105,237 @@ pub fn passive_listener(
     ip: IpAddr,
     ports: Option<(u16, u16)>,
 ) -> io::Result<(TcpListener, SocketAddr)> {
-    let _ = (ip, ports);
-    todo!()
+    let Some((lo, hi)) = ports else {
+        return listen_on(SocketAddr::new(ip, 0), false);
+    };
+    let span = u32::from(hi.saturating_sub(lo)) + 1;
+    let start = seed() % span;
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    for i in 0..span.min(MAX_PORT_ATTEMPTS) {
+        let port = u32::from(lo) + (start + i) % span;
+        // port <= hi, so it fits.
+        let port = u16::try_from(port).unwrap_or(hi);
+        match listen_on(SocketAddr::new(ip, port), true) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.raw_os_error() == Some(Errno::ADDRINUSE.raw_os_error()) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// A starting point in a port range that differs between processes and
+/// calls; nothing secret depends on it.
+fn seed() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+fn listen_on(addr: SocketAddr, reuse: bool) -> io::Result<(TcpListener, SocketAddr)> {
+    let fd = tcp_socket(addr.ip())?;
+    if reuse {
+        // A fixed port may still have connections in TIME_WAIT from the
+        // last transfer; on Linux this never lets two listeners share it.
+        sockopt::set_socket_reuseaddr(&fd, true)?;
+    }
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1)?;
+    let bound = local_addr(fd.as_fd())?;
+    Ok((TcpListener::from(fd), bound))
+}
+
+fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    let any = rustix::net::getsockname(fd)?;
+    SocketAddr::try_from(any)
+        .map(canonical)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 /// Accepts one pending connection, if any (`Ok(None)` on EAGAIN).
 pub fn accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
-    let _ = listener;
-    todo!()
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    loop {
+        match rustix::net::acceptfrom_with(listener, flags) {
+            Ok((fd, Some(peer))) => {
+                let Ok(peer) = SocketAddr::try_from(peer) else {
+                    // Not an internet peer: nothing to compare; drop it.
+                    continue;
+                };
+                return Ok(Some((TcpStream::from(fd), canonical(peer))));
+            }
+            // An unnamed peer cannot be checked against the control peer.
+            Ok((_, None)) => continue,
+            Err(Errno::AGAIN) => return Ok(None),
+            // The peer gave up between SYN and accept: keep waiting.
+            Err(Errno::CONNABORTED) | Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Starts a non-blocking connect to `to` from `from` (ephemeral port).
 /// Completion is signalled by writability; then call [`connect_result`].
 pub fn connect_active(to: SocketAddr, from: IpAddr) -> io::Result<TcpStream> {
-    let _ = (to, from);
-    todo!()
+    let fd = tcp_socket(to.ip())?;
+    rustix::net::bind(&fd, &SocketAddr::new(from, 0))?;
+    match rustix::net::connect(&fd, &to) {
+        Ok(()) | Err(Errno::INPROGRESS) | Err(Errno::INTR) => Ok(TcpStream::from(fd)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether a connect started by [`connect_active`] succeeded (SO_ERROR).
 pub fn connect_result(sock: &TcpStream) -> io::Result<()> {
-    let _ = sock;
-    todo!()
+    match sockopt::socket_error(sock)? {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, Instant};
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn wait_accept(l: &TcpListener) -> (TcpStream, SocketAddr) {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(x) = accept(l).unwrap() {
+                return x;
+            }
+            assert!(Instant::now() < until, "no connection");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn env_addresses() {
+        let a = env_addr(Some("192.0.2.1"), Some("21"));
+        assert_eq!(a, Some("192.0.2.1:21".parse().unwrap()));
+        let a = env_addr(Some("::ffff:192.0.2.1"), Some("21"));
+        assert_eq!(a, Some("192.0.2.1:21".parse().unwrap()));
+        let a = env_addr(Some("[2001:db8::1]"), Some("2121"));
+        assert_eq!(a, Some("[2001:db8::1]:2121".parse().unwrap()));
+        let a = env_addr(Some("fe80::1%eth0"), Some("21"));
+        assert_eq!(a, Some("[fe80::1]:21".parse().unwrap()));
+        assert_eq!(env_addr(Some("x"), Some("21")), None);
+        assert_eq!(env_addr(Some("192.0.2.1"), Some("99999")), None);
+        assert_eq!(env_addr(None, Some("21")), None);
+    }
+
+    #[test]
+    fn endpoints_of_a_socket() {
+        let (l, addr) = passive_listener(LOOPBACK, None).unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, peer) = wait_accept(&l);
+        let ends = control_endpoints(server.as_fd());
+        assert_eq!(ends.local, Some(addr));
+        assert_eq!(ends.peer, Some(client.local_addr().unwrap()));
+        assert_eq!(ends.peer, Some(peer));
+        set_control_options(server.as_fd());
+        assert!(sockopt::socket_oobinline(&server).unwrap());
+        assert!(sockopt::tcp_nodelay(&server).unwrap());
+    }
+
+    #[test]
+    fn mapped_ipv6_becomes_ipv4() {
+        let Ok(l) = std::net::TcpListener::bind("[::]:0") else {
+            return; // no IPv6 here
+        };
+        let port = l.local_addr().unwrap().port();
+        let _c = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let ends = control_endpoints(s.as_fd());
+        assert_eq!(ends.local.unwrap().ip(), LOOPBACK);
+        assert_eq!(ends.peer.unwrap().ip(), LOOPBACK);
+    }
+
+    #[test]
+    fn pipe_is_no_socket() {
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        // Whatever the environment says, a pipe never panics.
+        let _ = control_endpoints(r.as_fd());
+        set_control_options(r.as_fd());
+    }
+
+    #[test]
+    fn listener_in_a_range() {
+        // A port that was free a moment ago.
+        let (l, a) = passive_listener(LOOPBACK, None).unwrap();
+        drop(l);
+        let p = a.port();
+        let (l1, a1) = passive_listener(LOOPBACK, Some((p, p))).unwrap();
+        assert_eq!(a1, a);
+        let err = passive_listener(LOOPBACK, Some((p, p))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        // The other port of a range, unless someone else holds it.
+        match passive_listener(LOOPBACK, Some((p - 1, p))) {
+            Ok((_l2, a2)) => assert_eq!(a2.port(), p - 1),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::AddrInUse),
+        }
+        drop(l1);
+    }
+
+    #[test]
+    fn accept_is_non_blocking() {
+        let (l, addr) = passive_listener(LOOPBACK, None).unwrap();
+        assert!(accept(&l).unwrap().is_none());
+        let mut c = TcpStream::connect(addr).unwrap();
+        let (mut s, _) = wait_accept(&l);
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            s.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        c.write_all(b"ping").unwrap();
+        let flags = rustix::io::fcntl_getfd(&s).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+        drop(c);
+        let _ = s.read(&mut buf);
+    }
+
+    #[test]
+    fn active_connect() {
+        let l = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
+        let to = l.local_addr().unwrap();
+        let sock = connect_active(to, LOOPBACK).unwrap();
+        let (_s, peer) = l.accept().unwrap();
+        assert_eq!(peer, sock.local_addr().unwrap());
+        wait_writable(&sock);
+        connect_result(&sock).unwrap();
+    }
+
+    #[test]
+    fn active_connect_refused() {
+        // A port nobody listens on: bind one, note it, close it.
+        let to = std::net::TcpListener::bind((LOOPBACK, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        match connect_active(to, LOOPBACK) {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+            Ok(sock) => {
+                wait_writable(&sock);
+                let e = connect_result(&sock).unwrap_err();
+                assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+            }
+        }
+    }
+
+    fn wait_writable(sock: &TcpStream) {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut fds = [PollFd::new(sock, PollFlags::OUT)];
+        let t = Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        assert_eq!(poll(&mut fds, Some(&t)).unwrap(), 1);
+    }
 }

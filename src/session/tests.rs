@@ -466,6 +466,7 @@ fn transfer_failures() {
         t.actions();
         t.s.on_transfer_done(Err(err), t.now);
         assert!(t.out().starts_with(code));
+        assert!(matches!(t.actions().first(), Some(Action::AbortData)));
     }
 }
 
