@@ -109,11 +109,13 @@ const DEAD: u8 = 2; // control connection broken: output is discarded
 
 /// One session as a worker holds it.
 struct Conn {
+    /// The session's place in the limits, given back on drop; first, so
+    /// that it is given back before the control connection closes (a
+    /// client that sees the close may reconnect at once).
+    _permit: Permit,
     ctrl: TcpStream,
     session: Session,
     data: Option<Box<Data>>,
-    /// The session's place in the limits, given back on drop.
-    _permit: Permit,
     /// The heap entry that stands for this session: (deadline, key).
     timer: Option<(Instant, u64)>,
     /// Set once closing: the session goes when its output is written or
@@ -215,7 +217,7 @@ struct Refusals {
 fn refuse(ctx: &Context, log: &mut Refusals, stream: TcpStream, why: Refusal) {
     // A fresh socket's send buffer is empty: one non-blocking write.
     let _ = (&stream).write(why.reply());
-    let peer = stream.peer_addr().ok().map(listen::canonical);
+    let peer = stream.peer_addr().ok().map(net::canonical);
     drop(stream);
     log.count += 1;
     let now = Instant::now();
@@ -223,7 +225,7 @@ fn refuse(ctx: &Context, log: &mut Refusals, stream: TcpStream, why: Refusal) {
         .logged
         .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
     {
-        ctx.log.warn(format_args!(
+        ctx.log.info(format_args!(
             "refused peer={} reason={} ({} refused since the last report)",
             peer.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             why.reason(),
@@ -371,7 +373,7 @@ impl Worker {
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "?".to_owned());
-                let peer = conn.ctrl.peer_addr().ok().map(listen::canonical);
+                let peer = conn.ctrl.peer_addr().ok().map(net::canonical);
                 self.core.ctx.log.error(format_args!(
                     "session panicked (peer={}): {what}; closing it",
                     peer.map_or_else(|| "-".to_owned(), |p| p.to_string())
@@ -558,10 +560,10 @@ impl Worker {
             }
         };
         let slot = self.conns.insert(Conn {
+            _permit: permit,
             ctrl: stream,
             session,
             data: None,
-            _permit: permit,
             timer: None,
             close_by: None,
             farewell: b"",
@@ -807,7 +809,7 @@ impl Conn {
             match net::accept(l) {
                 Ok(None) => return,
                 Ok(Some((sock, peer))) => {
-                    if !self.session.data_peer_allowed(&listen::canonical(peer)) {
+                    if !self.session.data_peer_allowed(&net::canonical(peer)) {
                         continue; // closed by the drop; keep waiting
                     }
                     let Some(Data::Accepting(l, pump)) = self.data.take().map(|b| *b) else {

@@ -18,6 +18,7 @@ use std::os::fd::AsFd;
 
 use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
 
+use crate::driver::net;
 use crate::session::Endpoints;
 
 /// The backlog of each listener (the kernel caps it at somaxconn).
@@ -118,23 +119,17 @@ pub fn accept(listener: &TcpListener) -> io::Result<Option<TcpStream>> {
 }
 
 /// Sets up an accepted control connection (TCP_NODELAY for prompt replies;
-/// SO_OOBINLINE so an ABOR after Telnet Synch arrives in band) and returns
+/// SO_OOBINLINE so an ABOR after Telnet Synch arrives in band, as ftpd) and returns
 /// its endpoints, IPv4-mapped addresses as IPv4. Fails when the client has
 /// already gone.
 pub fn prepare_control(stream: &TcpStream) -> io::Result<Endpoints> {
-    let _ = sockopt::set_tcp_nodelay(stream.as_fd(), true);
-    sockopt::set_socket_oobinline(stream.as_fd(), true)?;
-    let local = canonical(stream.local_addr()?);
-    let peer = canonical(stream.peer_addr()?);
+    net::set_control_options(stream.as_fd());
+    let local = net::canonical(stream.local_addr()?);
+    let peer = net::canonical(stream.peer_addr()?);
     Ok(Endpoints {
         local: Some(local),
         peer: Some(peer),
     })
-}
-
-/// `a` with an IPv4-mapped IPv6 address turned into IPv4.
-pub fn canonical(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// Whether an accept error means the process or system ran out of
@@ -200,11 +195,5 @@ mod tests {
         let s = got.expect("accepted");
         let ends = prepare_control(&s).unwrap();
         assert_eq!(ends.peer, Some(c.local_addr().unwrap()));
-    }
-
-    #[test]
-    fn canonical_maps_v4() {
-        let a: SocketAddr = "[::ffff:192.0.2.1]:21".parse().unwrap();
-        assert_eq!(canonical(a), "192.0.2.1:21".parse().unwrap());
     }
 }

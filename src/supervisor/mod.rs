@@ -90,16 +90,20 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         return Err(Fail::Usage("--max-sessions must be at least 1".into()));
     }
     let root_dir = root_path(args.root.as_deref())?;
-    let as_root = privs::is_root();
+    let as_root = crate::privs::is_root();
     let target = privs::target(args.user.as_deref(), as_root)?;
 
     // Everything that needs the outside world (the syslog socket, the
     // CPU count above, the password file) before the chroot.
     let log = if args.syslog {
-        Logger::syslog("aftpd-supervisor").map_err(Fail::Temp)?
+        Logger::syslog().map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
     } else {
         Logger::stderr()
     };
+    // Rust ignores SIGPIPE already; say so anyway, as ftpd does, since a
+    // closed peer must be an EPIPE, never the end of the server.
+    crate::driver::net::ignore_sigpipe()
+        .map_err(|e| Fail::Temp(format!("cannot ignore SIGPIPE: {e}")))?;
     let nofile = raise_nofile();
 
     let addrs = listen::addresses(&args.listen, as_root);
@@ -114,14 +118,14 @@ pub fn run(args: Args) -> Result<i32, Fail> {
 
     let root = match target {
         Some((uid, gid)) => {
-            privs::drop_to(&root_dir, uid, gid)
+            crate::privs::drop_to(&root_dir, uid, gid)
                 .map_err(|e| Fail::Temp(format!("cannot drop privileges: {e}")))?;
             Root::open(Path::new("/"))
         }
         None => Root::open(&root_dir),
     }
     .map_err(|e| Fail::Temp(format!("cannot open {}: {e}", root_dir.display())))?;
-    privs::no_new_privs().map_err(|e| Fail::Temp(format!("PR_SET_NO_NEW_PRIVS: {e}")))?;
+    crate::privs::no_new_privs().map_err(|e| Fail::Temp(format!("PR_SET_NO_NEW_PRIVS: {e}")))?;
 
     // Before any worker exists, so that every thread inherits the mask.
     let signals = Signals::block().map_err(|e| Fail::Temp(format!("signals: {e}")))?;
