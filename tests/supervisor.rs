@@ -489,6 +489,34 @@ fn two_thousand_concurrent_sessions() {
 }
 
 #[test]
+fn timeouts_fire() {
+    let tree = Tree::new("timers", false);
+    let server = start(
+        &tree,
+        Mode::Auto,
+        &["--timeout", "1", "--data-timeout", "1", "--threads", "1"],
+    );
+    // A data connection never made: 425 after the data timeout, and the
+    // session goes on.
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    f.expect("EPSV", 229);
+    let began = Instant::now();
+    let (code, text) = f.cmd("RETR /small.txt").unwrap();
+    assert_eq!(code, 425, "{text}");
+    let took = began.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    f.expect("NOOP", 200);
+    // Then idle: 421 and the close.
+    let (code, text) = f.reply().unwrap();
+    assert_eq!(code, 421, "{text}");
+    assert!(f.at_eof());
+    assert!(server.log_text().contains("reason=timeout"));
+}
+
+#[test]
 fn max_per_ip() {
     let tree = Tree::new("perip", false);
     let server = start(&tree, Mode::Auto, &["--max-per-ip", "3"]);
@@ -595,7 +623,9 @@ fn sigterm_exits_zero() {
     assert_eq!(code, 421);
     let st = server.wait_exit(Duration::from_secs(10)).expect("no exit");
     assert_eq!(st.code(), Some(0));
-    assert!(server.log_text().contains("engine=epoll"));
+    let log = server.log_text();
+    assert!(log.contains("engine=epoll"), "{log}");
+    assert!(log.contains("reason=shutdown"), "{log}");
 }
 
 #[test]

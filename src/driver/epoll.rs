@@ -35,7 +35,7 @@ use rustix::io::Errno;
 use crate::clock::Now;
 use crate::driver::net;
 use crate::driver::pump::{Progress, Pump};
-use crate::session::{Action, DataConn, Session, TransferError};
+use crate::session::{Action, DataConn, Record, Session, TransferError};
 use crate::supervisor::Context;
 use crate::supervisor::limits::{Backoff, Permit, Refusal};
 use crate::supervisor::listen;
@@ -116,6 +116,9 @@ struct Conn {
     ctrl: TcpStream,
     session: Session,
     data: Option<Box<Data>>,
+    /// For the end record of a session the driver ends (shutdown, panic);
+    /// the session logs its own ends otherwise.
+    started: Instant,
     /// The heap entry that stands for this session: (deadline, key).
     timer: Option<(Instant, u64)>,
     /// Set once closing: the session goes when its output is written or
@@ -378,6 +381,9 @@ impl Worker {
                     "session panicked (peer={}): {what}; closing it",
                     peer.map_or_else(|| "-".to_owned(), |p| p.to_string())
                 ));
+                if !conn.closing() {
+                    conn.log_end(&self.core, "internal-error");
+                }
                 let _ = (&conn.ctrl).write(Refusal::Internal.reply());
                 // Dropping what panicked may panic again; contain that too.
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(conn)));
@@ -430,7 +436,10 @@ impl Worker {
     /// 421 if the socket takes it.
     fn close_all(&mut self) {
         for slot in 0..self.conns.slots.len() {
-            self.with_conn(slot, |_, c, _| {
+            self.with_conn(slot, |core, c, _| {
+                if !c.closing() {
+                    c.log_end(core, "shutdown");
+                }
                 c.data = None;
                 if c.flags & DEAD == 0 {
                     let out = c.session.output();
@@ -564,6 +573,7 @@ impl Worker {
             ctrl: stream,
             session,
             data: None,
+            started: Instant::now(),
             timer: None,
             close_by: None,
             farewell: b"",
@@ -584,11 +594,23 @@ impl Conn {
         self.data.as_deref().is_some_and(Data::in_flight)
     }
 
+    /// The end record for a session the driver ends on its own.
+    fn log_end(&self, core: &Core, reason: &'static str) {
+        core.ctx.log.record(&Record::SessionEnd {
+            peer: self.ctrl.peer_addr().ok().map(net::canonical),
+            seconds: self.started.elapsed().as_secs_f64(),
+            reason,
+        });
+    }
+
     /// Begins closing: no more input or actions, the output (then
     /// `farewell`) is flushed for a bounded time.
     fn start_closing(&mut self, core: &Core, farewell: &'static [u8]) {
         if self.closing() {
             return;
+        }
+        if farewell == SHUTDOWN_REPLY {
+            self.log_end(core, "shutdown");
         }
         self.data = None;
         self.farewell = farewell;
@@ -938,4 +960,20 @@ fn retry(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle session costs the worker besides the kernel's socket:
+    /// the slab entry (the Session's own heap buffers come on top and are
+    /// released while idle).
+    #[test]
+    fn idle_session_is_small() {
+        let conn = std::mem::size_of::<Option<Conn>>();
+        let session = std::mem::size_of::<Session>();
+        eprintln!("Conn slot: {conn} bytes, of which Session: {session}");
+        assert!(conn < 2048, "{conn}");
+    }
 }
