@@ -141,7 +141,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     let workers = spawn_workers(&ctx, sets)?;
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "aftpd-supervisor listening on {} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
+        "listening on {} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
         list.join(","),
         root_dir.display(),
         args.max_sessions,
