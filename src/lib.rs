@@ -14,4 +14,5 @@ pub mod log;
 pub mod privs;
 pub mod proto;
 pub mod session;
+pub mod supervisor;
 pub mod vpath;
