@@ -11,6 +11,7 @@ use aftpd::fs::Root;
 use aftpd::log::Logger;
 use aftpd::privs;
 use aftpd::session::Session;
+use aftpd::xferlog::Xferlog;
 
 /// Temporary failure: the client may try again later (djb's convention).
 const EXIT_TEMPORARY: u8 = 111;
@@ -99,6 +100,16 @@ fn serve(args: &Args) -> Result<(), u8> {
         return Err(EXIT_TEMPORARY);
     }
     let mut logger = open_logger(args.syslog)?;
+    if let Some(path) = &args.xferlog {
+        // Before the chroot, which hides the log's directory.
+        match Xferlog::open(path) {
+            Ok(x) => logger.set_xferlog(x),
+            Err(e) => {
+                logger.error(&format!("cannot open the xferlog {e}"));
+                return Err(EXIT_TEMPORARY);
+            }
+        }
+    }
     let fail = |logger: &mut Logger, code: u8, msg: String| {
         logger.error(&msg);
         code

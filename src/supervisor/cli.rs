@@ -63,8 +63,8 @@ Notes:
   The soft open-files limit is raised to the hard limit at start.
   SIGTERM, SIGINT: stop accepting, let transfers in flight finish for up to
   --shutdown-timeout seconds, close the other sessions with 421, exit 0.
-  SIGHUP is logged and otherwise ignored: logs go to standard error or
-  syslog (facility FTP), there is no log file to reopen.
+  SIGHUP: reopen the --xferlog file (after a log rotation); logs go to
+  standard error or syslog (facility FTP), which need no reopening.
 
 Exit codes:
   0    stopped by SIGTERM or SIGINT
