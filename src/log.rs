@@ -23,6 +23,8 @@ enum Sink {
     /// Lines prefixed with the program name.
     Stderr(String),
     Syslog(Box<syslog::Logger<LoggerBackend, Formatter3164>>),
+    /// Nowhere to log (the xferlog, if any, is still written).
+    Discard,
 }
 
 impl Logger {
@@ -51,6 +53,14 @@ impl Logger {
         })
     }
 
+    /// Logs nothing (but the xferlog, if one is set).
+    pub fn discard() -> Logger {
+        Logger {
+            sink: Sink::Discard,
+            xferlog: None,
+        }
+    }
+
     /// Also writes downloads to `xferlog`.
     pub fn set_xferlog(&mut self, xferlog: Xferlog) {
         self.xferlog = Some(xferlog);
@@ -71,6 +81,7 @@ impl Logger {
             Sink::Syslog(l) => {
                 let _ = l.info(msg);
             }
+            Sink::Discard => {}
         }
     }
 
@@ -81,6 +92,7 @@ impl Logger {
             Sink::Syslog(l) => {
                 let _ = l.err(msg);
             }
+            Sink::Discard => {}
         }
     }
 }
