@@ -840,9 +840,16 @@ fn supervisor_serves_inherited_sockets_and_ignores_listen() {
         TcpStream::connect(local(unused)).is_err(),
         "--listen was bound despite the passed sockets"
     );
+    // The start line comes once the workers run: maybe after sessions.
+    wait_until(Duration::from_secs(5), || {
+        server.log_text().contains("listening on ")
+    });
     let text = server.log_text();
     assert!(text.contains("--listen ignored"), "{text}");
-    assert!(text.contains("passed by the service manager"), "{text}");
+    assert!(
+        text.contains(" (passed by the service manager) root="),
+        "{text}"
+    );
     assert!(
         text.contains(&pa.to_string()) && text.contains(&pb.to_string()),
         "{text}"
@@ -985,8 +992,14 @@ fn supervisor_runs_its_systemd_unit_under_systemd_socket_activate() {
     assert_eq!(f.retr("/small.txt").unwrap(), b"hello, world\n");
     f.try_escapes();
     f.quit();
+    wait_until(Duration::from_secs(5), || {
+        server.log_text().contains("listening on ")
+    });
     let text = server.log_text();
-    assert!(text.contains("passed by the service manager"), "{text}");
+    assert!(
+        text.contains(" (passed by the service manager) root="),
+        "{text}"
+    );
     if rustix::process::geteuid().is_root() {
         // systemd-socket-activate execs the service: same pid.
         assert_confined(server.pid(), &tree.root(), NOBODY);
