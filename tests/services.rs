@@ -1313,7 +1313,7 @@ fn man_page(name: &str) -> String {
 #[test]
 fn man_pages_render_without_warnings() {
     let man = need_tool("man", "man-db");
-    need_tool("groff", "groff");
+    need_tool("groff", "groff-base");
     for page in ["ftpd", "aftpd-supervisor"] {
         let path = Path::new(CONTRIB).join(format!("man/{page}.8"));
         let out = Command::new(&man)
