@@ -14,4 +14,6 @@ pub mod log;
 pub mod privs;
 pub mod proto;
 pub mod session;
+pub mod supervisor;
 pub mod vpath;
+pub mod xferlog;

@@ -18,11 +18,15 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes of listing formatted per batch.
 const LIST_BATCH: usize = 16 * 1024;
+/// Bytes one `run` call sends at most, so that a fast reader of a large
+/// file cannot hold a worker that serves other sessions too.
+const RUN_BUDGET: u64 = 4 << 20;
 
 /// Where a transfer stands after [`Pump::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// The socket would block: wait until it is writable, then run again.
+    /// The socket would block, or this call's share of bytes is spent:
+    /// wait until the socket is writable (it may be at once), run again.
     Blocked,
     /// Everything was sent (not yet closed: the driver closes the socket).
     Done,
@@ -134,17 +138,19 @@ impl Pump {
         Pump { how, sent: 0 }
     }
 
-    /// Sends until the socket would block or the source is exhausted.
+    /// Sends until the socket would block, the source is exhausted, or
+    /// [`RUN_BUDGET`] bytes went out in this call.
     pub fn run(&mut self, sock: BorrowedFd<'_>) -> Result<Progress, TransferError> {
+        let limit = self.sent + RUN_BUDGET;
         loop {
             let sent = &mut self.sent;
             let step = match &mut self.how {
-                How::File { range, copy: None } => sendfile(range, sock, sent)?,
+                How::File { range, copy: None } => sendfile(range, sock, sent, limit)?,
                 How::File {
                     range,
                     copy: Some(c),
-                } => copy(range, c, sock, sent)?,
-                How::Listing { lister, done, out } => list(lister, done, out, sock, sent)?,
+                } => copy(range, c, sock, sent, limit)?,
+                How::Listing { lister, done, out } => list(lister, done, out, sock, sent, limit)?,
             };
             match step {
                 Step::Progress(p) => return Ok(p),
@@ -176,9 +182,13 @@ fn sendfile(
     range: &mut FileRange,
     sock: BorrowedFd<'_>,
     sent: &mut u64,
+    limit: u64,
 ) -> Result<Step, TransferError> {
     while range.left > 0 {
-        let chunk = usize::try_from(range.left)
+        if *sent >= limit {
+            return Ok(Step::Progress(Progress::Blocked));
+        }
+        let chunk = usize::try_from(range.left.min(limit - *sent))
             .unwrap_or(usize::MAX)
             .min(SENDFILE_CHUNK);
         match rustix::fs::sendfile(sock, &range.file, Some(&mut range.offset), chunk) {
@@ -202,6 +212,7 @@ fn copy(
     c: &mut Copy,
     sock: BorrowedFd<'_>,
     sent: &mut u64,
+    limit: u64,
 ) -> Result<Step, TransferError> {
     let Copy { ascii, out } = c;
     let ascii = *ascii;
@@ -211,6 +222,9 @@ fn copy(
         }
         if range.left == 0 {
             return Ok(Step::Progress(Progress::Done));
+        }
+        if *sent >= limit {
+            return Ok(Step::Progress(Progress::Blocked));
         }
         out.refill();
         read_chunk(range, ascii, out)?;
@@ -260,6 +274,7 @@ fn list(
     out: &mut Pending,
     sock: BorrowedFd<'_>,
     sent: &mut u64,
+    limit: u64,
 ) -> Result<Step, TransferError> {
     loop {
         if !out.flush(sock, sent)? {
@@ -267,6 +282,9 @@ fn list(
         }
         if *done {
             return Ok(Step::Progress(Progress::Done));
+        }
+        if *sent >= limit {
+            return Ok(Step::Progress(Progress::Blocked));
         }
         out.refill();
         *done = lister
@@ -376,6 +394,27 @@ mod tests {
 
     fn pattern(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn one_run_sends_at_most_its_budget() {
+        let content: Vec<u8> = (0..3 * RUN_BUDGET).map(|i| (i % 253) as u8).collect();
+        let (sock, reader) = pair();
+        let mut pump = Pump::new(Source::File {
+            file: temp_file(&content),
+            offset: 0,
+            len: content.len() as u64,
+            ascii: false,
+        });
+        let _ = pump.run(sock.as_fd()).unwrap();
+        assert!(
+            pump.sent() <= RUN_BUDGET,
+            "{} bytes in one run",
+            pump.sent()
+        );
+        assert_eq!(drive(&mut pump, &sock).unwrap(), content.len() as u64);
+        drop(sock);
+        assert_eq!(reader.join().unwrap(), content);
     }
 
     #[test]

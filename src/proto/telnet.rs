@@ -141,7 +141,7 @@ impl LineReader {
             Line::Text(t) => t.len() + 1,
             Line::TooLong => 1,
         };
-        if self.lines.is_empty() && self.lines.capacity() > 8 {
+        if self.lines.is_empty() && self.lines.capacity() > 0 {
             self.lines = VecDeque::new();
         }
         Some(line)

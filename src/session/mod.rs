@@ -187,7 +187,7 @@ impl Session {
     pub fn consume_output(&mut self, n: usize) {
         self.out.drain(..n.min(self.out.len()));
         if self.out.is_empty() {
-            if self.out.capacity() > 1024 {
+            if self.out.capacity() > 256 {
                 self.out = Vec::new();
             }
             if self.stat_listing.is_some() {

@@ -466,6 +466,7 @@ fn transfer_failures() {
         t.actions();
         t.s.on_transfer_done(Err(err), t.now);
         assert!(t.out().starts_with(code));
+        assert!(matches!(t.actions().first(), Some(Action::AbortData)));
     }
 }
 
@@ -660,4 +661,16 @@ fn eof_ends_the_session() {
         acts.iter()
             .any(|a| matches!(a, Action::Log(Record::SessionEnd { reason: "eof", .. })))
     );
+}
+
+#[test]
+fn an_idle_session_is_small() {
+    // The supervisor holds thousands of idle sessions: keep the core's part
+    // of each to a few hundred bytes (heap buffers are empty when idle).
+    let size = std::mem::size_of::<Session>();
+    assert!(size <= 512, "Session is {size} bytes");
+    let mut t = session();
+    t.login();
+    assert!(t.s.out.capacity() <= 256, "output buffer released");
+    assert_eq!(t.s.input.buffered(), 0);
 }

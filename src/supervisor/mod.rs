@@ -1,0 +1,251 @@
+//! `aftpd-supervisor`: one process serving many sessions. This module is
+//! everything but the event mechanism: the command line, binding,
+//! privileges, limits, logging and signals. The workers' event loops live
+//! in `driver::epoll` (and, later, other engines using the same
+//! [`Context`]).
+
+pub mod activation;
+pub mod cli;
+pub mod limits;
+pub mod listen;
+pub mod logging;
+pub mod privs;
+pub mod signals;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::SessionConfig;
+use crate::fs::Root;
+use crate::xferlog::Xferlog;
+
+use self::cli::{Args, Parsed};
+use self::limits::Limits;
+use self::logging::Logger;
+use self::signals::{Outcome, Signals, Stop};
+
+/// Exit code: a usage error (bad option, root without a user).
+pub const EXIT_USAGE: i32 = 100;
+/// Exit code: a temporary failure (cannot bind, no root directory, ...).
+pub const EXIT_TEMP: i32 = 111;
+
+/// Why the supervisor could not start.
+#[derive(Debug)]
+pub enum Fail {
+    Usage(String),
+    Temp(String),
+}
+
+/// What every worker shares.
+pub struct Context {
+    pub config: Arc<SessionConfig>,
+    pub root: Arc<Root>,
+    pub limits: Arc<Limits>,
+    pub log: Logger,
+    pub stop: Stop,
+    /// How long transfers in flight may run on after a stop request.
+    pub shutdown_timeout: Duration,
+}
+
+/// The program: parses the command line, runs, and returns the exit code.
+pub fn main() -> i32 {
+    let args = match cli::from_env() {
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help(text)) => {
+            println!("{text}");
+            return 0;
+        }
+        Err(f) => return report(f),
+    };
+    match run(args) {
+        Ok(code) => code,
+        Err(f) => report(f),
+    }
+}
+
+fn report(f: Fail) -> i32 {
+    match f {
+        Fail::Usage(m) => {
+            eprintln!("aftpd-supervisor: {m}");
+            EXIT_USAGE
+        }
+        Fail::Temp(m) => {
+            eprintln!("aftpd-supervisor: fatal: {m}");
+            EXIT_TEMP
+        }
+    }
+}
+
+/// Starts the server described by `args` and serves until a signal stops
+/// it. Returns the exit code.
+pub fn run(args: Args) -> Result<i32, Fail> {
+    // First: it changes the environment (no other thread may exist yet) and
+    // claims descriptors 3 and up.
+    let inherited = activation::take().map_err(Fail::Usage)?;
+    let config = Arc::new(args.session_config().map_err(Fail::Usage)?);
+    let threads = match args.threads {
+        Some(0) => return Err(Fail::Usage("--threads must be at least 1".into())),
+        Some(n) if n > 1024 => return Err(Fail::Usage("--threads: at most 1024".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if args.max_sessions == 0 {
+        return Err(Fail::Usage("--max-sessions must be at least 1".into()));
+    }
+    let root_dir = root_path(args.root.as_deref())?;
+    let as_root = crate::privs::is_root();
+    let target = privs::target(args.user.as_deref(), as_root)?;
+
+    // Everything that needs the outside world (the syslog socket, the
+    // CPU count above, the password file) before the chroot.
+    let mut log = if args.syslog {
+        Logger::syslog().map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
+    } else {
+        Logger::stderr()
+    };
+    if let Some(path) = &args.xferlog {
+        let x = Xferlog::open_reopenable(path)
+            .map_err(|e| Fail::Temp(format!("cannot open the xferlog {e}")))?;
+        log = log.with_xferlog(x);
+    }
+    // Rust ignores SIGPIPE already; say so anyway, as ftpd does, since a
+    // closed peer must be an EPIPE, never the end of the server.
+    crate::driver::net::ignore_sigpipe()
+        .map_err(|e| Fail::Temp(format!("cannot ignore SIGPIPE: {e}")))?;
+    let nofile = raise_nofile();
+
+    let activated = inherited.is_some();
+    let sets = match inherited {
+        Some(listeners) => {
+            if !args.listen.is_empty() {
+                log.info(format_args!(
+                    "--listen ignored: serving the {} socket(s) passed by the service manager (LISTEN_FDS)",
+                    listeners.len()
+                ));
+            }
+            activation::share(listeners, threads)
+                .map_err(|e| Fail::Temp(format!("cannot share the passed sockets: {e}")))?
+        }
+        None => {
+            let addrs = listen::addresses(&args.listen, as_root);
+            listen::bind_all(&addrs, threads, |from, to| {
+                log.warn(format_args!("no IPv6: listening on {to} instead of {from}"))
+            })
+            .map_err(|e| Fail::Temp(e.to_string()))?
+        }
+    };
+    let bound: Vec<SocketAddr> = sets
+        .first()
+        .map(|s| s.iter().filter_map(|l| l.local_addr().ok()).collect())
+        .unwrap_or_default();
+
+    let root = match target {
+        Some((uid, gid)) => {
+            crate::privs::drop_to(&root_dir, uid, gid)
+                .map_err(|e| Fail::Temp(format!("cannot drop privileges: {e}")))?;
+            Root::open(Path::new("/"))
+        }
+        None => Root::open(&root_dir),
+    }
+    .map_err(|e| Fail::Temp(format!("cannot open {}: {e}", root_dir.display())))?;
+    crate::privs::no_new_privs().map_err(|e| Fail::Temp(format!("PR_SET_NO_NEW_PRIVS: {e}")))?;
+
+    // Before any worker exists, so that every thread inherits the mask.
+    let signals = Signals::block().map_err(|e| Fail::Temp(format!("signals: {e}")))?;
+    let ctx = Arc::new(Context {
+        config,
+        root: Arc::new(root),
+        limits: Arc::new(Limits::new(args.max_sessions, args.max_per_ip)),
+        log,
+        stop: Stop::new(threads).map_err(|e| Fail::Temp(format!("eventfd: {e}")))?,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    });
+
+    let workers = spawn_workers(&ctx, sets)?;
+    let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
+    ctx.log.info(format_args!(
+        "listening on {}{} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
+        list.join(","),
+        if activated { " (passed by the service manager)" } else { "" },
+        root_dir.display(),
+        args.max_sessions,
+        args.max_per_ip,
+        nofile.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+    ));
+    if let Some(n) = nofile
+        && (args.max_sessions as u64).saturating_mul(3) > n
+    {
+        ctx.log.warn(format_args!(
+            "open-files limit {n} may not hold --max-sessions {} (a busy session needs up to 3 descriptors)",
+            args.max_sessions
+        ));
+    }
+
+    let outcome = signals.wait(&workers, || ctx.log.reopen());
+    ctx.stop.trigger();
+    let bound = ctx.shutdown_timeout + Duration::from_secs(5);
+    match outcome {
+        Outcome::Signalled(sig) => {
+            ctx.log.info(format_args!(
+                "{sig}: no longer accepting; transfers in flight have {}s to finish",
+                ctx.shutdown_timeout.as_secs()
+            ));
+            let clean = signals::join_all(workers, bound);
+            ctx.log.info(format_args!("stopped"));
+            Ok(if clean { 0 } else { EXIT_TEMP })
+        }
+        Outcome::WorkerEnded => {
+            ctx.log
+                .error(format_args!("a worker ended unexpectedly; stopping"));
+            signals::join_all(workers, bound);
+            Ok(EXIT_TEMP)
+        }
+    }
+}
+
+/// ROOT as an absolute, existing directory.
+fn root_path(given: Option<&Path>) -> Result<PathBuf, Fail> {
+    let p = given.unwrap_or(Path::new("."));
+    let abs = std::fs::canonicalize(p).map_err(|e| Fail::Temp(format!("{}: {e}", p.display())))?;
+    if !abs.is_dir() {
+        return Err(Fail::Usage(format!("{}: not a directory", p.display())));
+    }
+    Ok(abs)
+}
+
+/// Raises the soft open-files limit to the hard one: each session needs
+/// descriptors, and the default soft limit (1024) is far below what a
+/// busy server holds. Returns the limit now in force.
+fn raise_nofile() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if let Some(max) = lim.maximum
+        && lim.current.is_some_and(|cur| cur < max)
+    {
+        lim.current = Some(max);
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+fn spawn_workers(
+    ctx: &Arc<Context>,
+    sets: Vec<Vec<TcpListener>>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, Fail> {
+    let mut handles = Vec::with_capacity(sets.len());
+    for (i, listeners) in sets.into_iter().enumerate() {
+        let ctx = Arc::clone(ctx);
+        let h = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                if let Err(e) = crate::driver::epoll::run(&ctx, i, listeners) {
+                    ctx.log.error(format_args!("worker {i}: {e}"));
+                }
+            })
+            .map_err(|e| Fail::Temp(format!("cannot start worker: {e}")))?;
+        handles.push(h);
+    }
+    Ok(handles)
+}

@@ -1,0 +1,785 @@
+//! aftpd-supervisor end to end: the real binary on 127.0.0.1, driven by a
+//! tiny FTP client. Every wait is bounded (socket timeouts, deadlines), and
+//! only processes spawned here are signalled.
+//!
+//! Run as root, the server is started the way an operator would (as root
+//! with `$UID`/`$GID`, so it chroots and drops privileges), and once under
+//! `setpriv` as an unprivileged user; run as anyone else, it runs as that
+//! user and the root-only checks are skipped.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aftpd-supervisor");
+/// The unprivileged user the server runs as when the tests run as root.
+const NOBODY: &str = "65534";
+/// Bound on any single read or write of the test client.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The byte at offset `i` of every test file: not periodic at any power of
+/// two, so a misplaced block shows.
+fn byte_at(i: u64) -> u8 {
+    (i.wrapping_mul(7) ^ (i >> 9).wrapping_mul(13) ^ (i >> 17)) as u8
+}
+
+fn pattern(len: u64) -> Vec<u8> {
+    (0..len).map(byte_at).collect()
+}
+
+/// A served tree in a fresh directory, removed on drop.
+struct Tree {
+    dir: PathBuf,
+}
+
+const DATA_LEN: u64 = 128 * 1024;
+const BIG_LEN: u64 = 64 * 1024 * 1024;
+
+impl Tree {
+    fn new(name: &str, big: bool) -> Tree {
+        let dir = std::env::temp_dir().join(format!("aftpd-super-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("pub")).unwrap();
+        fs::write(dir.join("small.txt"), b"hello, world\n").unwrap();
+        fs::write(dir.join("data.bin"), pattern(DATA_LEN)).unwrap();
+        fs::write(dir.join("pub/readme"), b"read me\n").unwrap();
+        if big {
+            let mut f = fs::File::create(dir.join("big.bin")).unwrap();
+            let chunk = 1 << 20;
+            for c in 0..BIG_LEN / chunk {
+                let block: Vec<u8> = (c * chunk..(c + 1) * chunk).map(byte_at).collect();
+                f.write_all(&block).unwrap();
+            }
+        }
+        // Published: world-readable files, world-searchable directories,
+        // whatever the umask.
+        for p in ["small.txt", "data.bin", "pub/readme", "big.bin"] {
+            let _ = fs::set_permissions(dir.join(p), fs::Permissions::from_mode(0o644));
+        }
+        for d in [dir.as_path(), &dir.join("pub")] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Tree { dir }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.with_extension("log")
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(self.log());
+    }
+}
+
+/// How the server process is started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// As root with `UID`/`GID` set (chroot, setuid); as the current user
+    /// when not root.
+    Auto,
+    /// Never root: under `setpriv` as 65534 when the tests run as root.
+    Unprivileged,
+    /// Like `Auto`, with the open-files limit (soft and hard) set to this
+    /// by `prlimit`.
+    NoFile(u32),
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + bound;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn command(mode: Mode) -> Command {
+    let root = is_root();
+    let mut cmd = match mode {
+        Mode::Unprivileged if root => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", BIN]);
+            c
+        }
+        Mode::NoFile(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg(BIN);
+            c
+        }
+        _ => Command::new(BIN),
+    };
+    cmd.env_remove("UID").env_remove("GID");
+    if root && mode != Mode::Unprivileged {
+        cmd.env("UID", NOBODY).env("GID", NOBODY);
+    }
+    cmd
+}
+
+/// Starts the server on a free loopback port (another if that one was
+/// taken meanwhile) and waits until it greets.
+fn start(tree: &Tree, mode: Mode, args: &[&str]) -> Server {
+    for _attempt in 0..5 {
+        let port = free_port();
+        let log = tree.log();
+        let err = fs::File::create(&log).unwrap();
+        let child = command(mode)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .arg(&tree.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let mut s = Server { child, port, log };
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = s.child.try_wait() {
+                if st.code() == Some(111) && s.log_text().contains("in use") {
+                    break; // the port was taken: try another
+                }
+                panic!("server exited at start: {st}\n{}", s.log_text());
+            }
+            if probe(s.addr()) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "server did not come up\n{}",
+                s.log_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no free port found");
+}
+
+/// Whether a full session (greeting, QUIT, close by the server) works; the
+/// close means the server has dropped the session again, so the probe does
+/// not count against the limits afterwards.
+fn probe(addr: SocketAddr) -> bool {
+    let Ok(mut f) = Ftp::connect(addr) else {
+        return false;
+    };
+    let ok =
+        matches!(f.reply(), Ok((220, _))) && matches!(f.cmd("QUIT"), Ok((221, _))) && f.at_eof();
+    close_abortively(f.w);
+    ok
+}
+
+/// A minimal FTP client.
+struct Ftp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Ftp {
+    fn connect(addr: SocketAddr) -> io::Result<Ftp> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        s.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(Ftp {
+            w: s.try_clone()?,
+            r: BufReader::new(s),
+        })
+    }
+
+    /// One reply, multi-line ones folded: (code, full text).
+    fn reply(&mut self) -> io::Result<(u16, String)> {
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        let code: u16 = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, line.clone()))?;
+        let mut text = line.clone();
+        if line.as_bytes().get(3) == Some(&b'-') {
+            let end = format!("{code} ");
+            for _ in 0..100_000 {
+                let mut l = String::new();
+                if self.r.read_line(&mut l)? == 0 {
+                    return Err(ErrorKind::UnexpectedEof.into());
+                }
+                text.push_str(&l);
+                if l.starts_with(&end) {
+                    break;
+                }
+            }
+        }
+        Ok((code, text))
+    }
+
+    fn cmd(&mut self, line: &str) -> io::Result<(u16, String)> {
+        self.w.write_all(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// Sends `line` and insists on `code`.
+    fn expect(&mut self, line: &str, code: u16) -> String {
+        match self.cmd(line) {
+            Ok((c, text)) if c == code => text,
+            other => panic!("{line}: wanted {code}, got {other:?}"),
+        }
+    }
+
+    fn greeting(&mut self) {
+        match self.reply() {
+            Ok((220, _)) => {}
+            other => panic!("wanted the greeting, got {other:?}"),
+        }
+    }
+
+    fn login(&mut self) {
+        self.expect("USER anonymous", 331);
+        self.expect("PASS guest@", 230);
+    }
+
+    /// EPSV, then connect to the port it names.
+    fn passive(&mut self) -> TcpStream {
+        let text = self.expect("EPSV", 229);
+        let port: u16 = text
+            .split('|')
+            .nth(3)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad 229: {text}"));
+        let d = TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        d.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        d
+    }
+
+    /// Runs a command that sends on a data connection; returns what came.
+    fn transfer(&mut self, line: &str) -> Vec<u8> {
+        let mut d = self.passive();
+        let (code, text) = self.cmd(line).unwrap();
+        assert!(code == 150 || code == 125, "{line}: got {code} {text}");
+        let mut got = Vec::new();
+        d.read_to_end(&mut got).unwrap();
+        close_abortively(d);
+        let (code, text) = self.reply().unwrap();
+        assert_eq!(code, 226, "{line}: {text}");
+        got
+    }
+
+    fn retr(&mut self, path: &str) -> Vec<u8> {
+        self.expect("TYPE I", 200);
+        self.transfer(&format!("RETR {path}"))
+    }
+
+    fn list(&mut self, path: &str) -> String {
+        String::from_utf8_lossy(&self.transfer(&format!("LIST {path}"))).into_owned()
+    }
+
+    /// Whether the server has closed the connection (EOF within the read
+    /// timeout, after any last replies).
+    fn at_eof(&mut self) -> bool {
+        let mut buf = [0u8; 512];
+        for _ in 0..16 {
+            match self.r.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) => return e.kind() == ErrorKind::ConnectionReset,
+            }
+        }
+        false
+    }
+}
+
+/// Reads `len` bytes of the pattern from `d`, in `chunk`s, calling
+/// `between` after each; checks every byte.
+fn read_pattern(d: &mut TcpStream, from: u64, len: u64, chunk: usize, mut between: impl FnMut()) {
+    let mut buf = vec![0u8; chunk];
+    let mut at = from;
+    while at < from + len {
+        let want = chunk.min((from + len - at) as usize);
+        let n = d.read(&mut buf[..want]).unwrap();
+        assert!(n > 0, "data connection closed at {at} of {}", from + len);
+        for (i, b) in buf[..n].iter().enumerate() {
+            let off = at + i as u64;
+            assert_eq!(*b, byte_at(off), "wrong byte at offset {off}");
+        }
+        at += n as u64;
+        between();
+    }
+}
+
+/// Closes `s` with a reset instead of a FIN, once the server has closed
+/// its end: neither side then keeps the connection in TIME_WAIT, so
+/// thousands of sessions per run (and runs in a row) do not use up the
+/// loopback's ephemeral ports.
+fn close_abortively(s: TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_linger(&s, Some(Duration::ZERO));
+    drop(s);
+}
+
+/// Raises this process's soft open-files limit to the hard limit.
+fn raise_nofile() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if let Some(max) = lim.maximum {
+        lim.current = Some(max);
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+#[test]
+fn serves_a_session_and_confines_it() {
+    let tree = Tree::new("basic", false);
+    let server = start(&tree, Mode::Auto, &["--threads", "2"]);
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    let listing = f.list("/");
+    assert!(listing.contains("data.bin"), "{listing}");
+    assert!(listing.contains("pub"), "{listing}");
+    assert_eq!(f.retr("/small.txt"), b"hello, world\n");
+    assert_eq!(f.retr("data.bin"), pattern(DATA_LEN));
+    let (code, _) = f.cmd("RETR ../../../../etc/passwd").unwrap();
+    assert!(code >= 400, "escaped the root: {code}");
+    f.expect("QUIT", 221);
+    assert!(f.at_eof());
+}
+
+#[test]
+fn runs_unprivileged_with_openat2_confinement() {
+    let tree = Tree::new("unpriv", false);
+    let server = start(&tree, Mode::Unprivileged, &["--threads", "1"]);
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    assert!(f.list("pub").contains("readme"));
+    assert_eq!(f.retr("/pub/readme"), b"read me\n");
+    let (code, _) = f.cmd("RETR /../../../../etc/passwd").unwrap();
+    assert!(code >= 400, "escaped the root: {code}");
+    f.expect("QUIT", 221);
+}
+
+#[test]
+fn two_thousand_concurrent_sessions() {
+    const THREADS: usize = 20;
+    const PER_THREAD: usize = 100;
+    let limit = raise_nofile();
+    // Each session holds a control connection, briefly a data one.
+    if limit < (THREADS * PER_THREAD + 200) as u64 {
+        eprintln!("skipped: open-files hard limit {limit} is too low for 2000 sessions");
+        return;
+    }
+    let tree = Tree::new("many", false);
+    let server = start(
+        &tree,
+        Mode::Auto,
+        &[
+            "--threads",
+            "4",
+            "--max-sessions",
+            "5000",
+            "--max-per-ip",
+            "0",
+        ],
+    );
+    let addr = server.addr();
+    let expected = Arc::new(pattern(DATA_LEN));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let start_time = Instant::now();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let expected = Arc::clone(&expected);
+            let opened = Arc::clone(&opened);
+            thread::spawn(move || {
+                let mut sessions = Vec::with_capacity(PER_THREAD);
+                for _ in 0..PER_THREAD {
+                    let mut f = Ftp::connect(addr).expect("connect");
+                    f.greeting();
+                    sessions.push(f);
+                }
+                opened.fetch_add(PER_THREAD, Ordering::SeqCst);
+                // All 2,000 sessions are open at once before any goes on.
+                let end = Instant::now() + Duration::from_secs(60);
+                while opened.load(Ordering::SeqCst) < THREADS * PER_THREAD {
+                    assert!(Instant::now() < end, "the other sessions never opened");
+                    thread::sleep(Duration::from_millis(10));
+                }
+                for f in &mut sessions {
+                    f.login();
+                }
+                for f in &mut sessions {
+                    assert!(f.list("/").contains("data.bin"));
+                    let got = f.retr("/data.bin");
+                    assert!(got == *expected, "download differs");
+                }
+                for mut f in sessions {
+                    f.expect("QUIT", 221);
+                    assert!(f.at_eof());
+                    close_abortively(f.w);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a client thread failed");
+    }
+    eprintln!("2000 sessions in {:?}", start_time.elapsed());
+    drop(server);
+}
+
+#[test]
+fn timeouts_fire() {
+    let tree = Tree::new("timers", false);
+    let server = start(
+        &tree,
+        Mode::Auto,
+        &["--timeout", "1", "--data-timeout", "1", "--threads", "1"],
+    );
+    // A data connection never made: 425 after the data timeout, and the
+    // session goes on.
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    f.expect("EPSV", 229);
+    let began = Instant::now();
+    let (code, text) = f.cmd("RETR /small.txt").unwrap();
+    assert_eq!(code, 425, "{text}");
+    let took = began.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    f.expect("NOOP", 200);
+    // Then idle: 421 and the close.
+    let (code, text) = f.reply().unwrap();
+    assert_eq!(code, 421, "{text}");
+    assert!(f.at_eof());
+    assert!(server.log_text().contains("reason=timeout"));
+}
+
+#[test]
+fn max_per_ip() {
+    let tree = Tree::new("perip", false);
+    let server = start(&tree, Mode::Auto, &["--max-per-ip", "3"]);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut f = Ftp::connect(server.addr()).unwrap();
+        f.greeting();
+        open.push(f);
+    }
+    let mut fourth = Ftp::connect(server.addr()).unwrap();
+    let (code, text) = fourth.reply().unwrap();
+    assert_eq!(code, 421, "{text}");
+    assert!(fourth.at_eof());
+    // A place given back is a place free again.
+    let mut first = open.remove(0);
+    first.expect("QUIT", 221);
+    assert!(first.at_eof());
+    let mut again = Ftp::connect(server.addr()).unwrap();
+    again.greeting();
+}
+
+#[test]
+fn max_sessions() {
+    let tree = Tree::new("maxsess", false);
+    let server = start(
+        &tree,
+        Mode::Auto,
+        &["--max-sessions", "2", "--threads", "2"],
+    );
+    let mut a = Ftp::connect(server.addr()).unwrap();
+    a.greeting();
+    let mut b = Ftp::connect(server.addr()).unwrap();
+    b.greeting();
+    let mut c = Ftp::connect(server.addr()).unwrap();
+    let (code, text) = c.reply().unwrap();
+    assert_eq!(code, 421, "{text}");
+    assert!(c.at_eof());
+    a.login();
+    assert_eq!(a.retr("small.txt"), b"hello, world\n");
+}
+
+#[test]
+fn sigterm_lets_a_slow_transfer_finish() {
+    let tree = Tree::new("drain", true);
+    let mut server = start(
+        &tree,
+        Mode::Auto,
+        &["--shutdown-timeout", "30", "--threads", "2"],
+    );
+    let mut idle = Ftp::connect(server.addr()).unwrap();
+    idle.greeting();
+    idle.login();
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    f.expect("TYPE I", 200);
+    let mut d = f.passive();
+    let (code, text) = f.cmd("RETR /big.bin").unwrap();
+    assert_eq!(code, 150, "{text}");
+    // Read slowly: the server is blocked on a full socket buffer.
+    let slow = 64 * 1024u64;
+    read_pattern(&mut d, 0, slow * 8, 64 * 1024, || {
+        thread::sleep(Duration::from_millis(50))
+    });
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    // The idle session is told at once.
+    let (code, text) = idle.reply().unwrap();
+    assert_eq!(code, 421, "{text}");
+    assert!(idle.at_eof());
+    // New connections are refused (the listeners are closed).
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpStream::connect_timeout(&server.addr(), Duration::from_secs(2)) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            _ => {
+                assert!(Instant::now() < end, "still accepting after SIGTERM");
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    // Keep reading slowly a little longer, then at full speed.
+    read_pattern(&mut d, slow * 8, slow * 8, 64 * 1024, || {
+        thread::sleep(Duration::from_millis(50))
+    });
+    read_pattern(&mut d, slow * 16, BIG_LEN - slow * 16, 1 << 20, || {});
+    let mut rest = [0u8; 1];
+    assert_eq!(d.read(&mut rest).unwrap(), 0, "more than the file");
+    let (code, text) = f.reply().unwrap();
+    assert_eq!(code, 226, "{text}");
+    let st = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("no exit after SIGTERM");
+    assert_eq!(st.code(), Some(0), "{}", server.log_text());
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let tree = Tree::new("term", false);
+    let mut server = start(&tree, Mode::Auto, &[]);
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let (code, _) = f.reply().unwrap();
+    assert_eq!(code, 421);
+    let st = server.wait_exit(Duration::from_secs(10)).expect("no exit");
+    assert_eq!(st.code(), Some(0));
+    let log = server.log_text();
+    assert!(log.contains("engine=epoll"), "{log}");
+    assert!(log.contains("reason=shutdown"), "{log}");
+}
+
+#[test]
+fn a_stalled_reader_does_not_slow_a_fast_one() {
+    let tree = Tree::new("stall", true);
+    // One worker: both sessions share one event loop.
+    let server = start(&tree, Mode::Auto, &["--threads", "1"]);
+    let mut stalled = Ftp::connect(server.addr()).unwrap();
+    stalled.greeting();
+    stalled.login();
+    stalled.expect("TYPE I", 200);
+    let _never_read = stalled.passive();
+    let (code, _) = stalled.cmd("RETR /big.bin").unwrap();
+    assert_eq!(code, 150);
+
+    let began = Instant::now();
+    let mut fast = Ftp::connect(server.addr()).unwrap();
+    fast.greeting();
+    fast.login();
+    fast.expect("TYPE I", 200);
+    let mut d = fast.passive();
+    let (code, _) = fast.cmd("RETR /big.bin").unwrap();
+    assert_eq!(code, 150);
+    read_pattern(&mut d, 0, BIG_LEN, 1 << 20, || {});
+    assert_eq!(fast.reply().unwrap().0, 226);
+    assert!(fast.list("/").contains("big.bin"));
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(20), "fast client took {took:?}");
+}
+
+#[test]
+fn out_of_descriptors_then_recovers() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    let tree = Tree::new("nofile", false);
+    let mut server = start(
+        &tree,
+        Mode::NoFile(64),
+        &["--threads", "1", "--max-per-ip", "0"],
+    );
+    let mut conns = Vec::new();
+    let mut not_connected = 0;
+    for _ in 0..100 {
+        match TcpStream::connect_timeout(&server.addr(), Duration::from_secs(2)) {
+            Ok(c) => conns.push(c),
+            Err(_) => not_connected += 1,
+        }
+    }
+    let (mut greeted, mut refused, mut closed, mut silent) = (0, 0, 0, 0);
+    let end = Instant::now() + Duration::from_secs(15);
+    for c in &conns {
+        let left = end.saturating_duration_since(Instant::now());
+        c.set_read_timeout(Some(left.max(Duration::from_millis(10))))
+            .unwrap();
+        let mut line = String::new();
+        match BufReader::new(c).read_line(&mut line) {
+            Ok(0) => closed += 1,
+            Ok(_) if line.starts_with("220") => greeted += 1,
+            Ok(_) if line.starts_with("421") => refused += 1,
+            Ok(_) => panic!("unexpected: {line}"),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => closed += 1,
+            Err(_) => silent += 1,
+        }
+    }
+    eprintln!(
+        "greeted {greeted}, refused {refused}, closed {closed}, silent {silent}, not connected {not_connected}"
+    );
+    assert!(greeted > 0, "nobody was served");
+    assert!(greeted < 100, "64 descriptors served 100 sessions?");
+    assert!(refused + closed + not_connected > 0);
+    assert_eq!(silent, 0, "clients left hanging");
+    assert!(server.running(), "the server died");
+    drop(conns);
+    // Once the descriptors are back, a full session works again.
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut f) = Ftp::connect(server.addr())
+            && matches!(f.reply(), Ok((220, _)))
+        {
+            f.login();
+            assert!(f.list("/").contains("small.txt"));
+            assert_eq!(f.retr("/small.txt"), b"hello, world\n");
+            break;
+        }
+        assert!(Instant::now() < end, "never recovered");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.log_text().contains("pausing accepts"));
+}
+
+#[test]
+fn root_without_a_user_is_a_usage_error() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let tree = Tree::new("rootuser", false);
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.env_remove("UID").env_remove("GID");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let mut child = c
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg(&tree.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return (st.code(), err);
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("still running as root");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (code, err) = run(&[], &[]);
+    assert_eq!(code, Some(100), "{err}");
+    assert!(err.contains("root"), "{err}");
+    assert_eq!(run(&[("UID", "0"), ("GID", "0")], &[]).0, Some(100));
+    assert_eq!(run(&[("UID", "65534")], &[]).0, Some(100));
+    assert_eq!(run(&[], &["--user", "no-such-user-here"]).0, Some(100));
+}
+
+#[test]
+fn usage_errors_exit_100() {
+    let code = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(code(&["--bogus"]), Some(100));
+    assert_eq!(code(&["--threads", "0"]), Some(100));
+    assert_eq!(code(&["--pasv-ports", "10-5"]), Some(100));
+    assert_eq!(code(&["--listen", "not-an-address"]), Some(100));
+    assert_eq!(code(&["--help"]), Some(0));
+}
