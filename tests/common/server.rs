@@ -212,6 +212,7 @@ impl Server {
     pub fn supervisor(tree: &Tree, opts: Opts) -> Server {
         let bin = supervisor_path()
             .expect("aftpd-supervisor is not built by this crate (no [[bin]] aftpd-supervisor)");
+        let bin = bin.to_string();
         let addr4 = free_port("127.0.0.1:0");
         let addr6 = free_port("[::1]:0");
         let log = tree.log_path();
@@ -430,8 +431,8 @@ impl Drop for Server {
 }
 
 /// Declares `#[test]` functions that run `fn NAME(kind: Kind)` once per
-/// server kind. To run the whole suite against the supervisor as well,
-/// uncomment its line below.
+/// server kind: one module per kind, so `cargo test supervisor::` runs the
+/// suite against one program. Adding a kind is one line here.
 macro_rules! server_tests {
     ($($name:ident),* $(,)?) => {
         mod ftpd {
@@ -440,6 +441,8 @@ macro_rules! server_tests {
         mod ftpd_setpriv {
             $( #[test] fn $name() { super::$name($crate::common::Kind::FtpdSetpriv) } )*
         }
-        // mod supervisor { $( #[test] fn $name() { super::$name($crate::common::Kind::Supervisor) } )* }
+        mod supervisor {
+            $( #[test] fn $name() { super::$name($crate::common::Kind::Supervisor) } )*
+        }
     };
 }
