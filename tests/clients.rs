@@ -269,7 +269,6 @@ fn lftp_mirror(kind: Kind) {
     let a = s.addr(Family::V4);
     let script = format!(
         "set ftp:passive-mode on; set net:max-retries 1; set net:timeout 10; \
-         set net:reconnect-interval-base 1; set ftp:ssl-allow no; \
          open -u anonymous,x ftp://{}:{}; mirror / {}",
         a.ip(),
         a.port(),
