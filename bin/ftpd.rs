@@ -10,6 +10,7 @@ use aftpd::driver::{net, poll};
 use aftpd::fs::Root;
 use aftpd::log::Logger;
 use aftpd::privs;
+use aftpd::sandbox;
 use aftpd::session::Session;
 use aftpd::xferlog::Xferlog;
 
@@ -34,6 +35,10 @@ aftpd::session_options! {
              Linux 5.6 or later). Logs go to standard error, one line per session start,\n\
              end and transfer, unless --syslog is given (or standard error is the\n\
              connection itself, as inetd sets it up: then syslog if there is one).\n\
+             \n\
+             After dropping privileges ftpd enters a sandbox (unless --no-sandbox):\n\
+             Landlock lets it read beneath ROOT and nothing else, where the kernel has\n\
+             Landlock, and a seccomp filter allows only the system calls it needs.\n\
              \n\
              Exit status: 0 when the session has ended, 100 on a usage or configuration\n\
              error (retrying will not help), 111 on a temporary failure (cannot open\n\
@@ -133,6 +138,9 @@ fn serve(args: &Args) -> Result<(), u8> {
     net::set_control_options(control_in);
 
     drop_privileges(root_path, &mut logger)?;
+    if !args.no_sandbox {
+        enter_sandbox(&root, &mut logger)?;
+    }
 
     let session = Session::new(Arc::new(config), Arc::new(root), ends, Now::get());
     poll::run(session, control_in, control_out, &mut logger)
@@ -165,6 +173,23 @@ fn stderr_is_control() -> bool {
     };
     let socket = rustix::fs::FileType::from_raw_mode(err.st_mode) == rustix::fs::FileType::Socket;
     socket && (err.st_dev, err.st_ino) == (inp.st_dev, inp.st_ino)
+}
+
+/// Landlock (read beneath the root, nothing else) and the poll driver's
+/// seccomp allow-list, from here to the end of the session. Said in the
+/// log only when the kernel cannot enforce all of it.
+fn enter_sandbox(root: &Root, logger: &mut Logger) -> Result<(), u8> {
+    match sandbox::enter(sandbox::Profile::Poll, root.fd(), None) {
+        Ok(report) if report.is_complete() => Ok(()),
+        Ok(report) => {
+            logger.info(&format!("sandbox incomplete: {report}"));
+            Ok(())
+        }
+        Err(e) => {
+            logger.error(&format!("cannot enter the sandbox: {e}"));
+            Err(EXIT_TEMPORARY)
+        }
+    }
 }
 
 /// As root: chroot into the root and become $UID/$GID. As anyone else:

@@ -123,8 +123,9 @@ pub fn parse_list_format(s: &str) -> Result<ListFormat, String> {
 
 /// Declares a program's argument struct with every session option in it,
 /// plus the program's own fields, and `fn session_config()` to read them.
-/// The log options (`--syslog`, `--xferlog`) are shared too, but are not
-/// part of [`SessionConfig`]: each program reads them in its own set-up.
+/// The log options (`--syslog`, `--xferlog`) and `--no-sandbox` are shared
+/// too, but are not part of [`SessionConfig`]: each program reads them in
+/// its own set-up.
 #[macro_export]
 macro_rules! session_options {
     ($(#[$meta:meta])* pub struct $name:ident { $($own:tt)* }) => {
@@ -167,6 +168,11 @@ macro_rules! session_options {
             /// format (times in UTC); opened before the chroot
             #[argh(option, arg_name = "FILE")]
             pub xferlog: Option<std::path::PathBuf>,
+
+            /// do not enter the sandbox (Landlock, seccomp) after dropping
+            /// privileges: for debugging, or a kernel that misbehaves
+            #[argh(switch)]
+            pub no_sandbox: bool,
 
             $($own)*
         }

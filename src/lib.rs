@@ -13,6 +13,7 @@ pub mod listing;
 pub mod log;
 pub mod privs;
 pub mod proto;
+pub mod sandbox;
 pub mod session;
 pub mod supervisor;
 pub mod vpath;

@@ -27,7 +27,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -120,6 +120,12 @@ impl Xferlog {
         &self.path
     }
 
+    /// The directory descriptor [`Xferlog::reopen`] creates the file in,
+    /// if reopenable: the sandbox lets the process write there.
+    pub fn dir(&self) -> Option<BorrowedFd<'_>> {
+        self.reopen.as_ref().map(|(d, _)| d.as_fd())
+    }
+
     /// Appends the line for `t` (if the xferlog records it), ended now.
     /// Failures are ignored: a full disk must not stop the server.
     pub fn write(&self, t: &TransferRecord) {
@@ -144,11 +150,14 @@ impl Xferlog {
         let Some((dir, name)) = &self.reopen else {
             return Err(io::Error::other("not reopenable"));
         };
-        let fd = rustix::fs::openat(
+        // openat2, the one open the sandbox's seccomp filter allows;
+        // RESOLVE_BENEATH: the name stays a name in that directory.
+        let fd = rustix::fs::openat2(
             dir,
             name.as_bytes(),
             OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOCTTY,
             Mode::from_raw_mode(MODE),
+            rustix::fs::ResolveFlags::BENEATH,
         )?;
         let mut file = self.file.write().unwrap_or_else(|p| p.into_inner());
         *file = File::from(fd);

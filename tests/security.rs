@@ -26,6 +26,7 @@ server_tests!(
     privileges_dropped,
     hostile_input_does_not_crash,
     tree_owned_by_the_server_user,
+    sandboxed_unless_told_not_to,
 );
 
 fn traversal_attempts_550(kind: Kind) {
@@ -313,6 +314,52 @@ fn privileges_dropped(kind: Kind) {
     // Capabilities are all gone.
     for capf in ["CapEff:", "CapPrm:"] {
         assert_eq!(field(capf), vec!["0000000000000000".to_string()], "{st}");
+    }
+}
+
+/// From outside: every process serving a session runs under a seccomp
+/// filter (`Seccomp: 2`) with no_new_privs, and `--no-sandbox` turns it
+/// off. What the filter and Landlock refuse is shown in tests/sandbox.rs.
+fn sandboxed_unless_told_not_to(kind: Kind) {
+    for (opts, want) in [(Opts::new(), "2"), (Opts::new().arg("--no-sandbox"), "0")] {
+        let (_t, s) = setup(kind, opts);
+        let mut c = Client::login(&s, Family::V4);
+        // A listing and a download work inside the sandbox.
+        assert!(!c.get("LIST /pub").is_empty());
+        assert_eq!(c.get("RETR text.txt"), common::tree::TEXT);
+        let pids = s.pids();
+        assert_eq!(pids.len(), 1, "one session, one server process: {pids:?}");
+        let st = proc_status(pids[0]);
+        let field = |name: &str| {
+            st.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("no {name} in /proc status:\n{st}"))
+                .to_owned()
+        };
+        assert_eq!(field("Seccomp:"), want, "{st}");
+        assert_eq!(field("NoNewPrivs:"), "1", "{st}");
+        if kind == Kind::Supervisor {
+            // Every worker thread too.
+            for task in std::fs::read_dir(format!("/proc/{}/task", pids[0])).unwrap() {
+                let path = task.unwrap().path().join("status");
+                let ts = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(
+                    ts.lines()
+                        .any(|l| l.starts_with("Seccomp:") && l.ends_with(want)),
+                    "{}: {ts}",
+                    path.display()
+                );
+            }
+            let log = s.log_text();
+            let line = if want == "2" {
+                "seccomp=epoll"
+            } else {
+                "sandbox=off"
+            };
+            assert!(log.contains(line), "{log}");
+        }
+        c.expect("QUIT", 221);
     }
 }
 

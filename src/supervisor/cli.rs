@@ -66,6 +66,10 @@ Notes:
   sd_listen_fds protocol) and binds nothing; --listen is then ignored.
   SIGTERM, SIGINT: stop accepting, let transfers in flight finish for up to
   --shutdown-timeout seconds, close the other sessions with 421, exit 0.
+  After dropping privileges it enters a sandbox (unless --no-sandbox):
+  Landlock lets it read beneath ROOT (and write the --xferlog directory)
+  where the kernel has Landlock, and a seccomp filter allows only the
+  system calls its workers need.
   SIGHUP: reopen the --xferlog file (after a log rotation); logs go to
   standard error or syslog (facility FTP), which need no reopening.
 

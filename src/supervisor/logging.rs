@@ -63,6 +63,12 @@ impl Logger {
         }
     }
 
+    /// The directory the xferlog is reopened in, if there is one (the
+    /// sandbox must let the process create files there).
+    pub fn xferlog_dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.xferlog.as_ref().and_then(Xferlog::dir)
+    }
+
     /// Where the lines go, for messages about logging itself.
     pub fn destination(&self) -> &'static str {
         if self.syslog {

@@ -14,7 +14,7 @@ pub mod signals;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use crate::config::SessionConfig;
@@ -163,10 +163,34 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     });
 
-    let workers = spawn_workers(&ctx, sets)?;
+    // Landlock before the workers exist (it binds the calling thread and
+    // those it creates), seccomp once they do (on every thread at once),
+    // and only then do the workers start serving.
+    let landlock = if args.no_sandbox {
+        None
+    } else {
+        let dir = ctx.log.xferlog_dir();
+        Some(
+            crate::sandbox::restrict_filesystem(ctx.root.fd(), dir)
+                .map_err(|e| Fail::Temp(format!("cannot enter the sandbox: {e}")))?,
+        )
+    };
+    let (workers, gates) = spawn_workers(&ctx, sets)?;
+    let sandbox = match landlock {
+        None => "sandbox=off".to_owned(),
+        Some(landlock) => {
+            let seccomp = crate::sandbox::restrict_syscalls(crate::sandbox::Profile::Epoll, true)
+                .map_err(|e| Fail::Temp(format!("cannot enter the sandbox: {e}")))?;
+            crate::sandbox::Report { landlock, seccomp }.to_string()
+        }
+    };
+    for gate in gates {
+        // A worker that is gone already is noticed by the wait below.
+        let _ = gate.send(());
+    }
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {}{} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
+        "listening on {}{} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={} {sandbox}",
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
@@ -230,22 +254,49 @@ fn raise_nofile() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
+/// Opens a waiting worker (see [`spawn_workers`]).
+type Gate = mpsc::Sender<()>;
+
+/// How long a new worker thread may take to start.
+const WORKER_START: Duration = Duration::from_secs(10);
+
+/// Starts the workers and waits until each has started and waits at its
+/// gate: a worker serves once something is sent through its gate, and
+/// ends at once if the gate is dropped unopened (the sandbox could not be
+/// entered).
 fn spawn_workers(
     ctx: &Arc<Context>,
     sets: Vec<Vec<TcpListener>>,
-) -> Result<Vec<std::thread::JoinHandle<()>>, Fail> {
+) -> Result<(Vec<std::thread::JoinHandle<()>>, Vec<Gate>), Fail> {
     let mut handles = Vec::with_capacity(sets.len());
+    let mut gates = Vec::with_capacity(sets.len());
+    let (ready, started) = mpsc::channel::<()>();
     for (i, listeners) in sets.into_iter().enumerate() {
         let ctx = Arc::clone(ctx);
+        let ready = ready.clone();
+        let (open, gate) = mpsc::channel::<()>();
         let h = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || {
+                // The thread has started (its libc and std set-up, which
+                // need calls the filter refuses, is done): say so, wait.
+                let _ = ready.send(());
+                drop(ready);
+                if gate.recv().is_err() {
+                    return;
+                }
                 if let Err(e) = crate::driver::epoll::run(&ctx, i, listeners) {
                     ctx.log.error(format_args!("worker {i}: {e}"));
                 }
             })
             .map_err(|e| Fail::Temp(format!("cannot start worker: {e}")))?;
         handles.push(h);
+        gates.push(open);
     }
-    Ok(handles)
+    for _ in 0..handles.len() {
+        started
+            .recv_timeout(WORKER_START)
+            .map_err(|_| Fail::Temp("a worker did not start".into()))?;
+    }
+    Ok((handles, gates))
 }

@@ -1,0 +1,486 @@
+//! The sandbox a server enters once its privileges are dropped and its
+//! descriptors are open: Landlock confines the filesystem to reading the
+//! served root, and a seccomp filter allows only the system calls the
+//! driver in use makes. Both are defence in depth: `fs::Root` already
+//! confines every lookup with `openat2(RESOLVE_IN_ROOT)`, and the sandbox
+//! is what is left should a bug (or an exploit) get past it.
+//!
+//! # Landlock
+//!
+//! One path-beneath rule, on the root's own descriptor (so it names the
+//! same directory before and after a chroot): read files, read
+//! directories. Every other filesystem right of [`LANDLOCK_ABI`] is
+//! handled, so denied: no write, no create, no execute, no truncate, no
+//! device ioctl, nothing outside the root at all. Where the program must
+//! write a file (the supervisor's xferlog, reopened after a rotation), the
+//! caller names that directory and it gets write and create-file rights.
+//! Landlock's scopes (ABI 6) also forbid signalling processes and joining
+//! abstract UNIX sockets outside the sandbox.
+//!
+//! The ruleset is best-effort (the crate's compatibility mode): a kernel
+//! with an older Landlock enforces what it knows, one without Landlock
+//! enforces nothing, and [`Enforced`] says which, for the log. The rights
+//! are those of the ABI this was written and tested for ([`LANDLOCK_ABI`]),
+//! not whatever a newer kernel offers, so that a new kernel cannot deny
+//! something the server needs.
+//!
+//! # seccomp
+//!
+//! An allow-list per [`Profile`]: the calls of the common core (reading
+//! and sending files, sockets for the data channel, memory, time, futex)
+//! plus those of the event mechanism. Anything else fails with `EPERM`
+//! ([`DENIED`]). The arguments are checked where that is cheap and
+//! meaningful: `socket` only for IPv4, IPv6 and UNIX, `mmap`/`mprotect`
+//! never executable, `tgkill` only within the process. There is no
+//! `open`/`openat` (only `openat2`, which `fs` uses), no `execve`, no
+//! `fork`/`clone`, no `ioctl`, no `ptrace`, no `mount`.
+//!
+//! Why `EPERM` rather than killing the process: a call missing from the
+//! list (a libc that changed how it does something, a rare error path)
+//! then fails like any other I/O error, the session concerned gets an
+//! error reply and a log line, and a supervisor holding thousands of
+//! sessions does not vanish without a word. An attacker gains nothing
+//! from the difference: every call off the list fails either way.
+//!
+//! io_uring operations are not system calls and bypass seccomp: the uring
+//! engine restricts its own ring (`IORING_REGISTER_RESTRICTIONS`) to the
+//! operations it uses; its profile here only allows the ring's calls.
+//!
+//! # Threads
+//!
+//! Landlock (before ABI 8) and seccomp without `TSYNC` apply to the
+//! calling thread and the threads it creates later. `ftpd` has one thread.
+//! The supervisor calls [`restrict_filesystem`] before it starts its
+//! workers, and [`restrict_syscalls`] with `all_threads` once they exist
+//! (they wait for it before serving), so no thread ever needs `clone`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, LandlockStatus, PathBeneath, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+/// The Landlock ABI whose rights are handled (Linux 6.12: scopes).
+pub const LANDLOCK_ABI: ABI = ABI::V6;
+
+/// The errno of a system call off the allow-list.
+pub const DENIED: i32 = libc::EPERM;
+
+/// Which driver runs in the sandbox: each needs its own calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `ftpd`: `poll(2)` over the control and data sockets.
+    Poll,
+    /// The supervisor's epoll workers (and its main thread, which waits
+    /// for signals with `poll` on a signalfd).
+    Epoll,
+    /// The supervisor's io_uring workers: the epoll profile plus the ring.
+    Uring,
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Profile::Poll => "poll",
+            Profile::Epoll => "epoll",
+            Profile::Uring => "uring",
+        })
+    }
+}
+
+/// What Landlock enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforced {
+    /// Every right of [`LANDLOCK_ABI`].
+    Full(String),
+    /// An older kernel: what it supports.
+    Partial(String),
+    /// No Landlock in this kernel (or it is disabled).
+    None(String),
+}
+
+impl Enforced {
+    pub fn is_full(&self) -> bool {
+        matches!(self, Enforced::Full(_))
+    }
+}
+
+impl fmt::Display for Enforced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Enforced::Full(abi) => write!(f, "landlock=abi{abi}"),
+            Enforced::Partial(abi) => write!(f, "landlock=partial(abi{abi})"),
+            Enforced::None(why) => write!(f, "landlock=off({why})"),
+        }
+    }
+}
+
+/// Confines the calling thread, and every thread and process it creates
+/// from now on, to reading beneath `root` (a directory descriptor, e.g.
+/// `fs::Root::fd`); `writable`, if given, is a directory whose files may
+/// also be written and created (a log's). Sets no_new_privs.
+pub fn restrict_filesystem(
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+) -> io::Result<Enforced> {
+    let err = |e: landlock::RulesetError| io::Error::other(format!("landlock: {e}"));
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(LANDLOCK_ABI))
+        .map_err(err)?
+        .scope(Scope::from_all(LANDLOCK_ABI))
+        .map_err(err)?
+        .create()
+        .map_err(err)?
+        .add_rule(PathBeneath::new(root, read))
+        .map_err(err)?;
+    if let Some(dir) = writable {
+        let write = AccessFs::WriteFile | AccessFs::MakeReg;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(dir, write))
+            .map_err(err)?;
+    }
+    let status = ruleset.restrict_self().map_err(err)?;
+    let abi = match status.landlock {
+        LandlockStatus::Available { effective_abi, .. } => effective_abi.to_string(),
+        LandlockStatus::NotEnabled => return Ok(Enforced::None("disabled in this kernel".into())),
+        LandlockStatus::NotImplemented => return Ok(Enforced::None("not in this kernel".into())),
+    };
+    Ok(match status.ruleset {
+        RulesetStatus::FullyEnforced => Enforced::Full(abi),
+        RulesetStatus::PartiallyEnforced => Enforced::Partial(abi),
+        RulesetStatus::NotEnforced => Enforced::None(format!("abi{abi}")),
+    })
+}
+
+/// What became of the seccomp filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    Installed(Profile),
+    /// The kernel (or this architecture) has no seccomp filters.
+    Unsupported(String),
+}
+
+impl fmt::Display for Filtered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Filtered::Installed(p) => write!(f, "seccomp={p}"),
+            Filtered::Unsupported(why) => write!(f, "seccomp=off({why})"),
+        }
+    }
+}
+
+/// Installs the allow-list of `profile`: on the calling thread (and those
+/// it creates later), or with `all_threads` on every thread of the
+/// process (`SECCOMP_FILTER_FLAG_TSYNC`). Sets no_new_privs.
+pub fn restrict_syscalls(profile: Profile, all_threads: bool) -> io::Result<Filtered> {
+    let program = match filter(profile) {
+        Ok(p) => p,
+        Err(FilterError::Arch) => {
+            return Ok(Filtered::Unsupported(format!(
+                "no allow-list for {}",
+                std::env::consts::ARCH
+            )));
+        }
+        Err(FilterError::Build(e)) => return Err(io::Error::other(format!("seccomp: {e}"))),
+    };
+    let applied = if all_threads {
+        seccompiler::apply_filter_all_threads(&program)
+    } else {
+        seccompiler::apply_filter(&program)
+    };
+    match applied {
+        Ok(()) => Ok(Filtered::Installed(profile)),
+        // A kernel built without CONFIG_SECCOMP_FILTER.
+        Err(seccompiler::Error::Seccomp(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Ok(Filtered::Unsupported("not in this kernel".into()))
+        }
+        Err(e) => Err(io::Error::other(format!("seccomp: {e}"))),
+    }
+}
+
+/// Both: [`restrict_filesystem`] then [`restrict_syscalls`] for the
+/// calling thread. For a single-threaded program (`ftpd`).
+pub fn enter(
+    profile: Profile,
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+) -> io::Result<Report> {
+    let landlock = restrict_filesystem(root, writable)?;
+    let seccomp = restrict_syscalls(profile, false)?;
+    Ok(Report { landlock, seccomp })
+}
+
+/// What the sandbox enforces, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub landlock: Enforced,
+    pub seccomp: Filtered,
+}
+
+impl Report {
+    /// Whether everything was enforced.
+    pub fn is_complete(&self) -> bool {
+        self.landlock.is_full() && matches!(self.seccomp, Filtered::Installed(_))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.landlock, self.seccomp)
+    }
+}
+
+/// Why no filter could be built.
+#[derive(Debug)]
+pub enum FilterError {
+    /// No allow-list for this architecture.
+    Arch,
+    Build(seccompiler::BackendError),
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FilterError::Arch => f.write_str("no allow-list for this architecture"),
+            FilterError::Build(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+const ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArch::x86_64);
+#[cfg(target_arch = "aarch64")]
+const ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArch::aarch64);
+#[cfg(target_arch = "riscv64")]
+const ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArch::riscv64);
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+const ARCH: Option<seccompiler::TargetArch> = None;
+
+/// The compiled filter of `profile`.
+pub fn filter(profile: Profile) -> Result<BpfProgram, FilterError> {
+    let arch = ARCH.ok_or(FilterError::Arch)?;
+    let rules = rules(profile).map_err(FilterError::Build)?;
+    let f = SeccompFilter::new(
+        rules,
+        SeccompAction::Errno(DENIED as u32),
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(FilterError::Build)?;
+    f.try_into().map_err(FilterError::Build)
+}
+
+/// The system calls `profile` allows, by number; all of them, with the
+/// conditions (ORed rules of ANDed conditions) on those that have some.
+pub fn allowed(profile: Profile) -> Vec<i64> {
+    let mut v: Vec<i64> = common().into_iter().chain(extra(profile)).collect();
+    v.extend(CONDITIONAL);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+fn rules(profile: Profile) -> Result<Rules, seccompiler::BackendError> {
+    let mut map: Rules = BTreeMap::new();
+    for nr in common().into_iter().chain(extra(profile)) {
+        map.insert(nr, Vec::new());
+    }
+    let dword = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value);
+    let qword = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value);
+    // socket(domain, ...): the data channel (IPv4, IPv6) and syslog (UNIX).
+    let mut socket = Vec::new();
+    for family in [libc::AF_INET, libc::AF_INET6, libc::AF_UNIX] {
+        socket.push(SeccompRule::new(vec![dword(
+            0,
+            SeccompCmpOp::Eq,
+            family as u64,
+        )?])?);
+    }
+    map.insert(libc::SYS_socket, socket);
+    // Memory is never made executable: no code can be loaded.
+    let no_exec = |arg| qword(arg, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0);
+    map.insert(libc::SYS_mmap, vec![SeccompRule::new(vec![no_exec(2)?])?]);
+    map.insert(
+        libc::SYS_mprotect,
+        vec![SeccompRule::new(vec![no_exec(2)?])?],
+    );
+    // tgkill(pid, tid, sig): abort() signals its own thread, nothing else.
+    let pid = u64::from(std::process::id());
+    map.insert(
+        libc::SYS_tgkill,
+        vec![SeccompRule::new(vec![dword(0, SeccompCmpOp::Eq, pid)?])?],
+    );
+    Ok(map)
+}
+
+/// Calls with argument conditions (see [`rules`]).
+const CONDITIONAL: [i64; 4] = [
+    libc::SYS_socket,
+    libc::SYS_mmap,
+    libc::SYS_mprotect,
+    libc::SYS_tgkill,
+];
+
+/// What every driver needs once serving.
+fn common() -> Vec<i64> {
+    let mut v = vec![
+        // Control and data connections, files, listings.
+        libc::SYS_read,
+        libc::SYS_write,
+        libc::SYS_readv,
+        libc::SYS_writev,
+        libc::SYS_pread64,
+        libc::SYS_close,
+        libc::SYS_fcntl,
+        libc::SYS_fstat,
+        libc::SYS_newfstatat,
+        libc::SYS_statx,
+        libc::SYS_getdents64,
+        libc::SYS_openat2,
+        libc::SYS_sendfile,
+        // The data channel (socket is conditional), syslog.
+        libc::SYS_bind,
+        libc::SYS_listen,
+        libc::SYS_accept4,
+        libc::SYS_connect,
+        libc::SYS_getsockname,
+        libc::SYS_getpeername,
+        libc::SYS_setsockopt,
+        libc::SYS_getsockopt,
+        libc::SYS_shutdown,
+        libc::SYS_sendto,
+        libc::SYS_recvfrom,
+        libc::SYS_sendmsg,
+        // Memory (mmap and mprotect are conditional).
+        libc::SYS_brk,
+        libc::SYS_munmap,
+        libc::SYS_mremap,
+        libc::SYS_madvise,
+        // Threads, time, signals, the end.
+        libc::SYS_futex,
+        libc::SYS_sched_yield,
+        libc::SYS_clock_gettime,
+        libc::SYS_clock_nanosleep,
+        libc::SYS_nanosleep,
+        libc::SYS_gettimeofday,
+        libc::SYS_getrandom,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_rt_sigaction,
+        libc::SYS_sigaltstack,
+        libc::SYS_restart_syscall,
+        libc::SYS_getpid,
+        libc::SYS_gettid,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+        libc::SYS_ppoll,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.push(libc::SYS_poll);
+    v
+}
+
+/// What the event mechanism of `profile` adds.
+fn extra(profile: Profile) -> Vec<i64> {
+    let epoll = || {
+        let mut v = vec![
+            libc::SYS_epoll_create1,
+            libc::SYS_epoll_ctl,
+            libc::SYS_epoll_pwait,
+            libc::SYS_epoll_pwait2,
+            libc::SYS_eventfd2,
+        ];
+        #[cfg(target_arch = "x86_64")]
+        v.push(libc::SYS_epoll_wait);
+        v
+    };
+    match profile {
+        Profile::Poll => Vec::new(),
+        Profile::Epoll => epoll(),
+        Profile::Uring => {
+            let mut v = epoll();
+            v.extend([
+                libc::SYS_io_uring_setup,
+                libc::SYS_io_uring_enter,
+                libc::SYS_io_uring_register,
+                // The splice pipe pool.
+                libc::SYS_pipe2,
+                libc::SYS_splice,
+            ]);
+            v
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_compiles() {
+        for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
+            let prog = filter(p).unwrap();
+            assert!(!prog.is_empty());
+            assert!(prog.len() < u16::MAX as usize);
+        }
+    }
+
+    #[test]
+    fn lists_never_hold_what_must_stay_out() {
+        let never = [
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_ptrace,
+            libc::SYS_mount,
+            libc::SYS_ioctl,
+            libc::SYS_openat,
+            libc::SYS_kill,
+            libc::SYS_setuid,
+            libc::SYS_chroot,
+            libc::SYS_unshare,
+            libc::SYS_bpf,
+        ];
+        for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
+            let list = allowed(p);
+            for nr in never {
+                assert!(!list.contains(&nr), "{p} allows syscall {nr}");
+            }
+        }
+        assert!(!allowed(Profile::Poll).contains(&libc::SYS_epoll_ctl));
+        assert!(!allowed(Profile::Epoll).contains(&libc::SYS_io_uring_enter));
+        assert!(allowed(Profile::Uring).contains(&libc::SYS_io_uring_enter));
+    }
+
+    #[test]
+    fn reports_read_well() {
+        let r = Report {
+            landlock: Enforced::Full("6".into()),
+            seccomp: Filtered::Installed(Profile::Epoll),
+        };
+        assert_eq!(r.to_string(), "landlock=abi6 seccomp=epoll");
+        assert!(r.is_complete());
+        let r = Report {
+            landlock: Enforced::None("not in this kernel".into()),
+            seccomp: Filtered::Installed(Profile::Poll),
+        };
+        assert!(!r.is_complete());
+    }
+}

@@ -1,0 +1,594 @@
+//! The sandbox (`aftpd::sandbox`) proved from inside: a child process
+//! enters it exactly as the servers do, then tries what it must not be
+//! able to do (open a file outside the root, write inside it, make a
+//! system call off the allow-list) and what it must still do, and prints
+//! one `name=result` line per attempt for the parent to check.
+//!
+//! No test-only door exists in the servers themselves; tests/security.rs
+//! checks from outside that a running ftpd and supervisor are filtered.
+//!
+//! `harness = false`: the same executable is the parent (it runs every
+//! case as a child: a sandbox cannot be left, so each case needs a fresh
+//! process) and the child (`AFTPD_SANDBOX_CASE` names its case).
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aftpd::sandbox::{self, Filtered, Profile};
+
+const CASE_VAR: &str = "AFTPD_SANDBOX_CASE";
+const ROOT_VAR: &str = "AFTPD_SANDBOX_ROOT";
+const OUTSIDE_VAR: &str = "AFTPD_SANDBOX_OUTSIDE";
+
+fn main() {
+    if let Ok(case) = std::env::var(CASE_VAR) {
+        child(&case);
+        return;
+    }
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: [(&str, fn()); 6] = [
+        ("landlock_confines_to_reading_the_root", landlock_test),
+        ("seccomp_poll_refuses_what_is_off_the_list", || {
+            seccomp_test(Profile::Poll)
+        }),
+        ("seccomp_epoll_refuses_what_is_off_the_list", || {
+            seccomp_test(Profile::Epoll)
+        }),
+        ("seccomp_uring_refuses_what_is_off_the_list", || {
+            seccomp_test(Profile::Uring)
+        }),
+        ("both_together_as_ftpd_enters_them", both_test),
+        ("a_worker_thread_is_filtered_too", threads_test),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in tests {
+        if !filter.is_empty() && !filter.iter().any(|x| name.contains(x.as_str())) {
+            continue;
+        }
+        match std::panic::catch_unwind(f) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!();
+    println!(
+        "test result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
+    if failed > 0 {
+        std::process::exit(101);
+    }
+}
+
+// ---------------------------------------------------------------------
+// The parent: a fresh tree, a child per case, assertions on its report.
+
+/// A root with a public file, and a file outside it.
+struct Tree {
+    base: PathBuf,
+}
+
+impl Tree {
+    fn new(tag: &str) -> Tree {
+        let base = std::env::temp_dir().join(format!("aftpd-sandbox-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(base.join("root/pub")).unwrap();
+        fs::write(base.join("root/pub/inside.txt"), b"inside\n").unwrap();
+        fs::write(base.join("outside.txt"), b"outside\n").unwrap();
+        for (p, m) in [("", 0o755), ("root", 0o755), ("root/pub", 0o755)] {
+            fs::set_permissions(base.join(p), fs::Permissions::from_mode(m)).unwrap();
+        }
+        Tree { base }
+    }
+    fn root(&self) -> PathBuf {
+        self.base.join("root")
+    }
+    fn outside(&self) -> PathBuf {
+        self.base.join("outside.txt")
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Runs `case` in a child process; returns its `name=result` lines.
+fn run_case(case: &str, tree: &Tree) -> Vec<(String, String)> {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .env(CASE_VAR, case)
+        .env(ROOT_VAR, tree.root())
+        .env(OUTSIDE_VAR, tree.outside())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("case {case} did not finish within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = reader.join().unwrap();
+    assert!(status.success(), "case {case}: {status}\n{text}");
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn get<'a>(r: &'a [(String, String)], k: &str) -> &'a str {
+    r.iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {k} in {r:?}"))
+}
+
+fn expect(r: &[(String, String)], k: &str, want: &str) {
+    assert_eq!(get(r, k), want, "{k}; all results: {r:?}");
+}
+
+fn landlock_test() {
+    let tree = Tree::new("landlock");
+    let r = run_case("landlock", &tree);
+    if get(&r, "enforced").starts_with("landlock=off") {
+        // No Landlock in this kernel: best effort means nothing is
+        // enforced, and the server runs all the same.
+        eprintln!("landlock unavailable here: {}", get(&r, "enforced"));
+        expect(&r, "outside", "ok");
+        return;
+    }
+    expect(&r, "inside", "ok");
+    expect(&r, "inside_dir", "ok");
+    // Landlock says EACCES, whatever the file's mode or the user.
+    expect(&r, "outside", "EACCES");
+    expect(&r, "outside_openat2", "EACCES");
+    expect(&r, "etc_passwd", "EACCES");
+    expect(&r, "list_outside", "EACCES");
+    expect(&r, "write_inside", "EACCES");
+    expect(&r, "create_inside", "EACCES");
+    expect(&r, "mkdir_inside", "EACCES");
+    // Nothing else was filtered: seccomp is not on in this case.
+    expect(&r, "seccomp", "0");
+}
+
+fn seccomp_test(profile: Profile) {
+    let tree = Tree::new(&format!("seccomp-{profile}"));
+    let r = run_case(&format!("seccomp-{profile}"), &tree);
+    expect(&r, "enforced", &format!("seccomp={profile}"));
+    expect(&r, "seccomp", "2");
+    expect(&r, "no_new_privs", "1");
+    // Off the list: EPERM.
+    for k in [
+        "socket_packet",
+        "socket_netlink",
+        "execve",
+        "fork",
+        "ptrace",
+        "mount",
+        "openat",
+        "mmap_exec",
+        "ioctl",
+        "kill_init",
+        "setuid",
+        "chroot",
+        "unshare",
+    ] {
+        expect(&r, k, "EPERM");
+    }
+    // On the list: what the drivers use.
+    for k in [
+        "socket_inet",
+        "socket_inet6",
+        "bind_listen",
+        "openat2_inside",
+        "read_inside",
+        "getdents",
+        "mmap_rw",
+        "poll",
+        "sendfile",
+        "time",
+    ] {
+        expect(&r, k, "ok");
+    }
+    // io_uring_setup with bad arguments: EFAULT when allowed.
+    let setup = get(&r, "io_uring_setup");
+    if profile == Profile::Uring {
+        assert_ne!(setup, "EPERM", "{r:?}");
+    } else {
+        assert_eq!(setup, "EPERM", "{r:?}");
+    }
+    let epoll = get(&r, "epoll");
+    if profile == Profile::Poll {
+        assert_eq!(epoll, "EPERM", "{r:?}");
+    } else {
+        assert_eq!(epoll, "ok", "{r:?}");
+    }
+}
+
+fn both_test() {
+    let tree = Tree::new("both");
+    let r = run_case("both", &tree);
+    expect(&r, "seccomp", "2");
+    expect(&r, "inside", "ok");
+    expect(&r, "socket_packet", "EPERM");
+    expect(&r, "openat", "EPERM");
+    if get(&r, "enforced").contains("landlock=off") {
+        expect(&r, "outside_openat2", "ok");
+    } else {
+        // openat2 is on the allow-list; Landlock still says no.
+        expect(&r, "outside_openat2", "EACCES");
+    }
+}
+
+fn threads_test() {
+    let tree = Tree::new("threads");
+    let r = run_case("threads", &tree);
+    expect(&r, "thread_socket_packet", "EPERM");
+    expect(&r, "main_seccomp", "2");
+    if !get(&r, "enforced").contains("landlock=off") {
+        expect(&r, "thread_outside", "EACCES");
+    }
+}
+
+// ---------------------------------------------------------------------
+// The child: enter the sandbox, try things, report.
+
+fn res(r: io::Result<()>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EPERM) => "EPERM".into(),
+            Some(libc::EACCES) => "EACCES".into(),
+            Some(libc::ENOENT) => "ENOENT".into(),
+            Some(libc::EFAULT) => "EFAULT".into(),
+            Some(libc::EINVAL) => "EINVAL".into(),
+            Some(n) => format!("errno{n}"),
+            None => format!("error({e})"),
+        },
+    }
+}
+
+fn report(name: &str, r: io::Result<()>) {
+    println!("{name}={}", res(r));
+}
+
+/// `rc` of a libc call: negative means errno.
+fn check(rc: libc::c_long) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The text of a /proc status file opened before the sandbox (it lies
+/// outside the root, and opening it needs openat): read now, it shows the
+/// state now.
+fn read_status(file: Option<fs::File>) -> String {
+    let mut s = String::new();
+    if let Some(mut f) = file {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}
+
+fn field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn child(case: &str) {
+    let root_path = PathBuf::from(std::env::var_os(ROOT_VAR).unwrap());
+    let outside = PathBuf::from(std::env::var_os(OUTSIDE_VAR).unwrap());
+    let root = aftpd::fs::Root::open(&root_path).unwrap();
+    let status = fs::File::open("/proc/self/status").ok();
+    match case {
+        "landlock" => {
+            let enforced = sandbox::restrict_filesystem(root.fd(), None).unwrap();
+            println!("enforced={enforced}");
+            landlock_probes(&root_path, &outside);
+            println!("seccomp={}", field(&read_status(status), "Seccomp:"));
+        }
+        "seccomp-poll" | "seccomp-epoll" | "seccomp-uring" => {
+            let profile = match case {
+                "seccomp-poll" => Profile::Poll,
+                "seccomp-epoll" => Profile::Epoll,
+                _ => Profile::Uring,
+            };
+            match sandbox::restrict_syscalls(profile, false).unwrap() {
+                Filtered::Installed(p) => println!("enforced=seccomp={p}"),
+                other => println!("enforced={other}"),
+            }
+            let st = read_status(status);
+            println!("seccomp={}", field(&st, "Seccomp:"));
+            println!("no_new_privs={}", field(&st, "NoNewPrivs:"));
+            seccomp_probes(&root);
+        }
+        "both" => {
+            let rep = sandbox::enter(Profile::Poll, root.fd(), None).unwrap();
+            println!("enforced={rep}");
+            println!("seccomp={}", field(&read_status(status), "Seccomp:"));
+            report("inside", open2(&root_path.join("pub/inside.txt")));
+            report("outside_openat2", open2(&outside));
+            report("socket_packet", socket(libc::AF_PACKET));
+            report("openat", openat(&outside));
+        }
+        "threads" => {
+            // As the supervisor does: Landlock, then a worker thread, then
+            // seccomp on every thread at once, then the worker goes on.
+            let landlock = sandbox::restrict_filesystem(root.fd(), None).unwrap();
+            println!("enforced={landlock}");
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let (ready, started) = std::sync::mpsc::channel::<()>();
+            let (done, result) = std::sync::mpsc::channel::<Vec<String>>();
+            let outside2 = outside.clone();
+            let t = std::thread::spawn(move || {
+                // Started (libc's set-up of a thread needs calls the filter
+                // refuses): say so, then wait for the filter.
+                let _ = ready.send(());
+                if wait.recv().is_err() {
+                    return;
+                }
+                let lines = vec![
+                    format!("thread_socket_packet={}", res(socket(libc::AF_PACKET))),
+                    format!("thread_outside={}", res(open2(&outside2))),
+                ];
+                let _ = done.send(lines);
+            });
+            started.recv().unwrap();
+            sandbox::restrict_syscalls(Profile::Epoll, true).unwrap();
+            println!("main_seccomp={}", field(&read_status(status), "Seccomp:"));
+            go.send(()).unwrap();
+            for l in result.recv().unwrap() {
+                println!("{l}");
+            }
+            t.join().unwrap();
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// openat2 (the one open the filter allows) of an absolute path.
+fn open2(p: &Path) -> io::Result<()> {
+    let fd = rustix::fs::openat2(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+        rustix::fs::ResolveFlags::empty(),
+    )?;
+    drop(fd);
+    Ok(())
+}
+
+/// Plain openat, through libc.
+fn openat(p: &Path) -> io::Result<()> {
+    let c = cstr(p);
+    // SAFETY: a valid C string; the descriptor is closed at once.
+    let fd = unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    check(fd.into())?;
+    // SAFETY: fd was just opened here.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn socket(family: libc::c_int) -> io::Result<()> {
+    let ty = if family == libc::AF_PACKET || family == libc::AF_NETLINK {
+        libc::SOCK_RAW
+    } else {
+        libc::SOCK_STREAM
+    };
+    // SAFETY: plain socket(2); closed at once.
+    let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, 0) };
+    check(fd.into())?;
+    // SAFETY: fd was just opened here.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn landlock_probes(root: &Path, outside: &Path) {
+    report("inside", fs::read(root.join("pub/inside.txt")).map(drop));
+    report("inside_dir", fs::read_dir(root.join("pub")).map(drop));
+    report("outside", fs::read(outside).map(drop));
+    report("outside_openat2", open2(outside));
+    report("etc_passwd", fs::read("/etc/passwd").map(drop));
+    let parent = outside.parent().unwrap_or(Path::new("/"));
+    report("list_outside", fs::read_dir(parent).map(drop));
+    let append = fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("pub/inside.txt"));
+    report("write_inside", append.map(drop));
+    report(
+        "create_inside",
+        fs::File::create(root.join("pub/new.txt")).map(drop),
+    );
+    report("mkdir_inside", fs::create_dir(root.join("pub/newdir")));
+}
+
+fn map_result(p: *mut libc::c_void) -> io::Result<()> {
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: p is a 4096-byte mapping made by the caller.
+    unsafe { libc::munmap(p, 4096) };
+    Ok(())
+}
+
+fn anon_map(prot: libc::c_int) -> io::Result<()> {
+    // SAFETY: an anonymous private mapping, unmapped at once if made.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    map_result(p)
+}
+
+fn fs_err(e: aftpd::fs::FsError) -> io::Error {
+    io::Error::other(format!("{e:?}"))
+}
+
+fn seccomp_probes(root: &aftpd::fs::Root) {
+    // Off the list (or off its conditions).
+    report("socket_packet", socket(libc::AF_PACKET));
+    report("socket_netlink", socket(libc::AF_NETLINK));
+    let prog = CString::new("/bin/true").unwrap();
+    let argv = [prog.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // SAFETY: valid NULL-terminated arrays; were it allowed, this process
+    // would become /bin/true and print nothing more (the test then fails).
+    let rc = unsafe { libc::execve(prog.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    report("execve", check(rc.into()));
+    // SAFETY: fork through the raw clone call; a child, if one were made,
+    // leaves at once without touching anything.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+    if pid == 0 {
+        // SAFETY: leaving the forked child at once.
+        unsafe { libc::_exit(0) };
+    }
+    report("fork", check(pid));
+    // SAFETY: PTRACE_TRACEME takes no pointers.
+    let rc = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+    report("ptrace", check(rc));
+    let none = CString::new("none").unwrap();
+    let tmp = CString::new("/tmp").unwrap();
+    let tmpfs = CString::new("tmpfs").unwrap();
+    // SAFETY: valid C strings and a NULL data pointer.
+    let rc = unsafe {
+        libc::mount(
+            none.as_ptr(),
+            tmp.as_ptr(),
+            tmpfs.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    report("mount", check(rc.into()));
+    report("openat", openat(Path::new("/etc/passwd")));
+    report("mmap_exec", anon_map(libc::PROT_READ | libc::PROT_EXEC));
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(0, libc::FIONREAD, &mut n) };
+    report("ioctl", check(rc.into()));
+    // SAFETY: signal 0 sends nothing.
+    let rc = unsafe { libc::kill(1, 0) };
+    report("kill_init", check(rc.into()));
+    // SAFETY: no pointers.
+    let rc = unsafe { libc::setuid(0) };
+    report("setuid", check(rc.into()));
+    let slash = CString::new("/").unwrap();
+    // SAFETY: a valid C string.
+    let rc = unsafe { libc::chroot(slash.as_ptr()) };
+    report("chroot", check(rc.into()));
+    // SAFETY: no pointers.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+    report("unshare", check(rc.into()));
+    // SAFETY: a NULL params pointer: EFAULT where the call is allowed.
+    let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, std::ptr::null_mut::<u8>()) };
+    report("io_uring_setup", check(rc));
+    let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC);
+    report("epoll", ep.map(drop).map_err(io::Error::from));
+
+    // On the list: what the session and drivers do.
+    report("socket_inet", socket(libc::AF_INET));
+    report("socket_inet6", socket(libc::AF_INET6));
+    report(
+        "bind_listen",
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr().map(drop)),
+    );
+    report("mmap_rw", anon_map(libc::PROT_READ | libc::PROT_WRITE));
+    let p = aftpd::vpath::VPath::resolve(&aftpd::vpath::VPath::root(), b"/pub/inside.txt")
+        .unwrap_or_else(|_| aftpd::vpath::VPath::root());
+    report(
+        "openat2_inside",
+        root.open_file(&p).map(drop).map_err(fs_err),
+    );
+    let read = root.open_file(&p).map_err(fs_err).and_then(|(mut f, _)| {
+        let mut s = String::new();
+        f.read_to_string(&mut s).map(drop)
+    });
+    report("read_inside", read);
+    let listed = root
+        .open_dir(&aftpd::vpath::VPath::root())
+        .map_err(fs_err)
+        .and_then(|(fd, _)| {
+            let mut d = rustix::fs::Dir::new(fd)?;
+            while let Some(e) = d.read() {
+                e?;
+            }
+            Ok(())
+        });
+    report("getdents", listed);
+    let polled = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| {
+        let mut fds = [rustix::event::PollFd::new(&l, rustix::event::PollFlags::IN)];
+        let t = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        rustix::event::poll(&mut fds, Some(&t))?;
+        Ok(())
+    });
+    report("poll", polled);
+    let sent = (|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let c = std::net::TcpStream::connect(l.local_addr()?)?;
+        let (s, _) = l.accept()?;
+        let (f, _) = root.open_file(&p).map_err(fs_err)?;
+        rustix::fs::sendfile(&s, &f, None, 7)?;
+        drop(c);
+        Ok(())
+    })();
+    report("sendfile", sent);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_millis(1));
+    let slept = t.elapsed() >= Duration::from_millis(1);
+    report(
+        "time",
+        if slept {
+            Ok(())
+        } else {
+            Err(io::Error::other("no sleep"))
+        },
+    );
+}
