@@ -258,6 +258,26 @@ impl Client {
         self.expect("PASS test@example.invalid", 230);
     }
 
+    /// Closes the control connection with a reset (SO_LINGER 0), as a
+    /// client that crashed or was cut off.
+    pub fn reset(self) {
+        reset(self.stream);
+    }
+
+    /// Reads one reply, waiting at most `limit` (then `None`); panics on
+    /// EOF or garbage.
+    pub fn reply_within(&mut self, limit: Duration) -> Option<Reply> {
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        let r = self.try_reply();
+        self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        match r {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => panic!("connection closed instead of a reply"),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) => panic!("reading a reply: {e}"),
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().unwrap()
     }
@@ -772,6 +792,49 @@ pub fn accept_bounded(l: &TcpListener, limit: Duration) -> io::Result<(TcpStream
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Closes `s` with a reset instead of a FIN (SO_LINGER 0): the peer sees
+/// ECONNRESET, and no TIME_WAIT is left behind (thousands of connections
+/// per test do not use up the loopback's ephemeral ports).
+pub fn reset(s: TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a linger struct of the right size.
+    unsafe {
+        libc::setsockopt(
+            raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    drop(s);
+}
+
+/// Reads exactly `n` bytes (fewer only at EOF), bounded by
+/// [`TRANSFER_TIMEOUT`]; `pause` runs between reads (a slow reader).
+pub fn read_some(s: &mut TcpStream, n: usize, mut pause: impl FnMut()) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now() + TRANSFER_TIMEOUT;
+    let mut out = Vec::with_capacity(n);
+    let mut tmp = vec![0u8; 16 * 1024];
+    while out.len() < n {
+        let want = (n - out.len()).min(tmp.len());
+        match s.read(&mut tmp[..want]) {
+            Ok(0) => break,
+            Ok(k) => out.extend_from_slice(&tmp[..k]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(ErrorKind::TimedOut, "transfer too slow"));
+        }
+        pause();
+    }
+    Ok(out)
 }
 
 /// Reads until EOF, bounded by `limit` overall and [`TIMEOUT`] per read.

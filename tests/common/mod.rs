@@ -13,7 +13,7 @@ pub mod tools;
 pub mod tree;
 
 pub use client::{Client, Data, Mode, Reply, Transfer};
-pub use server::{FAMILIES, Family, Kind, Opts, Server, is_root};
+pub use server::{FAMILIES, Family, Kind, Opts, Server, is_root, raise_nofile};
 pub use tree::Tree;
 
 /// A fresh tree and a server of `kind` serving it with `opts`.

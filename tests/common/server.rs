@@ -297,6 +297,17 @@ impl Server {
         self.exits.lock().unwrap().clone()
     }
 
+    /// Panics unless the server lives on: the supervisor still runs, and
+    /// no per-connection ftpd died of a signal.
+    pub fn assert_alive(&mut self) {
+        if let Some(s) = &mut self.supervisor {
+            if let Ok(Some(st)) = s.try_wait() {
+                panic!("aftpd-supervisor exited: {st}; log:\n{}", self.log_text());
+            }
+        }
+        self.assert_no_crash();
+    }
+
     /// Panics if any per-connection process died of a signal (a crash).
     pub fn assert_no_crash(&self) {
         use std::os::unix::process::ExitStatusExt;
@@ -330,6 +341,24 @@ impl Server {
             thread::sleep(Duration::from_millis(25));
         }
     }
+}
+
+/// Raises this process's soft open-files limit to the hard limit (for
+/// tests that hold thousands of connections); returns the new limit.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read one rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
 }
 
 /// A log line without its program prefix: `ftpd: start peer=...` (as a

@@ -302,6 +302,31 @@ impl Tree {
         go(&self.root, uid, gid);
     }
 
+    /// Writes a public file (mode 0644) of `len` pseudo-random bytes at
+    /// `rel` inside the root, a MiB at a time; returns its path.
+    pub fn big_file(&self, rel: &str, len: u64) -> PathBuf {
+        use std::io::Write;
+        let path = self.root.join(rel);
+        let mut f = fs::File::create(&path).unwrap();
+        let chunk = pseudo_random(1 << 20, len ^ 0x5eed);
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n]).unwrap();
+            left -= n as u64;
+        }
+        chmod(&path, 0o644);
+        path
+    }
+
+    /// Makes a public directory at `rel` inside the root.
+    pub fn public_dir(&self, rel: &str) -> PathBuf {
+        let path = self.root.join(rel);
+        fs::create_dir_all(&path).unwrap();
+        chmod(&path, 0o755);
+        path
+    }
+
     /// The canary, next to (outside) the root.
     pub fn canary_path(&self) -> PathBuf {
         self.base.join("outside-secret.txt")

@@ -1,0 +1,459 @@
+//! Faults a public server meets on its first day, each against ftpd (as
+//! root with a chroot, and unprivileged under setpriv) and the supervisor:
+//! a file truncated while it is sent, data and control connections reset
+//! mid-transfer, ABOR at every stage, a passive port never connected,
+//! floods of silent and of dribbling (slowloris) connections while a real
+//! client downloads, a huge directory listed while it changes.
+//!
+//! The open-files limit reached and freed is supervisor-only and lives in
+//! tests/supervisor.rs (`out_of_descriptors_then_recovers`).
+//!
+//! Every wait is bounded; no speed is asserted, only that things finish
+//! within generous bounds. Connections go to loopback only.
+
+#[macro_use]
+mod common;
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::client::{self, Data, crlf_lines, read_some, read_to_eof, reset};
+use common::parse::{must_ls, must_mlsx};
+use common::tree::TEXT;
+use common::*;
+
+server_tests!(
+    file_truncated_while_sent_is_451,
+    data_connection_reset_mid_transfer,
+    control_connection_reset_mid_transfer,
+    abor_before_the_data_connection,
+    abor_during_the_transfer,
+    abor_after_the_transfer,
+    pasv_never_connected_is_425,
+    silent_connections_do_not_starve_a_client,
+    slowloris_does_not_starve_a_client,
+    huge_directory_listed_while_it_changes,
+);
+
+/// A small receive buffer: the server blocks on the data connection as
+/// soon as the client stops reading.
+const SMALL_RCVBUF: i32 = 4096;
+
+/// Logs in a second session and downloads a file with it: the server (or
+/// the other sessions of the supervisor) are untouched by what went on.
+fn another_session_works(s: &Server) {
+    let mut c = Client::login(s, Family::V4);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    c.expect("QUIT", 221);
+}
+
+/// A passive data connection with a small receive buffer.
+fn slow_passive(c: &mut Client) -> TcpStream {
+    match c.setup(Mode::Pasv, Some(SMALL_RCVBUF)) {
+        Data::Passive(s) => s,
+        Data::Active(_) => unreachable!("PASV is passive"),
+    }
+}
+
+fn file_truncated_while_sent_is_451(kind: Kind) {
+    let (t, mut s) = setup(kind, Opts::new());
+    const LEN: u64 = 64 << 20;
+    let path = t.big_file("huge.bin", LEN);
+    // A session that idles through it all.
+    let mut bystander = Client::login(&s, Family::V4);
+    let mut c = Client::login(&s, Family::V4);
+    let mut d = slow_passive(&mut c);
+    c.send(b"RETR huge.bin");
+    assert_eq!(c.reply().code, 150);
+    // Read a little, slowly, then cut the file short under the server.
+    let head = read_some(&mut d, 256 << 10, || {
+        thread::sleep(Duration::from_millis(1))
+    })
+    .unwrap();
+    assert_eq!(head.len(), 256 << 10);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let rest = read_to_eof(&mut d, client::TRANSFER_TIMEOUT).unwrap_or_default();
+    let got = head.len() as u64 + rest.len() as u64;
+    assert!(got < LEN, "all {got} bytes arrived from a truncated file");
+    let r = c.reply();
+    assert_eq!(r.code, 451, "{}", r.text());
+    // The session goes on, the others too, and the process lives.
+    c.expect("NOOP", 200);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    assert_eq!(bystander.get("RETR text.txt"), TEXT);
+    another_session_works(&s);
+    s.assert_alive();
+    s.wait_log_line("of the shrunk transfer", |l| l.contains("result=shrunk"));
+}
+
+fn data_connection_reset_mid_transfer(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    let mut d = slow_passive(&mut c);
+    c.send(b"RETR big.bin");
+    assert_eq!(c.reply().code, 150);
+    let head = read_some(&mut d, 64 << 10, || {}).unwrap();
+    assert_eq!(head.len(), 64 << 10);
+    reset(d);
+    let r = c.reply();
+    assert_eq!(r.code, 426, "{}", r.text());
+    c.expect("NOOP", 200);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    another_session_works(&s);
+    s.assert_alive();
+}
+
+fn control_connection_reset_mid_transfer(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new());
+    let mut bystander = Client::login(&s, Family::V4);
+    let mut c = Client::login(&s, Family::V4);
+    let mut d = slow_passive(&mut c);
+    c.send(b"RETR big.bin");
+    assert_eq!(c.reply().code, 150);
+    let head = read_some(&mut d, 64 << 10, || {}).unwrap();
+    assert_eq!(head.len(), 64 << 10);
+    c.reset();
+    // The server drops the transfer with the session: the data connection
+    // ends (EOF or reset) well before the 5 MiB are through, and soon.
+    let began = Instant::now();
+    let mut total = head.len();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match d.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("data connection: {e}"),
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "data connection still open 20 s after the control connection died"
+        );
+        // Slow enough that the transfer cannot simply complete.
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(total < common::tree::BIG_LEN, "the whole file was sent");
+    assert_eq!(bystander.get("RETR text.txt"), TEXT);
+    another_session_works(&s);
+    s.assert_alive();
+    s.wait_log_line("for the session's end", |l| {
+        l.starts_with("end ") && l.contains("reason=eof")
+    });
+}
+
+fn abor_before_the_data_connection(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    // The listener is open, the client never connects: no 150 yet.
+    let _addr = c.pasv();
+    c.send(b"RETR big.bin");
+    assert!(
+        c.reply_within(Duration::from_millis(300)).is_none(),
+        "a reply before the data connection"
+    );
+    c.send(b"ABOR");
+    let r = c.reply();
+    assert_eq!(r.code, 426, "{}", r.text());
+    let r = c.reply();
+    assert_eq!(r.code, 226, "{}", r.text());
+    c.expect("NOOP", 200);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    // Active mode too: PORT to a listener that never accepts.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    c.expect(&client::port_arg(&l.local_addr().unwrap()), 200);
+    c.send(b"RETR big.bin");
+    // The kernel completes the handshake from the backlog: 150 comes.
+    let r = c.reply();
+    assert_eq!(r.code, 150, "{}", r.text());
+    c.send(b"ABOR");
+    assert_eq!(c.reply().code, 426);
+    assert_eq!(c.reply().code, 226);
+    c.expect("NOOP", 200);
+    drop(l);
+    s.assert_alive();
+}
+
+fn abor_during_the_transfer(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    for telnet in [false, true] {
+        let mut d = slow_passive(&mut c);
+        c.send(b"RETR big.bin");
+        assert_eq!(c.reply().code, 150);
+        let head = read_some(&mut d, 32 << 10, || {}).unwrap();
+        assert_eq!(head.len(), 32 << 10);
+        if telnet {
+            // IAC IP, IAC DM (Synch) before ABOR, as RFC 959 asks.
+            c.send(b"\xff\xf4\xff\xf2ABOR");
+        } else {
+            c.send(b"ABOR");
+        }
+        let r = c.reply();
+        assert_eq!(r.code, 426, "{}", r.text());
+        let r = c.reply();
+        assert_eq!(r.code, 226, "{}", r.text());
+        // The data connection is gone, before the end of the file.
+        let rest = read_to_eof(&mut d, client::TRANSFER_TIMEOUT).unwrap_or_default();
+        assert!(head.len() + rest.len() < common::tree::BIG_LEN);
+        c.expect("NOOP", 200);
+    }
+    // A listing aborted the same way.
+    let mut d = slow_passive(&mut c);
+    c.send(b"LIST /pub");
+    assert_eq!(c.reply().code, 150);
+    c.send(b"ABOR");
+    let first = c.reply().code;
+    // The listing may have been complete already (226 then 226 "nothing
+    // to abort"), or cut (426 then 226).
+    assert!(matches!(first, 226 | 426), "{first}");
+    assert_eq!(c.reply().code, 226);
+    let _ = read_to_eof(&mut d, client::TRANSFER_TIMEOUT);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    s.assert_alive();
+}
+
+fn abor_after_the_transfer(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    let r = c.expect("ABOR", 226);
+    assert!(r.text().contains("No transfer"), "{}", r.text());
+    // And with a listener open but no transfer.
+    let _ = c.pasv();
+    c.expect("ABOR", 226);
+    c.expect("NOOP", 200);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    s.assert_alive();
+}
+
+fn pasv_never_connected_is_425(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new().data_timeout(2));
+    let mut c = Client::login(&s, Family::V4);
+    for cmd in ["RETR text.txt", "LIST /pub"] {
+        let _addr = c.pasv();
+        let began = Instant::now();
+        let r = c.cmd(cmd);
+        let took = began.elapsed();
+        assert_eq!(r.code, 425, "{cmd}: {}", r.text());
+        assert!(
+            took >= Duration::from_millis(1500),
+            "{cmd}: 425 after {took:?}"
+        );
+        assert!(took < Duration::from_secs(10), "{cmd}: 425 after {took:?}");
+        c.expect("NOOP", 200);
+    }
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    s.assert_alive();
+}
+
+/// How many hostile connections a flood test opens. ftpd is a process
+/// per connection: 300 of them already load two cores with process start-up
+/// and show the point (each costs a process, none blocks the others);
+/// the supervisor holds them all in one process, so it gets the full 5,000.
+fn flood_size(kind: Kind) -> usize {
+    match kind {
+        Kind::Ftpd | Kind::FtpdSetpriv => 300,
+        Kind::Supervisor => 5000,
+    }
+}
+
+/// Options for a flood test: no per-address limit (every connection comes
+/// from 127.0.0.1 here), room for all of them.
+fn flood_opts(kind: Kind) -> Opts {
+    match kind {
+        Kind::Supervisor => Opts::new()
+            .arg("--max-per-ip")
+            .arg("0")
+            .arg("--max-sessions")
+            .arg("10000"),
+        _ => Opts::new(),
+    }
+}
+
+/// Opens `n` connections to `s` that send nothing; fewer if the test
+/// process runs out of descriptors.
+fn open_many(s: &Server, n: usize) -> Vec<TcpStream> {
+    let need = n as u64 + 200;
+    let limit = raise_nofile();
+    assert!(limit >= need, "open-files limit {limit} < {need}");
+    let addr = s.addr(Family::V4);
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+            Ok(c) => v.push(c),
+            Err(e) => panic!("connection {i} of {n}: {e}"),
+        }
+    }
+    v
+}
+
+/// A normal client logs in and downloads, within a generous bound.
+fn client_gets_through(s: &Server, what: &str) {
+    let began = Instant::now();
+    let mut c = Client::login(s, Family::V4);
+    assert_eq!(c.get("RETR pub/file"), common::tree::file_content());
+    c.expect("QUIT", 221);
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "{what}: the client took {took:?}"
+    );
+}
+
+fn silent_connections_do_not_starve_a_client(kind: Kind) {
+    let (_t, mut s) = setup(kind, flood_opts(kind));
+    let n = flood_size(kind);
+    let conns = open_many(&s, n);
+    client_gets_through(&s, &format!("{n} silent connections"));
+    // They were all served (greeted), not just left in the backlog.
+    let mut greeted = 0;
+    for c in &conns {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 4];
+        if let Ok(4) = (&*c).read(&mut b) {
+            greeted += usize::from(&b[..3] == b"220");
+        }
+    }
+    assert_eq!(greeted, n, "connections greeted");
+    for c in conns {
+        reset(c);
+    }
+    client_gets_through(&s, "after the flood");
+    s.assert_alive();
+}
+
+fn slowloris_does_not_starve_a_client(kind: Kind) {
+    // A short idle timeout: dribbling bytes that never make a command
+    // must not keep a connection open past it.
+    let (_t, mut s) = setup(kind, flood_opts(kind).timeout(4));
+    let n = flood_size(kind).min(1000);
+    let conns = open_many(&s, n);
+    let stop = Arc::new(AtomicBool::new(false));
+    let dribbler = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut conns = conns;
+            for c in &conns {
+                c.set_nonblocking(true).unwrap();
+            }
+            let began = Instant::now();
+            let line = b"USER aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            let mut i = 0;
+            // One byte a second per connection, for at most 15 s.
+            while !stop.load(Ordering::SeqCst) && began.elapsed() < Duration::from_secs(15) {
+                for c in &mut conns {
+                    let _ = c.write(&line[i % line.len()..][..1]);
+                }
+                i += 1;
+                thread::sleep(Duration::from_secs(1));
+            }
+            conns
+        })
+    };
+    thread::sleep(Duration::from_secs(2));
+    client_gets_through(&s, &format!("{n} slowloris connections"));
+    // Past the idle timeout, every dribbling connection has been told 421
+    // and closed, although it kept sending.
+    thread::sleep(Duration::from_secs(5));
+    stop.store(true, Ordering::SeqCst);
+    let conns = dribbler.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut still_open = 0;
+    for mut c in conns {
+        c.set_nonblocking(false).unwrap();
+        let mut all = Vec::new();
+        let left = deadline.saturating_duration_since(Instant::now());
+        c.set_read_timeout(Some(left.max(Duration::from_millis(10))))
+            .unwrap();
+        let closed = loop {
+            let mut b = [0u8; 512];
+            match c.read(&mut b) {
+                Ok(0) => break Some(true),
+                Ok(k) => all.extend_from_slice(&b[..k]),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break Some(false),
+                Err(_) => break None,
+            }
+        };
+        match closed {
+            None => still_open += 1,
+            // A clean close comes after the 421; a close with the client's
+            // bytes unread is a reset, which may overtake it.
+            Some(clean) => {
+                let text = String::from_utf8_lossy(&all);
+                assert!(all.is_empty() || text.starts_with("220"), "{text:?}");
+                assert!(!clean || text.contains("\r\n421 "), "{text:?}");
+            }
+        }
+        reset(c);
+    }
+    assert_eq!(
+        still_open, 0,
+        "slowloris connections outlived the idle timeout"
+    );
+    client_gets_through(&s, "after the slowloris");
+    s.assert_alive();
+}
+
+fn huge_directory_listed_while_it_changes(kind: Kind) {
+    const ENTRIES: usize = 100_000;
+    let (t, mut s) = setup(kind, Opts::new());
+    let dir = t.public_dir("huge");
+    for i in 0..ENTRIES {
+        fs::File::create(dir.join(format!("entry-{i:06}"))).unwrap();
+    }
+    // Another "user" keeps creating, renaming and deleting entries.
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = Arc::clone(&stop);
+        let dir = dir.clone();
+        thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let a = dir.join(format!("new-{i}"));
+                let _ = fs::write(&a, b"x");
+                let _ = fs::rename(&a, dir.join(format!("renamed-{i}")));
+                let _ =
+                    fs::remove_file(dir.join(format!("entry-{:06}", (i * 7919) % ENTRIES as u64)));
+                if i >= 10 {
+                    let _ = fs::remove_file(dir.join(format!("renamed-{}", i - 10)));
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    let began = Instant::now();
+    let mut c = Client::login(&s, Family::V4);
+    let list = c.get("LIST /huge");
+    let lines = crlf_lines(&list);
+    assert!(lines.len() > ENTRIES / 2, "{} lines", lines.len());
+    for l in &lines {
+        let e = must_ls(l);
+        assert!(!e.name.is_empty() && !e.name.contains(&b'/'));
+    }
+    let mlsd = c.get("MLSD /huge");
+    for l in crlf_lines(&mlsd) {
+        let m = must_mlsx(&l);
+        assert!(m.facts.contains_key("type"), "{m:?}");
+    }
+    let nlst = c.get("NLST /huge");
+    assert!(crlf_lines(&nlst).len() > ENTRIES / 2);
+    stop.store(true, Ordering::SeqCst);
+    let changes = churn.join().unwrap();
+    let took = began.elapsed();
+    eprintln!("{ENTRIES} entries listed three times in {took:?} during {changes} changes");
+    assert!(took < Duration::from_secs(120), "{took:?}");
+    c.expect("NOOP", 200);
+    s.assert_alive();
+}
