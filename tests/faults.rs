@@ -1,12 +1,16 @@
 //! Faults a public server meets on its first day, each against ftpd (as
 //! root with a chroot, and unprivileged under setpriv) and the supervisor:
 //! a file truncated while it is sent, data and control connections reset
-//! mid-transfer, ABOR at every stage, a passive port never connected,
-//! floods of silent and of dribbling (slowloris) connections while a real
-//! client downloads, a huge directory listed while it changes.
+//! mid-transfer, ABOR at every stage, floods of silent and of dribbling
+//! (slowloris) connections while a real client downloads, a huge
+//! directory listed while it changes.
 //!
-//! The open-files limit reached and freed is supervisor-only and lives in
-//! tests/supervisor.rs (`out_of_descriptors_then_recovers`).
+//! Close relatives live elsewhere and are not repeated here:
+//! tests/transfer.rs has ABOR during a RETR (plain, Telnet Synch, active),
+//! a passive port never connected (`data_connect_timeout_is_425`), a
+//! client that closes everything mid-transfer; tests/supervisor.rs has the
+//! open-files limit reached and freed (`out_of_descriptors_then_recovers`,
+//! supervisor-only).
 //!
 //! Every wait is bounded; no speed is asserted, only that things finish
 //! within generous bounds. Connections go to loopback only.
@@ -31,10 +35,7 @@ server_tests!(
     file_truncated_while_sent_is_451,
     data_connection_reset_mid_transfer,
     control_connection_reset_mid_transfer,
-    abor_before_the_data_connection,
-    abor_during_the_transfer,
-    abor_after_the_transfer,
-    pasv_never_connected_is_425,
+    abor_at_every_stage,
     silent_connections_do_not_starve_a_client,
     slowloris_does_not_starve_a_client,
     huge_directory_listed_while_it_changes,
@@ -152,10 +153,14 @@ fn control_connection_reset_mid_transfer(kind: Kind) {
     });
 }
 
-fn abor_before_the_data_connection(kind: Kind) {
+/// ABOR before the data connection is made, during a listing, and after
+/// the transfer. (ABOR during a RETR, plain, after Telnet IP/Synch and in
+/// active mode, is in tests/transfer.rs.)
+fn abor_at_every_stage(kind: Kind) {
     let (_t, mut s) = setup(kind, Opts::new());
     let mut c = Client::login(&s, Family::V4);
-    // The listener is open, the client never connects: no 150 yet.
+
+    // Before: the listener is open, the client never connects, no 150.
     let _addr = c.pasv();
     c.send(b"RETR big.bin");
     assert!(
@@ -169,90 +174,26 @@ fn abor_before_the_data_connection(kind: Kind) {
     assert_eq!(r.code, 226, "{}", r.text());
     c.expect("NOOP", 200);
     assert_eq!(c.get("RETR text.txt"), TEXT);
-    // Active mode too: PORT to a listener that never accepts.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    c.expect(&client::port_arg(&l.local_addr().unwrap()), 200);
-    c.send(b"RETR big.bin");
-    // The kernel completes the handshake from the backlog: 150 comes.
-    let r = c.reply();
-    assert_eq!(r.code, 150, "{}", r.text());
-    c.send(b"ABOR");
-    assert_eq!(c.reply().code, 426);
-    assert_eq!(c.reply().code, 226);
-    c.expect("NOOP", 200);
-    drop(l);
-    s.assert_alive();
-}
 
-fn abor_during_the_transfer(kind: Kind) {
-    let (_t, mut s) = setup(kind, Opts::new());
-    let mut c = Client::login(&s, Family::V4);
-    for telnet in [false, true] {
-        let mut d = slow_passive(&mut c);
-        c.send(b"RETR big.bin");
-        assert_eq!(c.reply().code, 150);
-        let head = read_some(&mut d, 32 << 10, || {}).unwrap();
-        assert_eq!(head.len(), 32 << 10);
-        if telnet {
-            // IAC IP, IAC DM (Synch) before ABOR, as RFC 959 asks.
-            c.send(b"\xff\xf4\xff\xf2ABOR");
-        } else {
-            c.send(b"ABOR");
-        }
-        let r = c.reply();
-        assert_eq!(r.code, 426, "{}", r.text());
-        let r = c.reply();
-        assert_eq!(r.code, 226, "{}", r.text());
-        // The data connection is gone, before the end of the file.
-        let rest = read_to_eof(&mut d, client::TRANSFER_TIMEOUT).unwrap_or_default();
-        assert!(head.len() + rest.len() < common::tree::BIG_LEN);
-        c.expect("NOOP", 200);
-    }
-    // A listing aborted the same way.
+    // During a listing: it may be complete already (226, then 226 for
+    // nothing to abort) or cut (426, then 226).
     let mut d = slow_passive(&mut c);
     c.send(b"LIST /pub");
     assert_eq!(c.reply().code, 150);
     c.send(b"ABOR");
     let first = c.reply().code;
-    // The listing may have been complete already (226 then 226 "nothing
-    // to abort"), or cut (426 then 226).
     assert!(matches!(first, 226 | 426), "{first}");
     assert_eq!(c.reply().code, 226);
     let _ = read_to_eof(&mut d, client::TRANSFER_TIMEOUT);
-    assert_eq!(c.get("RETR text.txt"), TEXT);
-    s.assert_alive();
-}
+    c.expect("NOOP", 200);
 
-fn abor_after_the_transfer(kind: Kind) {
-    let (_t, mut s) = setup(kind, Opts::new());
-    let mut c = Client::login(&s, Family::V4);
+    // After: nothing to abort, with or without a listener open.
     assert_eq!(c.get("RETR text.txt"), TEXT);
     let r = c.expect("ABOR", 226);
     assert!(r.text().contains("No transfer"), "{}", r.text());
-    // And with a listener open but no transfer.
     let _ = c.pasv();
     c.expect("ABOR", 226);
     c.expect("NOOP", 200);
-    assert_eq!(c.get("RETR text.txt"), TEXT);
-    s.assert_alive();
-}
-
-fn pasv_never_connected_is_425(kind: Kind) {
-    let (_t, mut s) = setup(kind, Opts::new().data_timeout(2));
-    let mut c = Client::login(&s, Family::V4);
-    for cmd in ["RETR text.txt", "LIST /pub"] {
-        let _addr = c.pasv();
-        let began = Instant::now();
-        let r = c.cmd(cmd);
-        let took = began.elapsed();
-        assert_eq!(r.code, 425, "{cmd}: {}", r.text());
-        assert!(
-            took >= Duration::from_millis(1500),
-            "{cmd}: 425 after {took:?}"
-        );
-        assert!(took < Duration::from_secs(10), "{cmd}: 425 after {took:?}");
-        c.expect("NOOP", 200);
-    }
     assert_eq!(c.get("RETR text.txt"), TEXT);
     s.assert_alive();
 }

@@ -409,6 +409,14 @@ fn data_connect_timeout_is_425(kind: Kind) {
         c.expect("NOOP", 200);
         assert_eq!(c.get("RETR one-byte"), b"x");
     }
+    // A listing waits the same bounded time.
+    let mut c = Client::login(&s, Family::V4);
+    c.pasv();
+    let start = Instant::now();
+    let r = c.cmd("LIST /pub");
+    assert_eq!(r.code, 425, "LIST with nobody connecting: {}", r.text());
+    assert!(start.elapsed() <= Duration::from_secs(8));
+    c.expect("NOOP", 200);
 }
 
 fn active_connect_refused_is_425(kind: Kind) {
