@@ -5,3 +5,4 @@ pub mod epoll;
 pub mod net;
 pub mod poll;
 pub mod pump;
+pub mod worker;
