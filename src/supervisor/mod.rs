@@ -1,8 +1,8 @@
 //! `aftpd-supervisor`: one process serving many sessions. This module is
 //! everything but the event mechanism: the command line, binding,
-//! privileges, limits, logging and signals. The workers' event loops live
-//! in `driver::epoll` (and, later, other engines using the same
-//! [`Context`]).
+//! privileges, limits, logging, signals and the choice of engine. The
+//! workers' event loops live in `driver::epoll` and `driver::uring`, on
+//! the same [`Context`] and the shared `driver::worker`.
 
 pub mod cli;
 pub mod limits;
@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::config::SessionConfig;
 use crate::fs::Root;
 
-use self::cli::{Args, Parsed};
+use self::cli::{Args, Engine, Parsed};
 use self::limits::Limits;
 use self::logging::Logger;
 use self::signals::{Outcome, Signals, Stop};
@@ -127,6 +127,10 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     .map_err(|e| Fail::Temp(format!("cannot open {}: {e}", root_dir.display())))?;
     crate::privs::no_new_privs().map_err(|e| Fail::Temp(format!("PR_SET_NO_NEW_PRIVS: {e}")))?;
 
+    // After the privileges are dropped: io_uring_disabled=1 admits some
+    // users only.
+    let engine = choose_engine(args.engine, &log)?;
+
     // Before any worker exists, so that every thread inherits the mask.
     let signals = Signals::block().map_err(|e| Fail::Temp(format!("signals: {e}")))?;
     let ctx = Arc::new(Context {
@@ -138,12 +142,13 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     });
 
-    let workers = spawn_workers(&ctx, sets)?;
+    let workers = spawn_workers(&ctx, sets, engine)?;
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
+        "listening on {} root={} threads={threads} engine={} max-sessions={} max-per-ip={} open-files={}",
         list.join(","),
         root_dir.display(),
+        engine.name(),
         args.max_sessions,
         args.max_per_ip,
         nofile.map_or_else(|| "?".to_owned(), |n| n.to_string()),
@@ -213,9 +218,33 @@ fn raise_nofile() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
+/// The engine to run: `uring` only if io_uring works here (else an
+/// error), `auto` io_uring if it works, else epoll with a line saying why.
+fn choose_engine(asked: Engine, log: &Logger) -> Result<Engine, Fail> {
+    match asked {
+        Engine::Epoll => Ok(Engine::Epoll),
+        Engine::Uring => match crate::driver::uring::probe() {
+            Ok(()) => Ok(Engine::Uring),
+            Err(why) => Err(Fail::Temp(format!(
+                "--engine uring: io_uring unavailable ({why})"
+            ))),
+        },
+        Engine::Auto => match crate::driver::uring::probe() {
+            Ok(()) => Ok(Engine::Uring),
+            Err(why) => {
+                log.info(format_args!(
+                    "io_uring unavailable ({why}): falling back to epoll"
+                ));
+                Ok(Engine::Epoll)
+            }
+        },
+    }
+}
+
 fn spawn_workers(
     ctx: &Arc<Context>,
     sets: Vec<Vec<TcpListener>>,
+    engine: Engine,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Fail> {
     let mut handles = Vec::with_capacity(sets.len());
     for (i, listeners) in sets.into_iter().enumerate() {
@@ -223,7 +252,11 @@ fn spawn_workers(
         let h = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || {
-                if let Err(e) = crate::driver::epoll::run(&ctx, i, listeners) {
+                let ran = match engine {
+                    Engine::Uring => crate::driver::uring::run(&ctx, i, listeners),
+                    Engine::Epoll | Engine::Auto => crate::driver::epoll::run(&ctx, i, listeners),
+                };
+                if let Err(e) = ran {
                     ctx.log.error(format_args!("worker {i}: {e}"));
                 }
             })
