@@ -120,9 +120,10 @@ enum Mode {
     /// Like `Auto`, with the open-files limit (soft and hard) set to this
     /// by `prlimit`.
     NoFile(u32),
-    /// Unprivileged, with no locked memory allowed (`prlimit
-    /// --memlock=0`): io_uring cannot set up a ring.
-    NoMemlock,
+    /// Unprivileged, with at most this many bytes of locked memory
+    /// (`prlimit --memlock`), which io_uring rings are counted against:
+    /// with 0, io_uring cannot set up a ring.
+    Memlock(u32),
 }
 
 struct Server {
@@ -192,9 +193,9 @@ fn command(mode: Mode) -> Command {
             c.arg(format!("--nofile={n}:{n}")).arg(BIN);
             c
         }
-        Mode::NoMemlock => {
+        Mode::Memlock(n) => {
             let mut c = Command::new("prlimit");
-            c.arg("--memlock=0:0");
+            c.arg(format!("--memlock={n}:{n}"));
             if root {
                 c.args([
                     "setpriv",
@@ -211,7 +212,7 @@ fn command(mode: Mode) -> Command {
         _ => Command::new(BIN),
     };
     cmd.env_remove("UID").env_remove("GID");
-    if root && !matches!(mode, Mode::Unprivileged | Mode::NoMemlock) {
+    if root && !matches!(mode, Mode::Unprivileged | Mode::Memlock(_)) {
         cmd.env("UID", NOBODY).env("GID", NOBODY);
     }
     cmd
@@ -950,7 +951,7 @@ fn without_io_uring_auto_falls_back_and_uring_fails() {
         return;
     }
     let tree = Tree::new("fallback", false);
-    let server = start_with(&tree, Mode::NoMemlock, &[]);
+    let server = start_with(&tree, Mode::Memlock(0), &[]);
     let mut f = Ftp::connect(server.addr()).unwrap();
     f.greeting();
     f.login();
@@ -969,18 +970,28 @@ fn without_io_uring_auto_falls_back_and_uring_fails() {
     assert!(fallbacks[0].ends_with("): falling back to epoll"), "{log}");
     drop(server);
 
-    let out = command(Mode::NoMemlock)
-        .args(["--engine", "uring", "--listen", "127.0.0.1:0"])
-        .arg(&tree.dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let uring = |memlock: u32, threads: &str| {
+        command(Mode::Memlock(memlock))
+            .args(["--engine", "uring", "--threads", threads])
+            .args(["--listen", "127.0.0.1:0", "--shutdown-timeout", "0"])
+            .arg(&tree.dir)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = uring(0, "1").wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(111));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("--engine uring: io_uring unavailable ("),
         "{err}"
     );
+    // Every worker's ring is set up before the engine is chosen: enough
+    // locked memory for a few rings is not enough for 64, and that is
+    // found at start, not by a worker failing later.
+    let out = uring(128 * 1024, "64").wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(111));
 }
 
 /// Declares each `fn NAME(engine: Engine)` as two tests, `epoll::NAME` and

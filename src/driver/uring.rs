@@ -64,10 +64,12 @@ use crate::supervisor::Context;
 use crate::supervisor::limits::Refusal;
 use crate::supervisor::listen;
 
-/// Submission queue entries per ring.
-const SQ_ENTRIES: u32 = 1024;
-/// Completion queue entries per ring: multishot operations post many.
-const CQ_ENTRIES: u32 = 8192;
+/// Submission queue entries per ring (more wait in a backlog).
+const SQ_ENTRIES: u32 = 256;
+/// Completion queue entries per ring: multishot operations post many (and
+/// the kernel keeps any overflow). With the submission queue, about 84 KiB
+/// per ring, counted against RLIMIT_MEMLOCK for an unprivileged user.
+const CQ_ENTRIES: u32 = 4096;
 /// Control-input buffers per worker (a power of two) and their size:
 /// 512 x 2 KiB = 1 MiB per worker, whatever the number of sessions.
 /// Commands are short; a longer burst just takes several buffers.
@@ -135,10 +137,18 @@ fn errno(res: i32) -> io::Error {
     io::Error::from_raw_os_error(-res)
 }
 
-/// Whether io_uring can run this engine here: a recent enough kernel, not
-/// refused by seccomp or `kernel.io_uring_disabled`, with every opcode and
-/// feature used, and ring restrictions. `Err`: why not.
-pub fn probe() -> Result<(), String> {
+/// A worker's ring, set up and restricted, not yet enabled: the thread
+/// that enables it (its worker) is then the only one that may submit.
+pub struct Ring {
+    ring: IoUring,
+    bufs: BufRing,
+}
+
+/// Sets up the rings of `workers` workers, or says why io_uring cannot run
+/// this engine here: a kernel too old, io_uring refused (seccomp,
+/// `kernel.io_uring_disabled`), an opcode or feature missing, not enough
+/// locked memory for every ring. Call it as the user the workers run as.
+pub fn prepare(workers: usize) -> Result<Vec<Ring>, String> {
     let uname = rustix::system::uname();
     let release = uname.release().to_string_lossy().into_owned();
     if !at_least(&release, 6, 0) {
@@ -146,7 +156,9 @@ pub fn probe() -> Result<(), String> {
             "kernel {release}: multishot recv needs Linux 6.0 or later"
         ));
     }
-    setup().map(drop).map_err(|e| e.to_string())
+    (0..workers)
+        .map(|_| setup().map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// Whether a kernel release string ("6.1.0-18-amd64") is at least
@@ -167,9 +179,8 @@ fn context(what: &str, e: io::Error) -> io::Error {
 
 /// A worker's ring and its buffer ring: the ring created disabled, the
 /// opcodes and features checked, the buffer ring registered, the
-/// restrictions installed, then the ring enabled (in the calling thread,
-/// which is then the only one that may submit).
-fn setup() -> io::Result<(IoUring, BufRing)> {
+/// restrictions installed (enabling is left to the worker's thread).
+fn setup() -> io::Result<Ring> {
     let mut b = IoUring::builder();
     b.setup_r_disabled()
         .setup_cqsize(CQ_ENTRIES)
@@ -206,20 +217,29 @@ fn setup() -> io::Result<(IoUring, BufRing)> {
     bufs.register(&ring)
         .map_err(|e| context("IORING_REGISTER_PBUF_RING", e))?;
     restrict(&ring)?;
-    Ok((ring, bufs))
+    Ok(Ring { ring, bufs })
 }
 
-/// Allows [`OPCODES`] and the BUFFER_SELECT and IO_LINK flags only, no register
-/// operation at all once enabled, and enables the ring.
+/// Allows [`OPCODES`] and the BUFFER_SELECT and IO_LINK flags only, and no
+/// register operation at all once the ring is enabled.
 fn restrict(ring: &IoUring) -> io::Result<()> {
     let mut allowed: Vec<Restriction> = OPCODES.iter().map(|&op| Restriction::sqe_op(op)).collect();
     let flags = squeue::Flags::BUFFER_SELECT | squeue::Flags::IO_LINK;
     allowed.push(Restriction::sqe_flags_allowed(flags.bits()));
-    let s = ring.submitter();
-    s.register_restrictions(&mut allowed)
-        .map_err(|e| context("IORING_REGISTER_RESTRICTIONS", e))?;
-    s.register_enable_rings()
-        .map_err(|e| context("IORING_REGISTER_ENABLE_RINGS", e))
+    ring.submitter()
+        .register_restrictions(&mut allowed)
+        .map_err(|e| context("IORING_REGISTER_RESTRICTIONS", e))
+}
+
+impl Ring {
+    /// Enables the ring: from now on only the calling thread submits.
+    fn enable(self) -> io::Result<(IoUring, BufRing)> {
+        self.ring
+            .submitter()
+            .register_enable_rings()
+            .map_err(|e| context("IORING_REGISTER_ENABLE_RINGS", e))?;
+        Ok((self.ring, self.bufs))
+    }
 }
 
 /// `struct io_uring_buf`: one entry of a provided buffer ring. The `resv`
@@ -253,6 +273,10 @@ struct BufRing {
     /// then the memory is never unmapped.
     leak: bool,
 }
+
+// SAFETY: the mapping is owned by the BufRing alone (no other pointer to
+// it is kept), so moving it to another thread moves that ownership.
+unsafe impl Send for BufRing {}
 
 impl BufRing {
     fn new() -> io::Result<BufRing> {
@@ -1134,9 +1158,17 @@ impl Core {
 }
 
 /// Runs worker `id` until the server stops: serves the sessions accepted
-/// on `listeners` (this worker's own SO_REUSEPORT sockets).
-pub fn run(ctx: &Arc<Context>, id: usize, listeners: Vec<TcpListener>) -> io::Result<()> {
-    let mut w = Worker::new(ctx, id, listeners)?;
+/// on `listeners` (this worker's own SO_REUSEPORT sockets, or its copies of
+/// the sockets passed by the service manager: io_uring waits on a
+/// listener exclusively, so a new connection wakes one worker).
+/// `ring` is this worker's, from [`prepare`].
+pub fn run(
+    ctx: &Arc<Context>,
+    id: usize,
+    listeners: Vec<TcpListener>,
+    ring: Ring,
+) -> io::Result<()> {
+    let mut w = Worker::new(ctx, id, listeners, ring)?;
     w.serve()
 }
 
@@ -1158,8 +1190,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(ctx: &Arc<Context>, id: usize, listeners: Vec<TcpListener>) -> io::Result<Worker> {
-        let (ring, bufs) = setup()?;
+    fn new(
+        ctx: &Arc<Context>,
+        id: usize,
+        listeners: Vec<TcpListener>,
+        ring: Ring,
+    ) -> io::Result<Worker> {
+        let (ring, bufs) = ring.enable()?;
         let n = listeners.len();
         let mut w = Worker {
             id,
@@ -1510,11 +1547,11 @@ mod tests {
     /// allowed opcode runs.
     #[test]
     fn restricted_ring_refuses_other_opcodes() {
-        if let Err(why) = probe() {
-            eprintln!("skipped: io_uring unavailable: {why}");
-            return;
-        }
-        let (mut ring, _bufs) = setup().unwrap();
+        let mut rings = match prepare(1) {
+            Ok(r) => r,
+            Err(why) => return eprintln!("skipped: io_uring unavailable: {why}"),
+        };
+        let (mut ring, _bufs) = rings.pop().unwrap().enable().unwrap();
         let path = c"/";
         let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
             .build()

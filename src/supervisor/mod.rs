@@ -4,6 +4,7 @@
 //! workers' event loops live in `driver::epoll` and `driver::uring`, on
 //! the same [`Context`] and the shared `driver::worker`.
 
+pub mod activation;
 pub mod cli;
 pub mod limits;
 pub mod listen;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use crate::config::SessionConfig;
 use crate::fs::Root;
+use crate::xferlog::Xferlog;
 
 use self::cli::{Args, Engine, Parsed};
 use self::limits::Limits;
@@ -79,6 +81,9 @@ fn report(f: Fail) -> i32 {
 /// Starts the server described by `args` and serves until a signal stops
 /// it. Returns the exit code.
 pub fn run(args: Args) -> Result<i32, Fail> {
+    // First: it changes the environment (no other thread may exist yet) and
+    // claims descriptors 3 and up.
+    let inherited = activation::take().map_err(Fail::Usage)?;
     let config = Arc::new(args.session_config().map_err(Fail::Usage)?);
     let threads = match args.threads {
         Some(0) => return Err(Fail::Usage("--threads must be at least 1".into())),
@@ -95,22 +100,42 @@ pub fn run(args: Args) -> Result<i32, Fail> {
 
     // Everything that needs the outside world (the syslog socket, the
     // CPU count above, the password file) before the chroot.
-    let log = if args.syslog {
+    let mut log = if args.syslog {
         Logger::syslog().map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
     } else {
         Logger::stderr()
     };
+    if let Some(path) = &args.xferlog {
+        let x = Xferlog::open_reopenable(path)
+            .map_err(|e| Fail::Temp(format!("cannot open the xferlog {e}")))?;
+        log = log.with_xferlog(x);
+    }
     // Rust ignores SIGPIPE already; say so anyway, as ftpd does, since a
     // closed peer must be an EPIPE, never the end of the server.
     crate::driver::net::ignore_sigpipe()
         .map_err(|e| Fail::Temp(format!("cannot ignore SIGPIPE: {e}")))?;
     let nofile = raise_nofile();
 
-    let addrs = listen::addresses(&args.listen, as_root);
-    let sets = listen::bind_all(&addrs, threads, |from, to| {
-        log.warn(format_args!("no IPv6: listening on {to} instead of {from}"))
-    })
-    .map_err(|e| Fail::Temp(e.to_string()))?;
+    let activated = inherited.is_some();
+    let sets = match inherited {
+        Some(listeners) => {
+            if !args.listen.is_empty() {
+                log.info(format_args!(
+                    "--listen ignored: serving the {} socket(s) passed by the service manager (LISTEN_FDS)",
+                    listeners.len()
+                ));
+            }
+            activation::share(listeners, threads)
+                .map_err(|e| Fail::Temp(format!("cannot share the passed sockets: {e}")))?
+        }
+        None => {
+            let addrs = listen::addresses(&args.listen, as_root);
+            listen::bind_all(&addrs, threads, |from, to| {
+                log.warn(format_args!("no IPv6: listening on {to} instead of {from}"))
+            })
+            .map_err(|e| Fail::Temp(e.to_string()))?
+        }
+    };
     let bound: Vec<SocketAddr> = sets
         .first()
         .map(|s| s.iter().filter_map(|l| l.local_addr().ok()).collect())
@@ -129,7 +154,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
 
     // After the privileges are dropped: io_uring_disabled=1 admits some
     // users only.
-    let engine = choose_engine(args.engine, &log)?;
+    let engine = choose_engine(args.engine, threads, &log)?;
 
     // Before any worker exists, so that every thread inherits the mask.
     let signals = Signals::block().map_err(|e| Fail::Temp(format!("signals: {e}")))?;
@@ -142,13 +167,15 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     });
 
+    let engine_name = engine.name();
     let workers = spawn_workers(&ctx, sets, engine)?;
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {} root={} threads={threads} engine={} max-sessions={} max-per-ip={} open-files={}",
+        "listening on {}{} root={} threads={threads} engine={} max-sessions={} max-per-ip={} open-files={}",
         list.join(","),
+        if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
-        engine.name(),
+        engine_name,
         args.max_sessions,
         args.max_per_ip,
         nofile.map_or_else(|| "?".to_owned(), |n| n.to_string()),
@@ -162,16 +189,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         ));
     }
 
-    let outcome = signals.wait(&workers, || {
-        ctx.log.info(format_args!(
-            "SIGHUP: logging to {}, nothing to reopen",
-            if args.syslog {
-                "syslog"
-            } else {
-                "standard error"
-            }
-        ))
-    });
+    let outcome = signals.wait(&workers, || ctx.log.reopen());
     ctx.stop.trigger();
     let bound = ctx.shutdown_timeout + Duration::from_secs(5);
     match outcome {
@@ -218,24 +236,42 @@ fn raise_nofile() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
+/// The workers' engine, chosen.
+enum Chosen {
+    Epoll,
+    /// io_uring, with each worker's ring set up already.
+    Uring(Vec<crate::driver::uring::Ring>),
+}
+
+impl Chosen {
+    fn name(&self) -> &'static str {
+        match self {
+            Chosen::Epoll => Engine::Epoll.name(),
+            Chosen::Uring(_) => Engine::Uring.name(),
+        }
+    }
+}
+
 /// The engine to run: `uring` only if io_uring works here (else an
 /// error), `auto` io_uring if it works, else epoll with a line saying why.
-fn choose_engine(asked: Engine, log: &Logger) -> Result<Engine, Fail> {
+/// Working means: every worker's ring could be set up, as the user the
+/// workers run as (so the probe cannot pass where a worker would fail).
+fn choose_engine(asked: Engine, workers: usize, log: &Logger) -> Result<Chosen, Fail> {
     match asked {
-        Engine::Epoll => Ok(Engine::Epoll),
-        Engine::Uring => match crate::driver::uring::probe() {
-            Ok(()) => Ok(Engine::Uring),
+        Engine::Epoll => Ok(Chosen::Epoll),
+        Engine::Uring => match crate::driver::uring::prepare(workers) {
+            Ok(rings) => Ok(Chosen::Uring(rings)),
             Err(why) => Err(Fail::Temp(format!(
                 "--engine uring: io_uring unavailable ({why})"
             ))),
         },
-        Engine::Auto => match crate::driver::uring::probe() {
-            Ok(()) => Ok(Engine::Uring),
+        Engine::Auto => match crate::driver::uring::prepare(workers) {
+            Ok(rings) => Ok(Chosen::Uring(rings)),
             Err(why) => {
                 log.info(format_args!(
                     "io_uring unavailable ({why}): falling back to epoll"
                 ));
-                Ok(Engine::Epoll)
+                Ok(Chosen::Epoll)
             }
         },
     }
@@ -244,17 +280,23 @@ fn choose_engine(asked: Engine, log: &Logger) -> Result<Engine, Fail> {
 fn spawn_workers(
     ctx: &Arc<Context>,
     sets: Vec<Vec<TcpListener>>,
-    engine: Engine,
+    engine: Chosen,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Fail> {
+    let mut rings = match engine {
+        Chosen::Uring(rings) => rings,
+        Chosen::Epoll => Vec::new(),
+    };
     let mut handles = Vec::with_capacity(sets.len());
     for (i, listeners) in sets.into_iter().enumerate() {
         let ctx = Arc::clone(ctx);
+        // One ring per worker was set up (as many as `sets`).
+        let ring = rings.pop();
         let h = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || {
-                let ran = match engine {
-                    Engine::Uring => crate::driver::uring::run(&ctx, i, listeners),
-                    Engine::Epoll | Engine::Auto => crate::driver::epoll::run(&ctx, i, listeners),
+                let ran = match ring {
+                    Some(r) => crate::driver::uring::run(&ctx, i, listeners, r),
+                    None => crate::driver::epoll::run(&ctx, i, listeners),
                 };
                 if let Err(e) = ran {
                     ctx.log.error(format_args!("worker {i}: {e}"));
