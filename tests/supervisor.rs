@@ -347,14 +347,18 @@ impl Ftp {
         self.expect("PASS guest@", 230);
     }
 
-    /// EPSV, then connect to the port it names.
-    fn passive(&mut self) -> TcpStream {
+    /// EPSV: the port it names.
+    fn epsv(&mut self) -> u16 {
         let text = self.expect("EPSV", 229);
-        let port: u16 = text
-            .split('|')
+        text.split('|')
             .nth(3)
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("bad 229: {text}"));
+            .unwrap_or_else(|| panic!("bad 229: {text}"))
+    }
+
+    /// EPSV, then connect to the port it names.
+    fn passive(&mut self) -> TcpStream {
+        let port = self.epsv();
         let d = TcpStream::connect_timeout(
             &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             Duration::from_secs(10),
@@ -369,12 +373,7 @@ impl Ftp {
     /// connection that is slow to fill up and easy to stall.
     fn passive_small(&mut self) -> TcpStream {
         use rustix::net::{AddressFamily, SocketType, sockopt};
-        let text = self.expect("EPSV", 229);
-        let port: u16 = text
-            .split('|')
-            .nth(3)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("bad 229: {text}"));
+        let port = self.epsv();
         let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
         sockopt::set_socket_recv_buffer_size(&fd, 4096).unwrap();
         rustix::net::connect(&fd, &SocketAddr::from((Ipv4Addr::LOCALHOST, port))).unwrap();
@@ -436,6 +435,16 @@ fn read_pattern(d: &mut TcpStream, from: u64, len: u64, chunk: usize, mut betwee
         at += n as u64;
         between();
     }
+}
+
+/// Downloads big.bin at full speed, checking every byte.
+fn retr_big(f: &mut Ftp) {
+    f.expect("TYPE I", 200);
+    let mut d = f.passive();
+    let (code, text) = f.cmd("RETR /big.bin").unwrap();
+    assert_eq!(code, 150, "{text}");
+    read_pattern(&mut d, 0, BIG_LEN, 1 << 20, || {});
+    assert_eq!(f.reply().unwrap().0, 226);
 }
 
 /// Closes `s` with a reset instead of a FIN, once the server has closed
@@ -710,12 +719,7 @@ fn a_stalled_reader_does_not_slow_a_fast_one(engine: Engine) {
     let mut fast = Ftp::connect(server.addr()).unwrap();
     fast.greeting();
     fast.login();
-    fast.expect("TYPE I", 200);
-    let mut d = fast.passive();
-    let (code, _) = fast.cmd("RETR /big.bin").unwrap();
-    assert_eq!(code, 150);
-    read_pattern(&mut d, 0, BIG_LEN, 1 << 20, || {});
-    assert_eq!(fast.reply().unwrap().0, 226);
+    retr_big(&mut fast);
     assert!(fast.list("/").contains("big.bin"));
     let took = began.elapsed();
     assert!(took < Duration::from_secs(20), "fast client took {took:?}");
@@ -875,12 +879,7 @@ fn more_stalled_downloads_than_pipes(engine: Engine) {
     let mut fast = Ftp::connect(server.addr()).unwrap();
     fast.greeting();
     fast.login();
-    fast.expect("TYPE I", 200);
-    let mut d = fast.passive();
-    let (code, _) = fast.cmd("RETR /big.bin").unwrap();
-    assert_eq!(code, 150);
-    read_pattern(&mut d, 0, BIG_LEN, 1 << 20, || {});
-    assert_eq!(fast.reply().unwrap().0, 226);
+    retr_big(&mut fast);
     // The stalled ones are still there, and can still be aborted.
     let (mut f, d) = stalled.pop().unwrap();
     close_abortively(d);
