@@ -780,6 +780,8 @@ struct UringIo {
     recv_cancel: bool,
     /// A send of `out` is in flight.
     send: bool,
+    /// ... of the farewell (not of the session's output).
+    send_farewell: bool,
     /// The control output in flight: untouched until its completion.
     out: Vec<u8>,
     data: Option<Box<DataSide>>,
@@ -801,6 +803,7 @@ impl UringIo {
             recv: false,
             recv_cancel: false,
             send: false,
+            send_farewell: false,
             out: Vec::new(),
             data: None,
             retired: Vec::new(),
@@ -889,7 +892,8 @@ impl UringIo {
             return;
         }
         match res {
-            n if n > 0 => life.wrote(n as usize),
+            n if n > 0 && self.send_farewell => life.wrote_farewell(n as usize),
+            n if n > 0 => life.session.consume_output(n as usize),
             0 => life.flags |= worker::DEAD,
             _ => life.write_failed(),
         }
@@ -908,7 +912,11 @@ impl UringIo {
             if let Some(i) = self.retired.iter().position(|d| d.generation == generation) {
                 let side = &mut self.retired[i];
                 side.pending &= !op.bit();
-                if let Some(x) = side.xfer() {
+                if op == DataOp::Accept && res >= 0 {
+                    // SAFETY: a successful accept's result is a new
+                    // descriptor that nothing else owns: closed here.
+                    drop(unsafe { OwnedFd::from_raw_fd(res) });
+                } else if let Some(x) = side.xfer() {
                     let _ = moved(x, op, res);
                 }
                 if side.pending == 0 {
@@ -1031,6 +1039,7 @@ impl worker::Io for UringIo {
             return;
         }
         let n = out.len().min(SEND_MAX);
+        self.send_farewell = life.session.output().is_empty();
         self.out.clear();
         self.out.extend_from_slice(&out[..n]);
         let e = opcode::Send::new(

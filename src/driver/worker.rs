@@ -408,13 +408,17 @@ impl Life {
         }
     }
 
-    /// Output (session's, then farewell) `n` bytes of which were written.
-    pub fn wrote(&mut self, mut n: usize) {
-        let from_session = n.min(self.session.output().len());
-        if from_session > 0 {
-            self.session.consume_output(from_session);
-            n -= from_session;
+    /// `n` bytes of [`Life::unwritten`] were written.
+    pub fn wrote(&mut self, n: usize) {
+        if self.session.output().is_empty() {
+            self.wrote_farewell(n);
+        } else {
+            self.session.consume_output(n);
         }
+    }
+
+    /// `n` bytes of the farewell were written.
+    pub fn wrote_farewell(&mut self, n: usize) {
         self.farewell = self.farewell.get(n..).unwrap_or_default();
     }
 
