@@ -1626,6 +1626,77 @@ mod tests {
         assert!(p.get().is_none());
     }
 
+    fn file_xfer(len: u64) -> Xfer {
+        let f = tempfile_with(len);
+        Xfer::new(Source::File {
+            file: f,
+            offset: 0,
+            len,
+            ascii: false,
+        })
+    }
+
+    fn tempfile_with(len: u64) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("aftpd-uring-{}", std::process::id()));
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(len).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+
+    /// The accounting of a splice round: a short splice-in breaks the link
+    /// (the splice-out is cancelled) and what it moved is sent next; a
+    /// full socket waits for POLLOUT; a splice-in of nothing before the
+    /// end is a shrunk file; a file that cannot be spliced is copied.
+    #[test]
+    fn splice_accounting() {
+        let mut x = file_xfer(100_000);
+        assert!(x.splice);
+        assert!(matches!(
+            moved(&mut x, DataOp::SpliceIn, 30_000),
+            Moved::Again
+        ));
+        assert_eq!(x.in_pipe, 30_000);
+        let r = x.fill.zero_copy().map(|r| (r.offset, r.left));
+        assert_eq!(r, Some((30_000, 70_000)));
+        let cancelled = moved(&mut x, DataOp::SpliceOut, -libc::ECANCELED);
+        assert!(matches!(cancelled, Moved::Again));
+        assert_eq!(x.in_pipe, 30_000);
+        assert!(matches!(
+            moved(&mut x, DataOp::SpliceOut, -libc::EAGAIN),
+            Moved::Blocked
+        ));
+        assert!(matches!(
+            moved(&mut x, DataOp::SpliceOut, 10_000),
+            Moved::Sent(10_000)
+        ));
+        assert!(matches!(
+            moved(&mut x, DataOp::SpliceOut, 20_000),
+            Moved::Sent(30_000)
+        ));
+        assert_eq!(x.in_pipe, 0);
+        assert!(matches!(
+            moved(&mut x, DataOp::SpliceIn, 0),
+            Moved::Failed(TransferError::Shrunk)
+        ));
+        assert!(matches!(
+            moved(&mut x, DataOp::SpliceOut, -libc::ECONNRESET),
+            Moved::Failed(TransferError::Connection(_))
+        ));
+        assert!(matches!(
+            moved(&mut x, DataOp::SpliceIn, -libc::EINVAL),
+            Moved::Again
+        ));
+        assert!(!x.splice, "falls back to copying");
+        x.buf = vec![0; 100];
+        assert!(matches!(
+            moved(&mut x, DataOp::Send, 60),
+            Moved::Sent(30_060)
+        ));
+        assert_eq!(x.pos, 60);
+    }
+
     /// What an idle session costs the worker besides the kernel's socket.
     #[test]
     fn idle_session_is_small() {
