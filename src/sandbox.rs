@@ -44,7 +44,9 @@
 //!
 //! io_uring operations are not system calls and bypass seccomp: the uring
 //! engine restricts its own ring (`IORING_REGISTER_RESTRICTIONS`) to the
-//! operations it uses; its profile here only allows the ring's calls.
+//! operations it uses; its profile here allows entering the ring (and
+//! enabling it) but not making new rings: those are made before the
+//! filter goes on.
 //!
 //! # Threads
 //!
@@ -82,7 +84,8 @@ pub enum Profile {
     /// The supervisor's epoll workers (and its main thread, which waits
     /// for signals with `poll` on a signalfd).
     Epoll,
-    /// The supervisor's io_uring workers: the epoll profile plus the ring.
+    /// The supervisor's io_uring workers: their ring (set up before the
+    /// filter), pipes for splicing, no epoll.
     Uring,
 }
 
@@ -396,35 +399,33 @@ fn common() -> Vec<i64> {
     v
 }
 
-/// What the event mechanism of `profile` adds.
+/// What the event mechanism of `profile` adds. Both supervisor engines
+/// re-create their reserve descriptor (an eventfd) after using it.
 fn extra(profile: Profile) -> Vec<i64> {
-    let epoll = || {
-        let mut v = vec![
-            libc::SYS_epoll_create1,
-            libc::SYS_epoll_ctl,
-            libc::SYS_epoll_pwait,
-            libc::SYS_epoll_pwait2,
-            libc::SYS_eventfd2,
-        ];
-        #[cfg(target_arch = "x86_64")]
-        v.push(libc::SYS_epoll_wait);
-        v
-    };
     match profile {
         Profile::Poll => Vec::new(),
-        Profile::Epoll => epoll(),
-        Profile::Uring => {
-            let mut v = epoll();
-            v.extend([
-                libc::SYS_io_uring_setup,
-                libc::SYS_io_uring_enter,
-                libc::SYS_io_uring_register,
-                // The splice pipe pool.
-                libc::SYS_pipe2,
-                libc::SYS_splice,
-            ]);
+        Profile::Epoll => {
+            let mut v = vec![
+                libc::SYS_epoll_create1,
+                libc::SYS_epoll_ctl,
+                libc::SYS_epoll_pwait,
+                libc::SYS_epoll_pwait2,
+                libc::SYS_eventfd2,
+            ];
+            #[cfg(target_arch = "x86_64")]
+            v.push(libc::SYS_epoll_wait);
             v
         }
+        // The rings are set up (io_uring_setup, the buffer ring's mmap,
+        // the restrictions) before the filter; a worker enables its ring
+        // (io_uring_register) and then only enters it. Its splice pipes
+        // are made on demand.
+        Profile::Uring => vec![
+            libc::SYS_io_uring_enter,
+            libc::SYS_io_uring_register,
+            libc::SYS_eventfd2,
+            libc::SYS_pipe2,
+        ],
     }
 }
 
@@ -467,6 +468,8 @@ mod tests {
         assert!(!allowed(Profile::Poll).contains(&libc::SYS_epoll_ctl));
         assert!(!allowed(Profile::Epoll).contains(&libc::SYS_io_uring_enter));
         assert!(allowed(Profile::Uring).contains(&libc::SYS_io_uring_enter));
+        assert!(!allowed(Profile::Uring).contains(&libc::SYS_io_uring_setup));
+        assert!(!allowed(Profile::Uring).contains(&libc::SYS_epoll_ctl));
     }
 
     #[test]

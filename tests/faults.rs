@@ -203,22 +203,20 @@ fn abor_at_every_stage(kind: Kind) {
 /// and show the point (each costs a process, none blocks the others);
 /// the supervisor holds them all in one process, so it gets the full 5,000.
 fn flood_size(kind: Kind) -> usize {
-    match kind {
-        Kind::Ftpd | Kind::FtpdSetpriv => 300,
-        Kind::Supervisor => 5000,
-    }
+    if kind.is_supervisor() { 5000 } else { 300 }
 }
 
 /// Options for a flood test: no per-address limit (every connection comes
 /// from 127.0.0.1 here), room for all of them.
 fn flood_opts(kind: Kind) -> Opts {
-    match kind {
-        Kind::Supervisor => Opts::new()
+    if kind.is_supervisor() {
+        Opts::new()
             .arg("--max-per-ip")
             .arg("0")
             .arg("--max-sessions")
-            .arg("10000"),
-        _ => Opts::new(),
+            .arg("10000")
+    } else {
+        Opts::new()
     }
 }
 

@@ -220,15 +220,17 @@ fn seccomp_test(profile: Profile) {
     ] {
         expect(&r, k, "ok");
     }
-    // io_uring_setup with bad arguments: EFAULT when allowed.
-    let setup = get(&r, "io_uring_setup");
+    // No profile makes rings once filtered; the uring one enters them
+    // (EBADF for a descriptor that is no ring, EPERM when refused).
+    expect(&r, "io_uring_setup", "EPERM");
+    let enter = get(&r, "io_uring_enter");
     if profile == Profile::Uring {
-        assert_ne!(setup, "EPERM", "{r:?}");
+        assert_ne!(enter, "EPERM", "{r:?}");
     } else {
-        assert_eq!(setup, "EPERM", "{r:?}");
+        assert_eq!(enter, "EPERM", "{r:?}");
     }
     let epoll = get(&r, "epoll");
-    if profile == Profile::Poll {
+    if profile != Profile::Epoll {
         assert_eq!(epoll, "EPERM", "{r:?}");
     } else {
         assert_eq!(epoll, "ok", "{r:?}");
@@ -527,6 +529,9 @@ fn seccomp_probes(root: &aftpd::fs::Root) {
     // SAFETY: a NULL params pointer: EFAULT where the call is allowed.
     let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, std::ptr::null_mut::<u8>()) };
     report("io_uring_setup", check(rc));
+    // SAFETY: no ring behind descriptor -1: EBADF where the call is allowed.
+    let rc = unsafe { libc::syscall(libc::SYS_io_uring_enter, -1, 0, 0, 0, 0, 0) };
+    report("io_uring_enter", check(rc));
     let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC);
     report("epoll", ep.map(drop).map_err(io::Error::from));
 

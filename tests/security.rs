@@ -301,7 +301,7 @@ fn privileges_dropped(kind: Kind) {
     );
     let root = std::fs::read_link(format!("/proc/{}/root", pids[0])).unwrap();
     match kind {
-        Kind::Ftpd | Kind::Supervisor => {
+        Kind::Ftpd | Kind::Supervisor | Kind::SupervisorUring => {
             assert_eq!(
                 root, t.root,
                 "started as root, the server chroots into ROOT"
@@ -339,7 +339,7 @@ fn sandboxed_unless_told_not_to(kind: Kind) {
         };
         assert_eq!(field("Seccomp:"), want, "{st}");
         assert_eq!(field("NoNewPrivs:"), "1", "{st}");
-        if kind == Kind::Supervisor {
+        if kind.is_supervisor() {
             // Every worker thread too.
             for task in std::fs::read_dir(format!("/proc/{}/task", pids[0])).unwrap() {
                 let path = task.unwrap().path().join("status");
@@ -352,10 +352,10 @@ fn sandboxed_unless_told_not_to(kind: Kind) {
                 );
             }
             let log = s.log_text();
-            let line = if want == "2" {
-                "seccomp=epoll"
-            } else {
-                "sandbox=off"
+            let line = match (want, kind) {
+                ("0", _) => "sandbox=off",
+                (_, Kind::SupervisorUring) => "seccomp=uring",
+                _ => "seccomp=epoll",
             };
             assert!(log.contains(line), "{log}");
         }
