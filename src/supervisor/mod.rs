@@ -190,10 +190,9 @@ pub fn run(args: Args) -> Result<i32, Fail> {
             crate::sandbox::Report { landlock, seccomp }.to_string()
         }
     };
-    for gate in gates {
-        // A worker that is gone already is noticed by the wait below.
-        let _ = gate.send(());
-    }
+
+    // Said before the workers serve: the sockets are bound and listening
+    // already, and a log reader sees the start line before any session's.
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
         "listening on {}{} root={} threads={threads} engine={} max-sessions={} max-per-ip={} open-files={} {sandbox}",
@@ -212,6 +211,11 @@ pub fn run(args: Args) -> Result<i32, Fail> {
             "open-files limit {n} may not hold --max-sessions {} (a busy session needs up to 3 descriptors)",
             args.max_sessions
         ));
+    }
+
+    for gate in gates {
+        // A worker that is gone already is noticed by the wait below.
+        let _ = gate.send(());
     }
 
     let outcome = signals.wait(&workers, || ctx.log.reopen());
