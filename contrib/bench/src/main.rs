@@ -23,8 +23,10 @@ Commands (each prints one JSON record; --label pairs are copied into it):
       One download: MB/s (10^6 bytes), whole-machine CPU seconds per GiB.
       Without --copy the client discards the bytes in the kernel.
   idle --addr A -k K [-c C] [--hold S] --server-pid P [--memcg DIR]
+       [--client-memcg DIR] [--min-avail-mib M]
       K logged-in idle sessions held for S seconds: memory per session
-      (sum of Pss over the server's processes, kernel memory).
+      (sum of Pss over the server's processes, kernel memory). Logins stop
+      early if MemAvailable falls below M MiB (default 3072).
   list --addr A --cmd LIST|NLST|MLSD --path /dir --server-pid P
       One listing: wall time, bytes, lines, the server's peak RSS.
   mkdata DIR [--big-mib M] [--entries E]

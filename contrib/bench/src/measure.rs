@@ -187,22 +187,30 @@ pub fn bulk(a: &Args) {
         .unwrap_or_else(|| die("bulk: --path is required"));
     let copy = a.flag("copy");
     let pid = a.server_pid();
+    // Several downloads back to back in one session, so one measurement
+    // lasts long enough (about a second) for CPU ticks and timers.
+    let repeat: u32 = a.num::<u32>("repeat", 1).max(1);
     let run = || -> io::Result<(u64, f64, f64, f64, f64)> {
         let mut c = Ctrl::login(addr)?;
         c.cmd(b"TYPE I\r\n", &[200])?;
-        let mut data = c.epsv()?;
         // Big socket buffers on the client would only hide a slow server;
         // leave the kernel's autotuning alone.
         let mut buf = vec![0u8; 1 << 20];
+        let retr = format!("RETR {path}\r\n");
         let (gen0, (busy0, _), srv0) = (
             procfs::self_cpu_secs(),
             procfs::machine_cpu(),
             server_cpu(pid),
         );
         let t0 = Instant::now();
-        c.cmd(format!("RETR {path}\r\n").as_bytes(), &[125, 150])?;
-        let (n, _) = ftp::drain(&mut data, !copy, &mut buf)?;
-        c.expect("RETR", &[226, 250])?;
+        let mut n = 0;
+        for _ in 0..repeat {
+            let mut data = c.epsv()?;
+            c.cmd(retr.as_bytes(), &[125, 150])?;
+            n += ftp::drain(&mut data, !copy, &mut buf)?.0;
+            ftp::abort(data);
+            c.expect("RETR", &[226, 250])?;
+        }
         let secs = t0.elapsed().as_secs_f64();
         // Read before QUIT: a forking server's session process still lives.
         let (gen1, (busy1, _), srv1) = (
@@ -210,7 +218,6 @@ pub fn bulk(a: &Args) {
             procfs::machine_cpu(),
             server_cpu(pid),
         );
-        ftp::abort(data);
         let _ = c.cmd(b"QUIT\r\n", &[221]);
         ftp::abort(c.sock);
         Ok((n, secs, busy1 - busy0, srv1 - srv0, gen1 - gen0))
@@ -220,6 +227,7 @@ pub fn bulk(a: &Args) {
         Ok((n, secs, busy, srv, gen_cpu)) => {
             let gib = n as f64 / (1u64 << 30) as f64;
             rec.num("bytes", n as f64);
+            rec.num("downloads", repeat as f64);
             rec.num("secs", secs);
             rec.num("mb_s", n as f64 / secs / 1e6);
             rec.num("machine_cpu_s", busy);
@@ -242,6 +250,7 @@ pub fn idle(a: &Args) {
     let pid = a
         .server_pid()
         .unwrap_or_else(|| die("idle: --server-pid is required"));
+    let min_avail: u64 = a.num("min-avail-mib", 3072);
     let cg = a.str("memcg").and_then(Memcg::open);
     // The generator's own memory cgroup: its kernel memory is the client's
     // half of the loopback connections, to subtract from the machine's.
@@ -261,6 +270,15 @@ pub fn idle(a: &Args) {
                 s.spawn(move || {
                     let (mut held, mut errs, mut first) = (Vec::new(), 0u64, None);
                     while next.fetch_add(1, Ordering::Relaxed) < k as u64 {
+                        // A forking server can need many GiB for 10,000
+                        // sessions: stop short rather than push a shared
+                        // machine into the OOM killer.
+                        if held.len() % 64 == 0 && procfs::mem_available_mib() < min_avail {
+                            first.get_or_insert_with(|| {
+                                format!("stopped early: MemAvailable below {min_avail} MiB")
+                            });
+                            break;
+                        }
                         match Ctrl::login(addr) {
                             Ok(c) => held.push(c),
                             Err(e) => {
@@ -320,17 +338,34 @@ pub fn idle(a: &Args) {
         "machine_kernel_kib",
         per(snap.kernel.total(), base.kernel.total()),
     );
-    if let (Some(b), Some(s)) = (client_base, client_snap) {
-        let client = per(s, b);
-        rec.num("client_kernel_kib", client);
-        // The server's side: everything the machine's kernel counters grew
-        // by, less what the client's cgroup was charged. The server's own
-        // cgroup (cg_kernel_kib) misses the accepted sockets, which the
-        // kernel allocates in softirq context and charges to nobody.
-        rec.num(
-            "kernel_kib",
-            per(snap.kernel.total(), base.kernel.total()) - client,
-        );
+    // The server's kernel memory, two ways. (1) Its memory cgroup's kernel
+    // counter, plus the accepted socket itself, which the kernel allocates
+    // in softirq context and charges to no cgroup (one object of the TCP
+    // slab cache). Precise, but blind to whatever else is not accounted.
+    // (2) The machine's kernel counters, less what the client's cgroup was
+    // charged: complete, but noisy, and wrong when memory pressure makes the
+    // kernel shrink its caches meanwhile.
+    let tcp_obj = procfs::tcp_obj_kib(addr.is_ipv6());
+    rec.num("tcp_obj_kib", tcp_obj);
+    let machine_server = match (client_base, client_snap) {
+        (Some(b), Some(s)) => {
+            rec.num("client_kernel_kib", per(s, b));
+            let m = per(snap.kernel.total(), base.kernel.total()) - per(s, b);
+            rec.num("machine_server_kernel_kib", m);
+            Some(m)
+        }
+        _ => None,
+    };
+    match (&cg, machine_server) {
+        (Some(_), _) => {
+            rec.num("kernel_kib", per(snap.cg_kernel, base.cg_kernel) + tcp_obj);
+            rec.str("kernel_method", "memcg+tcp_sock");
+        }
+        (None, Some(m)) => {
+            rec.num("kernel_kib", m);
+            rec.str("kernel_method", "machine-client");
+        }
+        _ => {}
     }
     rec.num("machine_slab_kib", per(snap.kernel.slab, base.kernel.slab));
     rec.num(

@@ -133,6 +133,32 @@ pub fn self_cpu_split() -> (f64, f64) {
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
+/// The size of one TCP socket object (KiB), from /proc/slabinfo (root
+/// only); 2.3 KiB, a typical size, when it cannot be read.
+pub fn tcp_obj_kib(v6: bool) -> f64 {
+    let name = if v6 { "TCPv6" } else { "TCP" };
+    read("/proc/slabinfo")
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let mut w = l.split_whitespace();
+                if w.next()? != name {
+                    return None;
+                }
+                w.nth(2)?.parse::<f64>().ok()
+            })
+        })
+        .map(|b| b / 1024.0)
+        .unwrap_or(2.3)
+}
+
+/// MemAvailable from /proc/meminfo, in MiB.
+pub fn mem_available_mib() -> u64 {
+    read("/proc/meminfo")
+        .and_then(|m| kib_field(&m, "MemAvailable:"))
+        .map(|k| k / 1024)
+        .unwrap_or(u64::MAX)
+}
+
 /// The kernel's memory counters that grow with connections and processes,
 /// machine-wide (KiB). These include the client's half of each loopback
 /// connection and whatever else the machine does: the memory cgroup below
