@@ -11,6 +11,7 @@ use aftpd::fs::Root;
 use aftpd::log::Logger;
 use aftpd::privs;
 use aftpd::session::Session;
+use aftpd::xferlog::Xferlog;
 
 /// Temporary failure: the client may try again later (djb's convention).
 const EXIT_TEMPORARY: u8 = 111;
@@ -31,7 +32,8 @@ aftpd::session_options! {
              chroots into ROOT and becomes that user before reading a command. Started\n\
              as any other user, it still confines every lookup beneath ROOT (openat2,\n\
              Linux 5.6 or later). Logs go to standard error, one line per session start,\n\
-             end and transfer, unless --syslog is given.\n\
+             end and transfer, unless --syslog is given (or standard error is the\n\
+             connection itself, as inetd sets it up: then syslog if there is one).\n\
              \n\
              Exit status: 0 when the session has ended, 100 on a usage or configuration\n\
              error (retrying will not help), 111 on a temporary failure (cannot open\n\
@@ -99,6 +101,16 @@ fn serve(args: &Args) -> Result<(), u8> {
         return Err(EXIT_TEMPORARY);
     }
     let mut logger = open_logger(args.syslog)?;
+    if let Some(path) = &args.xferlog {
+        // Before the chroot, which hides the log's directory.
+        match Xferlog::open(path) {
+            Ok(x) => logger.set_xferlog(x),
+            Err(e) => {
+                logger.error(&format!("cannot open the xferlog {e}"));
+                return Err(EXIT_TEMPORARY);
+            }
+        }
+    }
     let fail = |logger: &mut Logger, code: u8, msg: String| {
         logger.error(&msg);
         code
@@ -129,12 +141,30 @@ fn serve(args: &Args) -> Result<(), u8> {
 
 fn open_logger(syslog: bool) -> Result<Logger, u8> {
     if !syslog {
-        return Ok(Logger::stderr("ftpd"));
+        if !stderr_is_control() {
+            return Ok(Logger::stderr("ftpd"));
+        }
+        // inetd and xinetd pass the connection as fd 2 too: a log line
+        // there would reach the client. Syslog then, if there is one.
+        return Ok(Logger::syslog("ftpd").unwrap_or_else(|_| Logger::discard()));
     }
     Logger::syslog("ftpd").map_err(|e| {
         eprintln!("ftpd: cannot log to syslog: {e}");
         EXIT_TEMPORARY
     })
+}
+
+/// Whether standard error is the control connection itself (the same
+/// socket as standard input), as inetd and xinetd set it up.
+fn stderr_is_control() -> bool {
+    let (Ok(err), Ok(inp)) = (
+        rustix::fs::fstat(std::io::stderr()),
+        rustix::fs::fstat(std::io::stdin()),
+    ) else {
+        return false;
+    };
+    let socket = rustix::fs::FileType::from_raw_mode(err.st_mode) == rustix::fs::FileType::Socket;
+    socket && (err.st_dev, err.st_ino) == (inp.st_dev, inp.st_ino)
 }
 
 /// As root: chroot into the root and become $UID/$GID. As anyone else:

@@ -123,6 +123,8 @@ pub fn parse_list_format(s: &str) -> Result<ListFormat, String> {
 
 /// Declares a program's argument struct with every session option in it,
 /// plus the program's own fields, and `fn session_config()` to read them.
+/// The log options (`--syslog`, `--xferlog`) are shared too, but are not
+/// part of [`SessionConfig`]: each program reads them in its own set-up.
 #[macro_export]
 macro_rules! session_options {
     ($(#[$meta:meta])* pub struct $name:ident { $($own:tt)* }) => {
@@ -160,6 +162,11 @@ macro_rules! session_options {
             /// the control connection's local address)
             #[argh(option, arg_name = "[NET/PREFIX=]ADDR")]
             pub pasv_address: Vec<String>,
+
+            /// append a line per download to FILE in wu-ftpd's xferlog
+            /// format (times in UTC); opened before the chroot
+            #[argh(option, arg_name = "FILE")]
+            pub xferlog: Option<std::path::PathBuf>,
 
             $($own)*
         }

@@ -16,3 +16,4 @@ pub mod proto;
 pub mod session;
 pub mod supervisor;
 pub mod vpath;
+pub mod xferlog;

@@ -346,6 +346,26 @@ pub fn utc_timestamp(unix: i64) -> [u8; 14] {
     out
 }
 
+/// `Www Mmm dd hh:mm:ss yyyy` in UTC, as `ctime(3)` and `date` print it
+/// (day of month padded with a space: `Sat Nov  1 06:00:00 2026`), for
+/// the xferlog.
+pub fn ctime_utc(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    let t = Civil::from_unix(unix.clamp(0, MAX_TIMESTAMP));
+    // 1970-01-01 was a Thursday.
+    let weekday = (unix.clamp(0, MAX_TIMESTAMP).div_euclid(86_400) + 4).rem_euclid(7) as usize;
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02} {}",
+        DAYS[weekday],
+        MONTHS[(t.month - 1) as usize],
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.year
+    )
+}
+
 /// A UTC calendar date and time of day.
 struct Civil {
     year: i64,

@@ -1,7 +1,8 @@
 //! Logging: standard error (one line per record, for multilog and the
 //! like) or syslog (facility FTP). Record lines are `key=value` fields
 //! separated by spaces; paths are escaped so that no name can split a line
-//! or forge a field.
+//! or forge a field. Downloads also go to the xferlog, when there is one
+//! ([`crate::xferlog`]).
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -10,16 +11,20 @@ use std::net::SocketAddr;
 use syslog::{Facility, Formatter3164, LoggerBackend};
 
 use crate::session::{Record, TransferKind, TransferRecord};
+use crate::xferlog::Xferlog;
 
 /// Where log lines go.
 pub struct Logger {
     sink: Sink,
+    xferlog: Option<Xferlog>,
 }
 
 enum Sink {
     /// Lines prefixed with the program name.
     Stderr(String),
     Syslog(Box<syslog::Logger<LoggerBackend, Formatter3164>>),
+    /// Nowhere to log (the xferlog, if any, is still written).
+    Discard,
 }
 
 impl Logger {
@@ -27,6 +32,7 @@ impl Logger {
     pub fn stderr(name: &str) -> Logger {
         Logger {
             sink: Sink::Stderr(name.to_owned()),
+            xferlog: None,
         }
     }
 
@@ -43,12 +49,29 @@ impl Logger {
             syslog::unix(formatter).map_err(|e| io::Error::other(format!("syslog: {e}")))?;
         Ok(Logger {
             sink: Sink::Syslog(Box::new(logger)),
+            xferlog: None,
         })
     }
 
-    /// A session or transfer record.
+    /// Logs nothing (but the xferlog, if one is set).
+    pub fn discard() -> Logger {
+        Logger {
+            sink: Sink::Discard,
+            xferlog: None,
+        }
+    }
+
+    /// Also writes downloads to `xferlog`.
+    pub fn set_xferlog(&mut self, xferlog: Xferlog) {
+        self.xferlog = Some(xferlog);
+    }
+
+    /// A session or transfer record; a transfer goes to the xferlog too.
     pub fn record(&mut self, record: &Record) {
         self.info(&format_record(record));
+        if let (Record::Transfer(t), Some(x)) = (record, &self.xferlog) {
+            x.write(t);
+        }
     }
 
     /// A program message.
@@ -58,6 +81,7 @@ impl Logger {
             Sink::Syslog(l) => {
                 let _ = l.info(msg);
             }
+            Sink::Discard => {}
         }
     }
 
@@ -68,6 +92,7 @@ impl Logger {
             Sink::Syslog(l) => {
                 let _ = l.err(msg);
             }
+            Sink::Discard => {}
         }
     }
 }

@@ -72,7 +72,8 @@ fn token(index: usize, kind: u64) -> EventData {
 }
 
 /// Runs worker `id` until the server stops: serves the sessions accepted
-/// on `listeners` (this worker's own SO_REUSEPORT sockets).
+/// on `listeners` (this worker's own SO_REUSEPORT sockets, or its copies of
+/// the sockets passed by the service manager).
 pub fn run(ctx: &Arc<Context>, id: usize, listeners: Vec<TcpListener>) -> io::Result<()> {
     let mut w = Worker::new(ctx, id, listeners)?;
     w.serve()
@@ -458,13 +459,20 @@ impl Worker {
         }
     }
 
+    /// Listeners are registered with EPOLLEXCLUSIVE: a socket passed by
+    /// the service manager is shared by every worker (see
+    /// `supervisor::activation`), and a new connection should wake one of
+    /// them, not all. For a worker's own SO_REUSEPORT socket it changes
+    /// nothing.
     fn start_accepting(&mut self) -> io::Result<()> {
         if !self.accepting {
             for (i, l) in self.listeners.iter().enumerate() {
                 let (ep, t) = (&self.core.ep, token(i, KIND_LISTENER));
-                match epoll::add(ep, l, t, EventFlags::IN) {
-                    // Left in by an earlier attempt that failed half-way.
-                    Err(Errno::EXIST) => epoll::modify(ep, l, t, EventFlags::IN)?,
+                match epoll::add(ep, l, t, EventFlags::IN | EventFlags::EXCLUSIVE) {
+                    // Left in by an earlier attempt that failed half-way,
+                    // with these same flags (EPOLLEXCLUSIVE cannot be
+                    // modified, and needs not be).
+                    Err(Errno::EXIST) => {}
                     r => r?,
                 }
             }

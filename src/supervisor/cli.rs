@@ -17,7 +17,7 @@ crate::session_options! {
     pub struct Args {
         /// address to listen on, ADDR:PORT, e.g. 0.0.0.0:21 or [::1]:2121
         /// (repeatable; default [::]:2121 dual-stack, port 21 when started
-        /// as root)
+        /// as root; ignored when sockets are passed by systemd)
         #[argh(option, arg_name = "ADDR:PORT")]
         pub listen: Vec<SocketAddr>,
 
@@ -61,14 +61,18 @@ Notes:
   --user NAME (or $UID and $GID, as set by envuidgid); it refuses to go on
   as root. Not root, every lookup is confined beneath ROOT with openat2.
   The soft open-files limit is raised to the hard limit at start.
+  Socket activation: when $LISTEN_PID is its process id, it serves the
+  $LISTEN_FDS listening TCP sockets passed from fd 3 on (systemd's
+  sd_listen_fds protocol) and binds nothing; --listen is then ignored.
   SIGTERM, SIGINT: stop accepting, let transfers in flight finish for up to
   --shutdown-timeout seconds, close the other sessions with 421, exit 0.
-  SIGHUP is logged and otherwise ignored: logs go to standard error or
-  syslog (facility FTP), there is no log file to reopen.
+  SIGHUP: reopen the --xferlog file (after a log rotation); logs go to
+  standard error or syslog (facility FTP), which need no reopening.
 
 Exit codes:
   0    stopped by SIGTERM or SIGINT
-  100  usage error: bad option, or root with no user to switch to
+  100  usage error: bad option, root with no user to switch to, or a
+       passed descriptor that is not a listening TCP socket
   111  temporary failure: cannot bind, no root directory, out of resources";
 
 /// What the command line asks for.

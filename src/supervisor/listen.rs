@@ -11,6 +11,10 @@
 //! worker that is slow for a moment holds its share of new connections
 //! until it gets back to them; workers never block, so that moment is short.
 //! All listeners are bound before privileges are dropped (port 21).
+//!
+//! Under socket activation nothing is bound here: the sockets the service
+//! manager passed are shared by all workers instead (see
+//! [`super::activation`]).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};

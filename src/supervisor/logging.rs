@@ -2,17 +2,20 @@
 //! [`crate::log::Logger`] (standard error, or syslog facility FTP, with
 //! ftpd's record format) behind a Mutex, since it writes through `&mut`.
 //! A line is formatted before the lock is taken, so the lock is held only
-//! for the one write.
+//! for the one write. The xferlog, if any, has its own lock (shared for
+//! writes, exclusive only while SIGHUP reopens it).
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::session::Record;
+use crate::xferlog::Xferlog;
 
 /// Where log lines go.
 pub struct Logger {
     inner: Mutex<crate::log::Logger>,
     syslog: bool,
+    xferlog: Option<Xferlog>,
 }
 
 const NAME: &str = "aftpd-supervisor";
@@ -22,6 +25,7 @@ impl Logger {
         Logger {
             inner: Mutex::new(crate::log::Logger::stderr(NAME)),
             syslog: false,
+            xferlog: None,
         }
     }
 
@@ -30,7 +34,33 @@ impl Logger {
         Ok(Logger {
             inner: Mutex::new(crate::log::Logger::syslog(NAME)?),
             syslog: true,
+            xferlog: None,
         })
+    }
+
+    /// Also writes downloads to `xferlog`.
+    pub fn with_xferlog(self, xferlog: Xferlog) -> Logger {
+        Logger {
+            xferlog: Some(xferlog),
+            ..self
+        }
+    }
+
+    /// SIGHUP: reopens the xferlog (after a rotation), and says so.
+    pub fn reopen(&self) {
+        match &self.xferlog {
+            None => self.info(format_args!(
+                "SIGHUP: logging to {}, nothing to reopen",
+                self.destination()
+            )),
+            Some(x) => match x.reopen() {
+                Ok(()) => self.info(format_args!("SIGHUP: reopened {}", x.path().display())),
+                Err(e) => self.error(format_args!(
+                    "SIGHUP: cannot reopen {}: {e}; still writing to the old file",
+                    x.path().display()
+                )),
+            },
+        }
     }
 
     /// Where the lines go, for messages about logging itself.
@@ -63,9 +93,13 @@ impl Logger {
         self.lock().error(&msg);
     }
 
-    /// A session's record, in ftpd's format.
+    /// A session's record, in ftpd's format; a transfer goes to the
+    /// xferlog too.
     pub fn record(&self, r: &Record) {
         let line = crate::log::format_record(r);
         self.lock().info(&line);
+        if let (Record::Transfer(t), Some(x)) = (r, &self.xferlog) {
+            x.write(t);
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! in `driver::epoll` (and, later, other engines using the same
 //! [`Context`]).
 
+pub mod activation;
 pub mod cli;
 pub mod limits;
 pub mod listen;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use crate::config::SessionConfig;
 use crate::fs::Root;
+use crate::xferlog::Xferlog;
 
 use self::cli::{Args, Parsed};
 use self::limits::Limits;
@@ -79,6 +81,9 @@ fn report(f: Fail) -> i32 {
 /// Starts the server described by `args` and serves until a signal stops
 /// it. Returns the exit code.
 pub fn run(args: Args) -> Result<i32, Fail> {
+    // First: it changes the environment (no other thread may exist yet) and
+    // claims descriptors 3 and up.
+    let inherited = activation::take().map_err(Fail::Usage)?;
     let config = Arc::new(args.session_config().map_err(Fail::Usage)?);
     let threads = match args.threads {
         Some(0) => return Err(Fail::Usage("--threads must be at least 1".into())),
@@ -95,22 +100,42 @@ pub fn run(args: Args) -> Result<i32, Fail> {
 
     // Everything that needs the outside world (the syslog socket, the
     // CPU count above, the password file) before the chroot.
-    let log = if args.syslog {
+    let mut log = if args.syslog {
         Logger::syslog().map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
     } else {
         Logger::stderr()
     };
+    if let Some(path) = &args.xferlog {
+        let x = Xferlog::open_reopenable(path)
+            .map_err(|e| Fail::Temp(format!("cannot open the xferlog {e}")))?;
+        log = log.with_xferlog(x);
+    }
     // Rust ignores SIGPIPE already; say so anyway, as ftpd does, since a
     // closed peer must be an EPIPE, never the end of the server.
     crate::driver::net::ignore_sigpipe()
         .map_err(|e| Fail::Temp(format!("cannot ignore SIGPIPE: {e}")))?;
     let nofile = raise_nofile();
 
-    let addrs = listen::addresses(&args.listen, as_root);
-    let sets = listen::bind_all(&addrs, threads, |from, to| {
-        log.warn(format_args!("no IPv6: listening on {to} instead of {from}"))
-    })
-    .map_err(|e| Fail::Temp(e.to_string()))?;
+    let activated = inherited.is_some();
+    let sets = match inherited {
+        Some(listeners) => {
+            if !args.listen.is_empty() {
+                log.info(format_args!(
+                    "--listen ignored: serving the {} socket(s) passed by the service manager (LISTEN_FDS)",
+                    listeners.len()
+                ));
+            }
+            activation::share(listeners, threads)
+                .map_err(|e| Fail::Temp(format!("cannot share the passed sockets: {e}")))?
+        }
+        None => {
+            let addrs = listen::addresses(&args.listen, as_root);
+            listen::bind_all(&addrs, threads, |from, to| {
+                log.warn(format_args!("no IPv6: listening on {to} instead of {from}"))
+            })
+            .map_err(|e| Fail::Temp(e.to_string()))?
+        }
+    };
     let bound: Vec<SocketAddr> = sets
         .first()
         .map(|s| s.iter().filter_map(|l| l.local_addr().ok()).collect())
@@ -141,8 +166,9 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     let workers = spawn_workers(&ctx, sets)?;
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
+        "listening on {}{} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
         list.join(","),
+        if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
         args.max_sessions,
         args.max_per_ip,
@@ -157,16 +183,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         ));
     }
 
-    let outcome = signals.wait(&workers, || {
-        ctx.log.info(format_args!(
-            "SIGHUP: logging to {}, nothing to reopen",
-            if args.syslog {
-                "syslog"
-            } else {
-                "standard error"
-            }
-        ))
-    });
+    let outcome = signals.wait(&workers, || ctx.log.reopen());
     ctx.stop.trigger();
     let bound = ctx.shutdown_timeout + Duration::from_secs(5);
     match outcome {
