@@ -155,10 +155,33 @@ impl Root {
     }
 
     /// Facts about the entry at `path`, following symlinks inside the root.
-    /// Does not check publicness: callers decide with [`Meta::is_public`].
+    /// Every directory on the way must be public (else `Denied`); the entry
+    /// itself is not checked: callers decide with [`Meta::is_public`].
     pub fn stat(&self, path: &VPath) -> Result<Meta, FsError> {
+        self.check_ancestors(path)?;
+        self.stat_entry(path)
+    }
+
+    /// [`Root::stat`] for an entry of a directory already found public with
+    /// its ancestors (a listing's symlinks): the walk is not done again.
+    pub(crate) fn stat_entry(&self, path: &VPath) -> Result<Meta, FsError> {
         let fd = self.lookup(path, PATH_ONLY)?;
         fstat(&fd)
+    }
+
+    /// Publicfile's rule for the whole path: a file in a directory that is
+    /// not world-readable and -searchable is not published, even where the
+    /// server's own user could enter that directory (it owns the tree, or
+    /// runs as root without a chroot). One lookup per directory.
+    fn check_ancestors(&self, path: &VPath) -> Result<(), FsError> {
+        for dir in path.ancestors() {
+            match self.stat_entry(&dir)? {
+                m if m.kind == Kind::Dir && m.is_public() => {}
+                m if m.kind == Kind::Dir => return Err(FsError::Denied),
+                _ => return Err(FsError::NotFound),
+            }
+        }
+        Ok(())
     }
 
     /// Opens a public regular file for reading. Never blocks on a FIFO and
@@ -178,6 +201,7 @@ impl Root {
 
     /// Opens a public directory for listing.
     pub fn open_dir(&self, path: &VPath) -> Result<(OwnedFd, Meta), FsError> {
+        self.check_ancestors(path)?;
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = match self.lookup(path, flags) {
             Ok(fd) => fd,
@@ -375,6 +399,20 @@ mod tests {
         ));
         let meta = root.stat(&vp("/pub/secret")).unwrap();
         assert!(!meta.is_public());
+        // A world-readable file inside a private directory is not published
+        // either: every directory on the way is checked.
+        assert!(matches!(
+            read_all(&root, "/pub/private/inner"),
+            Err(FsError::Denied)
+        ));
+        assert!(matches!(
+            root.stat(&vp("/pub/private/inner")),
+            Err(FsError::Denied)
+        ));
+        assert!(matches!(
+            root.stat(&vp("/pub/readme/x")),
+            Err(FsError::NotFound)
+        ));
     }
 
     #[test]

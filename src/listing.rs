@@ -175,7 +175,7 @@ impl DirListing {
         let st = statat(self.dir.fd().ok()?, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
         let meta = if FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink {
             let child = self.path.child(name.to_bytes())?;
-            self.root.stat(&child).ok()?
+            self.root.stat_entry(&child).ok()?
         } else {
             Meta::from_stat(&st)
         };

@@ -69,6 +69,17 @@ impl VPath {
         Some(out)
     }
 
+    /// The directories between the root and this path, outermost first:
+    /// `/a` and `/a/b` for `/a/b/c` (neither the root nor the path itself).
+    pub fn ancestors(&self) -> impl Iterator<Item = VPath> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|&(_, &b)| b == b'/')
+            .map(|(i, _)| VPath(self.0[..i].to_vec()))
+    }
+
     /// The parent directory (the root is its own parent).
     pub fn parent(&self) -> VPath {
         let mut out = self.clone();
@@ -174,6 +185,11 @@ mod tests {
         assert_eq!(VPath::root().relative(), b".");
         assert_eq!(VPath::root().parent(), VPath::root());
         assert_eq!(p.child(b"c").unwrap().as_bytes(), b"/a/b/c");
+        let c = p.child(b"c").unwrap();
+        let up: Vec<VPath> = c.ancestors().collect();
+        assert_eq!(up, [VPath(b"/a".to_vec()), VPath(b"/a/b".to_vec())]);
+        assert_eq!(VPath::root().ancestors().count(), 0);
+        assert_eq!(VPath(b"/a".to_vec()).ancestors().count(), 0);
         assert!(p.child(b".c").is_none());
         assert!(p.child(b"c/d").is_none());
     }

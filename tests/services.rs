@@ -11,8 +11,8 @@
 //! ucspi-tcp-ipv6, daemontools, systemd (for systemd-socket-activate and
 //! systemd-analyze) and man-db/groff. A missing tool fails its test with
 //! the package to install; nothing is skipped. xinetd conflicts with
-//! openbsd-inetd in Debian, so its test is `#[ignore]`d: run it with
-//! `AFTPD_XINETD=/path/to/xinetd cargo test --test services -- --ignored`.
+//! openbsd-inetd in Debian: contrib/test unpacks it into target/tools and
+//! names it in `$AFTPD_XINETD`.
 //!
 //! Only processes spawned here are signalled, by pid. Every wait is
 //! bounded.
@@ -1087,7 +1087,6 @@ fn systemd_units_verify() {
 // ---------------------------------------------------------------- xinetd
 
 #[test]
-#[ignore = "xinetd conflicts with openbsd-inetd in Debian: run with AFTPD_XINETD=/path/to/xinetd"]
 fn xinetd_runs_the_contrib_service() {
     need_root("xinetd");
     let xinetd = std::env::var_os("AFTPD_XINETD")

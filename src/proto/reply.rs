@@ -2,7 +2,8 @@
 //!
 //! Text may carry file names, which are bytes: they pass through, except
 //! that CR and LF can never end a reply line early (RFC 959 encodes an LF
-//! in a pathname as NUL, and a CR as CR NUL).
+//! in a pathname as NUL, and a CR as CR NUL), and a 0xFF byte is doubled
+//! (RFC 854: on a Telnet connection data 255 is IAC IAC).
 
 /// Every reply code this server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,7 @@ fn push_text(out: &mut Vec<u8>, text: &[u8]) {
         match b {
             b'\n' => out.push(0),
             b'\r' => out.extend_from_slice(b"\r\0"),
+            0xff => out.extend_from_slice(b"\xff\xff"),
             _ => out.push(b),
         }
     }
@@ -160,5 +162,12 @@ mod tests {
         let mut out = Vec::new();
         single(&mut out, Code::PathName, quoted_path(b"/a\"b\nc\rd"));
         assert_eq!(out, b"257 \"/a\"\"b\0c\r\0d\"\r\n");
+    }
+
+    #[test]
+    fn data_255_is_doubled() {
+        let mut out = Vec::new();
+        middle(&mut out, b"bin\xffary");
+        assert_eq!(out, b"bin\xff\xffary\r\n");
     }
 }

@@ -4,7 +4,9 @@
 //! RFC 959 runs the control connection over Telnet. Clients send IAC IP and
 //! IAC DM (Synch) before ABOR; some negotiate options. Commands (IP, DM,
 //! NOP, ...) are dropped, subnegotiations skipped, and option offers
-//! refused: WILL with DONT, DO with WONT.
+//! refused: WILL with DONT, DO with WONT. IAC IAC is a data byte 255. Many
+//! clients send a file name's 255 bytes undoubled: an IAC followed by a
+//! byte that is no Telnet command (below 240) is taken as data, both bytes.
 
 use std::collections::VecDeque;
 
@@ -79,6 +81,11 @@ impl LineReader {
                 State::Iac => match b {
                     IAC => {
                         self.data(IAC);
+                        State::Data
+                    }
+                    0..SE => {
+                        self.data(IAC);
+                        self.data(b);
                         State::Data
                     }
                     WILL | WONT | DO | DONT => State::Option(b),
@@ -213,6 +220,12 @@ mod tests {
     fn escaped_iac_and_subnegotiation() {
         let (l, _) = lines(b"RETR a\xff\xffb\xff\xfa\x18\x01\xff\xf0\r\n");
         assert_eq!(l, vec![text(b"RETR a\xffb")]);
+    }
+
+    #[test]
+    fn undoubled_255_is_data() {
+        let (l, _) = lines(b"RETR bin\xffary\r\nRETR end\xff\r\n");
+        assert_eq!(l, vec![text(b"RETR bin\xffary"), text(b"RETR end\xff")]);
     }
 
     #[test]

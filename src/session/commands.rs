@@ -181,10 +181,7 @@ impl Session {
     }
 
     fn cwd(&mut self, arg: &[u8]) {
-        let Some(path) = self.resolve(arg, Refusal::Code550) else {
-            return;
-        };
-        let Some(meta) = self.public_meta(&path, Refusal::Code550) else {
+        let Some((path, meta)) = self.public_target(Some(arg), Refusal::Code550) else {
             return;
         };
         if meta.kind != Kind::Dir {
@@ -207,12 +204,12 @@ impl Session {
                 "Client address unknown: active mode unavailable.",
             );
         };
-        if self.ends.local.is_none() {
+        let Some(local) = self.ends.local else {
             return self.reply(
                 Code::CantOpenData,
                 "Local address unknown: active mode unavailable.",
             );
-        }
+        };
         let to = SocketAddr::new(to.ip().to_canonical(), to.port());
         // No FTP bounce: only the client's own address, only unprivileged ports.
         if to.ip() != peer.ip() {
@@ -228,7 +225,10 @@ impl Session {
             );
         }
         self.drop_data();
-        self.data = Data::Active(to);
+        self.data = Data::Active(DataConn::Active {
+            to,
+            from: local.ip(),
+        });
         self.reply(Code::Ok, format!("{verb} command successful."));
     }
 
@@ -271,25 +271,42 @@ impl Session {
         self.data = Data::None;
     }
 
-    /// The data connection for a transfer about to start, or a 425.
+    /// The data connection a transfer would use, or a 425 when none was
+    /// set up. Checked before the file or directory is opened.
     fn data_conn(&mut self) -> Option<DataConn> {
         match self.data {
             Data::Passive => Some(DataConn::Passive),
-            Data::Active(to) => match self.ends.local {
-                Some(local) => Some(DataConn::Active {
-                    to,
-                    from: local.ip(),
-                }),
-                None => {
-                    self.reply(Code::CantOpenData, "Local address unknown.");
-                    None
-                }
-            },
+            Data::Active(conn) => Some(conn),
             _ => {
                 self.reply(Code::CantOpenData, "Use PASV, EPSV, PORT or EPRT first.");
                 None
             }
         }
+    }
+
+    /// The path a command names: its argument, or the working directory.
+    fn target(&mut self, arg: Option<&[u8]>, refusal: Refusal) -> Option<VPath> {
+        match arg {
+            Some(a) => self.resolve(a, refusal),
+            None => Some(self.cwd.clone()),
+        }
+    }
+
+    /// The path and facts of the public entry a command names.
+    fn public_target(&mut self, arg: Option<&[u8]>, refusal: Refusal) -> Option<(VPath, Meta)> {
+        let path = self.target(arg, refusal)?;
+        let meta = self.public_meta(&path, refusal)?;
+        Some((path, meta))
+    }
+
+    /// The facts of the public regular file SIZE or MDTM names (550 else).
+    fn public_file(&mut self, arg: &[u8]) -> Option<Meta> {
+        let (_, meta) = self.public_target(Some(arg), Refusal::Code550)?;
+        if meta.kind != Kind::File {
+            self.reply(Code::FileUnavailable, "Not a plain file.");
+            return None;
+        }
+        Some(meta)
     }
 
     fn start(
@@ -323,9 +340,9 @@ impl Session {
         let Some(path) = self.resolve(arg, Refusal::Code550) else {
             return;
         };
-        if !matches!(self.data, Data::Passive | Data::Active(_)) {
-            return self.reply(Code::CantOpenData, "Use PASV, EPSV, PORT or EPRT first.");
-        }
+        let Some(conn) = self.data_conn() else {
+            return;
+        };
         let (file, meta) = match self.root.open_file(&path) {
             Ok(f) => f,
             Err(e) => return self.refuse(&e, Refusal::Code550),
@@ -336,9 +353,6 @@ impl Session {
                 "Restart offset beyond the end of the file.",
             );
         }
-        let Some(conn) = self.data_conn() else {
-            return;
-        };
         let len = meta.size - rest;
         let mode = if self.ascii { "ASCII" } else { "BINARY" };
         let mut opening = format!("Opening {mode} mode data connection for ");
@@ -354,15 +368,9 @@ impl Session {
     }
 
     fn size(&mut self, arg: &[u8]) {
-        let Some(path) = self.resolve(arg, Refusal::Code550) else {
+        let Some(meta) = self.public_file(arg) else {
             return;
         };
-        let Some(meta) = self.public_meta(&path, Refusal::Code550) else {
-            return;
-        };
-        if meta.kind != Kind::File {
-            return self.reply(Code::FileUnavailable, "Not a plain file.");
-        }
         if self.ascii {
             // The ASCII size differs from the binary one; RFC 3659 §4.
             return self.reply(
@@ -374,16 +382,9 @@ impl Session {
     }
 
     fn mdtm(&mut self, arg: &[u8]) {
-        let Some(path) = self.resolve(arg, Refusal::Code550) else {
-            return;
-        };
-        let Some(meta) = self.public_meta(&path, Refusal::Code550) else {
-            return;
-        };
-        if meta.kind != Kind::File {
-            return self.reply(Code::FileUnavailable, "Not a plain file.");
+        if let Some(meta) = self.public_file(arg) {
+            self.reply(Code::FileStatus, listing::utc_timestamp(meta.mtime));
         }
-        self.reply(Code::FileStatus, listing::utc_timestamp(meta.mtime));
     }
 
     /// A lister for `path`: the directory's entries, or the one file.
@@ -414,16 +415,12 @@ impl Session {
     }
 
     fn list(&mut self, arg: ListArg, kind: TransferKind, now: Now) {
-        let path = match &arg.path {
-            Some(p) => match self.resolve(p, Refusal::Code450) {
-                Some(p) => p,
-                None => return,
-            },
-            None => self.cwd.clone(),
+        let Some(path) = self.target(arg.path.as_deref(), Refusal::Code450) else {
+            return;
         };
-        if !matches!(self.data, Data::Passive | Data::Active(_)) {
-            return self.reply(Code::CantOpenData, "Use PASV, EPSV, PORT or EPRT first.");
-        }
+        let Some(conn) = self.data_conn() else {
+            return;
+        };
         let style = match kind {
             TransferKind::Nlst => Style::Nlst,
             _ => Style::List(self.config.list_format),
@@ -431,24 +428,17 @@ impl Session {
         let Some(lister) = self.lister_for(&path, style, Refusal::Code450, now) else {
             return;
         };
-        let Some(conn) = self.data_conn() else {
-            return;
-        };
         let opening = "Here comes the directory listing.".to_string();
         self.start(conn, Source::Listing(lister), kind, path, opening, now);
     }
 
     fn mlsd(&mut self, arg: Option<&[u8]>, now: Now) {
-        let path = match arg {
-            Some(p) => match self.resolve(p, Refusal::Code550) {
-                Some(p) => p,
-                None => return,
-            },
-            None => self.cwd.clone(),
+        let Some(path) = self.target(arg, Refusal::Code550) else {
+            return;
         };
-        if !matches!(self.data, Data::Passive | Data::Active(_)) {
-            return self.reply(Code::CantOpenData, "Use PASV, EPSV, PORT or EPRT first.");
-        }
+        let Some(conn) = self.data_conn() else {
+            return;
+        };
         let Some(meta) = self.public_meta(&path, Refusal::Code550) else {
             return;
         };
@@ -458,9 +448,6 @@ impl Session {
         }
         let Some(lister) = self.lister_for(&path, Style::Mlsd(self.facts), Refusal::Code550, now)
         else {
-            return;
-        };
-        let Some(conn) = self.data_conn() else {
             return;
         };
         let opening = "Here comes the directory listing.".to_string();
@@ -475,14 +462,7 @@ impl Session {
     }
 
     fn mlst(&mut self, arg: Option<&[u8]>) {
-        let path = match arg {
-            Some(p) => match self.resolve(p, Refusal::Code550) {
-                Some(p) => p,
-                None => return,
-            },
-            None => self.cwd.clone(),
-        };
-        let Some(meta) = self.public_meta(&path, Refusal::Code550) else {
+        let Some((path, meta)) = self.public_target(arg, Refusal::Code550) else {
             return;
         };
         let mut line = vec![b' '];

@@ -70,8 +70,8 @@ enum Data {
     Listening(PassiveKind),
     /// A passive listener is ready for the next transfer.
     Passive,
-    /// PORT/EPRT accepted: connect here for the next transfer.
-    Active(SocketAddr),
+    /// PORT/EPRT accepted: connect this way for the next transfer.
+    Active(DataConn),
     Transfer(Box<Transfer>),
 }
 

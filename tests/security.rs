@@ -1,0 +1,474 @@
+//! The archive must not leak and the server must not fall: confinement,
+//! publishing rules, FTP bounce, privileges, hostile input.
+
+#[macro_use]
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::client::{self, accept_bounded, port_arg};
+use common::server::{DROP_GID, DROP_UID, ftpd_path};
+use common::tree::SECRET_PRIVATE;
+use common::*;
+
+server_tests!(
+    traversal_attempts_550,
+    canary_outside_root_never_served,
+    hidden_and_private_never_served,
+    nul_in_path,
+    port_bounce_refused,
+    eprt_bounce_refused,
+    port_below_1024_never_connected,
+    privileges_dropped,
+    hostile_input_does_not_crash,
+    tree_owned_by_the_server_user,
+);
+
+fn traversal_attempts_550(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    for fam in FAMILIES {
+        let mut c = Client::login(&s, fam);
+        for p in [
+            "../../../../etc/passwd",
+            "/../etc/passwd",
+            "/etc/passwd",
+            "%2e%2e/%2e%2e/etc/passwd",
+            "..%2f..%2fetc%2fpasswd",
+            "pub/../../etc/passwd",
+            "escape",
+            "up/passwd",
+            "./up/passwd",
+            "pub/../up/passwd",
+            "//etc/passwd",
+            "\\..\\..\\etc\\passwd",
+        ] {
+            c.refused(format!("RETR {p}").as_bytes(), 550);
+        }
+        c.expect("SIZE up/passwd", 550);
+        c.expect("SIZE escape", 550);
+        c.expect("MDTM up/passwd", 550);
+        c.expect("CWD up", 550);
+        c.expect("CWD ../..", 250);
+        c.refused(b"RETR etc/passwd", 550);
+        c.expect("CWD /pub", 250);
+        c.refused(b"RETR ../../etc/passwd", 550);
+        c.expect("NOOP", 200);
+        c.assert_nothing_leaked();
+    }
+    s.assert_no_crash();
+}
+
+fn canary_outside_root_never_served(kind: Kind) {
+    let (t, s) = setup(kind, Opts::new());
+    let abs = t.canary_path();
+    let abs = abs.to_str().unwrap();
+    for fam in FAMILIES {
+        let mut c = Client::login(&s, fam);
+        for p in [
+            "../outside-secret.txt",
+            "/../outside-secret.txt",
+            "../../outside-secret.txt",
+            "abs-out",
+            "rel-out",
+            abs,
+        ] {
+            c.refused(format!("RETR {p}").as_bytes(), 550);
+            c.expect(&format!("SIZE {p}"), 550);
+            c.expect(&format!("MDTM {p}"), 550);
+            c.expect(&format!("MLST {p}"), 550);
+        }
+        c.expect("CWD ..", 250);
+        c.refused(b"RETR outside-secret.txt", 550);
+        // Listings of ".." are listings of the root.
+        for cmd in ["LIST ..", "NLST ..", "MLSD ..", "LIST ../..", "LIST -a .."] {
+            let d = c.get(cmd);
+            assert!(
+                client::find(&d, b"outside-secret").is_none(),
+                "{cmd} shows the parent of the root"
+            );
+        }
+        let r = c.expect("STAT ..", 213);
+        assert!(
+            !r.text().contains("outside-secret"),
+            "STAT .. shows the parent"
+        );
+        c.assert_nothing_leaked();
+    }
+}
+
+fn hidden_and_private_never_served(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    for p in [
+        ".secret",
+        "/.secret",
+        "pub/../.secret",
+        ".git/config",
+        "pub/.hidden",
+        "private.txt",
+        "privdir/inside.txt",
+        "/privdir/inside.txt",
+    ] {
+        c.refused(format!("RETR {p}").as_bytes(), 550);
+        c.expect(&format!("SIZE {p}"), 550);
+        c.expect(&format!("MDTM {p}"), 550);
+    }
+    c.expect("CWD .git", 550);
+    c.expect("CWD privdir", 550);
+    c.refused(b"LIST privdir", 450);
+    c.refused(b"NLST .git", 450);
+    c.refused(b"MLSD privdir", 550);
+    c.expect("STAT privdir", 450);
+    // REST does not open a way around the rules either.
+    c.expect("REST 1", 350);
+    c.refused(b"RETR private.txt", 550);
+    c.assert_nothing_leaked();
+    assert!(client::find(&c.received, SECRET_PRIVATE).is_none());
+}
+
+/// Serving a tree that the server's own user owns (anyone running
+/// `tcpserver ... ftpd ./public` on their own files): the kernel would let
+/// it read everything, so the publishing rules alone must keep private
+/// entries private, including files inside a 0700 directory.
+fn tree_owned_by_the_server_user(kind: Kind) {
+    let tree = Tree::new();
+    if is_root() {
+        tree.chown_root(DROP_UID, DROP_GID);
+    }
+    let s = Server::start(kind, &tree, Opts::new());
+    for fam in FAMILIES {
+        let mut c = Client::login(&s, fam);
+        for p in [
+            "private.txt",
+            "privdir/inside.txt",
+            "/privdir/inside.txt",
+            "privdir/../private.txt",
+            ".secret",
+            ".git/config",
+        ] {
+            c.refused(format!("RETR {p}").as_bytes(), 550);
+            c.expect(&format!("SIZE {p}"), 550);
+            c.expect(&format!("MDTM {p}"), 550);
+            c.expect(&format!("MLST {p}"), 550);
+        }
+        c.expect("CWD privdir", 550);
+        c.refused(b"LIST privdir", 450);
+        c.refused(b"LIST privdir/inside.txt", 450);
+        c.refused(b"NLST privdir", 450);
+        c.refused(b"MLSD privdir", 550);
+        c.expect("STAT privdir", 450);
+        c.expect("STAT privdir/inside.txt", 450);
+        let names: std::collections::BTreeSet<Vec<u8>> =
+            client::crlf_lines(&c.get("NLST")).into_iter().collect();
+        assert_eq!(names, common::tree::public_names(b""));
+        // Public files are still served.
+        assert_eq!(c.get("RETR one-byte"), b"x");
+        c.assert_nothing_leaked();
+    }
+}
+
+fn nul_in_path(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    for line in [
+        &b"RETR pub\0/file"[..],
+        b"RETR one-byte\0.txt",
+        b"SIZE pub/file\0",
+        b"CWD pub\0",
+        b"MDTM pub\0/file",
+    ] {
+        let r = c.cmd_bytes(line);
+        assert!(
+            matches!(r.code, 501 | 550),
+            "{:?} -> {}",
+            String::from_utf8_lossy(line),
+            r.text()
+        );
+    }
+    let mut pwd = c.expect("PWD", 257).first_line();
+    pwd.truncate(7);
+    assert_eq!(pwd, "257 \"/\"");
+    c.expect("NOOP", 200);
+}
+
+/// Listens on `ip:0`; returns the listener.
+fn trap(ip: &str) -> TcpListener {
+    TcpListener::bind(format!("{ip}:0")).unwrap_or_else(|e| panic!("bind {ip}:0: {e}"))
+}
+
+fn assert_untouched(l: &TcpListener, what: &str) {
+    if let Ok((_, from)) = accept_bounded(l, Duration::from_millis(700)) {
+        panic!("{what}: the server connected from {from}");
+    }
+}
+
+fn port_bounce_refused(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    let l = trap("127.0.0.2");
+    let a = l.local_addr().unwrap();
+    let mut c = Client::login(&s, Family::V4);
+    c.expect(&port_arg(&a), 504);
+    c.expect("RETR pub/file", 425);
+    c.expect("LIST", 425);
+    assert_untouched(&l, "PORT 127.0.0.2");
+    // A refused PORT does not disturb a good one given before it.
+    let good = trap("127.0.0.1");
+    c.expect(&port_arg(&good.local_addr().unwrap()), 200);
+    c.expect(&port_arg(&a), 504);
+    c.send(b"RETR one-byte");
+    let r = c.reply();
+    if r.code == 150 {
+        let (mut ds, _) = accept_bounded(&good, client::TIMEOUT).unwrap();
+        let d = client::read_to_eof(&mut ds, client::TIMEOUT).unwrap();
+        assert_eq!(d, b"x");
+        assert_eq!(c.reply().code, 226);
+    } else {
+        assert_eq!(r.code, 425, "{}", r.text());
+    }
+    assert_untouched(&l, "PORT 127.0.0.2 after a good PORT");
+}
+
+fn eprt_bounce_refused(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    let l = trap("127.0.0.2");
+    let a = l.local_addr().unwrap();
+    let mut c = Client::login(&s, Family::V4);
+    c.expect(&client::eprt_arg(&a), 504);
+    c.expect("RETR pub/file", 425);
+    assert_untouched(&l, "EPRT 127.0.0.2");
+    // IPv6 control connection, IPv4 target.
+    let l4 = trap("127.0.0.1");
+    let mut c6 = Client::login(&s, Family::V6);
+    let r = c6.cmd(&client::eprt_arg(&l4.local_addr().unwrap()));
+    assert!(
+        matches!(r.code, 504 | 522),
+        "EPRT to an IPv4 address from an IPv6 control connection: {}",
+        r.text()
+    );
+    c6.expect("RETR pub/file", 425);
+    assert_untouched(&l4, "EPRT |1| from IPv6");
+}
+
+fn port_below_1024_never_connected(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    // Nothing needs to listen: the point is the replies and that RETR
+    // does not try.
+    for p in [1u16, 21, 25, 80, 1023] {
+        let a = format!("127,0,0,1,{},{}", p >> 8, p & 255);
+        c.expect(&format!("PORT {a}"), 504);
+        c.expect(&format!("EPRT |1|127.0.0.1|{p}|"), 504);
+    }
+    c.expect("RETR pub/file", 425);
+}
+
+fn proc_status(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+}
+
+fn privileges_dropped(kind: Kind) {
+    if !is_root() {
+        eprintln!("note: not root; ftpd runs as the caller, nothing to drop");
+        return;
+    }
+    let (t, s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    c.expect("NOOP", 200);
+    let pids = s.pids();
+    assert_eq!(pids.len(), 1, "one session, one server process: {pids:?}");
+    let st = proc_status(pids[0]);
+    let field = |name: &str| -> Vec<String> {
+        st.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in /proc status"))[name.len()..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(field("Uid:"), vec![DROP_UID.to_string(); 4], "{st}");
+    assert_eq!(field("Gid:"), vec![DROP_GID.to_string(); 4], "{st}");
+    // No supplementary groups beyond the session's own gid (djb's
+    // prot_gid sets exactly that one).
+    let groups = field("Groups:");
+    assert!(
+        groups.is_empty() || groups == [DROP_GID.to_string()],
+        "supplementary groups kept: {groups:?}"
+    );
+    let root = std::fs::read_link(format!("/proc/{}/root", pids[0])).unwrap();
+    match kind {
+        Kind::Ftpd | Kind::Supervisor => {
+            assert_eq!(
+                root, t.root,
+                "started as root, the server chroots into ROOT"
+            );
+        }
+        Kind::FtpdSetpriv => {
+            assert_eq!(root.to_str(), Some("/"), "unprivileged: no chroot");
+        }
+    }
+    // Capabilities are all gone.
+    for capf in ["CapEff:", "CapPrm:"] {
+        assert_eq!(field(capf), vec!["0000000000000000".to_string()], "{st}");
+    }
+}
+
+fn hostile_input_does_not_crash(kind: Kind) {
+    let (t, s) = setup(kind, Opts::new());
+    let before = t.snapshot();
+    let mut c = Client::login(&s, Family::V4);
+    // Blank lines may be ignored or answered; either way the session
+    // goes on and answers the NOOP after them.
+    c.send_raw(b"\r\n \r\n\r\r\n\n");
+    c.send(b"NOOP");
+    let mut n = 0;
+    loop {
+        let r = c.reply();
+        if r.code == 200 {
+            break;
+        }
+        assert!(r.code >= 500 && n < 4, "blank lines: {}", r.text());
+        n += 1;
+    }
+    let lines: Vec<Vec<u8>> = vec![
+        vec![0u8; 10],
+        b"RETR".to_vec(),
+        b"CWD".to_vec(),
+        b"LIST \x01\x02\x7f".to_vec(),
+        b"MLST \xc3\x28".to_vec(),
+        b"PORT ,,,,,".to_vec(),
+        b"PORT 999999999999,0,0,1,1,1".to_vec(),
+        b"EPRT ||||".to_vec(),
+        b"EPRT |2|::1|65536|".to_vec(),
+        b"EPSV 99".to_vec(),
+        b"REST 18446744073709551615".to_vec(),
+        b"TYPE A A A A".to_vec(),
+        b"OPTS MLST ;;;;;=;".to_vec(),
+        b"OPTS UTF8 MAYBE".to_vec(),
+        b"MDTM 20210101000000 pub/file".to_vec(),
+        b"SITE UTIME 20200101000000 one-byte".to_vec(),
+        [b"CWD ".to_vec(), b"a/".repeat(1000)].concat(),
+        [b"CWD ".to_vec(), b"../".repeat(1000)].concat(),
+    ];
+    for l in &lines {
+        let r = c.cmd_bytes(l);
+        assert!(
+            (200..600).contains(&r.code),
+            "{:?} -> {}",
+            String::from_utf8_lossy(l),
+            r.text()
+        );
+    }
+    c.expect("NOOP", 200);
+    c.expect("PWD", 257);
+    c.expect("QUIT", 221);
+    s.assert_no_crash();
+    assert_eq!(before, t.snapshot(), "the tree changed");
+}
+
+// ---------------------------------------------------------------------
+// ftpd's start-up rules (not parameterised: they are about ftpd itself).
+
+#[test]
+fn ftpd_as_root_without_uid_gid_exits_100() {
+    if !is_root() {
+        eprintln!("note: not root; the exit-100 rule is for root only");
+        return;
+    }
+    let tree = Tree::new();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cl = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (sv, _) = l.accept().unwrap();
+    let mut cmd = Command::new(ftpd_path());
+    common::server::clean_env(&mut cmd);
+    cmd.arg(&tree.root)
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+            sv.try_clone().unwrap(),
+        )))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(sv)))
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Our copies of the socket go with the Command.
+    drop(cmd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ftpd as root without UID/GID kept running");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(st.code(), Some(100), "exit status; stderr: {err}");
+    assert!(
+        !err.trim().is_empty(),
+        "ftpd must say why it refuses to run"
+    );
+    // It served nothing.
+    cl.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let _ = cl.read_to_end(&mut buf);
+    assert!(
+        !buf.starts_with(b"230"),
+        "ftpd as root without ids must not serve: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+/// Invalid ids, and root itself as the session user, are configuration
+/// errors.
+#[test]
+fn ftpd_as_root_with_bad_uid_refuses() {
+    if !is_root() {
+        return;
+    }
+    let tree = Tree::new();
+    for (uid, gid) in [
+        ("abc", "65534"),
+        ("65534", ""),
+        ("", "65534"),
+        ("65534", "x"),
+    ] {
+        let mut cmd = Command::new(ftpd_path());
+        common::server::clean_env(&mut cmd);
+        cmd.env("UID", uid).env("GID", gid).arg(&tree.root);
+        let out = common::tools::run(cmd, Duration::from_secs(10));
+        // A configuration error: exit 100, with a reason.
+        assert_eq!(
+            out.status.code(),
+            Some(100),
+            "UID={uid:?} GID={gid:?} must be refused: {}",
+            out.stderr_text()
+        );
+        assert!(
+            !out.stderr.is_empty(),
+            "UID={uid:?} GID={gid:?}: no reason given"
+        );
+    }
+}
+
+/// A root that cannot be opened is a temporary failure (111), whoever runs
+/// ftpd.
+#[test]
+fn ftpd_missing_root_exits_111() {
+    let tree = Tree::new();
+    let missing = tree.base.join("no-such-root");
+    let mut cmd = common::server::ftpd_command(Kind::Ftpd, &Opts::new(), &missing);
+    cmd.stdin(Stdio::null());
+    let out = common::tools::run(cmd, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(111), "{}", out.stderr_text());
+    assert!(!out.stderr.is_empty());
+}
