@@ -70,6 +70,35 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// The facts of a `statx` result asked for with [`STATX_FIELDS`].
+    pub(crate) fn from_statx(st: &rustix::fs::Statx) -> Meta {
+        let kind = match FileType::from_raw_mode(u32::from(st.stx_mode) as _) {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            _ => Kind::Other,
+        };
+        Meta {
+            kind,
+            size: st.stx_size,
+            mtime: st.stx_mtime.tv_sec,
+            mode: u32::from(st.stx_mode) & 0o7777,
+            nlink: u64::from(st.stx_nlink),
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+        }
+    }
+}
+
+/// The `statx` fields a [`Meta`] holds: asking for no more spares the
+/// filesystem work (a listing does one `statx` per entry).
+pub(crate) const STATX_FIELDS: rustix::fs::StatxFlags = rustix::fs::StatxFlags::TYPE
+    .union(rustix::fs::StatxFlags::MODE)
+    .union(rustix::fs::StatxFlags::NLINK)
+    .union(rustix::fs::StatxFlags::SIZE)
+    .union(rustix::fs::StatxFlags::MTIME)
+    .union(rustix::fs::StatxFlags::INO);
+
 /// Why a lookup failed, in the terms a reply needs.
 #[derive(Debug)]
 pub enum FsError {

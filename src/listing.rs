@@ -14,9 +14,9 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Dir, FileType, statat};
+use rustix::fs::{AtFlags, Dir, FileType, statx};
 
-use crate::fs::{Kind, Meta, Root};
+use crate::fs::{Kind, Meta, Root, STATX_FIELDS};
 use crate::vpath::VPath;
 
 /// The LIST format.
@@ -172,12 +172,13 @@ impl DirListing {
     /// the root. One `fstatat` against the directory fd; a symlink costs
     /// one more lookup, confined like every other.
     fn entry_meta(&self, name: &CStr) -> Option<Meta> {
-        let st = statat(self.dir.fd().ok()?, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        let meta = if FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink {
+        let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
+        let st = statx(self.dir.fd().ok()?, name, flags, STATX_FIELDS).ok()?;
+        let meta = if FileType::from_raw_mode(u32::from(st.stx_mode) as _) == FileType::Symlink {
             let child = self.path.child(name.to_bytes())?;
             self.root.stat_entry(&child).ok()?
         } else {
-            Meta::from_stat(&st)
+            Meta::from_statx(&st)
         };
         meta.is_public().then_some(meta)
     }

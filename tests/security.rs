@@ -300,7 +300,7 @@ fn privileges_dropped(kind: Kind) {
     );
     let root = std::fs::read_link(format!("/proc/{}/root", pids[0])).unwrap();
     match kind {
-        Kind::Ftpd | Kind::Supervisor => {
+        Kind::Ftpd | Kind::Supervisor | Kind::SupervisorUring => {
             assert_eq!(
                 root, t.root,
                 "started as root, the server chroots into ROOT"

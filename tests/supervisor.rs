@@ -1,6 +1,8 @@
 //! aftpd-supervisor end to end: the real binary on 127.0.0.1, driven by a
 //! tiny FTP client. Every wait is bounded (socket timeouts, deadlines), and
-//! only processes spawned here are signalled.
+//! only processes spawned here are signalled. Every test of the server's
+//! behaviour runs once per engine (`--engine epoll`, `--engine uring`):
+//! see [`engine_tests!`] at the end.
 //!
 //! Run as root, the server is started the way an operator would (as root
 //! with `$UID`/`$GID`, so it chroots and drops privileges), and once under
@@ -85,6 +87,28 @@ impl Drop for Tree {
     }
 }
 
+/// The workers' event mechanism, `--engine`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Engine {
+    Epoll,
+    Uring,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Epoll => "epoll",
+            Engine::Uring => "uring",
+        }
+    }
+
+    /// A name for a test's tree, distinct per engine (the two runs of a
+    /// test may overlap).
+    fn tag(self, name: &str) -> String {
+        format!("{name}-{}", self.name())
+    }
+}
+
 /// How the server process is started.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -96,6 +120,10 @@ enum Mode {
     /// Like `Auto`, with the open-files limit (soft and hard) set to this
     /// by `prlimit`.
     NoFile(u32),
+    /// Unprivileged, with at most this many bytes of locked memory
+    /// (`prlimit --memlock`), which io_uring rings are counted against:
+    /// with 0, io_uring cannot set up a ring.
+    Memlock(u32),
 }
 
 struct Server {
@@ -165,18 +193,41 @@ fn command(mode: Mode) -> Command {
             c.arg(format!("--nofile={n}:{n}")).arg(BIN);
             c
         }
+        Mode::Memlock(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--memlock={n}:{n}"));
+            if root {
+                c.args([
+                    "setpriv",
+                    "--reuid",
+                    NOBODY,
+                    "--regid",
+                    NOBODY,
+                    "--clear-groups",
+                ]);
+            }
+            c.arg(BIN);
+            c
+        }
         _ => Command::new(BIN),
     };
     cmd.env_remove("UID").env_remove("GID");
-    if root && mode != Mode::Unprivileged {
+    if root && !matches!(mode, Mode::Unprivileged | Mode::Memlock(_)) {
         cmd.env("UID", NOBODY).env("GID", NOBODY);
     }
     cmd
 }
 
-/// Starts the server on a free loopback port (another if that one was
-/// taken meanwhile) and waits until it greets.
-fn start(tree: &Tree, mode: Mode, args: &[&str]) -> Server {
+/// Starts the server with `engine` on a free loopback port (another if
+/// that one was taken meanwhile) and waits until it greets.
+fn start(tree: &Tree, mode: Mode, engine: Engine, args: &[&str]) -> Server {
+    let mut all = vec!["--engine", engine.name()];
+    all.extend_from_slice(args);
+    start_with(tree, mode, &all)
+}
+
+/// Starts the server with exactly `args` (and `--listen`, ROOT).
+fn start_with(tree: &Tree, mode: Mode, args: &[&str]) -> Server {
     for _attempt in 0..5 {
         let port = free_port();
         let log = tree.log();
@@ -296,19 +347,37 @@ impl Ftp {
         self.expect("PASS guest@", 230);
     }
 
-    /// EPSV, then connect to the port it names.
-    fn passive(&mut self) -> TcpStream {
+    /// EPSV: the port it names.
+    fn epsv(&mut self) -> u16 {
         let text = self.expect("EPSV", 229);
-        let port: u16 = text
-            .split('|')
+        text.split('|')
             .nth(3)
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("bad 229: {text}"));
+            .unwrap_or_else(|| panic!("bad 229: {text}"))
+    }
+
+    /// EPSV, then connect to the port it names.
+    fn passive(&mut self) -> TcpStream {
+        let port = self.epsv();
         let d = TcpStream::connect_timeout(
             &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             Duration::from_secs(10),
         )
         .unwrap();
+        d.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        d
+    }
+
+    /// EPSV, then connect to the port it names with a small receive
+    /// buffer (set before connecting, so the window stays small): a data
+    /// connection that is slow to fill up and easy to stall.
+    fn passive_small(&mut self) -> TcpStream {
+        use rustix::net::{AddressFamily, SocketType, sockopt};
+        let port = self.epsv();
+        let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        sockopt::set_socket_recv_buffer_size(&fd, 4096).unwrap();
+        rustix::net::connect(&fd, &SocketAddr::from((Ipv4Addr::LOCALHOST, port))).unwrap();
+        let d = TcpStream::from(fd);
         d.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         d
     }
@@ -368,6 +437,16 @@ fn read_pattern(d: &mut TcpStream, from: u64, len: u64, chunk: usize, mut betwee
     }
 }
 
+/// Downloads big.bin at full speed, checking every byte.
+fn retr_big(f: &mut Ftp) {
+    f.expect("TYPE I", 200);
+    let mut d = f.passive();
+    let (code, text) = f.cmd("RETR /big.bin").unwrap();
+    assert_eq!(code, 150, "{text}");
+    read_pattern(&mut d, 0, BIG_LEN, 1 << 20, || {});
+    assert_eq!(f.reply().unwrap().0, 226);
+}
+
 /// Closes `s` with a reset instead of a FIN, once the server has closed
 /// its end: neither side then keeps the connection in TIME_WAIT, so
 /// thousands of sessions per run (and runs in a row) do not use up the
@@ -388,10 +467,9 @@ fn raise_nofile() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-#[test]
-fn serves_a_session_and_confines_it() {
-    let tree = Tree::new("basic", false);
-    let server = start(&tree, Mode::Auto, &["--threads", "2"]);
+fn serves_a_session_and_confines_it(engine: Engine) {
+    let tree = Tree::new(&engine.tag("basic"), false);
+    let server = start(&tree, Mode::Auto, engine, &["--threads", "2"]);
     let mut f = Ftp::connect(server.addr()).unwrap();
     f.greeting();
     f.login();
@@ -406,10 +484,9 @@ fn serves_a_session_and_confines_it() {
     assert!(f.at_eof());
 }
 
-#[test]
-fn runs_unprivileged_with_openat2_confinement() {
-    let tree = Tree::new("unpriv", false);
-    let server = start(&tree, Mode::Unprivileged, &["--threads", "1"]);
+fn runs_unprivileged_with_openat2_confinement(engine: Engine) {
+    let tree = Tree::new(&engine.tag("unpriv"), false);
+    let server = start(&tree, Mode::Unprivileged, engine, &["--threads", "1"]);
     let mut f = Ftp::connect(server.addr()).unwrap();
     f.greeting();
     f.login();
@@ -420,8 +497,7 @@ fn runs_unprivileged_with_openat2_confinement() {
     f.expect("QUIT", 221);
 }
 
-#[test]
-fn two_thousand_concurrent_sessions() {
+fn two_thousand_concurrent_sessions(engine: Engine) {
     const THREADS: usize = 20;
     const PER_THREAD: usize = 100;
     let limit = raise_nofile();
@@ -430,10 +506,11 @@ fn two_thousand_concurrent_sessions() {
         eprintln!("skipped: open-files hard limit {limit} is too low for 2000 sessions");
         return;
     }
-    let tree = Tree::new("many", false);
+    let tree = Tree::new(&engine.tag("many"), false);
     let server = start(
         &tree,
         Mode::Auto,
+        engine,
         &[
             "--threads",
             "4",
@@ -488,12 +565,12 @@ fn two_thousand_concurrent_sessions() {
     drop(server);
 }
 
-#[test]
-fn timeouts_fire() {
-    let tree = Tree::new("timers", false);
+fn timeouts_fire(engine: Engine) {
+    let tree = Tree::new(&engine.tag("timers"), false);
     let server = start(
         &tree,
         Mode::Auto,
+        engine,
         &["--timeout", "1", "--data-timeout", "1", "--threads", "1"],
     );
     // A data connection never made: 425 after the data timeout, and the
@@ -516,10 +593,9 @@ fn timeouts_fire() {
     assert!(server.log_text().contains("reason=timeout"));
 }
 
-#[test]
-fn max_per_ip() {
-    let tree = Tree::new("perip", false);
-    let server = start(&tree, Mode::Auto, &["--max-per-ip", "3"]);
+fn max_per_ip(engine: Engine) {
+    let tree = Tree::new(&engine.tag("perip"), false);
+    let server = start(&tree, Mode::Auto, engine, &["--max-per-ip", "3"]);
     let mut open = Vec::new();
     for _ in 0..3 {
         let mut f = Ftp::connect(server.addr()).unwrap();
@@ -538,12 +614,12 @@ fn max_per_ip() {
     again.greeting();
 }
 
-#[test]
-fn max_sessions() {
-    let tree = Tree::new("maxsess", false);
+fn max_sessions(engine: Engine) {
+    let tree = Tree::new(&engine.tag("maxsess"), false);
     let server = start(
         &tree,
         Mode::Auto,
+        engine,
         &["--max-sessions", "2", "--threads", "2"],
     );
     let mut a = Ftp::connect(server.addr()).unwrap();
@@ -558,12 +634,12 @@ fn max_sessions() {
     assert_eq!(a.retr("small.txt"), b"hello, world\n");
 }
 
-#[test]
-fn sigterm_lets_a_slow_transfer_finish() {
-    let tree = Tree::new("drain", true);
+fn sigterm_lets_a_slow_transfer_finish(engine: Engine) {
+    let tree = Tree::new(&engine.tag("drain"), true);
     let mut server = start(
         &tree,
         Mode::Auto,
+        engine,
         &["--shutdown-timeout", "30", "--threads", "2"],
     );
     let mut idle = Ftp::connect(server.addr()).unwrap();
@@ -612,10 +688,9 @@ fn sigterm_lets_a_slow_transfer_finish() {
     assert_eq!(st.code(), Some(0), "{}", server.log_text());
 }
 
-#[test]
-fn sigterm_exits_zero() {
-    let tree = Tree::new("term", false);
-    let mut server = start(&tree, Mode::Auto, &[]);
+fn sigterm_exits_zero(engine: Engine) {
+    let tree = Tree::new(&engine.tag("term"), false);
+    let mut server = start(&tree, Mode::Auto, engine, &[]);
     let mut f = Ftp::connect(server.addr()).unwrap();
     f.greeting();
     server.signal(nix::sys::signal::Signal::SIGTERM);
@@ -624,15 +699,14 @@ fn sigterm_exits_zero() {
     let st = server.wait_exit(Duration::from_secs(10)).expect("no exit");
     assert_eq!(st.code(), Some(0));
     let log = server.log_text();
-    assert!(log.contains("engine=epoll"), "{log}");
+    assert!(log.contains(&format!("engine={}", engine.name())), "{log}");
     assert!(log.contains("reason=shutdown"), "{log}");
 }
 
-#[test]
-fn a_stalled_reader_does_not_slow_a_fast_one() {
-    let tree = Tree::new("stall", true);
+fn a_stalled_reader_does_not_slow_a_fast_one(engine: Engine) {
+    let tree = Tree::new(&engine.tag("stall"), true);
     // One worker: both sessions share one event loop.
-    let server = start(&tree, Mode::Auto, &["--threads", "1"]);
+    let server = start(&tree, Mode::Auto, engine, &["--threads", "1"]);
     let mut stalled = Ftp::connect(server.addr()).unwrap();
     stalled.greeting();
     stalled.login();
@@ -645,27 +719,22 @@ fn a_stalled_reader_does_not_slow_a_fast_one() {
     let mut fast = Ftp::connect(server.addr()).unwrap();
     fast.greeting();
     fast.login();
-    fast.expect("TYPE I", 200);
-    let mut d = fast.passive();
-    let (code, _) = fast.cmd("RETR /big.bin").unwrap();
-    assert_eq!(code, 150);
-    read_pattern(&mut d, 0, BIG_LEN, 1 << 20, || {});
-    assert_eq!(fast.reply().unwrap().0, 226);
+    retr_big(&mut fast);
     assert!(fast.list("/").contains("big.bin"));
     let took = began.elapsed();
     assert!(took < Duration::from_secs(20), "fast client took {took:?}");
 }
 
-#[test]
-fn out_of_descriptors_then_recovers() {
+fn out_of_descriptors_then_recovers(engine: Engine) {
     if Command::new("prlimit").arg("--version").output().is_err() {
         eprintln!("skipped: no prlimit");
         return;
     }
-    let tree = Tree::new("nofile", false);
+    let tree = Tree::new(&engine.tag("nofile"), false);
     let mut server = start(
         &tree,
         Mode::NoFile(64),
+        engine,
         &["--threads", "1", "--max-per-ip", "0"],
     );
     let mut conns = Vec::new();
@@ -782,4 +851,172 @@ fn usage_errors_exit_100() {
     assert_eq!(code(&["--pasv-ports", "10-5"]), Some(100));
     assert_eq!(code(&["--listen", "not-an-address"]), Some(100));
     assert_eq!(code(&["--help"]), Some(0));
+}
+
+/// More stalled downloads than a uring worker has pipes (64), then a fast
+/// one: the stalled ones hold their pipes, the fast one is served all the
+/// same (its rounds are copied until a pipe is free), byte for byte.
+fn more_stalled_downloads_than_pipes(engine: Engine) {
+    const STALLED: usize = 70;
+    let tree = Tree::new(&engine.tag("pipes"), true);
+    let server = start(
+        &tree,
+        Mode::Auto,
+        engine,
+        &["--threads", "1", "--max-per-ip", "0"],
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut f = Ftp::connect(server.addr()).unwrap();
+        f.greeting();
+        f.login();
+        f.expect("TYPE I", 200);
+        let d = f.passive_small();
+        let (code, text) = f.cmd("RETR /big.bin").unwrap();
+        assert_eq!(code, 150, "{text}");
+        stalled.push((f, d));
+    }
+    let mut fast = Ftp::connect(server.addr()).unwrap();
+    fast.greeting();
+    fast.login();
+    retr_big(&mut fast);
+    // The stalled ones are still there, and can still be aborted.
+    let (mut f, d) = stalled.pop().unwrap();
+    close_abortively(d);
+    let (code, _) = f.reply().unwrap();
+    assert!(code == 426 || code == 226, "{code}");
+    f.expect("NOOP", 200);
+    drop(stalled);
+}
+
+/// A file truncated during its download ends the transfer with 451 (never
+/// the server), and the session goes on.
+fn a_file_that_shrinks_ends_its_transfer(engine: Engine) {
+    let tree = Tree::new(&engine.tag("shrink"), true);
+    let server = start(&tree, Mode::Auto, engine, &["--threads", "1"]);
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    f.expect("TYPE I", 200);
+    let mut d = f.passive_small();
+    let (code, text) = f.cmd("RETR /big.bin").unwrap();
+    assert_eq!(code, 150, "{text}");
+    read_pattern(&mut d, 0, 1 << 20, 64 * 1024, || {});
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(tree.dir.join("big.bin"))
+        .unwrap();
+    file.set_len(2 << 20).unwrap();
+    let mut rest = Vec::new();
+    d.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.len() < (BIG_LEN - (1 << 20)) as usize,
+        "all of it came"
+    );
+    let (code, text) = f.reply().unwrap();
+    assert_eq!(code, 451, "{text}");
+    f.expect("NOOP", 200);
+    assert!(
+        server.log_text().contains("shrunk"),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// `--engine auto` runs io_uring where it works, and says so.
+#[test]
+fn auto_prefers_io_uring() {
+    let tree = Tree::new("auto", false);
+    let server = start_with(&tree, Mode::Auto, &[]);
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    assert_eq!(f.retr("/small.txt"), b"hello, world\n");
+    let log = server.log_text();
+    // Where this kernel or sandbox refuses io_uring, the fallback says why.
+    assert!(
+        log.contains("engine=uring") || log.contains("falling back to epoll"),
+        "{log}"
+    );
+}
+
+/// Where io_uring cannot set up a ring (here: no locked memory allowed to
+/// an unprivileged user), `auto` falls back to epoll with one line saying
+/// why, and `uring` is an error exit with a clear message.
+#[test]
+fn without_io_uring_auto_falls_back_and_uring_fails() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    let tree = Tree::new("fallback", false);
+    let server = start_with(&tree, Mode::Memlock(0), &[]);
+    let mut f = Ftp::connect(server.addr()).unwrap();
+    f.greeting();
+    f.login();
+    assert_eq!(f.retr("/small.txt"), b"hello, world\n");
+    let log = server.log_text();
+    if log.contains("engine=uring") {
+        eprintln!("skipped: io_uring works even without locked memory here");
+        return;
+    }
+    assert!(log.contains("engine=epoll"), "{log}");
+    let fallbacks: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("io_uring unavailable ("))
+        .collect();
+    assert_eq!(fallbacks.len(), 1, "{log}");
+    assert!(fallbacks[0].ends_with("): falling back to epoll"), "{log}");
+    drop(server);
+
+    let uring = |memlock: u32, threads: &str| {
+        command(Mode::Memlock(memlock))
+            .args(["--engine", "uring", "--threads", threads])
+            .args(["--listen", "127.0.0.1:0", "--shutdown-timeout", "0"])
+            .arg(&tree.dir)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = uring(0, "1").wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(111));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--engine uring: io_uring unavailable ("),
+        "{err}"
+    );
+    // Every worker's ring is set up before the engine is chosen: enough
+    // locked memory for a few rings is not enough for 64, and that is
+    // found at start, not by a worker failing later.
+    let out = uring(128 * 1024, "64").wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(111));
+}
+
+/// Declares each `fn NAME(engine: Engine)` as two tests, `epoll::NAME` and
+/// `uring::NAME`.
+macro_rules! engine_tests {
+    ($($name:ident),* $(,)?) => {
+        mod epoll {
+            $( #[test] fn $name() { super::$name(super::Engine::Epoll) } )*
+        }
+        mod uring {
+            $( #[test] fn $name() { super::$name(super::Engine::Uring) } )*
+        }
+    };
+}
+
+engine_tests! {
+    serves_a_session_and_confines_it,
+    runs_unprivileged_with_openat2_confinement,
+    two_thousand_concurrent_sessions,
+    timeouts_fire,
+    max_per_ip,
+    max_sessions,
+    sigterm_lets_a_slow_transfer_finish,
+    sigterm_exits_zero,
+    a_stalled_reader_does_not_slow_a_fast_one,
+    out_of_descriptors_then_recovers,
+    more_stalled_downloads_than_pipes,
+    a_file_that_shrinks_ends_its_transfer,
 }

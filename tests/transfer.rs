@@ -586,7 +586,7 @@ fn client_vanishes_mid_transfer(kind: Kind) {
         drop(ds);
         drop(c);
     }
-    if kind != Kind::Supervisor {
+    if !kind.is_supervisor() {
         // The per-connection process notices and exits.
         let deadline = Instant::now() + Duration::from_secs(15);
         while !s.pids().is_empty() {

@@ -5,3 +5,5 @@ pub mod epoll;
 pub mod net;
 pub mod poll;
 pub mod pump;
+pub mod uring;
+pub mod worker;

@@ -1,6 +1,8 @@
 //! Moving a transfer's bytes to a non-blocking data socket: `sendfile(2)`
 //! for binary files, `pread` plus LF->CRLF for TYPE A, batches of lines for
-//! listings. Shared by every readiness-based driver (poll, epoll).
+//! listings. The [`Pump`] serves every readiness-based driver (poll,
+//! epoll); its [`Fill`] (the source side: formatting, reading, TYPE A)
+//! serves the io_uring driver too.
 
 use std::fs::File;
 use std::io;
@@ -15,7 +17,7 @@ use crate::session::{Source, TransferError};
 /// Bytes per `sendfile` call: bounds the time one call can take.
 const SENDFILE_CHUNK: usize = 1 << 20;
 /// Bytes read from a file per `pread` in the copying path.
-const READ_CHUNK: usize = 16 * 1024;
+pub const READ_CHUNK: usize = 16 * 1024;
 /// Bytes of listing formatted per batch.
 const LIST_BATCH: usize = 16 * 1024;
 /// Bytes one `run` call sends at most, so that a fast reader of a large
@@ -34,61 +36,119 @@ pub enum Progress {
 
 /// A transfer in progress. Its buffers live only as long as it does.
 pub struct Pump {
-    how: How,
+    fill: Fill,
+    /// Sending a binary file with sendfile (until it refuses the file).
+    zero_copy: bool,
+    out: Pending,
     sent: u64,
 }
 
-enum How {
-    /// A file: zero-copy with sendfile while `copy` is `None`.
+/// What is left to send of a file.
+pub struct FileRange {
+    pub file: File,
+    pub offset: u64,
+    pub left: u64,
+}
+
+/// The source of a transfer, for the bytes that go through a buffer: a
+/// listing formatted batch by batch, a file read chunk by chunk (LF->CRLF
+/// in TYPE A). Shared by every driver: how the bytes then reach the socket
+/// is the driver's business.
+pub enum Fill {
     File {
         range: FileRange,
-        copy: Option<Copy>,
+        ascii: bool,
+        /// The last byte taken from the file was CR (TYPE A: CRLF stays
+        /// CRLF, even across chunks).
+        prev_cr: bool,
     },
     Listing {
         lister: Lister,
         done: bool,
-        out: Pending,
     },
 }
 
-/// pread into a buffer, then send: TYPE A, or a file sendfile refuses.
-struct Copy {
-    ascii: bool,
-    out: Pending,
-}
+impl Fill {
+    pub fn new(source: Source) -> Fill {
+        match source {
+            Source::File {
+                file,
+                offset,
+                len,
+                ascii,
+            } => Fill::File {
+                range: FileRange {
+                    file,
+                    offset,
+                    left: len,
+                },
+                ascii,
+                prev_cr: false,
+            },
+            Source::Listing(lister) => Fill::Listing {
+                lister,
+                done: false,
+            },
+        }
+    }
 
-/// What is left to send of a file.
-struct FileRange {
-    file: File,
-    offset: u64,
-    left: u64,
+    /// A binary file's range, which can be sent without copying.
+    pub fn zero_copy(&mut self) -> Option<&mut FileRange> {
+        match self {
+            Fill::File {
+                range,
+                ascii: false,
+                ..
+            } => Some(range),
+            _ => None,
+        }
+    }
+
+    /// Whether everything has been taken from the source.
+    pub fn is_done(&self) -> bool {
+        match self {
+            Fill::File { range, .. } => range.left == 0,
+            Fill::Listing { done, .. } => *done,
+        }
+    }
+
+    /// Appends the next piece of the source to `out`: about `chunk` bytes
+    /// (TYPE A: at most [`READ_CHUNK`] read, up to twice that written).
+    pub fn fill(&mut self, out: &mut Vec<u8>, chunk: usize) -> Result<(), TransferError> {
+        match self {
+            Fill::File {
+                range,
+                ascii: false,
+                ..
+            } => read_chunk(range, chunk, out),
+            Fill::File {
+                range,
+                ascii: true,
+                prev_cr,
+            } => {
+                let mut stack = [0u8; READ_CHUNK];
+                let want = chunk.min(READ_CHUNK);
+                let n = read_into(range, &mut stack[..want])?;
+                *prev_cr = to_crlf(&stack[..n], *prev_cr, out);
+                Ok(())
+            }
+            Fill::Listing { lister, done } => {
+                *done = lister.fill(out, chunk).map_err(TransferError::Source)?;
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Bytes formatted or converted but not yet accepted by the socket.
 struct Pending {
     buf: Vec<u8>,
     pos: usize,
-    /// The last byte taken from the file was CR (TYPE A: CRLF stays CRLF,
-    /// even across chunks).
-    prev_cr: bool,
 }
 
 impl Pending {
-    fn new(capacity: usize) -> Pending {
-        Pending {
-            buf: Vec::with_capacity(capacity),
-            pos: 0,
-            prev_cr: false,
-        }
-    }
-
     fn is_empty(&self) -> bool {
         self.pos == self.buf.len()
-    }
-
-    fn refill(&mut self) {
-        self.buf.clear();
-        self.pos = 0;
     }
 
     /// Sends what is pending. `Ok(false)`: the socket would block.
@@ -110,59 +170,48 @@ impl Pending {
 
 impl Pump {
     pub fn new(source: Source) -> Pump {
-        let how = match source {
-            Source::File {
-                file,
-                offset,
-                len,
-                ascii,
-            } => {
-                let range = FileRange {
-                    file,
-                    offset,
-                    left: len,
-                };
-                // TYPE A may double every byte (all LFs).
-                let copy = ascii.then(|| Copy {
-                    ascii,
-                    out: Pending::new(2 * READ_CHUNK),
-                });
-                How::File { range, copy }
-            }
-            Source::Listing(lister) => How::Listing {
-                lister,
-                done: false,
-                out: Pending::new(LIST_BATCH + 4096),
+        let mut fill = Fill::new(source);
+        Pump {
+            zero_copy: fill.zero_copy().is_some(),
+            fill,
+            out: Pending {
+                buf: Vec::new(),
+                pos: 0,
             },
-        };
-        Pump { how, sent: 0 }
+            sent: 0,
+        }
     }
 
     /// Sends until the socket would block, the source is exhausted, or
     /// [`RUN_BUDGET`] bytes went out in this call.
     pub fn run(&mut self, sock: BorrowedFd<'_>) -> Result<Progress, TransferError> {
         let limit = self.sent + RUN_BUDGET;
-        loop {
-            let sent = &mut self.sent;
-            let step = match &mut self.how {
-                How::File { range, copy: None } => sendfile(range, sock, sent, limit)?,
-                How::File {
-                    range,
-                    copy: Some(c),
-                } => copy(range, c, sock, sent, limit)?,
-                How::Listing { lister, done, out } => list(lister, done, out, sock, sent, limit)?,
-            };
-            match step {
-                Step::Progress(p) => return Ok(p),
-                Step::FallBack => {
-                    if let How::File { copy, .. } = &mut self.how {
-                        *copy = Some(Copy {
-                            ascii: false,
-                            out: Pending::new(READ_CHUNK),
-                        });
-                    }
-                }
+        if self.zero_copy
+            && let Some(range) = self.fill.zero_copy()
+        {
+            match sendfile(range, sock, &mut self.sent, limit)? {
+                Some(p) => return Ok(p),
+                // sendfile cannot read this file: copy it instead.
+                None => self.zero_copy = false,
             }
+        }
+        let chunk = match self.fill {
+            Fill::Listing { .. } => LIST_BATCH,
+            Fill::File { .. } => READ_CHUNK,
+        };
+        loop {
+            if !self.out.flush(sock, &mut self.sent)? {
+                return Ok(Progress::Blocked);
+            }
+            if self.fill.is_done() {
+                return Ok(Progress::Done);
+            }
+            if self.sent >= limit {
+                return Ok(Progress::Blocked);
+            }
+            self.out.buf.clear();
+            self.out.pos = 0;
+            self.fill.fill(&mut self.out.buf, chunk)?;
         }
     }
 
@@ -172,21 +221,16 @@ impl Pump {
     }
 }
 
-enum Step {
-    Progress(Progress),
-    /// sendfile cannot read this file: copy it instead.
-    FallBack,
-}
-
+/// Sends `range` with sendfile. `None`: sendfile cannot read this file.
 fn sendfile(
     range: &mut FileRange,
     sock: BorrowedFd<'_>,
     sent: &mut u64,
     limit: u64,
-) -> Result<Step, TransferError> {
+) -> Result<Option<Progress>, TransferError> {
     while range.left > 0 {
         if *sent >= limit {
-            return Ok(Step::Progress(Progress::Blocked));
+            return Ok(Some(Progress::Blocked));
         }
         let chunk = usize::try_from(range.left.min(limit - *sent))
             .unwrap_or(usize::MAX)
@@ -197,48 +241,37 @@ fn sendfile(
                 range.left -= n as u64;
                 *sent += n as u64;
             }
-            Err(Errno::AGAIN) => return Ok(Step::Progress(Progress::Blocked)),
+            Err(Errno::AGAIN) => return Ok(Some(Progress::Blocked)),
             Err(Errno::INTR) => {}
             // Filesystems without splice support: copy by hand.
-            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return Ok(Step::FallBack),
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => return Ok(None),
             Err(e) => return Err(classify(e)),
         }
     }
-    Ok(Step::Progress(Progress::Done))
+    Ok(Some(Progress::Done))
 }
 
-fn copy(
-    range: &mut FileRange,
-    c: &mut Copy,
-    sock: BorrowedFd<'_>,
-    sent: &mut u64,
-    limit: u64,
-) -> Result<Step, TransferError> {
-    let Copy { ascii, out } = c;
-    let ascii = *ascii;
-    loop {
-        if !out.flush(sock, sent)? {
-            return Ok(Step::Progress(Progress::Blocked));
-        }
-        if range.left == 0 {
-            return Ok(Step::Progress(Progress::Done));
-        }
-        if *sent >= limit {
-            return Ok(Step::Progress(Progress::Blocked));
-        }
-        out.refill();
-        read_chunk(range, ascii, out)?;
-    }
+/// Reads up to `chunk` bytes of `range` onto the end of `out`.
+fn read_chunk(range: &mut FileRange, chunk: usize, out: &mut Vec<u8>) -> Result<(), TransferError> {
+    let want = usize::try_from(range.left).unwrap_or(usize::MAX).min(chunk);
+    let start = out.len();
+    out.resize(start + want, 0);
+    let n = read_into(range, &mut out[start..]);
+    out.truncate(start + *n.as_ref().unwrap_or(&0));
+    n.map(drop)
 }
 
-/// Reads the next chunk of `range` into `out`, converted for TYPE A.
-fn read_chunk(range: &mut FileRange, ascii: bool, out: &mut Pending) -> Result<(), TransferError> {
+/// Reads the next bytes of `range` into `buf` (no more than are left);
+/// a file that ends early is `Shrunk`.
+fn read_into(range: &mut FileRange, buf: &mut [u8]) -> Result<usize, TransferError> {
     let want = usize::try_from(range.left)
         .unwrap_or(usize::MAX)
-        .min(READ_CHUNK);
-    let mut raw = [0u8; READ_CHUNK];
+        .min(buf.len());
+    if want == 0 {
+        return Ok(0);
+    }
     let n = loop {
-        match rustix::io::pread(&range.file, &mut raw[..want], range.offset) {
+        match rustix::io::pread(&range.file, &mut buf[..want], range.offset) {
             Ok(0) => return Err(TransferError::Shrunk),
             Ok(n) => break n,
             Err(Errno::INTR) => {}
@@ -247,12 +280,7 @@ fn read_chunk(range: &mut FileRange, ascii: bool, out: &mut Pending) -> Result<(
     };
     range.offset += n as u64;
     range.left -= n as u64;
-    if ascii {
-        out.prev_cr = to_crlf(&raw[..n], out.prev_cr, &mut out.buf);
-    } else {
-        out.buf.extend_from_slice(&raw[..n]);
-    }
-    Ok(())
+    Ok(n)
 }
 
 /// Appends `input` to `out` with a CR before every LF that does not
@@ -266,31 +294,6 @@ fn to_crlf(input: &[u8], mut prev_cr: bool, out: &mut Vec<u8>) -> bool {
         prev_cr = b == b'\r';
     }
     prev_cr
-}
-
-fn list(
-    lister: &mut Lister,
-    done: &mut bool,
-    out: &mut Pending,
-    sock: BorrowedFd<'_>,
-    sent: &mut u64,
-    limit: u64,
-) -> Result<Step, TransferError> {
-    loop {
-        if !out.flush(sock, sent)? {
-            return Ok(Step::Progress(Progress::Blocked));
-        }
-        if *done {
-            return Ok(Step::Progress(Progress::Done));
-        }
-        if *sent >= limit {
-            return Ok(Step::Progress(Progress::Blocked));
-        }
-        out.refill();
-        *done = lister
-            .fill(&mut out.buf, LIST_BATCH)
-            .map_err(TransferError::Source)?;
-    }
 }
 
 /// Socket-side errors from sendfile are the connection's; the rest are the

@@ -9,11 +9,43 @@ use argh::FromArgs;
 
 use super::Fail;
 
+/// `--engine`: how the workers wait and move bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// io_uring where it works, else epoll (with a log line saying why).
+    Auto,
+    Epoll,
+    Uring,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "auto" => Ok(Engine::Auto),
+            "epoll" => Ok(Engine::Epoll),
+            "uring" | "io_uring" => Ok(Engine::Uring),
+            _ => Err(format!("unknown engine {s:?}: want auto, epoll or uring")),
+        }
+    }
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Auto => "auto",
+            Engine::Epoll => "epoll",
+            Engine::Uring => "uring",
+        }
+    }
+}
+
 crate::session_options! {
     /// Serve a read-only, anonymous FTP archive (ROOT, default: the
     /// current directory) to many clients from one process: bind, drop
-    /// privileges, then run worker threads, each an epoll loop holding
-    /// thousands of sessions.
+    /// privileges, then run worker threads, each an event loop (epoll or
+    /// io_uring) holding thousands of sessions.
     pub struct Args {
         /// address to listen on, ADDR:PORT, e.g. 0.0.0.0:21 or [::1]:2121
         /// (repeatable; default [::]:2121 dual-stack, port 21 when started
@@ -25,6 +57,11 @@ crate::session_options! {
         /// (default: the number of CPUs)
         #[argh(option, arg_name = "N")]
         pub threads: Option<usize>,
+
+        /// the workers' event mechanism: auto (io_uring if the kernel
+        /// allows it, else epoll), epoll, or uring (default auto)
+        #[argh(option, default = "Engine::Auto", arg_name = "ENGINE")]
+        pub engine: Engine,
 
         /// most sessions at once, over all workers; more are answered
         /// with 421 (default 10000)
@@ -66,6 +103,10 @@ Notes:
   sd_listen_fds protocol) and binds nothing; --listen is then ignored.
   SIGTERM, SIGINT: stop accepting, let transfers in flight finish for up to
   --shutdown-timeout seconds, close the other sessions with 421, exit 0.
+  --engine auto probes io_uring at start (the kernel may lack it; seccomp
+  profiles and kernel.io_uring_disabled refuse it) and falls back to epoll,
+  saying so in the log; --engine uring where io_uring is unavailable exits
+  111. The io_uring ring is restricted to the operations the server uses.
   SIGHUP: reopen the --xferlog file (after a log rotation); logs go to
   standard error or syslog (facility FTP), which need no reopening.
 
@@ -140,6 +181,26 @@ mod tests {
         assert_eq!(a.shutdown_timeout, 10);
         assert_eq!(a.root, Some(PathBuf::from("/srv")));
         assert_eq!(a.timeout, 60);
+        assert_eq!(a.engine, Engine::Auto);
+    }
+
+    #[test]
+    fn engines() {
+        for (arg, want) in [
+            ("auto", Engine::Auto),
+            ("epoll", Engine::Epoll),
+            ("uring", Engine::Uring),
+        ] {
+            let Ok(Parsed::Run(a)) = parse("s", &["--engine", arg]) else {
+                panic!("did not parse {arg}");
+            };
+            assert_eq!(a.engine, want);
+            assert_eq!(want.name(), arg);
+        }
+        assert!(matches!(
+            parse("s", &["--engine", "kqueue"]),
+            Err(Fail::Usage(_))
+        ));
     }
 
     #[test]

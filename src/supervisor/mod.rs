@@ -1,8 +1,8 @@
 //! `aftpd-supervisor`: one process serving many sessions. This module is
 //! everything but the event mechanism: the command line, binding,
-//! privileges, limits, logging and signals. The workers' event loops live
-//! in `driver::epoll` (and, later, other engines using the same
-//! [`Context`]).
+//! privileges, limits, logging, signals and the choice of engine. The
+//! workers' event loops live in `driver::epoll` and `driver::uring`, on
+//! the same [`Context`] and the shared `driver::worker`.
 
 pub mod activation;
 pub mod cli;
@@ -21,7 +21,7 @@ use crate::config::SessionConfig;
 use crate::fs::Root;
 use crate::xferlog::Xferlog;
 
-use self::cli::{Args, Parsed};
+use self::cli::{Args, Engine, Parsed};
 use self::limits::Limits;
 use self::logging::Logger;
 use self::signals::{Outcome, Signals, Stop};
@@ -152,6 +152,10 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     .map_err(|e| Fail::Temp(format!("cannot open {}: {e}", root_dir.display())))?;
     crate::privs::no_new_privs().map_err(|e| Fail::Temp(format!("PR_SET_NO_NEW_PRIVS: {e}")))?;
 
+    // After the privileges are dropped: io_uring_disabled=1 admits some
+    // users only.
+    let engine = choose_engine(args.engine, threads, &log)?;
+
     // Before any worker exists, so that every thread inherits the mask.
     let signals = Signals::block().map_err(|e| Fail::Temp(format!("signals: {e}")))?;
     let ctx = Arc::new(Context {
@@ -163,13 +167,15 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     });
 
-    let workers = spawn_workers(&ctx, sets)?;
+    let engine_name = engine.name();
+    let workers = spawn_workers(&ctx, sets, engine)?;
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {}{} root={} threads={threads} engine=epoll max-sessions={} max-per-ip={} open-files={}",
+        "listening on {}{} root={} threads={threads} engine={} max-sessions={} max-per-ip={} open-files={}",
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
+        engine_name,
         args.max_sessions,
         args.max_per_ip,
         nofile.map_or_else(|| "?".to_owned(), |n| n.to_string()),
@@ -230,17 +236,69 @@ fn raise_nofile() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
+/// The workers' engine, chosen.
+enum Chosen {
+    Epoll,
+    /// io_uring, with each worker's ring set up already.
+    Uring(Vec<crate::driver::uring::Ring>),
+}
+
+impl Chosen {
+    fn name(&self) -> &'static str {
+        match self {
+            Chosen::Epoll => Engine::Epoll.name(),
+            Chosen::Uring(_) => Engine::Uring.name(),
+        }
+    }
+}
+
+/// The engine to run: `uring` only if io_uring works here (else an
+/// error), `auto` io_uring if it works, else epoll with a line saying why.
+/// Working means: every worker's ring could be set up, as the user the
+/// workers run as (so the probe cannot pass where a worker would fail).
+fn choose_engine(asked: Engine, workers: usize, log: &Logger) -> Result<Chosen, Fail> {
+    match asked {
+        Engine::Epoll => Ok(Chosen::Epoll),
+        Engine::Uring => match crate::driver::uring::prepare(workers) {
+            Ok(rings) => Ok(Chosen::Uring(rings)),
+            Err(why) => Err(Fail::Temp(format!(
+                "--engine uring: io_uring unavailable ({why})"
+            ))),
+        },
+        Engine::Auto => match crate::driver::uring::prepare(workers) {
+            Ok(rings) => Ok(Chosen::Uring(rings)),
+            Err(why) => {
+                log.info(format_args!(
+                    "io_uring unavailable ({why}): falling back to epoll"
+                ));
+                Ok(Chosen::Epoll)
+            }
+        },
+    }
+}
+
 fn spawn_workers(
     ctx: &Arc<Context>,
     sets: Vec<Vec<TcpListener>>,
+    engine: Chosen,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, Fail> {
+    let mut rings = match engine {
+        Chosen::Uring(rings) => rings,
+        Chosen::Epoll => Vec::new(),
+    };
     let mut handles = Vec::with_capacity(sets.len());
     for (i, listeners) in sets.into_iter().enumerate() {
         let ctx = Arc::clone(ctx);
+        // One ring per worker was set up (as many as `sets`).
+        let ring = rings.pop();
         let h = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || {
-                if let Err(e) = crate::driver::epoll::run(&ctx, i, listeners) {
+                let ran = match ring {
+                    Some(r) => crate::driver::uring::run(&ctx, i, listeners, r),
+                    None => crate::driver::epoll::run(&ctx, i, listeners),
+                };
+                if let Err(e) = ran {
                     ctx.log.error(format_args!("worker {i}: {e}"));
                 }
             })

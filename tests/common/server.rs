@@ -8,7 +8,9 @@
 //! - [`Kind::FtpdSetpriv`]: the same, but as root ftpd is started through
 //!   `setpriv --reuid 65534 --regid 65534 --clear-groups`, so it takes
 //!   the unprivileged path (no chroot, openat2 confinement).
-//! - [`Kind::Supervisor`]: `aftpd-supervisor --listen ...`, one process.
+//! - [`Kind::Supervisor`]: `aftpd-supervisor --engine epoll --listen ...`,
+//!   one process.
+//! - [`Kind::SupervisorUring`]: the same with `--engine uring`.
 //!
 //! Every process started here is killed by pid when the [`Server`] drops;
 //! nothing else is ever signalled.
@@ -37,6 +39,14 @@ pub enum Kind {
     Ftpd,
     FtpdSetpriv,
     Supervisor,
+    SupervisorUring,
+}
+
+impl Kind {
+    /// One process for every session (`aftpd-supervisor`, either engine).
+    pub fn is_supervisor(self) -> bool {
+        matches!(self, Kind::Supervisor | Kind::SupervisorUring)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +173,7 @@ impl Server {
     pub fn start(kind: Kind, tree: &Tree, opts: Opts) -> Server {
         match kind {
             Kind::Ftpd | Kind::FtpdSetpriv => Server::ftpd(kind, tree, opts),
-            Kind::Supervisor => Server::supervisor(tree, opts),
+            Kind::Supervisor | Kind::SupervisorUring => Server::supervisor(kind, tree, opts),
         }
     }
 
@@ -208,8 +218,13 @@ impl Server {
         srv
     }
 
-    /// `aftpd-supervisor --listen 127.0.0.1:P --listen [::1]:P6 OPTS ROOT`.
-    pub fn supervisor(tree: &Tree, opts: Opts) -> Server {
+    /// `aftpd-supervisor --engine E --listen 127.0.0.1:P --listen [::1]:P6
+    /// OPTS ROOT`, E as `kind` says.
+    pub fn supervisor(kind: Kind, tree: &Tree, opts: Opts) -> Server {
+        let engine = match kind {
+            Kind::SupervisorUring => "uring",
+            _ => "epoll",
+        };
         let bin = supervisor_path()
             .expect("aftpd-supervisor is not built by this crate (no [[bin]] aftpd-supervisor)");
         let bin = bin.to_string();
@@ -227,7 +242,8 @@ impl Server {
             cmd.env("UID", DROP_UID.to_string());
             cmd.env("GID", DROP_GID.to_string());
         }
-        cmd.arg("--listen")
+        cmd.args(["--engine", engine])
+            .arg("--listen")
             .arg(addr4.to_string())
             .arg("--listen")
             .arg(addr6.to_string())
@@ -258,7 +274,7 @@ impl Server {
             thread::sleep(Duration::from_millis(20));
         }
         Server {
-            kind: Kind::Supervisor,
+            kind,
             addr4,
             addr6,
             root: tree.root.clone(),
@@ -443,6 +459,9 @@ macro_rules! server_tests {
         }
         mod supervisor {
             $( #[test] fn $name() { super::$name($crate::common::Kind::Supervisor) } )*
+        }
+        mod supervisor_uring {
+            $( #[test] fn $name() { super::$name($crate::common::Kind::SupervisorUring) } )*
         }
     };
 }
