@@ -7,7 +7,7 @@
 //! Run as root, the server is started the way an operator would (as root
 //! with `$UID`/`$GID`, so it chroots and drops privileges), and once under
 //! `setpriv` as an unprivileged user; run as anyone else, it runs as that
-//! user and the root-only checks are skipped.
+//! user and the root-only checks fail, saying so.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -502,10 +502,10 @@ fn two_thousand_concurrent_sessions(engine: Engine) {
     const PER_THREAD: usize = 100;
     let limit = raise_nofile();
     // Each session holds a control connection, briefly a data one.
-    if limit < (THREADS * PER_THREAD + 200) as u64 {
-        eprintln!("skipped: open-files hard limit {limit} is too low for 2000 sessions");
-        return;
-    }
+    assert!(
+        limit >= (THREADS * PER_THREAD + 200) as u64,
+        "the open-files hard limit {limit} is too low for 2000 sessions: raise it (ulimit -Hn)"
+    );
     let tree = Tree::new(&engine.tag("many"), false);
     let server = start(
         &tree,
@@ -726,10 +726,10 @@ fn a_stalled_reader_does_not_slow_a_fast_one(engine: Engine) {
 }
 
 fn out_of_descriptors_then_recovers(engine: Engine) {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("skipped: no prlimit");
-        return;
-    }
+    assert!(
+        Command::new("prlimit").arg("--version").output().is_ok(),
+        "prlimit is missing: install the Debian package util-linux"
+    );
     let tree = Tree::new(&engine.tag("nofile"), false);
     let mut server = start(
         &tree,
@@ -789,10 +789,7 @@ fn out_of_descriptors_then_recovers(engine: Engine) {
 
 #[test]
 fn root_without_a_user_is_a_usage_error() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    assert!(is_root(), "this test needs root: run the tests as root");
     let tree = Tree::new("rootuser", false);
     let run = |envs: &[(&str, &str)], args: &[&str]| {
         let mut c = Command::new(BIN);
@@ -945,10 +942,10 @@ fn auto_prefers_io_uring() {
 /// why, and `uring` is an error exit with a clear message.
 #[test]
 fn without_io_uring_auto_falls_back_and_uring_fails() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("skipped: no prlimit");
-        return;
-    }
+    assert!(
+        Command::new("prlimit").arg("--version").output().is_ok(),
+        "prlimit is missing: install the Debian package util-linux"
+    );
     let tree = Tree::new("fallback", false);
     let server = start_with(&tree, Mode::Memlock(0), &[]);
     let mut f = Ftp::connect(server.addr()).unwrap();
@@ -956,10 +953,12 @@ fn without_io_uring_auto_falls_back_and_uring_fails() {
     f.login();
     assert_eq!(f.retr("/small.txt"), b"hello, world\n");
     let log = server.log_text();
-    if log.contains("engine=uring") {
-        eprintln!("skipped: io_uring works even without locked memory here");
-        return;
-    }
+    // Kernels that charge rings to the memory cgroup and not to
+    // RLIMIT_MEMLOCK would need another way to refuse io_uring here.
+    assert!(
+        !log.contains("engine=uring"),
+        "io_uring works without locked memory on this kernel: this test cannot refuse it\n{log}"
+    );
     assert!(log.contains("engine=epoll"), "{log}");
     let fallbacks: Vec<&str> = log
         .lines()

@@ -167,8 +167,9 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     });
 
+    // Said before the workers start: the sockets are bound and listening
+    // already, and a log reader sees the start line before any session's.
     let engine_name = engine.name();
-    let workers = spawn_workers(&ctx, sets, engine)?;
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
         "listening on {}{} root={} threads={threads} engine={} max-sessions={} max-per-ip={} open-files={}",
@@ -188,6 +189,8 @@ pub fn run(args: Args) -> Result<i32, Fail> {
             args.max_sessions
         ));
     }
+
+    let workers = spawn_workers(&ctx, sets, engine)?;
 
     let outcome = signals.wait(&workers, || ctx.log.reopen());
     ctx.stop.trigger();
