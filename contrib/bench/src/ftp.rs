@@ -1,0 +1,261 @@
+//! A minimal FTP client: just what the measurements need, with as few
+//! syscalls and allocations per session as possible so that the generator
+//! is never the bottleneck.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Bound on every wait of the client: a stuck server fails the session
+/// instead of hanging the benchmark.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest reply line we accept; past it the server is broken.
+const MAX_LINE: usize = 64 * 1024;
+
+pub fn err(msg: String) -> io::Error {
+    io::Error::other(msg)
+}
+
+/// Close with SO_LINGER 0: the connection ends with a RST, so neither end
+/// keeps a TIME_WAIT socket. Tens of thousands of sessions a minute over one
+/// loopback address would otherwise exhaust the ephemeral ports, a limit of
+/// the benchmark set-up and not of any server.
+pub fn abort(s: TcpStream) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a properly sized option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(s);
+}
+
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// The control connection: a socket and a reply buffer.
+pub struct Ctrl {
+    pub sock: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    last: (usize, usize),
+}
+
+impl Ctrl {
+    pub fn connect(addr: SocketAddr) -> io::Result<Ctrl> {
+        Ok(Ctrl {
+            sock: connect(addr)?,
+            buf: vec![0; 1024],
+            start: 0,
+            end: 0,
+            last: (0, 0),
+        })
+    }
+
+    pub fn send(&mut self, line: &[u8]) -> io::Result<()> {
+        self.sock.write_all(line)
+    }
+
+    /// The last line of the last reply, without its line end.
+    pub fn last_line(&self) -> &[u8] {
+        let l = &self.buf[self.last.0..self.last.1];
+        let l = l.strip_suffix(b"\n").unwrap_or(l);
+        l.strip_suffix(b"\r").unwrap_or(l)
+    }
+
+    /// Reads one whole reply (multi-line replies included) and returns its
+    /// code.
+    pub fn reply(&mut self) -> io::Result<u16> {
+        let mut multi: Option<[u8; 3]> = None;
+        loop {
+            if let Some(pos) = self.buf[self.start..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let (a, b) = (self.start, self.start + pos + 1);
+                self.start = b;
+                self.last = (a, b);
+                let line = &self.buf[a..b];
+                let coded = line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit);
+                match multi {
+                    None if !coded => {
+                        return Err(err(format!(
+                            "bad reply line {:?}",
+                            String::from_utf8_lossy(line)
+                        )));
+                    }
+                    None if line[3] == b'-' => multi = Some([line[0], line[1], line[2]]),
+                    None => return Ok(code(line)),
+                    Some(c) if coded && line[..3] == c && line[3] == b' ' => {
+                        return Ok(code(line));
+                    }
+                    Some(_) => {}
+                }
+                continue;
+            }
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                if self.buf.len() >= MAX_LINE {
+                    return Err(err("reply line too long".into()));
+                }
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = self.sock.read(&mut self.buf[self.end..])?;
+            if n == 0 {
+                return Err(err("control connection closed".into()));
+            }
+            self.end += n;
+        }
+    }
+
+    /// Reads a reply and checks its code against `ok`.
+    pub fn expect(&mut self, what: &str, ok: &[u16]) -> io::Result<u16> {
+        let c = self.reply()?;
+        if ok.contains(&c) {
+            Ok(c)
+        } else {
+            Err(err(format!(
+                "{what}: unexpected reply {:?}",
+                String::from_utf8_lossy(self.last_line())
+            )))
+        }
+    }
+
+    pub fn cmd(&mut self, line: &[u8], ok: &[u16]) -> io::Result<u16> {
+        self.send(line)?;
+        let what = String::from_utf8_lossy(line.split(|&b| b == b' ').next().unwrap_or(b""));
+        self.expect(what.trim_end(), ok)
+    }
+
+    /// Greeting, USER anonymous, PASS: a logged-in session.
+    pub fn login(addr: SocketAddr) -> io::Result<Ctrl> {
+        let mut c = Ctrl::connect(addr)?;
+        c.expect("greeting", &[220])?;
+        if c.cmd(b"USER anonymous\r\n", &[230, 331])? == 331 {
+            c.cmd(b"PASS bench@example.org\r\n", &[230])?;
+        }
+        Ok(c)
+    }
+
+    /// EPSV, then a data connection to the advertised port on the control
+    /// connection's peer address.
+    pub fn epsv(&mut self) -> io::Result<TcpStream> {
+        self.cmd(b"EPSV\r\n", &[229])?;
+        let port = parse_epsv(self.last_line())
+            .ok_or_else(|| err(format!("bad EPSV reply {:?}", self.last_line())))?;
+        let ip: IpAddr = self.sock.peer_addr()?.ip();
+        connect(SocketAddr::new(ip, port))
+    }
+}
+
+fn code(line: &[u8]) -> u16 {
+    (line[0] - b'0') as u16 * 100 + (line[1] - b'0') as u16 * 10 + (line[2] - b'0') as u16
+}
+
+/// `229 Entering Extended Passive Mode (|||port|)`; the delimiter is the
+/// first character after the parenthesis (RFC 2428).
+pub fn parse_epsv(line: &[u8]) -> Option<u16> {
+    let open = line.iter().position(|&b| b == b'(')?;
+    let rest = &line[open + 1..];
+    let d = *rest.first()?;
+    if rest.len() < 4 || rest[1] != d || rest[2] != d {
+        return None;
+    }
+    let digits = &rest[3..];
+    let end = digits.iter().position(|&b| b == d)?;
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+/// Reads a data connection to its end. With `discard`, the kernel drops the
+/// bytes (recv with MSG_TRUNC) instead of copying them out, so the client's
+/// CPU does not weigh on a bulk measurement. Returns (bytes, newlines); the
+/// newlines are counted only when copying.
+pub fn drain(s: &mut TcpStream, discard: bool, buf: &mut [u8]) -> io::Result<(u64, u64)> {
+    let (mut total, mut lines) = (0u64, 0u64);
+    loop {
+        let n = if discard {
+            // SAFETY: with MSG_TRUNC a TCP socket discards up to len bytes
+            // without writing to the buffer; the buffer is valid anyway.
+            let r = unsafe {
+                libc::recv(
+                    s.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    1 << 30,
+                    libc::MSG_TRUNC,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            r as usize
+        } else {
+            let n = s.read(buf)?;
+            lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            n
+        };
+        if n == 0 {
+            return Ok((total, lines));
+        }
+        total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epsv_replies() {
+        assert_eq!(
+            parse_epsv(b"229 Entering Extended Passive Mode (|||40123|)"),
+            Some(40123)
+        );
+        assert_eq!(parse_epsv(b"229 ok (!!!2121!)"), Some(2121));
+        assert_eq!(parse_epsv(b"229 ok (||2121|)"), None);
+        assert_eq!(parse_epsv(b"229 ok"), None);
+    }
+
+    #[test]
+    fn multi_line_replies() {
+        use std::net::TcpListener;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"220-hello\r\n220-more\r\n 220 not the end\r\n220 end\r\n331 pass\r\n")
+                .unwrap();
+            let mut b = [0u8; 64];
+            let _ = s.read(&mut b);
+        });
+        let mut c = Ctrl::connect(a).unwrap();
+        assert_eq!(c.reply().unwrap(), 220);
+        assert_eq!(c.last_line(), b"220 end");
+        assert_eq!(c.reply().unwrap(), 331);
+        c.send(b"QUIT\r\n").unwrap();
+        t.join().unwrap();
+    }
+}

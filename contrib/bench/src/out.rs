@@ -1,0 +1,166 @@
+//! Command-line options and the one-line JSON records the run script
+//! collects (no serde: a flat object of numbers and strings is enough).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+pub struct Args {
+    opts: HashMap<String, Vec<String>>,
+    flags: Vec<String>,
+}
+
+impl Args {
+    /// `--name value` pairs and bare `--flag`s; a value never starts with
+    /// `--` in this program's usage.
+    pub fn parse(args: &[String]) -> Args {
+        let mut a = Args {
+            opts: HashMap::new(),
+            flags: Vec::new(),
+        };
+        let mut i = 0;
+        while i < args.len() {
+            let k = args[i].trim_start_matches('-').to_string();
+            match args.get(i + 1) {
+                Some(v) if !v.starts_with("--") => {
+                    a.opts.entry(k).or_default().push(v.clone());
+                    i += 2;
+                }
+                _ => {
+                    a.flags.push(k);
+                    i += 1;
+                }
+            }
+        }
+        a
+    }
+
+    pub fn flag(&self, k: &str) -> bool {
+        self.flags.iter().any(|f| f == k)
+    }
+
+    pub fn str(&self, k: &str) -> Option<&str> {
+        self.opts.get(k).and_then(|v| v.last()).map(String::as_str)
+    }
+
+    pub fn all(&self, k: &str) -> &[String] {
+        self.opts.get(k).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn num<T: std::str::FromStr>(&self, k: &str, default: T) -> T {
+        match self.str(k) {
+            None => default,
+            Some(v) => v
+                .parse()
+                .unwrap_or_else(|_| die(&format!("--{k}: not a number: {v}"))),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        let a = self
+            .str("addr")
+            .unwrap_or_else(|| die("--addr ADDR:PORT is required"));
+        a.parse()
+            .unwrap_or_else(|_| die(&format!("--addr: not ADDR:PORT: {a}")))
+    }
+
+    pub fn server_pid(&self) -> Option<i32> {
+        self.str("server-pid").map(|_| self.num("server-pid", 0))
+    }
+}
+
+pub fn die(msg: &str) -> ! {
+    eprintln!("aftpd-bench: {msg}");
+    std::process::exit(100);
+}
+
+/// One result record, printed as a JSON object on one line.
+pub struct Record {
+    s: String,
+}
+
+impl Record {
+    /// Starts a record of `kind`, with the `--label key=value` options of
+    /// the command line (target, rep, ...) so the script need not edit it.
+    pub fn new(kind: &str, args: &Args) -> Record {
+        let mut r = Record { s: String::new() };
+        r.str("kind", kind);
+        for l in args.all("label") {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            match v.parse::<f64>() {
+                Ok(n) if n.is_finite() => r.num(k, n),
+                _ => r.str(k, v),
+            }
+        }
+        r
+    }
+
+    fn key(&mut self, k: &str) {
+        self.s.push(if self.s.is_empty() { '{' } else { ',' });
+        let _ = write!(self.s, "{}:", quote(k));
+    }
+
+    pub fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.s.push_str(&quote(v));
+    }
+
+    pub fn num(&mut self, k: &str, v: f64) {
+        self.key(k);
+        if v.is_finite() {
+            if v == v.trunc() && v.abs() < 1e15 {
+                let _ = write!(self.s, "{}", v as i64);
+            } else {
+                let _ = write!(self.s, "{v:.6}");
+            }
+        } else {
+            self.s.push_str("null");
+        }
+    }
+
+    pub fn print(mut self) {
+        self.s.push('}');
+        println!("{}", self.s);
+    }
+}
+
+fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(q, "\\u{:04x}", c as u32);
+            }
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records() {
+        let args = Args::parse(&[
+            "--label".into(),
+            "target=vsftpd".into(),
+            "--label".into(),
+            "rep=2".into(),
+            "--quick".into(),
+        ]);
+        assert!(args.flag("quick"));
+        let mut r = Record::new("bulk", &args);
+        r.num("mb_s", 1.5);
+        r.str("err", "a\"b\n");
+        assert_eq!(
+            r.s,
+            r#"{"kind":"bulk","target":"vsftpd","rep":2,"mb_s":1.500000,"err":"a\"b\u000a""#
+        );
+    }
+}
