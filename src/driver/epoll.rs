@@ -31,9 +31,7 @@ use rustix::io::Errno;
 use crate::clock::Now;
 use crate::driver::net;
 use crate::driver::pump::{Progress, Pump};
-use crate::driver::worker::{
-    self, ACCEPT_BATCH, AcceptError, Admission, Fate, Life, SHUTDOWN_REPLY, Slab, Timers,
-};
+use crate::driver::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Fate, Life, Slab, Timers};
 use crate::session::TransferError;
 use crate::supervisor::Context;
 use crate::supervisor::limits::Refusal;
@@ -282,18 +280,8 @@ impl Worker {
     fn close_all(&mut self) {
         for slot in 0..self.conns.bound() {
             self.with_conn(slot, |core, c, _| {
-                if !c.life.closing() {
-                    c.life.log_end(&core.ctx, "shutdown");
-                    c.life.farewell = SHUTDOWN_REPLY;
-                }
                 c.io.data = None;
-                if !c.life.dead() {
-                    let out = c.life.session.output();
-                    let n = (&c.io.ctrl).write(out).unwrap_or(0);
-                    if n == out.len() {
-                        let _ = (&c.io.ctrl).write(c.life.farewell);
-                    }
-                }
+                c.life.close_now(&core.ctx, Some(&c.io.ctrl));
                 Fate::Gone
             });
         }
@@ -506,7 +494,7 @@ impl EpollIo {
             match net::accept(l) {
                 Ok(None) => return,
                 Ok(Some((sock, peer))) => {
-                    if !life.session.data_peer_allowed(&net::canonical(peer)) {
+                    if !life.session.data_peer_allowed(&peer) {
                         continue; // closed by the drop; keep waiting
                     }
                     let Some(Data::Accepting(l, pump)) = self.data.take().map(|b| *b) else {

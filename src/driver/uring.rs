@@ -56,9 +56,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use crate::clock::Now;
 use crate::driver::net;
 use crate::driver::pump::Fill;
-use crate::driver::worker::{
-    self, AcceptError, Admission, Fate, Life, SHUTDOWN_REPLY, Slab, Timers,
-};
+use crate::driver::worker::{self, AcceptError, Admission, Fate, Life, Slab, Timers};
 use crate::session::{Source, TransferError};
 use crate::supervisor::Context;
 use crate::supervisor::limits::Refusal;
@@ -645,7 +643,7 @@ impl DataSide {
         let sock = TcpStream::from(unsafe { OwnedFd::from_raw_fd(res) });
         let allowed = sock
             .peer_addr()
-            .is_ok_and(|p| life.session.data_peer_allowed(&net::canonical(p)));
+            .is_ok_and(|p| life.session.data_peer_allowed(&p));
         if !allowed {
             drop(sock); // from another address: closed, keep waiting
             self.arm_accept(core, slot);
@@ -1429,17 +1427,9 @@ impl Worker {
                 if c.io.gone {
                     return Fate::Gone;
                 }
-                if !c.life.closing() {
-                    c.life.log_end(&core.ctx, "shutdown");
-                    c.life.farewell = SHUTDOWN_REPLY;
-                }
-                if !c.life.dead() && !c.io.send {
-                    let out = c.life.session.output();
-                    let n = (&c.io.ctrl).write(out).unwrap_or(0);
-                    if n == out.len() {
-                        let _ = (&c.io.ctrl).write(c.life.farewell);
-                    }
-                }
+                // A send in flight owns the socket's next bytes.
+                let ctrl = (!c.io.send).then_some(&c.io.ctrl);
+                c.life.close_now(&core.ctx, ctrl);
                 Fate::Gone
             });
         }

@@ -359,6 +359,24 @@ impl Life {
         self.flags & DEAD != 0
     }
 
+    /// At the shutdown deadline: a session not already closing is logged
+    /// as ended by the shutdown and told 421. What the socket takes at once
+    /// is written to `ctrl` (the session's output, then the 421, only if
+    /// all of the output fit); `None` when a write is already in flight.
+    pub fn close_now(&mut self, ctx: &Context, ctrl: Option<&TcpStream>) {
+        if !self.closing() {
+            self.log_end(ctx, "shutdown");
+            self.farewell = SHUTDOWN_REPLY;
+        }
+        if let Some(mut ctrl) = ctrl.filter(|_| !self.dead()) {
+            let out = self.session.output();
+            let n = ctrl.write(out).unwrap_or(0);
+            if n == out.len() {
+                let _ = ctrl.write(self.farewell);
+            }
+        }
+    }
+
     /// The end record for a session the driver ends on its own.
     pub fn log_end(&self, ctx: &Context, reason: &'static str) {
         ctx.log.record(&Record::SessionEnd {
