@@ -53,11 +53,7 @@ fn env_addr(ip: Option<&str>, port: Option<&str>) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip.to_canonical(), port))
 }
 
-/// `addr` with an IPv4-mapped IPv6 address turned into plain IPv4, so that
-/// comparisons and PASV replies see one form.
-pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
-}
+pub use crate::proto::addr::canonical;
 
 /// Control-socket options: SO_OOBINLINE, so that an ABOR sent after Telnet
 /// Synch (urgent data) arrives in band, and TCP_NODELAY, so that replies

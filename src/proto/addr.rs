@@ -11,6 +11,12 @@ pub enum EprtError {
     Protocol,
 }
 
+/// `addr` with an IPv4-mapped IPv6 address turned into plain IPv4, so that
+/// a dual-stack listener's clients are compared and answered as IPv4.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// `h1,h2,h3,h4,p1,p2` (RFC 959), surrounding spaces allowed.
 pub fn parse_port(arg: &[u8]) -> Option<SocketAddrV4> {
     let s = std::str::from_utf8(arg).ok()?.trim();

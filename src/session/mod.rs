@@ -29,13 +29,13 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// The same ends with IPv4-mapped IPv6 addresses written as IPv4, so
-    /// a dual-stack listener's clients are compared and answered as IPv4.
+    /// The same ends with IPv4-mapped IPv6 addresses written as IPv4
+    /// ([`crate::proto::addr::canonical`]).
     pub fn canonical(self) -> Endpoints {
-        let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+        use crate::proto::addr::canonical;
         Endpoints {
-            local: self.local.map(canon),
-            peer: self.peer.map(canon),
+            local: self.local.map(canonical),
+            peer: self.peer.map(canonical),
         }
     }
 }
