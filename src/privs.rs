@@ -37,6 +37,33 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// The uid and gid of the user `name` in `/etc/passwd`.
+///
+/// The programs are linked statically, and a static glibc cannot load the
+/// NSS modules `getpwnam` would consult (it crashes trying, on a name the
+/// files do not hold). So this reads the file itself, as `useradd` writes
+/// it; a user known only to LDAP or systemd-userdb is given by uid and gid
+/// instead (`$UID`/`$GID`, as envuidgid sets them).
+pub fn lookup_user(name: &str) -> io::Result<Option<(u32, u32)>> {
+    let passwd = std::fs::read("/etc/passwd")?;
+    Ok(find_user(&String::from_utf8_lossy(&passwd), name))
+}
+
+/// The uid and gid of `name` in the text of a passwd(5) file: the first
+/// well-formed entry of that name.
+fn find_user(passwd: &str, name: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let mut field = line.split(':');
+        if field.next()? != name {
+            return None;
+        }
+        let _password = field.next()?;
+        let uid = field.next()?.parse().ok()?;
+        let gid = field.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
+}
+
 /// `$UID` and `$GID` as envuidgid sets them: both or neither.
 pub fn from_env() -> Result<Option<(u32, u32)>, String> {
     // Not UTF-8 is not a number either: lossy keeps it failing.
@@ -60,6 +87,23 @@ fn parse_ids(uid: Option<&str>, gid: Option<&str>) -> Result<Option<(u32, u32)>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwd_entries() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      # a comment\n\
+                      broken:x:12\n\
+                      ftp:x:999:995::/srv/ftp:/usr/sbin/nologin\n\
+                      ftp:x:1:1::/:/bin/sh\n\
+                      odd:x:-1:5::/:/bin/sh\n";
+        assert_eq!(find_user(passwd, "root"), Some((0, 0)));
+        assert_eq!(find_user(passwd, "ftp"), Some((999, 995)));
+        assert_eq!(find_user(passwd, "broken"), None);
+        assert_eq!(find_user(passwd, "odd"), None);
+        assert_eq!(find_user(passwd, "ft"), None);
+        assert_eq!(find_user(passwd, ""), None);
+        assert_eq!(find_user(passwd, "nobody"), None);
+    }
 
     #[test]
     fn ids() {

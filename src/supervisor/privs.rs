@@ -4,8 +4,6 @@
 //! `fs::Root`. The mechanism (chroot, set*id, no_new_privs) is the shared
 //! [`crate::privs`].
 
-use nix::unistd::User;
-
 use super::Fail;
 
 /// The uid and gid to switch to when started as root (`root`), `None`
@@ -19,9 +17,13 @@ pub fn target(user: Option<&str>, root: bool) -> Result<Option<(u32, u32)>, Fail
         return Ok(None);
     }
     let (uid, gid) = match user {
-        Some(name) => match User::from_name(name) {
-            Ok(Some(u)) => (u.uid.as_raw(), u.gid.as_raw()),
-            Ok(None) => return Err(Fail::Usage(format!("--user {name}: no such user"))),
+        Some(name) => match crate::privs::lookup_user(name) {
+            Ok(Some(ids)) => ids,
+            Ok(None) => {
+                return Err(Fail::Usage(format!(
+                    "--user {name}: no such user in /etc/passwd (give a user known only to NSS as $UID and $GID)"
+                )));
+            }
             Err(e) => return Err(Fail::Temp(format!("--user {name}: cannot look it up: {e}"))),
         },
         None => match crate::privs::from_env().map_err(Fail::Usage)? {
