@@ -565,6 +565,51 @@ fn two_thousand_concurrent_sessions(engine: Engine) {
     drop(server);
 }
 
+/// Every session speaks at once, more of them than one worker has
+/// control-input buffers (the uring engine's ring runs dry and must
+/// re-arm), each with a line longer than one buffer: every command still
+/// gets its one reply.
+fn a_burst_from_every_session_at_once(engine: Engine) {
+    const SESSIONS: usize = 600;
+    let limit = raise_nofile();
+    assert!(
+        limit >= (SESSIONS + 100) as u64,
+        "the open-files hard limit {limit} is too low for {SESSIONS} sessions: raise it (ulimit -Hn)"
+    );
+    let tree = Tree::new(&engine.tag("burst"), false);
+    let server = start(
+        &tree,
+        Mode::Auto,
+        engine,
+        &["--threads", "1", "--max-per-ip", "0"],
+    );
+    let addr = server.addr();
+    let mut sessions: Vec<Ftp> = (0..SESSIONS)
+        .map(|_| {
+            let mut f = Ftp::connect(addr).expect("connect");
+            f.greeting();
+            f.login();
+            f
+        })
+        .collect();
+    // 3,000 bytes of path: three of the smallest receive buffers.
+    let long = format!("SIZE /{}\r\nNOOP\r\n", "n".repeat(3000));
+    for f in &mut sessions {
+        f.w.write_all(long.as_bytes()).expect("send");
+    }
+    for f in &mut sessions {
+        let (code, _) = f.reply().expect("SIZE reply");
+        assert_eq!(code, 550, "SIZE of a missing file");
+        let (code, _) = f.reply().expect("NOOP reply");
+        assert_eq!(code, 200, "NOOP");
+    }
+    for mut f in sessions {
+        f.expect("QUIT", 221);
+        close_abortively(f.w);
+    }
+    drop(server);
+}
+
 fn timeouts_fire(engine: Engine) {
     let tree = Tree::new(&engine.tag("timers"), false);
     let server = start(
@@ -1009,6 +1054,7 @@ engine_tests! {
     serves_a_session_and_confines_it,
     runs_unprivileged_with_openat2_confinement,
     two_thousand_concurrent_sessions,
+    a_burst_from_every_session_at_once,
     timeouts_fire,
     max_per_ip,
     max_sessions,

@@ -69,10 +69,14 @@ const SQ_ENTRIES: u32 = 256;
 /// per ring, counted against RLIMIT_MEMLOCK for an unprivileged user.
 const CQ_ENTRIES: u32 = 4096;
 /// Control-input buffers per worker (a power of two) and their size:
-/// 512 x 2 KiB = 1 MiB per worker, whatever the number of sessions.
-/// Commands are short; a longer burst just takes several buffers.
-const RECV_BUFS: u16 = 512;
-const RECV_BUF_SIZE: usize = 2048;
+/// 256 x 1 KiB = 256 KiB per worker, whatever the number of sessions. A
+/// buffer is held only from the recv's completion until the session has
+/// taken its bytes, so this bounds completions in flight, not sessions;
+/// commands are short, a longer burst takes several buffers, and a ring
+/// that runs dry re-arms once they are back. (512 x 2 KiB cost idle
+/// servers 2 MiB of touched pages for nothing.)
+const RECV_BUFS: u16 = 256;
+const RECV_BUF_SIZE: usize = 1024;
 /// The buffer group of the ring.
 const BGID: u16 = 0;
 /// Pipes per worker, at most, and the size asked for each. 64 x 256 KiB
