@@ -187,9 +187,7 @@ impl Session {
     pub fn consume_output(&mut self, n: usize) {
         self.out.drain(..n.min(self.out.len()));
         if self.out.is_empty() {
-            if self.out.capacity() > 256 {
-                self.out = Vec::new();
-            }
+            self.out = Vec::new();
             if self.stat_listing.is_some() {
                 self.continue_stat_listing();
                 if self.stat_listing.is_none() {
@@ -203,7 +201,8 @@ impl Session {
     /// The next request for the driver, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
         let a = self.actions.pop_front();
-        if self.actions.is_empty() && self.actions.capacity() > 4 {
+        // An idle session holds no buffers: thousands of them wait at once.
+        if self.actions.is_empty() && self.actions.capacity() > 0 {
             self.actions = VecDeque::new();
         }
         a
