@@ -17,12 +17,14 @@
 //! Landlock's scopes (ABI 6) also forbid signalling processes and joining
 //! abstract UNIX sockets outside the sandbox.
 //!
-//! The ruleset is best-effort (the crate's compatibility mode): a kernel
-//! with an older Landlock enforces what it knows, one without Landlock
-//! enforces nothing, and [`Enforced`] says which, for the log. The rights
-//! are those of the ABI this was written and tested for ([`LANDLOCK_ABI`]),
-//! not whatever a newer kernel offers, so that a new kernel cannot deny
-//! something the server needs.
+//! The ruleset is best-effort: a kernel with an older Landlock enforces
+//! what it knows, one without Landlock enforces nothing, and [`Enforced`]
+//! says which, for the log. The rights are those of the ABI this was
+//! written and tested for ([`LANDLOCK_ABI`]), not whatever a newer kernel
+//! offers, so that a new kernel cannot deny something the server needs.
+//! The binding is our own, over the three system calls (`landlock.rs`
+//! beside this file): the crate of that name needs proc-macros, which a
+//! `crt-static` build cannot make.
 //!
 //! # seccomp
 //!
@@ -61,17 +63,15 @@ use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use landlock::{
-    ABI, Access, AccessFs, CompatLevel, Compatible, LandlockStatus, PathBeneath, Ruleset,
-    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
-};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule,
 };
 
+mod landlock;
+
 /// The Landlock ABI whose rights are handled (Linux 6.12: scopes).
-pub const LANDLOCK_ABI: ABI = ABI::V6;
+pub const LANDLOCK_ABI: u32 = 6;
 
 /// The errno of a system call off the allow-list.
 pub const DENIED: i32 = libc::EPERM;
@@ -134,35 +134,7 @@ pub fn restrict_filesystem(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
 ) -> io::Result<Enforced> {
-    let err = |e: landlock::RulesetError| io::Error::other(format!("landlock: {e}"));
-    let read = AccessFs::ReadFile | AccessFs::ReadDir;
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(LANDLOCK_ABI))
-        .map_err(err)?
-        .scope(Scope::from_all(LANDLOCK_ABI))
-        .map_err(err)?
-        .create()
-        .map_err(err)?
-        .add_rule(PathBeneath::new(root, read))
-        .map_err(err)?;
-    if let Some(dir) = writable {
-        let write = AccessFs::WriteFile | AccessFs::MakeReg;
-        ruleset = ruleset
-            .add_rule(PathBeneath::new(dir, write))
-            .map_err(err)?;
-    }
-    let status = ruleset.restrict_self().map_err(err)?;
-    let abi = match status.landlock {
-        LandlockStatus::Available { effective_abi, .. } => effective_abi.to_string(),
-        LandlockStatus::NotEnabled => return Ok(Enforced::None("disabled in this kernel".into())),
-        LandlockStatus::NotImplemented => return Ok(Enforced::None("not in this kernel".into())),
-    };
-    Ok(match status.ruleset {
-        RulesetStatus::FullyEnforced => Enforced::Full(abi),
-        RulesetStatus::PartiallyEnforced => Enforced::Partial(abi),
-        RulesetStatus::NotEnforced => Enforced::None(format!("abi{abi}")),
-    })
+    landlock::restrict(root, writable)
 }
 
 /// What became of the seccomp filter.

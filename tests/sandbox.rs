@@ -13,8 +13,11 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +27,7 @@ use aftpd::sandbox::{self, Filtered, Profile};
 const CASE_VAR: &str = "AFTPD_SANDBOX_CASE";
 const ROOT_VAR: &str = "AFTPD_SANDBOX_ROOT";
 const OUTSIDE_VAR: &str = "AFTPD_SANDBOX_OUTSIDE";
+const LOG_VAR: &str = "AFTPD_SANDBOX_LOG";
 
 fn main() {
     if let Ok(case) = std::env::var(CASE_VAR) {
@@ -34,8 +38,9 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
         ("landlock_confines_to_reading_the_root", landlock_test),
+        ("landlock_lets_the_log_directory_be_written", writable_test),
         ("seccomp_poll_refuses_what_is_off_the_list", || {
             seccomp_test(Profile::Poll)
         }),
@@ -77,7 +82,8 @@ fn main() {
 // ---------------------------------------------------------------------
 // The parent: a fresh tree, a child per case, assertions on its report.
 
-/// A root with a public file, and a file outside it.
+/// A root with a public file, a file outside it, and a log directory
+/// (outside the root too).
 struct Tree {
     base: PathBuf,
 }
@@ -87,6 +93,7 @@ impl Tree {
         let base = std::env::temp_dir().join(format!("aftpd-sandbox-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(base.join("root/pub")).unwrap();
+        fs::create_dir_all(base.join("log")).unwrap();
         fs::write(base.join("root/pub/inside.txt"), b"inside\n").unwrap();
         fs::write(base.join("outside.txt"), b"outside\n").unwrap();
         for (p, m) in [("", 0o755), ("root", 0o755), ("root/pub", 0o755)] {
@@ -99,6 +106,9 @@ impl Tree {
     }
     fn outside(&self) -> PathBuf {
         self.base.join("outside.txt")
+    }
+    fn log(&self) -> PathBuf {
+        self.base.join("log")
     }
 }
 
@@ -115,6 +125,7 @@ fn run_case(case: &str, tree: &Tree) -> Vec<(String, String)> {
         .env(CASE_VAR, case)
         .env(ROOT_VAR, tree.root())
         .env(OUTSIDE_VAR, tree.outside())
+        .env(LOG_VAR, tree.log())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -165,8 +176,10 @@ fn landlock_test() {
         // enforced, and the server runs all the same.
         eprintln!("landlock unavailable here: {}", get(&r, "enforced"));
         expect(&r, "outside", "ok");
+        expect(&r, "no_new_privs", "1");
         return;
     }
+    expect(&r, "no_new_privs", "1");
     expect(&r, "inside", "ok");
     expect(&r, "inside_dir", "ok");
     // Landlock says EACCES, whatever the file's mode or the user.
@@ -179,6 +192,46 @@ fn landlock_test() {
     expect(&r, "mkdir_inside", "EACCES");
     // Nothing else was filtered: seccomp is not on in this case.
     expect(&r, "seccomp", "0");
+    // The scopes (ABI 6): no signal and no abstract UNIX socket outside
+    // the sandbox, not even the process's own listener made before it.
+    if is_full(&r) {
+        expect(&r, "signal_parent", "EPERM");
+        expect(&r, "abstract_unix", "EPERM");
+    }
+}
+
+/// Whether Landlock enforced all of the policy (ABI 6 or later), not
+/// just what an older kernel knows.
+fn is_full(r: &[(String, String)]) -> bool {
+    get(r, "enforced").starts_with("landlock=abi")
+}
+
+fn writable_test() {
+    let tree = Tree::new("writable");
+    let r = run_case("writable", &tree);
+    if get(&r, "enforced").starts_with("landlock=off") {
+        eprintln!("landlock unavailable here: {}", get(&r, "enforced"));
+        return;
+    }
+    // The log directory: files may be created and written (appended to).
+    expect(&r, "log_create", "ok");
+    expect(&r, "log_append", "ok");
+    // And nothing else there: not read, listed, made a directory in.
+    expect(&r, "log_read", "EACCES");
+    expect(&r, "log_list", "EACCES");
+    expect(&r, "log_mkdir", "EACCES");
+    if is_full(&r) {
+        // Truncation is handled (from ABI 3 on) and not granted.
+        expect(&r, "log_truncate", "EACCES");
+    }
+    // The root is still read-only, the rest still out of reach.
+    expect(&r, "inside", "ok");
+    expect(&r, "write_inside", "EACCES");
+    expect(&r, "create_inside", "EACCES");
+    expect(&r, "outside", "EACCES");
+    expect(&r, "etc_passwd", "EACCES");
+    let text = fs::read_to_string(tree.log().join("xferlog")).unwrap();
+    assert_eq!(text, "one\ntwo\n");
 }
 
 fn seccomp_test(profile: Profile) {
@@ -318,10 +371,54 @@ fn child(case: &str) {
     let status = fs::File::open("/proc/self/status").ok();
     match case {
         "landlock" => {
+            // An abstract UNIX socket of this process, listening before
+            // the sandbox, so outside it.
+            let name = format!("aftpd-sandbox-{}", std::process::id());
+            let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+            let _listener = UnixListener::bind_addr(&addr).unwrap();
             let enforced = sandbox::restrict_filesystem(root.fd(), None).unwrap();
             println!("enforced={enforced}");
             landlock_probes(&root_path, &outside);
-            println!("seccomp={}", field(&read_status(status), "Seccomp:"));
+            let st = read_status(status);
+            println!("seccomp={}", field(&st, "Seccomp:"));
+            println!("no_new_privs={}", field(&st, "NoNewPrivs:"));
+            // SAFETY: signal 0 sends nothing; it checks the permission.
+            let rc = unsafe { libc::kill(libc::getppid(), 0) };
+            report("signal_parent", check(rc.into()));
+            report("abstract_unix", UnixStream::connect_addr(&addr).map(drop));
+        }
+        "writable" => {
+            let log = PathBuf::from(std::env::var_os(LOG_VAR).unwrap());
+            // As the supervisor keeps it: O_PATH.
+            let dir = rustix::fs::open(
+                &log,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            let enforced = sandbox::restrict_filesystem(root.fd(), Some(dir.as_fd())).unwrap();
+            println!("enforced={enforced}");
+            let file = log.join("xferlog");
+            let append = || fs::OpenOptions::new().append(true).create(true).open(&file);
+            report(
+                "log_create",
+                append().and_then(|mut f| f.write_all(b"one\n")),
+            );
+            report(
+                "log_append",
+                append().and_then(|mut f| f.write_all(b"two\n")),
+            );
+            report("log_read", fs::read(&file).map(drop));
+            report("log_list", fs::read_dir(&log).map(drop));
+            report("log_mkdir", fs::create_dir(log.join("sub")));
+            let truncate = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&file);
+            report("log_truncate", truncate.map(drop));
+            landlock_probes(&root_path, &outside);
         }
         "seccomp-poll" | "seccomp-epoll" | "seccomp-uring" => {
             let profile = match case {
