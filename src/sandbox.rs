@@ -33,9 +33,11 @@
 //! plus those of the event mechanism. Anything else fails with `EPERM`
 //! ([`DENIED`]). The arguments are checked where that is cheap and
 //! meaningful: `socket` only for IPv4, IPv6 and UNIX, `mmap`/`mprotect`
-//! never executable, `tgkill` only within the process. There is no
-//! `open`/`openat` (only `openat2`, which `fs` uses), no `execve`, no
-//! `fork`/`clone`, no `ioctl`, no `ptrace`, no `mount`.
+//! never executable, `tgkill` only within the process, `clone` only for a
+//! thread (`clone3`, whose flags a filter cannot see, fails with `ENOSYS`
+//! so that glibc falls back to `clone`). There is no `open`/`openat`
+//! (only `openat2`, which `fs` uses), no `execve`, no fork, no `ioctl`,
+//! no `ptrace`, no `mount`.
 //!
 //! Why `EPERM` rather than killing the process: a call missing from the
 //! list (a libc that changed how it does something, a rare error path)
@@ -56,7 +58,9 @@
 //! calling thread and the threads it creates later. `ftpd` has one thread.
 //! The supervisor calls [`restrict_filesystem`] before it starts its
 //! workers, and [`restrict_syscalls`] with `all_threads` once they exist
-//! (they wait for it before serving), so no thread ever needs `clone`.
+//! (they wait for it before serving). The only threads made inside the
+//! sandbox are a large listing's short-lived second thread (see
+//! `listing`), which inherits both.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -256,7 +260,71 @@ pub fn filter(profile: Profile) -> Result<BpfProgram, FilterError> {
         arch,
     )
     .map_err(FilterError::Build)?;
-    f.try_into().map_err(FilterError::Build)
+    let allow_list: BpfProgram = f.try_into().map_err(FilterError::Build)?;
+    Ok(clone3_prefix().into_iter().chain(allow_list).collect())
+}
+
+/// The flags glibc's `pthread_create` passes to `clone`: a thread of this
+/// process, sharing everything. Any other `clone` (a fork, new
+/// namespaces) is refused.
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM
+    | libc::CLONE_SETTLS
+    | libc::CLONE_PARENT_SETTID
+    | libc::CLONE_CHILD_CLEARTID) as u64;
+
+/// The audit architecture of this build, as `seccomp_data.arch` has it
+/// (include/uapi/linux/audit.h: EM_* | 64-bit | little-endian).
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
+#[cfg(target_arch = "riscv64")]
+const AUDIT_ARCH: u32 = 243 | 0x8000_0000 | 0x4000_0000;
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+const AUDIT_ARCH: u32 = 0;
+
+/// Instructions put before the allow-list: `clone3` fails with `ENOSYS`.
+/// A filter cannot look into `clone3`'s flags (they are behind a
+/// pointer), so it is refused, and `ENOSYS` is what makes glibc fall back
+/// to `clone`, whose flags the allow-list checks. (seccompiler gives one
+/// errno to every refusal, and a second filter could not be installed
+/// once the first forbids `seccomp` itself.) Anything of another
+/// architecture goes straight on to the allow-list, which refuses it.
+fn clone3_prefix() -> [seccompiler::sock_filter; 5] {
+    let op = |code: u32| code as u16;
+    let insn = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    // Offsets in struct seccomp_data: nr at 0, arch at 4.
+    [
+        insn(op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS), 0, 0, 4),
+        insn(
+            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
+            0,
+            3,
+            AUDIT_ARCH,
+        ),
+        insn(op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS), 0, 0, 0),
+        insn(
+            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
+            0,
+            1,
+            libc::SYS_clone3 as u32,
+        ),
+        insn(
+            op(libc::BPF_RET | libc::BPF_K),
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+    ]
 }
 
 /// The system calls `profile` allows, by number; all of them, with the
@@ -295,6 +363,15 @@ fn rules(profile: Profile) -> Result<Rules, seccompiler::BackendError> {
         libc::SYS_mprotect,
         vec![SeccompRule::new(vec![no_exec(2)?])?],
     );
+    // clone(flags, ...): threads only (a large listing's second thread).
+    map.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![qword(
+            0,
+            SeccompCmpOp::Eq,
+            THREAD_FLAGS,
+        )?])?],
+    );
     // tgkill(pid, tid, sig): abort() signals its own thread, nothing else.
     let pid = u64::from(std::process::id());
     map.insert(
@@ -305,7 +382,8 @@ fn rules(profile: Profile) -> Result<Rules, seccompiler::BackendError> {
 }
 
 /// Calls with argument conditions (see [`rules`]).
-const CONDITIONAL: [i64; 4] = [
+const CONDITIONAL: [i64; 5] = [
+    libc::SYS_clone,
     libc::SYS_socket,
     libc::SYS_mmap,
     libc::SYS_mprotect,
@@ -362,6 +440,10 @@ fn common() -> Vec<i64> {
         libc::SYS_restart_syscall,
         libc::SYS_getpid,
         libc::SYS_gettid,
+        // A thread's set-up (clone is conditional).
+        libc::SYS_set_robust_list,
+        libc::SYS_rseq,
+        libc::SYS_sched_getaffinity,
         libc::SYS_exit,
         libc::SYS_exit_group,
         libc::SYS_ppoll,
@@ -419,7 +501,6 @@ mod tests {
         let never = [
             libc::SYS_execve,
             libc::SYS_execveat,
-            libc::SYS_clone,
             libc::SYS_clone3,
             libc::SYS_ptrace,
             libc::SYS_mount,

@@ -270,9 +270,11 @@ fn seccomp_test(profile: Profile) {
         "poll",
         "sendfile",
         "time",
+        "thread",
     ] {
         expect(&r, k, "ok");
     }
+    expect(&r, "clone3", "ENOSYS");
     // No profile makes rings once filtered; the uring one enters them
     // (EBADF for a descriptor that is no ring, EPERM when refused).
     expect(&r, "io_uring_setup", "EPERM");
@@ -327,6 +329,7 @@ fn res(r: io::Result<()>) -> String {
             Some(libc::ENOENT) => "ENOENT".into(),
             Some(libc::EFAULT) => "EFAULT".into(),
             Some(libc::EINVAL) => "EINVAL".into(),
+            Some(libc::ENOSYS) => "ENOSYS".into(),
             Some(n) => format!("errno{n}"),
             None => format!("error({e})"),
         },
@@ -682,6 +685,23 @@ fn seccomp_probes(root: &aftpd::fs::Root) {
         Ok(())
     })();
     report("sendfile", sent);
+    // A thread (a large listing makes one): glibc tries clone3, is told
+    // ENOSYS, and makes it with clone and the thread flags.
+    let thread = std::thread::Builder::new()
+        .spawn(|| std::process::id())
+        .map(|h| h.join().map(|pid| pid == std::process::id()));
+    report(
+        "thread",
+        match thread {
+            Ok(Ok(true)) => Ok(()),
+            Ok(_) => Err(io::Error::other("the thread failed")),
+            Err(e) => Err(e),
+        },
+    );
+    // SAFETY: clone3 with a NULL argument and size 0: refused by the
+    // filter before the kernel would read anything (EFAULT/EINVAL if not).
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) };
+    report("clone3", check(rc));
     let t = Instant::now();
     std::thread::sleep(Duration::from_millis(1));
     let slept = t.elapsed() >= Duration::from_millis(1);
