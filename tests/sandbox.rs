@@ -688,7 +688,7 @@ fn seccomp_probes(root: &aftpd::fs::Root) {
     // A thread (a large listing makes one): glibc tries clone3, is told
     // ENOSYS, and makes it with clone and the thread flags.
     let thread = std::thread::Builder::new()
-        .spawn(|| std::process::id())
+        .spawn(std::process::id)
         .map(|h| h.join().map(|pid| pid == std::process::id()));
     report(
         "thread",
