@@ -1,11 +1,13 @@
 //! ftpd: one anonymous, read-only FTP session on standard input and output.
 
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aftpd::args::{self, Arg, Lexer, UsageError};
 use aftpd::clock::Now;
+use aftpd::config::{LogTo, SESSION_HELP, SYNTAX_HELP, Sandbox, SessionArgs};
 use aftpd::driver::{net, poll};
 use aftpd::fs::Root;
 use aftpd::log::Logger;
@@ -19,94 +21,118 @@ const EXIT_TEMPORARY: u8 = 111;
 /// Usage or configuration error: trying again will not help.
 const EXIT_PERMANENT: u8 = 100;
 
-aftpd::session_options! {
-    // One literal: argh prints the description as it is, newlines and all.
-    #[doc = "Serve one anonymous, read-only FTP session on standard input and output,\n\
-             from the directory ROOT.\n\
-             \n\
-             A super-server starts one ftpd per client, with the control connection as\n\
-             fds 0 and 1: tcpserver (ucspi-tcp), inetd or xinetd (nowait), systemd\n\
-             (Accept=yes), s6 or runit. Only world-readable files and world-readable,\n\
-             -searchable directories are served; names starting with a dot never are.\n\
-             \n\
-             Started as root, ftpd requires $UID and $GID (as envuidgid sets them): it\n\
-             chroots into ROOT and becomes that user before reading a command. Started\n\
-             as any other user, it still confines every lookup beneath ROOT (openat2,\n\
-             Linux 5.6 or later). Logs go to standard error, one line per session start,\n\
-             end and transfer, unless --syslog is given (or standard error is the\n\
-             connection itself, as inetd sets it up: then syslog if there is one).\n\
-             \n\
-             After dropping privileges ftpd enters a sandbox (unless --no-sandbox):\n\
-             Landlock lets it read beneath ROOT and nothing else, where the kernel has\n\
-             Landlock, and a seccomp filter allows only the system calls it needs.\n\
-             \n\
-             Exit status: 0 when the session has ended, 100 on a usage or configuration\n\
-             error (retrying will not help), 111 on a temporary failure (cannot open\n\
-             ROOT, drop privileges, or do I/O).\n\
-             \n\
-             Example:\n\
-             \x20 envuidgid ftp tcpserver -vRHl0 0 21 ftpd /srv/ftp"]
-    pub struct Args {
-        /// the directory to serve
-        #[argh(positional, arg_name = "ROOT")]
-        pub root: String,
-    }
+/// The command line, read.
+#[derive(Debug)]
+struct Args {
+    /// The options the supervisor takes too.
+    session: SessionArgs,
+    /// The directory to serve.
+    root: PathBuf,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+enum Parsed {
+    Run(Args),
+    /// `--help`: print this and exit 0.
+    Help(String),
+}
+
+/// `--help`, before the options.
+const HELP_HEAD: &str = "\
+Serve one anonymous, read-only FTP session on standard input and output,
+from the directory ROOT.
+
+A super-server starts one ftpd per client, with the control connection as
+fds 0 and 1: tcpserver (ucspi-tcp), inetd or xinetd (nowait), systemd
+(Accept=yes), s6 or runit. Only world-readable files and world-readable,
+-searchable directories are served; names starting with a dot never are.
+
+Started as root, ftpd requires $UID and $GID (as envuidgid sets them): it
+chroots into ROOT and becomes that user before reading a command. Started
+as any other user, it still confines every lookup beneath ROOT (openat2,
+Linux 5.6 or later). Logs go to standard error, one line per session start,
+end and transfer, unless --syslog is given (or standard error is the
+connection itself, as inetd sets it up: then syslog if there is one).
+
+After dropping privileges ftpd enters a sandbox (unless --no-sandbox):
+Landlock lets it read beneath ROOT and nothing else, where the kernel has
+Landlock, and a seccomp filter allows only the system calls it needs.
+
+Arguments:
+  ROOT                    the directory to serve
+
+Options:
+";
+
+/// The rest of `--help`, after the options.
+const HELP_TAIL: &str = "
+Exit status: 0 when the session has ended, 100 on a usage or configuration
+error (retrying will not help), 111 on a temporary failure (cannot open
+ROOT, drop privileges, or do I/O).
+
+Example:
+  envuidgid ftp tcpserver -vRHl0 0 21 ftpd /srv/ftp";
+
+/// The whole `--help` text, for the program called `name`.
+fn help(name: &str) -> String {
+    format!(
+        "Usage: {name} [OPTIONS] [--] ROOT\n\n{HELP_HEAD}{SESSION_HELP}\
+         \x20 -h, --help              print this help and exit\n\n{SYNTAX_HELP}{HELP_TAIL}"
+    )
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(code) => return ExitCode::from(code),
+    let (name, lx) = Lexer::from_env("ftpd");
+    let args = match parse(&name, lx) {
+        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Help(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // djb's exit codes: a usage error is permanent.
+            eprintln!("{name}: {e}\nTry '{name} --help' for more information.");
+            return ExitCode::from(EXIT_PERMANENT);
+        }
     };
-    match serve(&args) {
+    match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }
 }
 
-/// argh's parsing with djb's exit codes: a usage error is permanent (100).
-fn parse_args() -> Result<Args, u8> {
-    let mut strings = Vec::new();
-    for arg in std::env::args_os() {
-        match arg.into_string() {
-            Ok(s) => strings.push(s),
-            Err(arg) => {
-                eprintln!("ftpd: argument is not UTF-8: {}", arg.to_string_lossy());
-                return Err(EXIT_PERMANENT);
+/// Reads the command line: options anywhere, exactly one ROOT.
+fn parse(name: &str, mut lx: Lexer) -> Result<Parsed, UsageError> {
+    let mut session = SessionArgs::default();
+    let mut root: Option<PathBuf> = None;
+    while let Some(arg) = lx.next_arg()? {
+        match arg {
+            Arg::Positional(p) if root.is_none() => root = Some(p.into()),
+            Arg::Positional(p) => return Err(args::unexpected(&p)),
+            Arg::Short(s) if s == "h" => return Ok(Parsed::Help(help(name))),
+            Arg::Long(opt) if opt == "help" => {
+                lx.no_value()?;
+                return Ok(Parsed::Help(help(name)));
             }
+            Arg::Long(opt) if session.take(&opt, &mut lx)? => {}
+            Arg::Short(_) | Arg::Long(_) => return Err(lx.unknown()),
         }
     }
-    let strs: Vec<&str> = strings.iter().map(String::as_str).collect();
-    let (cmd, rest) = strs.split_first().unwrap_or((&"ftpd", &[]));
-    let cmd = Path::new(cmd)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("ftpd");
-    argh::FromArgs::from_args(&[cmd], rest).map_err(|exit| match exit.status {
-        Ok(()) => {
-            println!("{}", exit.output);
-            0
-        }
-        Err(()) => {
-            eprintln!("{}\nRun {cmd} --help for more information.", exit.output);
-            EXIT_PERMANENT
-        }
-    })
+    let root = root.ok_or_else(|| UsageError("missing ROOT, the directory to serve".into()))?;
+    Ok(Parsed::Run(Args { session, root }))
 }
 
 /// Everything from the options to the end of the session; `Err` holds the
 /// exit status, the reason already logged.
-fn serve(args: &Args) -> Result<(), u8> {
-    let config = args.session_config().map_err(|e| {
-        eprintln!("ftpd: {e}");
-        EXIT_PERMANENT
-    })?;
+fn serve(args: Args) -> Result<(), u8> {
+    let config = args.session.config;
     if let Err(e) = net::ignore_sigpipe() {
         eprintln!("ftpd: cannot ignore SIGPIPE: {e}");
         return Err(EXIT_TEMPORARY);
     }
-    let mut logger = open_logger(args.syslog)?;
-    if let Some(path) = &args.xferlog {
+    let mut logger = open_logger(args.session.log)?;
+    if let Some(path) = &args.session.xferlog {
         // Before the chroot, which hides the log's directory.
         match Xferlog::open(path) {
             Ok(x) => logger.set_xferlog(x),
@@ -121,12 +147,12 @@ fn serve(args: &Args) -> Result<(), u8> {
         code
     };
 
-    let root_path = Path::new(&args.root);
+    let root_path = args.root.as_path();
     let root = Root::open(root_path).map_err(|e| {
         fail(
             &mut logger,
             EXIT_TEMPORARY,
-            format!("cannot open {}: {e}", args.root),
+            format!("cannot open {}: {e}", root_path.display()),
         )
     })?;
 
@@ -138,7 +164,7 @@ fn serve(args: &Args) -> Result<(), u8> {
     net::set_control_options(control_in);
 
     drop_privileges(root_path, &mut logger)?;
-    if !args.no_sandbox {
+    if args.session.sandbox == Sandbox::Enter {
         enter_sandbox(&root, &mut logger)?;
     }
 
@@ -147,8 +173,8 @@ fn serve(args: &Args) -> Result<(), u8> {
         .map_err(|e| fail(&mut logger, EXIT_TEMPORARY, format!("I/O failure: {e}")))
 }
 
-fn open_logger(syslog: bool) -> Result<Logger, u8> {
-    if !syslog {
+fn open_logger(to: LogTo) -> Result<Logger, u8> {
+    if to == LogTo::Stderr {
         if !stderr_is_control() {
             return Ok(Logger::stderr("ftpd"));
         }
@@ -218,4 +244,94 @@ fn drop_privileges(root_path: &Path, logger: &mut Logger) -> Result<(), u8> {
         logger.error(&format!("cannot set no_new_privs: {e}"));
         EXIT_TEMPORARY
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(args: &[&str]) -> Result<Parsed, UsageError> {
+        parse("ftpd", Lexer::new(args.iter().copied()))
+    }
+
+    fn run(args: &[&str]) -> Args {
+        match parsed(args) {
+            Ok(Parsed::Run(a)) => a,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn usage(args: &[&str]) -> String {
+        match parsed(args) {
+            Err(e) => e.0,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn root_and_options_in_any_order() {
+        let a = run(&["/srv/ftp"]);
+        assert_eq!(a.root, PathBuf::from("/srv/ftp"));
+        assert!(a.session.config.greeting);
+        let a = run(&["--no-greeting", "/srv/ftp", "--timeout=5", "--syslog"]);
+        assert_eq!(a.root, PathBuf::from("/srv/ftp"));
+        assert!(!a.session.config.greeting);
+        assert_eq!(
+            a.session.config.idle_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(a.session.log, LogTo::Syslog);
+    }
+
+    #[test]
+    fn double_dash_and_dash() {
+        assert_eq!(run(&["--", "-x"]).root, PathBuf::from("-x"));
+        assert_eq!(run(&["--", "--help"]).root, PathBuf::from("--help"));
+        assert_eq!(run(&["-"]).root, PathBuf::from("-"));
+        // A directory called "help" is a ROOT like any other.
+        assert_eq!(run(&["help"]).root, PathBuf::from("help"));
+    }
+
+    #[test]
+    fn root_is_required_once() {
+        assert_eq!(usage(&[]), "missing ROOT, the directory to serve");
+        assert_eq!(usage(&["--syslog"]), "missing ROOT, the directory to serve");
+        assert!(usage(&["/a", "/b"]).starts_with("unexpected argument \"/b\""));
+        assert!(usage(&["/a", "--", "/b"]).starts_with("unexpected argument \"/b\""));
+    }
+
+    #[test]
+    fn usage_errors_name_the_option() {
+        assert_eq!(usage(&["--bogus", "/srv"]), "unknown option --bogus");
+        assert_eq!(usage(&["-v", "/srv"]), "unknown option -v");
+        // The supervisor's own options are not ftpd's.
+        assert_eq!(usage(&["--listen", "x", "/srv"]), "unknown option --listen");
+        assert_eq!(usage(&["/srv", "--timeout"]), "--timeout needs a value");
+        assert!(usage(&["--timeout", "0", "/srv"]).starts_with("bad --timeout \"0\""));
+    }
+
+    #[test]
+    fn help() {
+        for args in [
+            &["--help"][..],
+            &["-h"],
+            &["/srv", "-h"],
+            &["--help", "--bogus"],
+        ] {
+            let Ok(Parsed::Help(text)) = parsed(args) else {
+                panic!("{args:?}: no help");
+            };
+            assert!(
+                text.starts_with("Usage: ftpd [OPTIONS] [--] ROOT\n"),
+                "{text}"
+            );
+            assert!(text.contains("--pasv-address [NET/PREFIX=]ADDR"), "{text}");
+            assert!(text.contains("Exit status"), "{text}");
+            assert!(!text.contains("--listen"), "{text}");
+            for line in text.lines() {
+                assert!(line.len() < 80, "{line:?}");
+            }
+        }
+        assert_eq!(usage(&["--help=yes"]), "--help takes no value");
+    }
 }

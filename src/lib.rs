@@ -5,6 +5,7 @@
 //! (`driver::poll` for the per-connection `ftpd`). Only `fs` touches the
 //! filesystem, always beneath the served root.
 
+pub mod args;
 pub mod clock;
 pub mod config;
 pub mod driver;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use crate::config::SessionConfig;
+use crate::config::{LogTo, Sandbox, SessionConfig};
 use crate::fs::Root;
 use crate::xferlog::Xferlog;
 
@@ -84,28 +84,24 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     // First: it changes the environment (no other thread may exist yet) and
     // claims descriptors 3 and up.
     let inherited = activation::take().map_err(Fail::Usage)?;
-    let config = Arc::new(args.session_config().map_err(Fail::Usage)?);
-    let threads = match args.threads {
-        Some(0) => return Err(Fail::Usage("--threads must be at least 1".into())),
-        Some(n) if n > 1024 => return Err(Fail::Usage("--threads: at most 1024".into())),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    if args.max_sessions == 0 {
-        return Err(Fail::Usage("--max-sessions must be at least 1".into()));
-    }
+    // The command line has checked every value (--threads 1 to 1024,
+    // --max-sessions at least 1, ...).
+    let config = Arc::new(args.session.config);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let root_dir = root_path(args.root.as_deref())?;
     let as_root = crate::privs::is_root();
     let target = privs::target(args.user.as_deref(), as_root)?;
 
     // Everything that needs the outside world (the syslog socket, the
     // CPU count above, the password file) before the chroot.
-    let mut log = if args.syslog {
+    let mut log = if args.session.log == LogTo::Syslog {
         Logger::syslog().map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
     } else {
         Logger::stderr()
     };
-    if let Some(path) = &args.xferlog {
+    if let Some(path) = &args.session.xferlog {
         let x = Xferlog::open_reopenable(path)
             .map_err(|e| Fail::Temp(format!("cannot open the xferlog {e}")))?;
         log = log.with_xferlog(x);
@@ -164,7 +160,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         limits: Arc::new(Limits::new(args.max_sessions, args.max_per_ip)),
         log,
         stop: Stop::new(threads).map_err(|e| Fail::Temp(format!("eventfd: {e}")))?,
-        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        shutdown_timeout: args.shutdown_timeout,
     });
 
     let engine_name = engine.name();
@@ -172,7 +168,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     // Landlock before the workers exist (it binds the calling thread and
     // those it creates), seccomp once they do (on every thread at once),
     // and only then do the workers start serving.
-    let landlock = if args.no_sandbox {
+    let landlock = if args.session.sandbox == Sandbox::Skip {
         None
     } else {
         let dir = ctx.log.xferlog_dir();
