@@ -111,8 +111,9 @@ Options:
                           take to finish before the remaining sessions are
                           closed with 421 (default 10)
   --user NAME             when started as root: the user to run as after the
-                          chroot (default: $UID and $GID, as set by
-                          envuidgid)
+                          chroot, from /etc/passwd (default: $UID and $GID,
+                          as set by envuidgid; also the way to give a user
+                          known only to LDAP or another NSS service)
   -h, --help              print this help and exit
 
 Session options, the same as ftpd's:
