@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::client::{self, DM, Data, IAC, IP, accept_bounded, connect_tuned};
+use common::client::{self, DM, Data, IAC, IP, accept_bounded, connect_tuned, crlf_lines};
+use common::parse::{must_ls, must_mlsx};
 use common::tree::{self, BIG_LEN, FILE_LEN, TEXT, big_content, file_content};
 use common::*;
 
@@ -37,6 +38,7 @@ server_tests!(
     concurrent_sessions,
     file_shrinks_during_retr,
     client_vanishes_mid_transfer,
+    large_directory_listings,
 );
 
 /// `RETR path` with 0xff bytes doubled (Telnet IAC IAC).
@@ -609,4 +611,58 @@ fn client_vanishes_mid_transfer(kind: Kind) {
     // Others are served.
     let mut c = Client::login(&s, Family::V4);
     assert_eq!(c.get("RETR one-byte"), b"x");
+}
+
+/// A directory of several listing batches: its entries are stat-ed by two
+/// threads, inside the sandbox of each program. Every public entry comes
+/// once with its own size (its number), in LIST, NLST and MLSD; private
+/// and hidden ones never.
+fn large_directory_listings(kind: Kind) {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+    let (t, s) = setup(kind, Opts::new());
+    let dir = t.root.join("large");
+    let chmod = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    std::fs::create_dir(&dir).unwrap();
+    chmod(&dir, 0o755);
+    let mut public = BTreeMap::new();
+    for i in 0..2500usize {
+        let size = i % 300;
+        let (name, mode) = match i % 9 {
+            0 => (format!("private-{i:04}"), 0o600),
+            1 => (format!(".hidden-{i:04}"), 0o644),
+            _ => (format!("file-{i:04}"), 0o644),
+        };
+        let path = dir.join(&name);
+        std::fs::write(&path, vec![b'x'; size]).unwrap();
+        chmod(&path, mode);
+        if mode == 0o644 && !name.starts_with('.') {
+            public.insert(name.into_bytes(), size as u64);
+        }
+    }
+    let mut c = Client::login(&s, Family::V4);
+    c.expect("TYPE I", 200);
+    let listed: BTreeMap<Vec<u8>, u64> = crlf_lines(&c.get("LIST large"))
+        .iter()
+        .map(|l| {
+            let l = must_ls(l);
+            (l.name, l.size)
+        })
+        .collect();
+    assert_eq!(listed, public, "LIST");
+    let mut names = crlf_lines(&c.get("NLST large"));
+    names.sort();
+    let want: Vec<Vec<u8>> = public.keys().cloned().collect();
+    assert_eq!(names, want, "NLST");
+    let facts: BTreeMap<Vec<u8>, u64> = crlf_lines(&c.get("MLSD large"))
+        .iter()
+        .map(|l| {
+            let m = must_mlsx(l);
+            (m.name, m.facts["size"].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(facts, public, "MLSD");
+    c.expect("QUIT", 221);
 }
