@@ -210,7 +210,12 @@ fn writable_test() {
     let tree = Tree::new("writable");
     let r = run_case("writable", &tree);
     if get(&r, "enforced").starts_with("landlock=off") {
+        // No Landlock in this kernel: nothing is confined, and the log
+        // is written all the same.
         eprintln!("landlock unavailable here: {}", get(&r, "enforced"));
+        expect(&r, "log_create", "ok");
+        expect(&r, "log_append", "ok");
+        expect(&r, "outside", "ok");
         return;
     }
     // The log directory: files may be created and written (appended to).
