@@ -473,12 +473,13 @@ fn extra(profile: Profile) -> Vec<i64> {
         // The rings are set up (io_uring_setup, the buffer ring's mmap,
         // the restrictions) before the filter; a worker enables its ring
         // (io_uring_register) and then only enters it. Its splice pipes
-        // are made on demand.
+        // are made on demand, and emptied into sockets with splice.
         Profile::Uring => vec![
             libc::SYS_io_uring_enter,
             libc::SYS_io_uring_register,
             libc::SYS_eventfd2,
             libc::SYS_pipe2,
+            libc::SYS_splice,
         ],
     }
 }
