@@ -467,6 +467,16 @@ fn raise_nofile() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
+/// Raises RLIMIT_NOFILE and fails unless `sessions` sessions (plus the
+/// test's own descriptors) fit.
+fn need_descriptors_for(sessions: usize) {
+    let limit = raise_nofile();
+    assert!(
+        limit >= (sessions + 200) as u64,
+        "the open-files hard limit {limit} is too low for {sessions} sessions: raise it (ulimit -Hn)"
+    );
+}
+
 fn serves_a_session_and_confines_it(engine: Engine) {
     let tree = Tree::new(&engine.tag("basic"), false);
     let server = start(&tree, Mode::Auto, engine, &["--threads", "2"]);
@@ -500,12 +510,8 @@ fn runs_unprivileged_with_openat2_confinement(engine: Engine) {
 fn two_thousand_concurrent_sessions(engine: Engine) {
     const THREADS: usize = 20;
     const PER_THREAD: usize = 100;
-    let limit = raise_nofile();
     // Each session holds a control connection, briefly a data one.
-    assert!(
-        limit >= (THREADS * PER_THREAD + 200) as u64,
-        "the open-files hard limit {limit} is too low for 2000 sessions: raise it (ulimit -Hn)"
-    );
+    need_descriptors_for(THREADS * PER_THREAD);
     let tree = Tree::new(&engine.tag("many"), false);
     let server = start(
         &tree,
@@ -571,11 +577,7 @@ fn two_thousand_concurrent_sessions(engine: Engine) {
 /// gets its one reply.
 fn a_burst_from_every_session_at_once(engine: Engine) {
     const SESSIONS: usize = 600;
-    let limit = raise_nofile();
-    assert!(
-        limit >= (SESSIONS + 100) as u64,
-        "the open-files hard limit {limit} is too low for {SESSIONS} sessions: raise it (ulimit -Hn)"
-    );
+    need_descriptors_for(SESSIONS);
     let tree = Tree::new(&engine.tag("burst"), false);
     let server = start(
         &tree,
