@@ -10,8 +10,8 @@
 //! (for a socket replaced within the same batch) is harmless: every handler
 //! copes with "not ready after all".
 //!
-//! Per session a worker holds a [`Conn`]: the shared [`Life`] (the
-//! [`Session`], its admission permit, the timer key) and an [`EpollIo`]:
+//! Per session a worker holds a `Conn`: the shared [`Life`] (the
+//! [`Session`](crate::session::Session), its admission permit, the timer key) and an `EpollIo`:
 //! the control stream and a boxed data side that exists only while a
 //! passive listener or transfer does. Control input is read into one
 //! scratch buffer per worker; the [`Pump`] owns a buffer only while a

@@ -183,7 +183,7 @@ impl Pump {
     }
 
     /// Sends until the socket would block, the source is exhausted, or
-    /// [`RUN_BUDGET`] bytes went out in this call.
+    /// `RUN_BUDGET` bytes went out in this call.
     pub fn run(&mut self, sock: BorrowedFd<'_>) -> Result<Progress, TransferError> {
         let limit = self.sent + RUN_BUDGET;
         if self.zero_copy

@@ -6,7 +6,7 @@
 //! - Accepting: one multishot accept per listener (re-armed when the
 //!   kernel ends it; cancelled during an accept back-off and at a stop).
 //! - Control input: one multishot recv per session, with buffers picked by
-//!   the kernel from a per-worker provided buffer ring ([`BufRing`]): an
+//!   the kernel from a per-worker provided buffer ring (`BufRing`): an
 //!   idle session holds no read buffer. A buffer goes back to the ring as
 //!   soon as the session has copied its bytes. When the session wants no
 //!   input (backpressure, closing) the recv is cancelled, and re-armed
@@ -15,7 +15,7 @@
 //!   session's output that the connection keeps untouched until the
 //!   completion; the session's output is consumed only then.
 //! - Downloads: binary files go file -> pipe -> socket with two splices,
-//!   through a bounded per-worker [`Pipes`] pool: file -> pipe by the
+//!   through a bounded per-worker `Pipes` pool: file -> pipe by the
 //!   ring (it may wait for the disk: io-wq does that, not the worker),
 //!   pipe -> socket by a plain non-blocking `splice(2)` in the worker (it
 //!   never waits; through the ring it cost an io-wq hand-off a chunk, and
@@ -32,7 +32,7 @@
 //! - Timers: the shared per-worker heap; the wait for completions is
 //!   bounded by its first deadline (IORING_ENTER_EXT_ARG timeout).
 //! - The ring is created disabled, restricted to the opcodes in
-//!   [`OPCODES`] (IORING_REGISTER_RESTRICTIONS: io_uring operations bypass
+//!   `OPCODES` (IORING_REGISTER_RESTRICTIONS: io_uring operations bypass
 //!   seccomp, so a bug cannot turn the ring into an open/connect/unlink
 //!   primitive), then enabled.
 //!
