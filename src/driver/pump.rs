@@ -20,9 +20,10 @@ const SENDFILE_CHUNK: usize = 1 << 20;
 pub const READ_CHUNK: usize = 16 * 1024;
 /// Bytes of listing formatted per batch.
 const LIST_BATCH: usize = 16 * 1024;
-/// Bytes one `run` call sends at most, so that a fast reader of a large
-/// file cannot hold a worker that serves other sessions too.
-const RUN_BUDGET: u64 = 4 << 20;
+/// Bytes one `run` call (or one round of the io_uring engine) sends at
+/// most, so that a fast reader of a large file cannot hold a worker that
+/// serves other sessions too.
+pub const RUN_BUDGET: u64 = 4 << 20;
 
 /// Where a transfer stands after [`Pump::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +142,8 @@ impl Fill {
 }
 
 /// Bytes formatted or converted but not yet accepted by the socket.
-struct Pending {
+#[derive(Default)]
+pub struct Pending {
     buf: Vec<u8>,
     pos: usize,
 }
@@ -151,8 +153,17 @@ impl Pending {
         self.pos == self.buf.len()
     }
 
+    /// Replaces what was sent with the next `chunk` bytes of `fill`.
+    pub fn refill(&mut self, fill: &mut Fill, chunk: usize) -> Result<(), TransferError> {
+        self.buf.clear();
+        self.pos = 0;
+        fill.fill(&mut self.buf, chunk)
+    }
+
     /// Sends what is pending. `Ok(false)`: the socket would block.
-    fn flush(&mut self, sock: BorrowedFd<'_>, sent: &mut u64) -> Result<bool, TransferError> {
+    /// Sends until the buffer is empty (`Ok(true)`) or the non-blocking
+    /// socket is full (`Ok(false)`), adding what went to `sent`.
+    pub fn flush(&mut self, sock: BorrowedFd<'_>, sent: &mut u64) -> Result<bool, TransferError> {
         while !self.is_empty() {
             match rustix::net::send(sock, &self.buf[self.pos..], SendFlags::NOSIGNAL) {
                 Ok(n) => {
@@ -174,10 +185,7 @@ impl Pump {
         Pump {
             zero_copy: fill.zero_copy().is_some(),
             fill,
-            out: Pending {
-                buf: Vec::new(),
-                pos: 0,
-            },
+            out: Pending::default(),
             sent: 0,
         }
     }
@@ -209,9 +217,7 @@ impl Pump {
             if self.sent >= limit {
                 return Ok(Progress::Blocked);
             }
-            self.out.buf.clear();
-            self.out.pos = 0;
-            self.fill.fill(&mut self.out.buf, chunk)?;
+            self.out.refill(&mut self.fill, chunk)?;
         }
     }
 

@@ -49,7 +49,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -58,12 +58,11 @@ use std::time::{Duration, Instant};
 use io_uring::register::{Probe, Restriction};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustix::io::Errno;
-use rustix::net::SendFlags;
 use rustix::pipe::SpliceFlags;
 
 use crate::clock::Now;
 use crate::driver::net;
-use crate::driver::pump::Fill;
+use crate::driver::pump::{Fill, Pending, RUN_BUDGET};
 use crate::driver::worker::{self, AcceptError, Admission, Fate, Life, Slab, Timers};
 use crate::session::{Source, TransferError};
 use crate::supervisor::Context;
@@ -92,9 +91,6 @@ const BGID: u16 = 0;
 /// (fs.pipe-user-pages-soft, 64 MiB).
 const MAX_PIPES: usize = 64;
 const PIPE_SIZE: usize = 1024 * 1024;
-/// Bytes one round of a transfer sends at most before the worker turns to
-/// its other sessions.
-const ROUND_BUDGET: u64 = 4 << 20;
 /// Bytes read per round when a binary file is copied instead of spliced.
 const COPY_CHUNK: usize = 64 * 1024;
 /// Bytes of listing formatted per send.
@@ -451,9 +447,8 @@ struct Xfer {
     pipe: Option<Pipe>,
     /// Bytes in the pipe not yet sent.
     in_pipe: u32,
-    /// Formatted or copied bytes, `pos` of which are sent.
-    buf: Vec<u8>,
-    pos: usize,
+    /// Formatted or copied bytes, partly sent.
+    out: Pending,
     sent: u64,
 }
 
@@ -465,8 +460,7 @@ impl Xfer {
             fill,
             pipe: None,
             in_pipe: 0,
-            buf: Vec::new(),
-            pos: 0,
+            out: Pending::default(),
             sent: 0,
         }
     }
@@ -661,7 +655,7 @@ impl DataSide {
             return Step::Wait;
         };
         let before = x.sent;
-        let budget_end = before + ROUND_BUDGET;
+        let budget_end = before + RUN_BUDGET;
         let mut next = None;
         loop {
             if let (Some(p), true) = (&x.pipe, x.in_pipe > 0) {
@@ -675,7 +669,7 @@ impl DataSide {
                 // Empty: free for another transfer (or this one again).
                 core.pipes.put(p, true);
             }
-            match send_out(sock, &x.buf, &mut x.pos, &mut x.sent) {
+            match x.out.flush(sock.as_fd(), &mut x.sent) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => return Step::Fail(e),
@@ -707,9 +701,7 @@ impl DataSide {
                 Fill::Listing { .. } => LIST_BATCH,
                 Fill::File { .. } => COPY_CHUNK,
             };
-            x.buf.clear();
-            x.pos = 0;
-            if let Err(e) = x.fill.fill(&mut x.buf, chunk) {
+            if let Err(e) = x.out.refill(&mut x.fill, chunk) {
                 return Step::Fail(e);
             }
         }
@@ -770,29 +762,6 @@ fn spliced_in(x: &mut Xfer, res: i32) -> Result<(), TransferError> {
         }
         e => Err(TransferError::Source(errno(e))),
     }
-}
-
-/// Sends what `buf` holds from `pos` on to the (non-blocking) socket:
-/// `Ok(true)` once all of it is sent, `Ok(false)` when the socket is full.
-fn send_out(
-    sock: &TcpStream,
-    buf: &[u8],
-    pos: &mut usize,
-    sent: &mut u64,
-) -> Result<bool, TransferError> {
-    while *pos < buf.len() {
-        match rustix::net::send(sock, &buf[*pos..], SendFlags::NOSIGNAL) {
-            Ok(0) => return Err(TransferError::Connection(io::ErrorKind::WriteZero.into())),
-            Ok(n) => {
-                *pos += n;
-                *sent += n as u64;
-            }
-            Err(Errno::AGAIN) => return Ok(false),
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(TransferError::Connection(e.into())),
-        }
-    }
-    Ok(true)
 }
 
 /// The io_uring half of a session.
@@ -1683,21 +1652,6 @@ mod tests {
         ));
         assert!(spliced_in(&mut x, -libc::EINVAL).is_ok());
         assert!(!x.splice, "falls back to copying");
-    }
-
-    /// A buffer goes out until the socket is full, and the rest waits.
-    #[test]
-    fn send_out_stops_at_a_full_socket() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_peer, _) = listener.accept().unwrap();
-        sock.set_nonblocking(true).unwrap();
-        let buf = vec![5u8; 64 << 20];
-        let (mut pos, mut sent) = (0, 0);
-        assert!(!send_out(&sock, &buf, &mut pos, &mut sent).unwrap());
-        assert!(pos > 0 && pos < buf.len());
-        assert_eq!(sent, pos as u64);
-        assert!(send_out(&sock, &buf[..pos], &mut pos, &mut sent).unwrap());
     }
 
     /// The pipe -> socket half: all of the pipe while the socket takes
