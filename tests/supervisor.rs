@@ -347,6 +347,14 @@ impl Ftp {
         self.expect("PASS guest@", 230);
     }
 
+    /// A new session, greeted and logged in.
+    fn logged_in(addr: SocketAddr) -> Ftp {
+        let mut f = Ftp::connect(addr).expect("connect");
+        f.greeting();
+        f.login();
+        f
+    }
+
     /// EPSV: the port it names.
     fn epsv(&mut self) -> u16 {
         let text = self.expect("EPSV", 229);
@@ -480,9 +488,7 @@ fn need_descriptors_for(sessions: usize) {
 fn serves_a_session_and_confines_it(engine: Engine) {
     let tree = Tree::new(&engine.tag("basic"), false);
     let server = start(&tree, Mode::Auto, engine, &["--threads", "2"]);
-    let mut f = Ftp::connect(server.addr()).unwrap();
-    f.greeting();
-    f.login();
+    let mut f = Ftp::logged_in(server.addr());
     let listing = f.list("/");
     assert!(listing.contains("data.bin"), "{listing}");
     assert!(listing.contains("pub"), "{listing}");
@@ -497,9 +503,7 @@ fn serves_a_session_and_confines_it(engine: Engine) {
 fn runs_unprivileged_with_openat2_confinement(engine: Engine) {
     let tree = Tree::new(&engine.tag("unpriv"), false);
     let server = start(&tree, Mode::Unprivileged, engine, &["--threads", "1"]);
-    let mut f = Ftp::connect(server.addr()).unwrap();
-    f.greeting();
-    f.login();
+    let mut f = Ftp::logged_in(server.addr());
     assert!(f.list("pub").contains("readme"));
     assert_eq!(f.retr("/pub/readme"), b"read me\n");
     let (code, _) = f.cmd("RETR /../../../../etc/passwd").unwrap();
@@ -586,14 +590,7 @@ fn a_burst_from_every_session_at_once(engine: Engine) {
         &["--threads", "1", "--max-per-ip", "0"],
     );
     let addr = server.addr();
-    let mut sessions: Vec<Ftp> = (0..SESSIONS)
-        .map(|_| {
-            let mut f = Ftp::connect(addr).expect("connect");
-            f.greeting();
-            f.login();
-            f
-        })
-        .collect();
+    let mut sessions: Vec<Ftp> = (0..SESSIONS).map(|_| Ftp::logged_in(addr)).collect();
     // 3,000 bytes of path: three of the smallest receive buffers.
     let long = format!("SIZE /{}\r\nNOOP\r\n", "n".repeat(3000));
     for f in &mut sessions {
@@ -622,9 +619,7 @@ fn timeouts_fire(engine: Engine) {
     );
     // A data connection never made: 425 after the data timeout, and the
     // session goes on.
-    let mut f = Ftp::connect(server.addr()).unwrap();
-    f.greeting();
-    f.login();
+    let mut f = Ftp::logged_in(server.addr());
     f.expect("EPSV", 229);
     let began = Instant::now();
     let (code, text) = f.cmd("RETR /small.txt").unwrap();
@@ -689,12 +684,8 @@ fn sigterm_lets_a_slow_transfer_finish(engine: Engine) {
         engine,
         &["--shutdown-timeout", "30", "--threads", "2"],
     );
-    let mut idle = Ftp::connect(server.addr()).unwrap();
-    idle.greeting();
-    idle.login();
-    let mut f = Ftp::connect(server.addr()).unwrap();
-    f.greeting();
-    f.login();
+    let mut idle = Ftp::logged_in(server.addr());
+    let mut f = Ftp::logged_in(server.addr());
     f.expect("TYPE I", 200);
     let mut d = f.passive();
     let (code, text) = f.cmd("RETR /big.bin").unwrap();
@@ -754,18 +745,14 @@ fn a_stalled_reader_does_not_slow_a_fast_one(engine: Engine) {
     let tree = Tree::new(&engine.tag("stall"), true);
     // One worker: both sessions share one event loop.
     let server = start(&tree, Mode::Auto, engine, &["--threads", "1"]);
-    let mut stalled = Ftp::connect(server.addr()).unwrap();
-    stalled.greeting();
-    stalled.login();
+    let mut stalled = Ftp::logged_in(server.addr());
     stalled.expect("TYPE I", 200);
     let _never_read = stalled.passive();
     let (code, _) = stalled.cmd("RETR /big.bin").unwrap();
     assert_eq!(code, 150);
 
     let began = Instant::now();
-    let mut fast = Ftp::connect(server.addr()).unwrap();
-    fast.greeting();
-    fast.login();
+    let mut fast = Ftp::logged_in(server.addr());
     retr_big(&mut fast);
     assert!(fast.list("/").contains("big.bin"));
     let took = began.elapsed();
@@ -911,18 +898,14 @@ fn more_stalled_downloads_than_pipes(engine: Engine) {
     );
     let mut stalled = Vec::new();
     for _ in 0..STALLED {
-        let mut f = Ftp::connect(server.addr()).unwrap();
-        f.greeting();
-        f.login();
+        let mut f = Ftp::logged_in(server.addr());
         f.expect("TYPE I", 200);
         let d = f.passive_small();
         let (code, text) = f.cmd("RETR /big.bin").unwrap();
         assert_eq!(code, 150, "{text}");
         stalled.push((f, d));
     }
-    let mut fast = Ftp::connect(server.addr()).unwrap();
-    fast.greeting();
-    fast.login();
+    let mut fast = Ftp::logged_in(server.addr());
     retr_big(&mut fast);
     // The stalled ones are still there, and can still be aborted.
     let (mut f, d) = stalled.pop().unwrap();
@@ -938,9 +921,7 @@ fn more_stalled_downloads_than_pipes(engine: Engine) {
 fn a_file_that_shrinks_ends_its_transfer(engine: Engine) {
     let tree = Tree::new(&engine.tag("shrink"), true);
     let server = start(&tree, Mode::Auto, engine, &["--threads", "1"]);
-    let mut f = Ftp::connect(server.addr()).unwrap();
-    f.greeting();
-    f.login();
+    let mut f = Ftp::logged_in(server.addr());
     f.expect("TYPE I", 200);
     let mut d = f.passive_small();
     let (code, text) = f.cmd("RETR /big.bin").unwrap();
@@ -972,9 +953,7 @@ fn a_file_that_shrinks_ends_its_transfer(engine: Engine) {
 fn auto_prefers_io_uring() {
     let tree = Tree::new("auto", false);
     let server = start_with(&tree, Mode::Auto, &[]);
-    let mut f = Ftp::connect(server.addr()).unwrap();
-    f.greeting();
-    f.login();
+    let mut f = Ftp::logged_in(server.addr());
     assert_eq!(f.retr("/small.txt"), b"hello, world\n");
     let log = server.log_text();
     // Where this kernel or sandbox refuses io_uring, the fallback says why.
@@ -995,9 +974,7 @@ fn without_io_uring_auto_falls_back_and_uring_fails() {
     );
     let tree = Tree::new("fallback", false);
     let server = start_with(&tree, Mode::Memlock(0), &[]);
-    let mut f = Ftp::connect(server.addr()).unwrap();
-    f.greeting();
-    f.login();
+    let mut f = Ftp::logged_in(server.addr());
     assert_eq!(f.retr("/small.txt"), b"hello, world\n");
     let log = server.log_text();
     // Kernels that charge rings to the memory cgroup and not to
