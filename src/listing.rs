@@ -239,12 +239,7 @@ impl DirListing {
             dir: self.dir.fd()?,
             path: &self.path,
         };
-        let names: Vec<&CStr> = batch
-            .spans
-            .iter()
-            .map(|&s| name_at(&batch.names, s))
-            .collect();
-        lookup.stat_all(&names, &mut batch.metas);
+        lookup.stat_all(&batch.names, &batch.spans, &mut batch.metas);
         Ok(())
     }
 }
@@ -258,25 +253,25 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// Fills `metas[i]` for `names[i]`. The kernel's lookup of each name
+    /// Fills `metas[i]` for the name at `spans[i]` in `names`. The kernel's lookup of each name
     /// is the whole cost of a large listing (our formatting is under a
     /// tenth), and it waits on memory more than it computes, so a large
     /// batch is shared with a second thread: the two take chunks in turn,
     /// and if the helper cannot be made, or gets no CPU, this thread
     /// simply does it all.
-    fn stat_all(self, names: &[&CStr], metas: &mut [Option<Meta>]) {
-        let chunks = Mutex::new(names.chunks(CHUNK).zip(metas.chunks_mut(CHUNK)));
+    fn stat_all(self, names: &[u8], spans: &[(usize, usize)], metas: &mut [Option<Meta>]) {
+        let chunks = Mutex::new(spans.chunks(CHUNK).zip(metas.chunks_mut(CHUNK)));
         let work = || {
             loop {
-                let Some((names, metas)) = chunks.lock().ok().and_then(|mut c| c.next()) else {
+                let Some((spans, metas)) = chunks.lock().ok().and_then(|mut c| c.next()) else {
                     return;
                 };
-                for (name, meta) in names.iter().zip(metas) {
-                    *meta = self.entry_meta(name);
+                for (&span, meta) in spans.iter().zip(metas) {
+                    *meta = self.entry_meta(name_at(names, span));
                 }
             }
         };
-        if names.len() < PARALLEL_MIN {
+        if spans.len() < PARALLEL_MIN {
             return work();
         }
         thread::scope(|s| {
