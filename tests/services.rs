@@ -17,6 +17,9 @@
 //! Only processes spawned here are signalled, by pid. Every wait is
 //! bounded.
 
+#[path = "common/port.rs"]
+mod port;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -128,11 +131,20 @@ struct Proc {
 }
 
 impl Proc {
+    /// Starts `cmd`. A script this test just wrote can be busy for a
+    /// moment (ETXTBSY): a thread of another test that forked while it was
+    /// open for writing holds it until that child execs; so retry, briefly.
     fn spawn(what: &'static str, cmd: &mut Command, log: Option<PathBuf>) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc { child, what, log }
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            match cmd.spawn() {
+                Ok(child) => return Proc { child, what, log },
+                Err(e) if e.kind() == ErrorKind::ExecutableFileBusy && Instant::now() < end => {
+                    thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("cannot start {what}: {e}"),
+            }
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -189,10 +201,20 @@ impl Drop for Proc {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// `path` opened for appending, created empty by the first caller: a
+/// child's standard output and error share one log without overwriting
+/// each other (two truncating opens would each write from offset 0).
+fn log_file(path: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A loopback port that was free a moment ago, below the ephemeral range.
 fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    l.local_addr().unwrap().port()
+    port::free_port(Ipv4Addr::LOCALHOST.into())
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -555,8 +577,8 @@ fn openbsd_inetd_runs_the_contrib_line() {
     let log = tree.path("inetd.log");
     let mut cmd = in_private_run(&syslog.dir, &inetd, &["-d", conf_path.to_str().unwrap()]);
     cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(fs::File::create(&log).unwrap());
+        .stdout(log_file(&log))
+        .stderr(log_file(&log));
     let mut server = Proc::spawn("inetd", &mut cmd, Some(log));
 
     let mut f = Ftp::connect(local(port));
@@ -748,8 +770,8 @@ fn activated_supervisor(
         .env("LISTEN_FDNAMES", "ftp")
         .env_remove("LISTEN_PID")
         .stdin(Stdio::null())
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(fs::File::create(&log).unwrap());
+        .stdout(log_file(&log))
+        .stderr(log_file(&log));
     if rustix::process::geteuid().is_root() {
         cmd.env("UID", NOBODY.to_string())
             .env("GID", NOBODY.to_string());
@@ -981,8 +1003,8 @@ fn supervisor_runs_its_systemd_unit_under_systemd_socket_activate() {
     }
     cmd.args(&exec)
         .stdin(Stdio::null())
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(fs::File::create(&log).unwrap());
+        .stdout(log_file(&log))
+        .stderr(log_file(&log));
     let mut server = Proc::spawn("systemd-socket-activate", &mut cmd, Some(log));
     // The first connection starts the supervisor, which takes it from the
     // socket's queue.
@@ -1029,8 +1051,8 @@ fn ftpd_runs_its_systemd_unit_with_accept_yes() {
     }
     cmd.args(&exec)
         .stdin(Stdio::null())
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(fs::File::create(&log).unwrap());
+        .stdout(log_file(&log))
+        .stderr(log_file(&log));
     let server = Proc::spawn("systemd-socket-activate", &mut cmd, Some(log));
     for _ in 0..2 {
         let mut f = Ftp::connect(local(port));
@@ -1120,8 +1142,8 @@ fn xinetd_runs_the_contrib_service() {
         &["-dontfork", "-stayalive", "-f", conf.to_str().unwrap()],
     );
     cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(fs::File::create(&log).unwrap());
+        .stdout(log_file(&log))
+        .stderr(log_file(&log));
     let mut server = Proc::spawn("xinetd", &mut cmd, Some(log));
     let mut f = Ftp::connect(local(port));
     f.greeting();

@@ -9,9 +9,12 @@
 //! `setpriv` as an unprivileged user; run as anyone else, it runs as that
 //! user and the root-only checks fail, saying so.
 
+#[path = "common/port.rs"]
+mod port;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -174,10 +177,9 @@ impl Drop for Server {
     }
 }
 
-/// A port that was free a moment ago.
+/// A loopback port that was free a moment ago, below the ephemeral range.
 fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    l.local_addr().unwrap().port()
+    port::free_port(Ipv4Addr::LOCALHOST.into())
 }
 
 fn command(mode: Mode) -> Command {

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod parse;
+pub mod port;
 #[macro_use]
 pub mod server;
 pub mod tools;

@@ -17,7 +17,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+
+use super::port::free_port;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -228,8 +230,8 @@ impl Server {
         let bin = supervisor_path()
             .expect("aftpd-supervisor is not built by this crate (no [[bin]] aftpd-supervisor)");
         let bin = bin.to_string();
-        let addr4 = free_port("127.0.0.1:0");
-        let addr6 = free_port("[::1]:0");
+        let addr4 = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST.into())));
+        let addr6 = SocketAddr::from((Ipv6Addr::LOCALHOST, free_port(Ipv6Addr::LOCALHOST.into())));
         let log = tree.log_path();
         let logf = OpenOptions::new()
             .create(true)
@@ -384,11 +386,6 @@ pub fn log_record(line: &str) -> &str {
         Some((prog, rest)) if !prog.is_empty() && !prog.contains([' ', '=']) => rest,
         _ => line,
     }
-}
-
-fn free_port(bind: &str) -> SocketAddr {
-    let l = TcpListener::bind(bind).unwrap();
-    l.local_addr().unwrap()
 }
 
 fn reap(children: &Children, exits: &Arc<Mutex<Vec<ExitStatus>>>) {
