@@ -197,7 +197,8 @@ pub const SESSION_HELP: &str = "\
 \x20 --timeout SECS          close an idle control connection after SECS
                           seconds (default 60)
   --data-timeout SECS     bound, in seconds, on opening a data connection
-                          and on a stalled transfer (default 30)
+                          and on a stalled transfer, one whose client took
+                          no data for SECS seconds (default 30)
   --list-format FORMAT    LIST format: ls (ls -l lines, the default) or eplf
   --no-greeting           do not print the 220 greeting (tcpserver -B prints
                           one)

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{self, Data, crlf_lines, read_some, read_to_eof, reset};
 use common::parse::{must_ls, must_mlsx};
-use common::tree::TEXT;
+use common::tree::{BIG_LEN, TEXT, big_content};
 use common::*;
 
 server_tests!(
@@ -39,6 +39,8 @@ server_tests!(
     silent_connections_do_not_starve_a_client,
     slowloris_does_not_starve_a_client,
     huge_directory_listed_while_it_changes,
+    slow_but_steady_reader_is_not_cut_off,
+    stalled_reader_gets_426,
 );
 
 /// A small receive buffer: the server blocks on the data connection as
@@ -395,4 +397,81 @@ fn huge_directory_listed_while_it_changes(kind: Kind) {
     assert!(took < Duration::from_secs(120), "{took:?}");
     c.expect("NOOP", 200);
     s.assert_alive();
+}
+
+/// A client that reads slowly but steadily is not stalled: the data
+/// timeout counts time in which the client received nothing, not time in
+/// which the server could not write (a send buffer the kernel has grown
+/// to megabytes takes far longer than the timeout to drain at a slow
+/// reader's pace, and until then the socket never turns writable).
+fn slow_but_steady_reader_is_not_cut_off(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new().data_timeout(2));
+    let mut c = Client::login(&s, Family::V4);
+    c.expect("TYPE I", 200);
+    let mut d = match c.setup(Mode::Pasv, None) {
+        Data::Passive(d) => d,
+        Data::Active(_) => unreachable!("PASV is passive"),
+    };
+    c.send(b"RETR big.bin");
+    assert_eq!(c.reply().code, 150);
+    // Three data timeouts at about 40 KB/s.
+    let slow_until = Instant::now() + Duration::from_secs(6);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < slow_until {
+        match d.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("slow read after {} bytes: {e}", got.len()),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(got.len() < BIG_LEN, "the slow reader must still be reading");
+    if let Some(r) = c.reply_within(Duration::from_millis(50)) {
+        panic!(
+            "a steady reader was cut off after {} bytes: {}",
+            got.len(),
+            r.text()
+        );
+    }
+    // Then at full speed: the whole file, and 226.
+    let rest = read_to_eof(&mut d, client::TRANSFER_TIMEOUT).unwrap();
+    got.extend_from_slice(&rest);
+    assert!(
+        got == big_content(),
+        "{} of {BIG_LEN} bytes, or wrong ones",
+        got.len()
+    );
+    assert_eq!(c.reply().code, 226);
+    s.assert_alive();
+}
+
+/// A client that stops reading is cut off within a bounded time (426),
+/// and its session goes on.
+fn stalled_reader_gets_426(kind: Kind) {
+    let (_t, mut s) = setup(kind, Opts::new().data_timeout(2));
+    let mut c = Client::login(&s, Family::V4);
+    c.expect("TYPE I", 200);
+    let mut d = slow_passive(&mut c);
+    c.send(b"RETR big.bin");
+    assert_eq!(c.reply().code, 150);
+    let head = read_some(&mut d, 64 << 10, || {}).unwrap();
+    assert_eq!(head.len(), 64 << 10);
+    let stopped = Instant::now();
+    let r = c
+        .reply_within(Duration::from_secs(15))
+        .expect("no reply 15 s after the client stopped reading (--data-timeout 2)");
+    let waited = stopped.elapsed();
+    assert_eq!(r.code, 426, "{}", r.text());
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "426 after {waited:?}"
+    );
+    drop(d);
+    c.expect("NOOP", 200);
+    assert_eq!(c.get("RETR text.txt"), TEXT);
+    another_session_works(&s);
+    s.assert_alive();
+    s.wait_log_line("of the stalled transfer", |l| l.contains("result=timeout"));
 }

@@ -407,6 +407,13 @@ impl Conn {
 impl worker::Io for EpollIo {
     type Core = Core;
 
+    fn data_acked(&self) -> Option<u64> {
+        match self.data.as_deref() {
+            Some(Data::Sending(s, _)) => net::bytes_acked(s.as_fd()),
+            _ => None,
+        }
+    }
+
     fn in_flight(&self) -> bool {
         self.data
             .as_deref()

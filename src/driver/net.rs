@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
@@ -62,6 +62,30 @@ pub use crate::proto::addr::canonical;
 pub fn set_control_options(fd: BorrowedFd<'_>) {
     let _ = sockopt::set_socket_oobinline(fd, true);
     let _ = sockopt::set_tcp_nodelay(fd, true);
+}
+
+/// How many bytes the peer of TCP socket `fd` has acknowledged
+/// (`tcpi_bytes_acked`, Linux 4.1 and later); `None` where the kernel does
+/// not say. Data the client's kernel has taken counts, read or not: once
+/// its receive buffer is full, the count stops until the client reads.
+pub fn bytes_acked(fd: BorrowedFd<'_>) -> Option<u64> {
+    // `struct tcp_info` has `tcpi_bytes_acked` at byte 120; libc's glibc
+    // version of the struct ends before it, so read it as u64 words.
+    const WORD: usize = 120 / 8;
+    let mut info = [0u64; WORD + 1];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes and outlives the call;
+    // the kernel writes at most `len` bytes and stores the count in `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && len as usize >= (WORD + 1) * 8).then_some(info[WORD])
 }
 
 /// Puts `fd` in non-blocking mode (on its open file description).

@@ -127,7 +127,14 @@ impl Driver<'_> {
             }
             let ready = self.wait()?;
             self.handle(ready);
-            self.session.on_tick(Now::get());
+            let now = Now::get();
+            if self.session.wants_data_acked(now)
+                && let Data::Sending(sock, _) = &self.data
+                && let Some(acked) = net::bytes_acked(sock.as_fd())
+            {
+                self.session.on_data_acked(acked, now);
+            }
+            self.session.on_tick(now);
         }
     }
 

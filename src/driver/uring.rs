@@ -948,6 +948,13 @@ impl UringIo {
 impl worker::Io for UringIo {
     type Core = Core;
 
+    fn data_acked(&self) -> Option<u64> {
+        match &self.data.as_deref()?.state {
+            DataState::Sending(s, _) => net::bytes_acked(s.as_fd()),
+            _ => None,
+        }
+    }
+
     fn in_flight(&self) -> bool {
         self.data
             .as_deref()

@@ -503,6 +503,9 @@ pub trait Io {
     fn flush(&mut self, core: &mut Self::Core, slot: usize, life: &mut Life);
     /// Whether written output is still on its way (a write in flight).
     fn sending(&self) -> bool;
+    /// What the data connection's peer has acknowledged, while sending
+    /// ([`net::bytes_acked`]).
+    fn data_acked(&self) -> Option<u64>;
 }
 
 /// One session as a worker holds it.
@@ -545,6 +548,11 @@ impl<I: Io> Conn<I> {
             .next_deadline()
             .is_some_and(|d| d <= now.mono)
         {
+            if self.life.session.wants_data_acked(now)
+                && let Some(acked) = self.io.data_acked()
+            {
+                self.life.session.on_data_acked(acked, now);
+            }
             self.life.session.on_tick(now);
         }
         self.settle(core, slot)

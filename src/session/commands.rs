@@ -329,6 +329,7 @@ impl Session {
             opening,
             connected: false,
             sent: 0,
+            acked: 0,
             started: now.mono,
             deadline: now.mono + self.data_timeout(),
         }));

@@ -84,7 +84,11 @@ struct Transfer {
     opening: String,
     connected: bool,
     sent: u64,
+    /// The client's acknowledgements so far, as last sampled.
+    acked: u64,
     started: Instant,
+    /// When the transfer counts as stalled: the data timeout after the
+    /// last sign of progress.
     deadline: Instant,
 }
 
@@ -273,6 +277,28 @@ impl Session {
             t.sent = total;
             t.deadline = now.mono + timeout;
         }
+    }
+
+    /// The data connection's peer has acknowledged `acked` bytes (the
+    /// kernel's count, sampled by the driver when the deadline comes). A
+    /// client still receiving is not stalled, even while a send buffer
+    /// the kernel grew to megabytes is too full to take another write.
+    pub fn on_data_acked(&mut self, acked: u64, now: Now) {
+        let timeout = self.config.data_timeout;
+        if let Data::Transfer(t) = &mut self.data
+            && t.connected
+            && acked > t.acked
+        {
+            t.acked = acked;
+            t.deadline = now.mono + timeout;
+        }
+    }
+
+    /// Whether a driver should sample the data connection's
+    /// acknowledgements now, for [`Session::on_data_acked`]: a
+    /// transfer's deadline has come.
+    pub fn wants_data_acked(&self, now: Now) -> bool {
+        matches!(&self.data, Data::Transfer(t) if t.connected && now.mono >= t.deadline)
     }
 
     /// The current transfer ended: all `Ok(bytes)` sent and the data

@@ -504,6 +504,43 @@ fn timeouts() {
 }
 
 #[test]
+fn a_transfer_is_stalled_only_when_nothing_is_acknowledged() {
+    let config = SessionConfig {
+        data_timeout: Duration::from_secs(5),
+        ..SessionConfig::default()
+    };
+    let mut t = session_with(config, "127.0.0.1:21", "127.0.0.1:40000");
+    let at = |t: &T, s: u64| Now {
+        mono: t.now.mono + Duration::from_secs(s),
+        wall: t.now.wall,
+    };
+    t.login();
+    t.pasv();
+    t.send("RETR pub/hello.txt\r\n");
+    t.actions();
+    // Before the connection, acknowledgements mean nothing.
+    assert!(!t.s.wants_data_acked(at(&t, 1)));
+    t.s.on_data_acked(100, at(&t, 1));
+    assert_eq!(t.s.next_deadline(), Some(at(&t, 5).mono));
+    t.s.on_data_connected(at(&t, 1));
+    assert!(t.out().starts_with("150 "));
+    t.s.on_data_progress(8, at(&t, 2));
+    // No write since +2 s, but the client took more: not stalled.
+    assert!(!t.s.wants_data_acked(at(&t, 6)));
+    assert!(t.s.wants_data_acked(at(&t, 7)));
+    t.s.on_data_acked(4, at(&t, 7));
+    t.s.on_tick(at(&t, 7));
+    assert_eq!(t.out(), "");
+    assert_eq!(t.s.next_deadline(), Some(at(&t, 12).mono));
+    // The same count again is no progress.
+    t.s.on_data_acked(4, at(&t, 12));
+    t.s.on_tick(at(&t, 12));
+    assert!(t.out().starts_with("426 "));
+    assert!(matches!(t.actions().first(), Some(Action::AbortData)));
+    assert!(!t.s.wants_data_acked(at(&t, 20)));
+}
+
+#[test]
 fn size_and_mdtm() {
     let mut t = session();
     t.login();
