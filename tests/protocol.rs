@@ -158,6 +158,10 @@ fn acct_is_202(kind: Kind) {
 fn host_before_and_after_login(kind: Kind) {
     let (_t, s) = setup(kind, Opts::new());
     let mut c = Client::open(&s, Family::V4);
+    // RFC 7151: a malformed host name is 501, and HOST may come again.
+    for bad in ["HOST a b", "HOST a..b", "HOST [ftp.example.org]", "HOST"] {
+        c.expect(bad, 501);
+    }
     c.expect("HOST ftp.example.org", 220);
     c.login_only();
     c.expect("HOST ftp.example.org", 503);
@@ -527,9 +531,9 @@ fn write_verbs_refused(kind: Kind) {
     let before = t.snapshot();
     let mut c = Client::login(&s, Family::V4);
     for (cmd, code) in [
-        ("STOR new.txt", 550),
-        ("STOR one-byte", 550),
-        ("STOU", 550),
+        ("STOR new.txt", 553),
+        ("STOR one-byte", 553),
+        ("STOU", 553),
         ("APPE one-byte", 550),
         ("DELE one-byte", 550),
         ("DELE pub/file", 550),
@@ -538,9 +542,10 @@ fn write_verbs_refused(kind: Kind) {
         ("RMD pub/a/b/c", 550),
         ("XRMD pub/a/b/c", 550),
         ("RNFR one-byte", 550),
-        ("RNTO renamed", 550),
-        ("SITE CHMOD 777 one-byte", 502),
-        ("SITE EXEC /bin/sh", 502),
+        ("RNTO renamed", 503),
+        ("SITE CHMOD 777 one-byte", 500),
+        ("SITE EXEC /bin/sh", 500),
+        ("SITE", 501),
         ("SMNT /", 502),
         ("REIN", 502),
     ] {
@@ -548,9 +553,9 @@ fn write_verbs_refused(kind: Kind) {
         assert!(!r.lines.is_empty());
     }
     // Upload verbs over a passive connection too: no 150, nothing read.
-    for cmd in ["STOR p.txt", "APPE one-byte", "STOU"] {
+    for (cmd, code) in [("STOR p.txt", 553), ("APPE one-byte", 550), ("STOU", 553)] {
         let t = c.transfer(Mode::Pasv, cmd.as_bytes());
-        assert_eq!(t.prelim.code, 550, "{cmd}: {}", t.prelim.text());
+        assert_eq!(t.prelim.code, code, "{cmd}: {}", t.prelim.text());
     }
     c.expect("NOOP", 200);
     c.expect("QUIT", 221);
@@ -951,8 +956,10 @@ fn opts_mlst_selects_facts(kind: Kind) {
         line.contains("modify;") && !line.contains("modify*"),
         "{line}"
     );
-    // An empty selection: facts are then absent.
-    c.expect("OPTS MLST", 200);
+    // An empty selection: facts are then absent. RFC 3659 §7.9: the reply
+    // names the facts after one space, and none when there are none.
+    let r = c.expect("OPTS MLST", 200);
+    assert_eq!(r.lines[0], b"200 MLST OPTS", "{}", r.text());
     let r = c.expect("MLST pub/file", 250);
     let l = &r.lines[1];
     assert!(l.starts_with(b" "), "{}", r.text());

@@ -79,7 +79,9 @@ pub enum Command {
     Host(Vec<u8>),
     /// A verb that would change the archive (STOR, DELE, MKD, ...).
     Write(&'static str),
-    /// A verb known but not offered here (SITE, AUTH, REIN, ...).
+    /// SITE: no site commands are offered.
+    Site,
+    /// A verb known but not offered here (AUTH, REIN, SMNT, ...).
     NotOffered(&'static str),
 }
 
@@ -102,9 +104,9 @@ const WRITE_VERBS: [&str; 13] = [
     "MFCT",
 ];
 
-/// Verbs recognised but not offered: security extensions, SITE, REIN...
-const NOT_OFFERED: [&str; 12] = [
-    "SITE", "SMNT", "REIN", "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "LANG",
+/// Verbs recognised but not offered: security extensions, REIN, SMNT...
+const NOT_OFFERED: [&str; 11] = [
+    "SMNT", "REIN", "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "LANG",
 ];
 
 /// Every verb served, for HELP.
@@ -216,7 +218,17 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "ALLO" => Command::Allo,
         "ABOR" => Command::Abor,
         "QUIT" => Command::Quit,
-        "HOST" => Command::Host(need("HOST needs a host name")?),
+        "HOST" => {
+            let host = need("HOST needs a host name")?;
+            if !valid_host(&host) {
+                return Err(ParseError::Syntax("HOST wants a domain name or [address]"));
+            }
+            Command::Host(host)
+        }
+        "SITE" => {
+            need("SITE needs a command")?;
+            Command::Site
+        }
         _ => {
             if let Some(w) = WRITE_VERBS.iter().find(|w| **w == verb) {
                 Command::Write(w)
@@ -227,6 +239,25 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             }
         }
     })
+}
+
+/// RFC 7151's host name: a domain name (dot-separated labels of letters,
+/// digits, hyphens and, for internationalised names, UTF-8) or an IPv4 or
+/// IPv6 address in brackets.
+fn valid_host(h: &[u8]) -> bool {
+    if let Some(inner) = h.strip_prefix(b"[").and_then(|r| r.strip_suffix(b"]")) {
+        return std::str::from_utf8(inner).is_ok_and(|a| a.parse::<std::net::IpAddr>().is_ok());
+    }
+    let name = h.strip_suffix(b".").unwrap_or(h);
+    h.len() <= 255
+        && std::str::from_utf8(name).is_ok()
+        && name.split(|&b| b == b'.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b >= 0x80)
+        })
 }
 
 fn parse_type(arg: &[u8]) -> Result<DataType, ParseError> {
@@ -342,8 +373,45 @@ mod tests {
         assert_eq!(p(b"RETRIEVE x"), Err(ParseError::Unknown));
         assert_eq!(p(b"STOR x"), Ok(Command::Write("STOR")));
         assert_eq!(p(b"xmkd x"), Ok(Command::Write("XMKD")));
-        assert_eq!(p(b"SITE CHMOD 777 x"), Ok(Command::NotOffered("SITE")));
+        assert_eq!(p(b"SITE CHMOD 777 x"), Ok(Command::Site));
+        assert_eq!(p(b"site help"), Ok(Command::Site));
+        assert!(matches!(p(b"SITE"), Err(ParseError::Syntax(_))));
         assert_eq!(p(b"AUTH TLS"), Ok(Command::NotOffered("AUTH")));
+    }
+
+    #[test]
+    fn host_names() {
+        for ok in [
+            &b"ftp.example.org"[..],
+            b"ftp.example.org.",
+            b"localhost",
+            b"127.0.0.1",
+            b"[127.0.0.1]",
+            b"[::1]",
+            b"xn--caf-dma.example",
+            "café.example".as_bytes(),
+        ] {
+            assert!(
+                matches!(p(&[b"HOST ", ok].concat()), Ok(Command::Host(_))),
+                "{ok:?}"
+            );
+        }
+        for bad in [
+            &b"a b"[..],
+            b"a..b",
+            b".",
+            b"[::1",
+            b"[ftp.example.org]",
+            b"a_b",
+            b"a/b",
+            b"\xff",
+        ] {
+            assert!(
+                matches!(p(&[b"HOST ", bad].concat()), Err(ParseError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(p(b"HOST"), Err(ParseError::Syntax(_))));
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub enum Code {
     NetProtocol = 522,
     NotLoggedIn = 530,
     FileUnavailable = 550,
+    NameNotAllowed = 553,
     BadRestart = 554,
 }
 

@@ -94,12 +94,16 @@ impl Session {
             }
             Command::Opts(Opts::Mlst(facts)) => {
                 self.facts = facts;
-                let mut text = String::from("MLST OPTS ");
-                for (f, name) in Facts::ALL {
-                    if facts.contains(f) {
-                        text.push_str(name);
-                        text.push(';');
-                    }
+                // RFC 3659 §7.9: "MLST OPTS", then SP and the facts if any.
+                let mut text = String::from("MLST OPTS");
+                for (i, (_, name)) in Facts::ALL
+                    .iter()
+                    .filter(|(f, _)| facts.contains(*f))
+                    .enumerate()
+                {
+                    text.push_str(if i == 0 { " " } else { "" });
+                    text.push_str(name);
+                    text.push(';');
                 }
                 self.reply(Code::Ok, text);
             }
@@ -122,13 +126,27 @@ impl Session {
                 self.reply(Code::Goodbye, "Goodbye.");
                 self.close("quit", now);
             }
-            Command::Write(_) => self.reply(
-                Code::FileUnavailable,
-                "Permission denied: this is a read-only archive.",
-            ),
+            Command::Write(verb) => self.refuse_write(verb),
+            Command::Site => self.reply(Code::Unknown, "No SITE commands here."),
             Command::NotOffered(verb) => {
                 self.reply(Code::NotImplemented, format!("{verb} not implemented."));
             }
+        }
+    }
+
+    /// Refuses a verb that would change the archive, with a code RFC 959
+    /// §5.4 allows for it: STOR and STOU have no 550 (553, file name not
+    /// allowed); RNTO only follows an accepted RNFR, which never comes
+    /// here (503); the others 550.
+    fn refuse_write(&mut self, verb: &str) {
+        const READ_ONLY: &str = "Permission denied: this is a read-only archive.";
+        match verb {
+            "STOR" | "STOU" => self.reply(Code::NameNotAllowed, READ_ONLY),
+            "RNTO" => self.reply(
+                Code::BadSequence,
+                "RNTO needs an accepted RNFR first; nothing is renamed in a read-only archive.",
+            ),
+            _ => self.reply(Code::FileUnavailable, READ_ONLY),
         }
     }
 

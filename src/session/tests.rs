@@ -218,7 +218,8 @@ fn transfer_parameters() {
         ("ALLO 100\r\n", 202),
         ("NOOP\r\n", 200),
         ("FOO\r\n", 500),
-        ("SITE CHMOD 777 x\r\n", 502),
+        ("SITE CHMOD 777 x\r\n", 500),
+        ("SITE\r\n", 501),
         ("AUTH TLS\r\n", 502),
     ] {
         assert_eq!(t.code(cmd), code, "{cmd:?}");
@@ -230,8 +231,6 @@ fn write_verbs_refused() {
     let mut t = session();
     t.login();
     for v in [
-        "STOR a",
-        "STOU",
         "APPE a",
         "DELE pub/hello.txt",
         "MKD x",
@@ -239,11 +238,20 @@ fn write_verbs_refused() {
         "RMD pub",
         "XRMD pub",
         "RNFR pub/hello.txt",
-        "RNTO b",
     ] {
         assert_eq!(t.code(&format!("{v}\r\n")), 550, "{v}");
     }
+    // RFC 959 §5.4 has no 550 for these.
+    assert_eq!(t.code("STOR a\r\n"), 553);
+    assert_eq!(t.code("STOU\r\n"), 553);
+    assert_eq!(t.code("RNTO b\r\n"), 503);
     assert!(t.actions().is_empty());
+    // Before login, all of them (and SITE) are 530.
+    let mut t = session();
+    t.out();
+    for v in ["STOR a", "APPE a", "DELE a", "RNTO b", "SITE CHMOD 777 a"] {
+        assert_eq!(t.code(&format!("{v}\r\n")), 530, "{v}");
+    }
 }
 
 #[test]
