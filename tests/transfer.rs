@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -424,10 +424,10 @@ fn data_connect_timeout_is_425(kind: Kind) {
 fn active_connect_refused_is_425(kind: Kind) {
     let (_t, s) = setup(kind, Opts::new().data_timeout(5));
     let mut c = Client::login(&s, Family::V4);
-    // A port nobody listens on.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
+    // A port nobody listens on, and none of the kernel's own picks (a
+    // passive listener of a test running beside this one could take it).
+    let port = common::port::free_port(Ipv4Addr::LOCALHOST.into());
+    let a = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     c.expect(&client::port_arg(&a), 200);
     c.send(b"RETR pub/file");
     let mut r = c.reply();
