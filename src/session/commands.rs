@@ -169,8 +169,9 @@ impl Session {
     /// Answers a failed lookup.
     fn refuse(&mut self, e: &FsError, refusal: Refusal) {
         let text = match e {
-            FsError::NotFound => "No such file or directory.",
-            FsError::Denied => "Permission denied.",
+            // What is not published reads as absent, as hidden names do:
+            // a client cannot probe for files the archive does not offer.
+            FsError::NotFound | FsError::Denied => "No such file or directory.",
             FsError::NotFile => "Not a plain file.",
             FsError::NotDir => "Not a directory.",
             FsError::Busy(_) => "Temporarily unavailable; try again later.",

@@ -512,6 +512,29 @@ fn timeouts() {
 }
 
 #[test]
+fn what_is_not_published_reads_as_absent() {
+    let mut t = session();
+    t.login();
+    t.pasv();
+    for (cmd, private, missing) in [
+        ("SIZE", "private.txt", "nothing.txt"),
+        ("MDTM", "private.txt", "nothing.txt"),
+        ("RETR", "private.txt", "nothing.txt"),
+        ("MLST", "private.txt", "nothing.txt"),
+        ("CWD", "private-dir", "nothing"),
+        ("MLST", "private-dir/x", "nothing/x"),
+        ("LIST", "private-dir", "nothing"),
+        ("SIZE", ".secret", "nothing.txt"),
+    ] {
+        let a = t.send(&format!("{cmd} {private}\r\n"));
+        let b = t.send(&format!("{cmd} {missing}\r\n"));
+        assert_eq!(a, b, "{cmd}");
+        assert!(a.starts_with('4') || a.starts_with('5'), "{cmd}: {a}");
+    }
+    assert!(t.actions().is_empty());
+}
+
+#[test]
 fn a_transfer_is_stalled_only_when_nothing_is_acknowledged() {
     let config = SessionConfig {
         data_timeout: Duration::from_secs(5),
