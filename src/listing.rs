@@ -12,7 +12,7 @@ use std::ffi::CStr;
 use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use rustix::fs::{AtFlags, Dir, FileType, statx};
@@ -103,6 +103,9 @@ struct DirListing {
     batch: Batch,
     /// The directory has no more entries beyond `batch`.
     eof: bool,
+    /// (device, inode) of the listed directory and of each one above it,
+    /// found when a symlink to a directory first needs them.
+    lineage: OnceLock<Vec<(u64, u64)>>,
 }
 
 impl Lister {
@@ -119,6 +122,7 @@ impl Lister {
                 now_unix,
                 batch: Batch::default(),
                 eof: false,
+                lineage: OnceLock::new(),
             })),
             Err(e) => State::Failed(e.into()),
         };
@@ -238,6 +242,7 @@ impl DirListing {
             root: &self.root,
             dir: self.dir.fd()?,
             path: &self.path,
+            lineage: &self.lineage,
         };
         lookup.stat_all(&batch.names, &batch.spans, &mut batch.metas);
         Ok(())
@@ -250,6 +255,7 @@ struct Lookup<'a> {
     root: &'a Root,
     dir: BorrowedFd<'a>,
     path: &'a VPath,
+    lineage: &'a OnceLock<Vec<(u64, u64)>>,
 }
 
 impl Lookup<'_> {
@@ -285,19 +291,45 @@ impl Lookup<'_> {
     }
 
     /// The facts to list for entry `name`, or `None` to leave it out: not
-    /// public, gone, unreadable, or a symlink that does not resolve inside
-    /// the root. One `statx` against the directory fd; a symlink costs
-    /// one more lookup, confined like every other.
+    /// public, gone, unreadable, a symlink that does not resolve inside
+    /// the root, or one that leads back up ([`Lookup::loops_back`]). One
+    /// `statx` against the directory fd; a symlink costs one more lookup,
+    /// confined like every other.
     fn entry_meta(self, name: &CStr) -> Option<Meta> {
         let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
         let st = statx(self.dir, name, flags, STATX_FIELDS).ok()?;
         let meta = if FileType::from_raw_mode(u32::from(st.stx_mode) as _) == FileType::Symlink {
             let child = self.path.child(name.to_bytes())?;
-            self.root.stat_entry(&child).ok()?
+            let meta = self.root.stat_entry(&child).ok()?;
+            if meta.kind == Kind::Dir && self.loops_back(&meta) {
+                return None;
+            }
+            meta
         } else {
             Meta::from_statx(&st)
         };
         meta.is_public().then_some(meta)
+    }
+}
+
+impl Lookup<'_> {
+    /// Whether directory `meta` is the listed one or one above it. Links
+    /// are listed as what they point to, so a link to `.`, `..` or `/`
+    /// would show a directory that contains itself, and a mirroring
+    /// client would copy the tree again inside itself until the kernel's
+    /// limit on symlinks in a path.
+    fn loops_back(self, meta: &Meta) -> bool {
+        let lineage = self.lineage.get_or_init(|| {
+            let root = VPath::root();
+            let here = (*self.path != root).then(|| self.path.clone());
+            std::iter::once(root)
+                .chain(self.path.ancestors())
+                .chain(here)
+                .filter_map(|d| self.root.stat_entry(&d).ok())
+                .map(|m| (m.dev, m.ino))
+                .collect()
+        });
+        lineage.contains(&(meta.dev, meta.ino))
     }
 }
 
@@ -736,14 +768,7 @@ mod tests {
         let t = archive();
         let root = Arc::new(Root::open(&t.path).unwrap());
         let names = list(&root, "/pub", Style::Nlst);
-        let expected: Vec<&[u8]> = vec![
-            b"caf\xe9",
-            b"escape",
-            b"link",
-            b"readme",
-            b"sub",
-            b"subdirlink",
-        ];
+        let expected: Vec<&[u8]> = vec![b"caf\xe9", b"link", b"readme", b"sub", b"subdirlink"];
         assert_eq!(names, expected);
     }
 
@@ -765,10 +790,40 @@ mod tests {
         let link = find("link").unwrap();
         assert!(link.starts_with("-rw-r--r--    1 ftp      ftp             6 "));
         assert!(find("subdirlink").unwrap().starts_with("drwxr-xr-x"));
-        assert!(find("escape").unwrap().starts_with("drwxr-xr-x"));
+        // ../../.. stops at the root: a directory above this one.
+        assert_eq!(find("escape"), None);
         for l in &lines {
             assert!(!l.starts_with(b"l") && !l.windows(2).any(|w| w == b"->"));
         }
+    }
+
+    /// A link to the listed directory or one above it would show a tree
+    /// that contains itself; links elsewhere, even to directories, stay.
+    #[test]
+    fn links_that_lead_back_up_are_left_out() {
+        let t = TempTree::new("loops");
+        for d in ["a", "a/b", "a/b/c", "other"] {
+            t.dir(d, 0o755);
+        }
+        for (link, target) in [
+            ("a/b/self", "."),
+            ("a/b/up", ".."),
+            ("a/b/top", "/"),
+            ("a/b/again", "/a/b"),
+            ("a/b/far", "../../a"),
+            ("a/b/down", "c"),
+            ("a/b/across", "../../other"),
+            ("a/b/slash-c", "/a/b/c"),
+        ] {
+            t.symlink(link, target);
+        }
+        let root = Arc::new(Root::open(&t.path).unwrap());
+        let names = list(&root, "/a/b", Style::Nlst);
+        let expected: Vec<&[u8]> = vec![b"across", b"c", b"down", b"slash-c"];
+        assert_eq!(names, expected);
+        // The same links seen from elsewhere are plain directories.
+        t.symlink("other/to-a", "/a");
+        assert_eq!(list(&root, "/other", Style::Nlst), vec![b"to-a".to_vec()]);
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub const UNLISTED_ROOT_NAMES: &[&[u8]] = &[
     b"privdir",
     b"escape",
     b"up",
+    b"loop",
     b"abs-out",
     b"rel-out",
     b"fifo",
@@ -259,6 +260,8 @@ impl Tree {
 
         std::os::unix::fs::symlink("/etc/passwd", root.join("escape")).unwrap();
         std::os::unix::fs::symlink("../../../../etc", root.join("up")).unwrap();
+        // A loop: listed, it would be a directory containing itself.
+        std::os::unix::fs::symlink(".", root.join("loop")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("abs-out")).unwrap();
         std::os::unix::fs::symlink("../outside-secret.txt", root.join("rel-out")).unwrap();
 
