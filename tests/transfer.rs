@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ server_tests!(
     abor_with_telnet_ip_dm_during_retr,
     abor_during_active_retr,
     active_connects_from_ephemeral_port,
+    active_to_the_unspecified_address,
     new_pasv_closes_previous_listener,
     pasv_refuses_other_peer,
     data_connect_timeout_is_425,
@@ -323,6 +324,25 @@ fn active_connects_from_ephemeral_port(kind: Kind) {
         let d = client::read_to_eof(&mut ds, client::TRANSFER_TIMEOUT).unwrap();
         assert!(d == file_content());
         assert_eq!(c.reply().code, 226);
+    }
+}
+
+/// An unspecified address in PORT or EPRT means the client itself: lftp
+/// sends `EPRT |2|::|port|` over IPv6 loopback.
+fn active_to_the_unspecified_address(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    for fam in FAMILIES {
+        let mut c = Client::login(&s, fam);
+        let l = TcpListener::bind(SocketAddr::new(c.local_addr().ip(), 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let line = match fam {
+            Family::V4 => format!("PORT 0,0,0,0,{},{}", port >> 8, port & 0xff),
+            Family::V6 => format!("EPRT |2|::|{port}|"),
+        };
+        c.expect(&line, 200);
+        let t = c.transfer_with(Data::Active(l), b"RETR pub/file");
+        assert_eq!(t.codes(), (150, Some(226)), "{line}: {}", t.prelim.text());
+        assert!(t.data == file_content(), "{line}");
     }
 }
 

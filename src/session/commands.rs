@@ -229,7 +229,12 @@ impl Session {
                 "Local address unknown: active mode unavailable.",
             );
         };
-        let to = SocketAddr::new(to.ip().to_canonical(), to.port());
+        let mut to = SocketAddr::new(to.ip().to_canonical(), to.port());
+        // An unspecified address of the peer's family (lftp sends `EPRT
+        // |2|::|port|` over IPv6 loopback) can only mean the client itself.
+        if to.ip().is_unspecified() && to.is_ipv4() == peer.is_ipv4() {
+            to.set_ip(peer.ip());
+        }
         // No FTP bounce: only the client's own address, only unprivileged ports.
         if to.ip() != peer.ip() {
             return self.reply(

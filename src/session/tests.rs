@@ -266,6 +266,30 @@ fn port_only_to_the_client() {
     assert_eq!(t.code("EPRT |2|::1|2000|\r\n"), 504);
     assert_eq!(t.code("EPRT |3|x|2000|\r\n"), 522);
     assert_eq!(t.code("EPRT garbage\r\n"), 501);
+    // The unspecified address of the client's family means the client.
+    assert_eq!(t.code("EPRT |2|::|2000|\r\n"), 504);
+    for (cmd, port) in [
+        ("PORT 0,0,0,0,7,209\r\n", 2001),
+        ("EPRT |1|0.0.0.0|2002|\r\n", 2002),
+    ] {
+        assert_eq!(t.code(cmd), 200, "{cmd}");
+        t.send("RETR pub/hello.txt\r\n");
+        let to = t.actions().into_iter().find_map(|a| match a {
+            Action::Transfer {
+                conn: DataConn::Active { to, .. },
+                ..
+            } => Some(to),
+            _ => None,
+        });
+        assert_eq!(to, Some(addr(&format!("127.0.0.1:{port}"))), "{cmd}");
+        t.s.on_transfer_done(
+            Err(TransferError::Connect(
+                std::io::ErrorKind::ConnectionRefused.into(),
+            )),
+            t.now,
+        );
+        assert!(t.out().starts_with("425 "));
+    }
 }
 
 #[test]
