@@ -3,10 +3,12 @@
 //!
 //! RFC 959 runs the control connection over Telnet. Clients send IAC IP and
 //! IAC DM (Synch) before ABOR; some negotiate options. Commands (IP, DM,
-//! NOP, ...) are dropped, subnegotiations skipped, and option offers
-//! refused: WILL with DONT, DO with WONT. IAC IAC is a data byte 255. Many
-//! clients send a file name's 255 bytes undoubled: an IAC followed by a
-//! byte that is no Telnet command (below 240) is taken as data, both bytes.
+//! NOP, ...) are dropped, and option offers refused: WILL with DONT, DO
+//! with WONT. IAC IAC is a data byte 255. Many clients send a file name's
+//! 255 bytes undoubled: an IAC followed by a byte that is no Telnet command
+//! (below 240) is taken as data, both bytes. So is IAC SB: with every
+//! option refused no subnegotiation can be meant, and skipping to an IAC SE
+//! that never comes would swallow every command after it.
 
 use std::collections::VecDeque;
 
@@ -35,8 +37,6 @@ enum State {
     Iac,
     /// After IAC WILL/WONT/DO/DONT: the option byte comes next.
     Option(u8),
-    Sub,
-    SubIac,
 }
 
 /// Turns control-connection bytes into lines, and Telnet offers into
@@ -83,13 +83,12 @@ impl LineReader {
                         self.data(IAC);
                         State::Data
                     }
-                    0..SE => {
+                    0..SE | SB => {
                         self.data(IAC);
                         self.data(b);
                         State::Data
                     }
                     WILL | WONT | DO | DONT => State::Option(b),
-                    SB => State::Sub,
                     _ => State::Data,
                 },
                 State::Option(verb) => {
@@ -100,10 +99,6 @@ impl LineReader {
                     }
                     State::Data
                 }
-                State::Sub if b == IAC => State::SubIac,
-                State::Sub => State::Sub,
-                State::SubIac if b == SE => State::Data,
-                State::SubIac => State::Sub,
             };
         }
     }
@@ -218,8 +213,12 @@ mod tests {
 
     #[test]
     fn escaped_iac_and_subnegotiation() {
-        let (l, _) = lines(b"RETR a\xff\xffb\xff\xfa\x18\x01\xff\xf0\r\n");
+        let (l, _) = lines(b"RETR a\xff\xffb\r\n");
         assert_eq!(l, vec![text(b"RETR a\xffb")]);
+        // No option is ever agreed, so IAC SB is data: it cannot swallow
+        // the commands after it. A stray IAC SE is dropped like IAC NOP.
+        let (l, _) = lines(b"RETR \xff\xfa\x18\x01\r\nNOOP\xff\xf0\r\n");
+        assert_eq!(l, vec![text(b"RETR \xff\xfa\x18\x01"), text(b"NOOP")]);
     }
 
     #[test]
