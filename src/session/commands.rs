@@ -354,6 +354,7 @@ impl Session {
             connected: false,
             sent: 0,
             acked: 0,
+            unannounced: 0,
             started: now.mono,
             deadline: now.mono + self.data_timeout(),
         }));
@@ -440,6 +441,9 @@ impl Session {
     }
 
     fn list(&mut self, arg: ListArg, kind: TransferKind, now: Now) {
+        // A REST marker is for the transfer command that follows it: a
+        // listing uses it up (it would otherwise shift a later RETR).
+        self.rest = 0;
         let Some(path) = self.target(arg.path.as_deref(), Refusal::Code450) else {
             return;
         };
@@ -458,6 +462,7 @@ impl Session {
     }
 
     fn mlsd(&mut self, arg: Option<&[u8]>, now: Now) {
+        self.rest = 0; // as in `list`
         let Some(path) = self.target(arg, Refusal::Code550) else {
             return;
         };
