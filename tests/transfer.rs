@@ -27,6 +27,7 @@ server_tests!(
     abor_during_active_retr,
     active_connects_from_ephemeral_port,
     active_to_the_unspecified_address,
+    opening_reply_comes_before_the_data,
     new_pasv_closes_previous_listener,
     pasv_refuses_other_peer,
     data_connect_timeout_is_425,
@@ -324,6 +325,44 @@ fn active_connects_from_ephemeral_port(kind: Kind) {
         let d = client::read_to_eof(&mut ds, client::TRANSFER_TIMEOUT).unwrap();
         assert!(d == file_content());
         assert_eq!(c.reply().code, 226);
+    }
+}
+
+/// RFC 959: the 150 comes before the data. A small file goes out whole at
+/// once: its data and end must not reach the client before the reply that
+/// announces them (aria2 read 150 and 226 together, then waited for a
+/// reply that had already come). On loopback a reply written before the
+/// data is in the client's queue by the time the data is.
+fn opening_reply_comes_before_the_data(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    for (fam, mode) in [
+        (Family::V4, Mode::Pasv),
+        (Family::V4, Mode::Port),
+        (Family::V6, Mode::Epsv),
+        (Family::V6, Mode::Eprt),
+    ] {
+        let mut c = Client::login(&s, fam);
+        c.expect("TYPE I", 200);
+        for _ in 0..5 {
+            let data = c.setup(mode, None);
+            c.send(b"RETR one-byte");
+            let mut d = match data {
+                Data::Passive(d) => d,
+                Data::Active(l) => accept_bounded(&l, client::TIMEOUT).unwrap().0,
+            };
+            d.set_read_timeout(Some(client::TIMEOUT)).unwrap();
+            let mut byte = [0u8; 1];
+            assert_eq!(d.read(&mut byte).unwrap(), 1, "{mode:?}");
+            let pending = c.peek_control();
+            assert!(
+                pending.starts_with(b"150 "),
+                "{mode:?}: data before the 150; control holds {:?}",
+                String::from_utf8_lossy(&pending)
+            );
+            assert_eq!(client::read_to_eof(&mut d, client::TIMEOUT).unwrap(), b"");
+            assert_eq!(c.reply().code, 150);
+            assert_eq!(c.reply().code, 226);
+        }
     }
 }
 

@@ -74,6 +74,9 @@ enum Data {
     Accepting(TcpListener, Pump),
     /// A transfer waits for an active-mode connect to complete.
     Connecting(TcpStream, Pump),
+    /// Connected, but its 150 is not written yet: polled for nothing (ERR
+    /// and HUP aside) until `resume_data`.
+    Held(TcpStream, Pump),
     /// A transfer is sending.
     Sending(TcpStream, Pump),
 }
@@ -164,7 +167,7 @@ impl Worker {
                     KIND_CTRL => {
                         self.with_conn(index, |core, c, slot| c.on_ctrl(core, slot, flags))
                     }
-                    _ => self.with_conn(index, |core, c, slot| c.on_data(core, slot)),
+                    _ => self.with_conn(index, |core, c, slot| c.on_data(core, slot, flags)),
                 }
             }
             let now = Instant::now();
@@ -391,12 +394,20 @@ impl Conn {
     }
 
     /// The data descriptor's readiness.
-    fn on_data(&mut self, core: &mut Core, slot: usize) -> Fate {
+    fn on_data(&mut self, core: &mut Core, slot: usize, flags: EventFlags) -> Fate {
         let life = &mut self.life;
         match self.io.data.as_deref() {
             Some(Data::Accepting(..)) => self.io.try_accept(core, slot, life),
-            Some(Data::Connecting(..)) => self.io.check_connect(life),
+            Some(Data::Connecting(..)) => self.io.check_connect(core, slot, life),
             Some(Data::Sending(..)) => self.io.pump(life),
+            // Only ERR or HUP: the client dropped the connection before any
+            // data (level-triggered, so it must not stay registered).
+            Some(Data::Held(..)) if flags.intersects(EventFlags::ERR | EventFlags::HUP) => {
+                self.io.data = None;
+                let e = io::Error::from(io::ErrorKind::ConnectionReset);
+                failed(life, TransferError::Connection(e), Now::get());
+            }
+            Some(Data::Held(..)) => {}
             // A late event for a socket already replaced.
             Some(Data::Listening(_)) | None => {}
         }
@@ -488,6 +499,25 @@ impl worker::Io for EpollIo {
     fn sending(&self) -> bool {
         false
     }
+
+    fn resume_data(&mut self, core: &mut Core, slot: usize, life: &mut Life) -> bool {
+        if !matches!(self.data.as_deref(), Some(Data::Held(..))) || !life.session.data_may_flow() {
+            return false;
+        }
+        let Some(Data::Held(s, p)) = self.data.take().map(|b| *b) else {
+            return false;
+        };
+        let now = Now::get();
+        match epoll::modify(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT) {
+            Ok(()) => {
+                self.data = Some(Box::new(Data::Sending(s, p)));
+                // Usually writable at once: no need to wait.
+                self.pump(life);
+            }
+            Err(e) => failed(life, TransferError::Connection(e.into()), now),
+        }
+        true
+    }
 }
 
 impl EpollIo {
@@ -509,12 +539,11 @@ impl EpollIo {
                     };
                     drop(l);
                     let now = Now::get();
-                    match epoll::add(&core.ep, &sock, token(slot, KIND_DATA), EventFlags::OUT) {
+                    let none = EventFlags::empty();
+                    match epoll::add(&core.ep, &sock, token(slot, KIND_DATA), none) {
                         Ok(()) => {
-                            self.data = Some(Box::new(Data::Sending(sock, pump)));
+                            self.data = Some(Box::new(Data::Held(sock, pump)));
                             life.session.on_data_connected(now);
-                            // Usually writable at once: no need to wait.
-                            self.pump(life);
                         }
                         Err(e) => failed(life, TransferError::Connect(e.into()), now),
                     }
@@ -533,7 +562,7 @@ impl EpollIo {
     }
 
     /// An active-mode connect has progressed.
-    fn check_connect(&mut self, life: &mut Life) {
+    fn check_connect(&mut self, core: &Core, slot: usize, life: &mut Life) {
         let Some(Data::Connecting(s, _)) = self.data.as_deref() else {
             return;
         };
@@ -543,9 +572,13 @@ impl EpollIo {
             Ok(()) if s.peer_addr().is_err() => {}
             Ok(()) => {
                 if let Some(Data::Connecting(s, p)) = self.data.take().map(|b| *b) {
-                    self.data = Some(Box::new(Data::Sending(s, p)));
+                    // Writable from now on: not polled until the 150 is out.
+                    let none = EventFlags::empty();
+                    if let Err(e) = epoll::modify(&core.ep, &s, token(slot, KIND_DATA), none) {
+                        return failed(life, TransferError::Connect(e.into()), now);
+                    }
+                    self.data = Some(Box::new(Data::Held(s, p)));
                     life.session.on_data_connected(now);
-                    self.pump(life);
                 }
             }
             Err(e) if retry(&e) => {}

@@ -240,7 +240,9 @@ impl Driver<'_> {
             _ => None,
         };
         let data = match &self.data {
-            Data::Connecting(sock, _) | Data::Sending(sock, _) => Some(sock.as_fd()),
+            Data::Connecting(sock, _) => Some(sock.as_fd()),
+            // Not before the 150 is written ([`Session::data_may_flow`]).
+            Data::Sending(sock, _) if self.session.data_may_flow() => Some(sock.as_fd()),
             _ => None,
         };
 
@@ -335,16 +337,21 @@ impl Driver<'_> {
         }
     }
 
-    /// The data connection is up: start sending at once.
+    /// The data connection is up: announce it (150), then send, at once
+    /// if the announcement went out whole.
     fn connected(&mut self, sock: TcpStream, source: Source) {
         // One data connection per listener: the port is free again.
         self.listener = None;
         self.session.on_data_connected(Now::get());
         self.data = Data::Sending(sock, Pump::new(source));
+        self.write_output();
         self.pump();
     }
 
     fn pump(&mut self) {
+        if !self.session.data_may_flow() {
+            return;
+        }
         let Data::Sending(sock, pump) = &mut self.data else {
             return;
         };

@@ -651,6 +651,10 @@ impl DataSide {
     /// may wait for the disk, done by the ring), or a formatted or copied
     /// buffer. A full socket waits for POLLOUT.
     fn advance(&mut self, core: &mut Core, slot: usize, life: &mut Life) -> Step {
+        // Not before the 150 is written: `resume_data` comes back then.
+        if !life.session.data_may_flow() {
+            return Step::Wait;
+        }
         let DataState::Sending(sock, x) = &mut self.state else {
             return Step::Wait;
         };
@@ -927,11 +931,16 @@ impl UringIo {
             return;
         }
         let step = side.completed(core, slot, life, op, res);
+        self.after(core, slot, life, step);
+    }
+
+    /// Ends the transfer if `step` says it is over.
+    fn after(&mut self, core: &mut Core, slot: usize, life: &mut Life, step: Step) {
         let now = Now::get();
         match step {
             Step::Wait => {}
             Step::Done(sent) => {
-                if let DataState::Sending(s, _) = &side.state {
+                if let Some(DataState::Sending(s, _)) = self.data.as_deref().map(|d| &d.state) {
                     let _ = s.shutdown(Shutdown::Write);
                 }
                 worker::Io::drop_data(self, core, slot);
@@ -947,6 +956,24 @@ impl UringIo {
 
 impl worker::Io for UringIo {
     type Core = Core;
+
+    /// A transfer with nothing in flight while sending is one `advance`
+    /// held back until its 150 was written.
+    fn resume_data(&mut self, core: &mut Core, slot: usize, life: &mut Life) -> bool {
+        let Some(side) = self.data.as_deref_mut() else {
+            return false;
+        };
+        if self.gone
+            || side.pending != 0
+            || !matches!(side.state, DataState::Sending(..))
+            || !life.session.data_may_flow()
+        {
+            return false;
+        }
+        let step = side.advance(core, slot, life);
+        self.after(core, slot, life, step);
+        true
+    }
 
     fn data_acked(&self) -> Option<u64> {
         match &self.data.as_deref()?.state {

@@ -506,6 +506,9 @@ pub trait Io {
     /// What the data connection's peer has acknowledged, while sending
     /// ([`net::bytes_acked`]).
     fn data_acked(&self) -> Option<u64>;
+    /// Starts sending a transfer held back until its 150 was written
+    /// (`Session::data_may_flow`); whether it did.
+    fn resume_data(&mut self, core: &mut Self::Core, slot: usize, life: &mut Life) -> bool;
 }
 
 /// One session as a worker holds it.
@@ -573,6 +576,9 @@ impl<I: Io> Conn<I> {
                 self.start_closing(core, slot, SHUTDOWN_REPLY);
             }
             self.io.flush(core, slot, &mut self.life);
+            if self.io.resume_data(core, slot, &mut self.life) {
+                acted = true;
+            }
             if !acted {
                 break;
             }

@@ -83,6 +83,9 @@ struct Transfer {
     /// The 150 text, sent once the data connection is up.
     opening: String,
     connected: bool,
+    /// Output bytes, up to the end of the 150, not yet written: data
+    /// waits for them (RFC 959: the 1yz reply comes before the data).
+    unannounced: usize,
     sent: u64,
     /// The client's acknowledgements so far, as last sampled.
     acked: u64,
@@ -189,6 +192,9 @@ impl Session {
 
     /// `n` bytes of [`Session::output`] were written.
     pub fn consume_output(&mut self, n: usize) {
+        if let Data::Transfer(t) = &mut self.data {
+            t.unannounced = t.unannounced.saturating_sub(n);
+        }
         self.out.drain(..n.min(self.out.len()));
         if self.out.is_empty() {
             self.out = Vec::new();
@@ -266,6 +272,17 @@ impl Session {
         t.deadline = now.mono + timeout;
         let text = std::mem::take(&mut t.opening);
         self.reply(Code::Opening, text);
+        if let Data::Transfer(t) = &mut self.data {
+            t.unannounced = self.out.len();
+        }
+    }
+
+    /// Whether the transfer's data may be sent: not before its 150 is
+    /// written, or a small file would reach the client, data connection
+    /// closed, before the reply announcing it (clients such as aria2 then
+    /// read 150 and 226 at once and wait for a reply that never comes).
+    pub fn data_may_flow(&self) -> bool {
+        !matches!(&self.data, Data::Transfer(t) if t.unannounced > 0)
     }
 
     /// `total` bytes of the current transfer have been sent so far.

@@ -536,6 +536,53 @@ fn timeouts() {
 }
 
 #[test]
+fn a_listing_uses_up_a_rest_marker() {
+    for listing in ["LIST", "NLST", "MLSD"] {
+        let mut t = session();
+        t.login();
+        assert_eq!(t.code("REST 3\r\n"), 350);
+        t.pasv();
+        t.send(&format!("{listing} pub\r\n"));
+        t.s.on_data_connected(t.now);
+        t.s.on_transfer_done(Ok(10), t.now);
+        t.out();
+        t.actions();
+        t.pasv();
+        t.send("RETR pub/hello.txt\r\n");
+        let offset = t.actions().into_iter().find_map(|a| match a {
+            Action::Transfer {
+                source: Source::File { offset, .. },
+                ..
+            } => Some(offset),
+            _ => None,
+        });
+        assert_eq!(offset, Some(0), "after {listing}");
+    }
+}
+
+#[test]
+fn data_waits_until_the_150_is_written() {
+    let mut t = session();
+    t.login();
+    t.pasv();
+    t.send("RETR pub/hello.txt\r\n");
+    t.actions();
+    assert!(t.s.data_may_flow(), "nothing announced yet");
+    t.s.on_control(b"STAT\r\n", t.now);
+    t.s.on_data_connected(t.now);
+    assert!(!t.s.data_may_flow());
+    // Written in parts: data waits for the last byte of the 150.
+    let opening = t.s.output().len();
+    assert!(String::from_utf8_lossy(t.s.output()).contains("150 "));
+    t.s.consume_output(opening - 1);
+    assert!(!t.s.data_may_flow());
+    t.s.consume_output(1);
+    assert!(t.s.data_may_flow());
+    t.s.on_transfer_done(Ok(12), t.now);
+    assert!(t.out().starts_with("226 "));
+}
+
+#[test]
 fn what_is_not_published_reads_as_absent() {
     let mut t = session();
     t.login();

@@ -296,6 +296,19 @@ impl Client {
             .unwrap_or_else(|e| panic!("write to control connection: {e}"));
     }
 
+    /// What has arrived on the control connection and is not read yet,
+    /// without waiting and without consuming it.
+    pub fn peek_control(&mut self) -> Vec<u8> {
+        let mut out = self.buf.clone();
+        let mut tmp = [0u8; 4096];
+        self.stream.set_nonblocking(true).unwrap();
+        if let Ok(n) = self.stream.peek(&mut tmp) {
+            out.extend_from_slice(&tmp[..n]);
+        }
+        self.stream.set_nonblocking(false).unwrap();
+        out
+    }
+
     /// Sends `line` + CRLF.
     pub fn send(&mut self, line: &[u8]) {
         let mut v = line.to_vec();
