@@ -74,9 +74,10 @@ enum Data {
     Accepting(TcpListener, Pump),
     /// A transfer waits for an active-mode connect to complete.
     Connecting(TcpStream, Pump),
-    /// Connected, but its 150 is not written yet: polled for nothing (ERR
-    /// and HUP aside) until `resume_data`.
-    Held(TcpStream, Pump),
+    /// Connected, but its 150 is not written yet: until `resume_data`,
+    /// not in the epoll set (a passive one), or in it for nothing but ERR
+    /// and HUP (an active one, added for its connect): `true`.
+    Held(TcpStream, Pump, bool),
     /// A transfer is sending.
     Sending(TcpStream, Pump),
 }
@@ -397,7 +398,7 @@ impl Conn {
     fn on_data(&mut self, core: &mut Core, slot: usize, flags: EventFlags) -> Fate {
         let life = &mut self.life;
         match self.io.data.as_deref() {
-            Some(Data::Accepting(..)) => self.io.try_accept(core, slot, life),
+            Some(Data::Accepting(..)) => self.io.try_accept(life),
             Some(Data::Connecting(..)) => self.io.check_connect(core, slot, life),
             Some(Data::Sending(..)) => self.io.pump(life),
             // Only ERR or HUP: the client dropped the connection before any
@@ -459,7 +460,7 @@ impl worker::Io for EpollIo {
         epoll::add(&core.ep, &l, token(slot, KIND_DATA), EventFlags::IN)?;
         self.data = Some(Box::new(Data::Accepting(l, Pump::new(source))));
         // The client often connects right after PASV.
-        self.try_accept(core, slot, life);
+        self.try_accept(life);
         Ok(())
     }
 
@@ -504,11 +505,16 @@ impl worker::Io for EpollIo {
         if !matches!(self.data.as_deref(), Some(Data::Held(..))) || !life.session.data_may_flow() {
             return false;
         }
-        let Some(Data::Held(s, p)) = self.data.take().map(|b| *b) else {
+        let Some(Data::Held(s, p, registered)) = self.data.take().map(|b| *b) else {
             return false;
         };
         let now = Now::get();
-        match epoll::modify(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT) {
+        let added = if registered {
+            epoll::modify(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT)
+        } else {
+            epoll::add(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT)
+        };
+        match added {
             Ok(()) => {
                 self.data = Some(Box::new(Data::Sending(s, p)));
                 // Usually writable at once: no need to wait.
@@ -523,7 +529,7 @@ impl worker::Io for EpollIo {
 impl EpollIo {
     /// Accepts the passive data connection, closing any from a peer the
     /// session does not allow.
-    fn try_accept(&mut self, core: &mut Core, slot: usize, life: &mut Life) {
+    fn try_accept(&mut self, life: &mut Life) {
         for _ in 0..DATA_ACCEPT_BATCH {
             let Some(Data::Accepting(l, _)) = self.data.as_deref() else {
                 return;
@@ -538,15 +544,9 @@ impl EpollIo {
                         return;
                     };
                     drop(l);
-                    let now = Now::get();
-                    let none = EventFlags::empty();
-                    match epoll::add(&core.ep, &sock, token(slot, KIND_DATA), none) {
-                        Ok(()) => {
-                            self.data = Some(Box::new(Data::Held(sock, pump)));
-                            life.session.on_data_connected(now);
-                        }
-                        Err(e) => failed(life, TransferError::Connect(e.into()), now),
-                    }
+                    // Polled once its 150 is written (`resume_data`).
+                    self.data = Some(Box::new(Data::Held(sock, pump, false)));
+                    life.session.on_data_connected(Now::get());
                     return;
                 }
                 Err(e) if listen::is_per_connection(&e) => {}
@@ -577,7 +577,7 @@ impl EpollIo {
                     if let Err(e) = epoll::modify(&core.ep, &s, token(slot, KIND_DATA), none) {
                         return failed(life, TransferError::Connect(e.into()), now);
                     }
-                    self.data = Some(Box::new(Data::Held(s, p)));
+                    self.data = Some(Box::new(Data::Held(s, p, true)));
                     life.session.on_data_connected(now);
                 }
             }
