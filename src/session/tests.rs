@@ -118,6 +118,14 @@ impl T {
         v
     }
 
+    /// The connection and source of the transfer asked for, if any.
+    fn transfer(&mut self) -> Option<(DataConn, Source)> {
+        self.actions().into_iter().find_map(|a| match a {
+            Action::Transfer { conn, source } => Some((conn, source)),
+            _ => None,
+        })
+    }
+
     fn code(&mut self, line: &str) -> u16 {
         let r = self.send(line);
         r.get(..3)
@@ -274,14 +282,12 @@ fn port_only_to_the_client() {
     ] {
         assert_eq!(t.code(cmd), 200, "{cmd}");
         t.send("RETR pub/hello.txt\r\n");
-        let to = t.actions().into_iter().find_map(|a| match a {
-            Action::Transfer {
-                conn: DataConn::Active { to, .. },
-                ..
-            } => Some(to),
-            _ => None,
-        });
-        assert_eq!(to, Some(addr(&format!("127.0.0.1:{port}"))), "{cmd}");
+        match t.transfer() {
+            Some((DataConn::Active { to, .. }, _)) => {
+                assert_eq!(to, addr(&format!("127.0.0.1:{port}")), "{cmd}")
+            }
+            _ => panic!("{cmd}: no active transfer"),
+        }
         t.s.on_transfer_done(
             Err(TransferError::Connect(
                 std::io::ErrorKind::ConnectionRefused.into(),
@@ -549,14 +555,10 @@ fn a_listing_uses_up_a_rest_marker() {
         t.actions();
         t.pasv();
         t.send("RETR pub/hello.txt\r\n");
-        let offset = t.actions().into_iter().find_map(|a| match a {
-            Action::Transfer {
-                source: Source::File { offset, .. },
-                ..
-            } => Some(offset),
-            _ => None,
-        });
-        assert_eq!(offset, Some(0), "after {listing}");
+        match t.transfer() {
+            Some((_, Source::File { offset, .. })) => assert_eq!(offset, 0, "after {listing}"),
+            _ => panic!("after {listing}: no file transfer"),
+        }
     }
 }
 
