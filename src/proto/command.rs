@@ -104,9 +104,11 @@ const WRITE_VERBS: [&str; 13] = [
     "MFCT",
 ];
 
-/// Verbs recognised but not offered: security extensions, REIN, SMNT...
-const NOT_OFFERED: [&str; 11] = [
-    "SMNT", "REIN", "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "LANG",
+/// Verbs recognised but not offered: security extensions, REIN, SMNT,
+/// RFC 1639's long-address LPRT/LPSV (EPRT/EPSV do their work)...
+const NOT_OFFERED: [&str; 13] = [
+    "SMNT", "REIN", "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "LANG", "LPRT",
+    "LPSV",
 ];
 
 /// Every verb served, for HELP.
@@ -377,6 +379,7 @@ mod tests {
         assert_eq!(p(b"site help"), Ok(Command::Site));
         assert!(matches!(p(b"SITE"), Err(ParseError::Syntax(_))));
         assert_eq!(p(b"AUTH TLS"), Ok(Command::NotOffered("AUTH")));
+        assert_eq!(p(b"LPSV"), Ok(Command::NotOffered("LPSV")));
     }
 
     #[test]
