@@ -74,10 +74,9 @@ enum Data {
     Accepting(TcpListener, Pump),
     /// A transfer waits for an active-mode connect to complete.
     Connecting(TcpStream, Pump),
-    /// Connected, but its 150 is not written yet: until `resume_data`,
-    /// not in the epoll set (a passive one), or in it for nothing but ERR
-    /// and HUP (an active one, added for its connect): `true`.
-    Held(TcpStream, Pump, bool),
+    /// Connected, but its 150 is not written yet: out of the epoll set
+    /// until `resume_data` (a writable socket would be reported at once).
+    Held(TcpStream, Pump),
     /// A transfer is sending.
     Sending(TcpStream, Pump),
 }
@@ -168,7 +167,7 @@ impl Worker {
                     KIND_CTRL => {
                         self.with_conn(index, |core, c, slot| c.on_ctrl(core, slot, flags))
                     }
-                    _ => self.with_conn(index, |core, c, slot| c.on_data(core, slot, flags)),
+                    _ => self.with_conn(index, |core, c, slot| c.on_data(core, slot)),
                 }
             }
             let now = Instant::now();
@@ -395,19 +394,13 @@ impl Conn {
     }
 
     /// The data descriptor's readiness.
-    fn on_data(&mut self, core: &mut Core, slot: usize, flags: EventFlags) -> Fate {
+    fn on_data(&mut self, core: &mut Core, slot: usize) -> Fate {
         let life = &mut self.life;
         match self.io.data.as_deref() {
             Some(Data::Accepting(..)) => self.io.try_accept(life),
-            Some(Data::Connecting(..)) => self.io.check_connect(core, slot, life),
+            Some(Data::Connecting(..)) => self.io.check_connect(core, life),
             Some(Data::Sending(..)) => self.io.pump(life),
-            // Only ERR or HUP: the client dropped the connection before any
-            // data (level-triggered, so it must not stay registered).
-            Some(Data::Held(..)) if flags.intersects(EventFlags::ERR | EventFlags::HUP) => {
-                self.io.data = None;
-                let e = io::Error::from(io::ErrorKind::ConnectionReset);
-                failed(life, TransferError::Connection(e), Now::get());
-            }
+            // A late event for a socket already replaced, or not polled.
             Some(Data::Held(..)) => {}
             // A late event for a socket already replaced.
             Some(Data::Listening(_)) | None => {}
@@ -505,16 +498,11 @@ impl worker::Io for EpollIo {
         if !matches!(self.data.as_deref(), Some(Data::Held(..))) || !life.session.data_may_flow() {
             return false;
         }
-        let Some(Data::Held(s, p, registered)) = self.data.take().map(|b| *b) else {
+        let Some(Data::Held(s, p)) = self.data.take().map(|b| *b) else {
             return false;
         };
         let now = Now::get();
-        let added = if registered {
-            epoll::modify(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT)
-        } else {
-            epoll::add(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT)
-        };
-        match added {
+        match epoll::add(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT) {
             Ok(()) => {
                 self.data = Some(Box::new(Data::Sending(s, p)));
                 // Usually writable at once: no need to wait.
@@ -545,7 +533,7 @@ impl EpollIo {
                     };
                     drop(l);
                     // Polled once its 150 is written (`resume_data`).
-                    self.data = Some(Box::new(Data::Held(sock, pump, false)));
+                    self.data = Some(Box::new(Data::Held(sock, pump)));
                     life.session.on_data_connected(Now::get());
                     return;
                 }
@@ -562,7 +550,7 @@ impl EpollIo {
     }
 
     /// An active-mode connect has progressed.
-    fn check_connect(&mut self, core: &Core, slot: usize, life: &mut Life) {
+    fn check_connect(&mut self, core: &Core, life: &mut Life) {
         let Some(Data::Connecting(s, _)) = self.data.as_deref() else {
             return;
         };
@@ -572,12 +560,11 @@ impl EpollIo {
             Ok(()) if s.peer_addr().is_err() => {}
             Ok(()) => {
                 if let Some(Data::Connecting(s, p)) = self.data.take().map(|b| *b) {
-                    // Writable from now on: not polled until the 150 is out.
-                    let none = EventFlags::empty();
-                    if let Err(e) = epoll::modify(&core.ep, &s, token(slot, KIND_DATA), none) {
+                    // Writable from now on: out of the set until the 150 is.
+                    if let Err(e) = epoll::delete(&core.ep, &s) {
                         return failed(life, TransferError::Connect(e.into()), now);
                     }
-                    self.data = Some(Box::new(Data::Held(s, p, true)));
+                    self.data = Some(Box::new(Data::Held(s, p)));
                     life.session.on_data_connected(now);
                 }
             }
