@@ -648,8 +648,9 @@ fn seccomp_probes(root: &aftpd::fs::Root) {
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr().map(drop)),
     );
     report("mmap_rw", anon_map(libc::PROT_READ | libc::PROT_WRITE));
-    let p = aftpd::vpath::VPath::resolve(&aftpd::vpath::VPath::root(), b"/pub/inside.txt")
-        .unwrap_or_else(|_| aftpd::vpath::VPath::root());
+    let p =
+        aftpd::core::vpath::VPath::resolve(&aftpd::core::vpath::VPath::root(), b"/pub/inside.txt")
+            .unwrap_or_else(|_| aftpd::core::vpath::VPath::root());
     report(
         "openat2_inside",
         root.open_file(&p).map(drop).map_err(fs_err),
@@ -660,7 +661,7 @@ fn seccomp_probes(root: &aftpd::fs::Root) {
     });
     report("read_inside", read);
     let listed = root
-        .open_dir(&aftpd::vpath::VPath::root())
+        .open_dir(&aftpd::core::vpath::VPath::root())
         .map_err(fs_err)
         .and_then(|(fd, _)| {
             let mut d = rustix::fs::Dir::new(fd)?;

@@ -3,7 +3,7 @@
 //! leaves the root, never names a hidden component, and normalising twice
 //! changes nothing.
 
-use aftpd::vpath::VPath;
+use aftpd::core::vpath::VPath;
 use proptest::prelude::*;
 
 /// Path arguments built from the pieces traversal attempts are made of.

@@ -17,13 +17,9 @@
 //! [`super::activation`]).
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 
 use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
-
-use crate::driver::net;
-use crate::session::Endpoints;
 
 /// The backlog of each listener (the kernel caps it at somaxconn).
 const BACKLOG: i32 = 1024;
@@ -112,61 +108,11 @@ fn bind_one(addr: SocketAddr, v6only: bool) -> io::Result<TcpListener> {
     Ok(TcpListener::from(fd))
 }
 
-/// Accepts one connection, non-blocking and close-on-exec, or `Ok(None)`
-/// when none is waiting.
-pub fn accept(listener: &TcpListener) -> io::Result<Option<TcpStream>> {
-    match rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
-        Ok(fd) => Ok(Some(TcpStream::from(fd))),
-        Err(rustix::io::Errno::AGAIN) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Sets up an accepted control connection (TCP_NODELAY for prompt replies;
-/// SO_OOBINLINE so an ABOR after Telnet Synch arrives in band, as ftpd) and returns
-/// its endpoints, IPv4-mapped addresses as IPv4. Fails when the client has
-/// already gone.
-pub fn prepare_control(stream: &TcpStream) -> io::Result<Endpoints> {
-    net::set_control_options(stream.as_fd());
-    let local = net::canonical(stream.local_addr()?);
-    let peer = net::canonical(stream.peer_addr()?);
-    Ok(Endpoints {
-        local: Some(local),
-        peer: Some(peer),
-    })
-}
-
-/// Whether an accept error means the process or system ran out of
-/// descriptors or memory: back off rather than retry at once.
-pub fn is_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-    )
-}
-
-/// Whether an accept error concerns only the one connection (gone before
-/// it was accepted, refused by a firewall rule): go on accepting.
-pub fn is_per_connection(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ECONNABORTED)
-            | Some(libc::EPROTO)
-            | Some(libc::EPERM)
-            | Some(libc::EINTR)
-            | Some(libc::ENETDOWN)
-            | Some(libc::ENOPROTOOPT)
-            | Some(libc::EHOSTDOWN)
-            | Some(libc::ENONET)
-            | Some(libc::EHOSTUNREACH)
-            | Some(libc::EOPNOTSUPP)
-            | Some(libc::ENETUNREACH)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::net::{accept_control, prepare_control};
+    use std::net::TcpStream;
 
     #[test]
     fn default_addresses() {
@@ -190,7 +136,9 @@ mod tests {
         // The connection lands in one of the three queues.
         let mut got = None;
         for _ in 0..200 {
-            got = sets.iter().find_map(|s| accept(&s[0]).ok().flatten());
+            got = sets
+                .iter()
+                .find_map(|s| accept_control(&s[0]).ok().flatten());
             if got.is_some() {
                 break;
             }

@@ -6,9 +6,7 @@
 
 pub mod activation;
 pub mod cli;
-pub mod limits;
 pub mod listen;
-pub mod logging;
 pub mod privs;
 pub mod signals;
 
@@ -17,14 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use crate::config::{LogTo, Sandbox, SessionConfig};
+use crate::config::{LogTo, Sandbox};
 use crate::fs::Root;
-use crate::xferlog::Xferlog;
+use crate::log::xferlog::Xferlog;
 
 use self::cli::{Args, Engine, Parsed};
-use self::limits::Limits;
-use self::logging::Logger;
-use self::signals::{Outcome, Signals, Stop};
+use self::signals::{Outcome, Signals};
+use crate::core::admission::Limits;
+use crate::engine::context::Context;
+use crate::engine::stop::Stop;
+use crate::log::shared::Logger;
 
 /// Exit code: a usage error (bad option, root without a user).
 pub const EXIT_USAGE: i32 = 100;
@@ -36,17 +36,6 @@ pub const EXIT_TEMP: i32 = 111;
 pub enum Fail {
     Usage(String),
     Temp(String),
-}
-
-/// What every worker shares.
-pub struct Context {
-    pub config: Arc<SessionConfig>,
-    pub root: Arc<Root>,
-    pub limits: Arc<Limits>,
-    pub log: Logger,
-    pub stop: Stop,
-    /// How long transfers in flight may run on after a stop request.
-    pub shutdown_timeout: Duration,
 }
 
 /// The program: parses the command line, runs, and returns the exit code.
@@ -108,7 +97,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     }
     // Rust ignores SIGPIPE already; say so anyway, as ftpd does, since a
     // closed peer must be an EPIPE, never the end of the server.
-    crate::driver::net::ignore_sigpipe()
+    crate::engine::net::ignore_sigpipe()
         .map_err(|e| Fail::Temp(format!("cannot ignore SIGPIPE: {e}")))?;
     let nofile = raise_nofile();
 
@@ -265,7 +254,7 @@ fn raise_nofile() -> Option<u64> {
 enum Chosen {
     Epoll,
     /// io_uring, with each worker's ring set up already.
-    Uring(Vec<crate::driver::uring::Ring>),
+    Uring(Vec<crate::engine::uring::Ring>),
 }
 
 impl Chosen {
@@ -292,13 +281,13 @@ impl Chosen {
 fn choose_engine(asked: Engine, workers: usize, log: &Logger) -> Result<Chosen, Fail> {
     match asked {
         Engine::Epoll => Ok(Chosen::Epoll),
-        Engine::Uring => match crate::driver::uring::prepare(workers) {
+        Engine::Uring => match crate::engine::uring::prepare(workers) {
             Ok(rings) => Ok(Chosen::Uring(rings)),
             Err(why) => Err(Fail::Temp(format!(
                 "--engine uring: io_uring unavailable ({why})"
             ))),
         },
-        Engine::Auto => match crate::driver::uring::prepare(workers) {
+        Engine::Auto => match crate::engine::uring::prepare(workers) {
             Ok(rings) => Ok(Chosen::Uring(rings)),
             Err(why) => {
                 log.info(format_args!(
@@ -349,8 +338,8 @@ fn spawn_workers(
                     return;
                 }
                 let ran = match ring {
-                    Some(r) => crate::driver::uring::run(&ctx, i, listeners, r),
-                    None => crate::driver::epoll::run(&ctx, i, listeners),
+                    Some(r) => crate::engine::uring::run(&ctx, i, listeners, r),
+                    None => crate::engine::epoll::run(&ctx, i, listeners),
                 };
                 if let Err(e) = ran {
                     ctx.log.error(format_args!("worker {i}: {e}"));

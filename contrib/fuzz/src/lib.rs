@@ -22,15 +22,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use aftpd::clock::Now;
-use aftpd::config::SessionConfig;
+use aftpd::core::clock::Now;
+use aftpd::core::config::SessionConfig;
+use aftpd::core::listing::ListFormat;
+use aftpd::core::proto::addr::{EprtError, parse_eprt, parse_port};
+use aftpd::core::proto::command::{self, Command};
+use aftpd::core::proto::telnet::{Line, LineReader, MAX_LINE};
+use aftpd::core::session::{Action, DataConn, Endpoints, Record, Session, Source, TransferError};
+use aftpd::core::vpath::{VPath, VPathError};
 use aftpd::fs::Root;
-use aftpd::listing::ListFormat;
-use aftpd::proto::addr::{EprtError, parse_eprt, parse_port};
-use aftpd::proto::command::{self, Command};
-use aftpd::proto::telnet::{Line, LineReader, MAX_LINE};
-use aftpd::session::{Action, DataConn, Endpoints, Record, Session, Source, TransferError};
-use aftpd::vpath::{VPath, VPathError};
 
 const IAC: u8 = 255;
 const DONT: u8 = 254;

@@ -60,14 +60,13 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
-use crate::clock::Now;
-use crate::driver::net;
-use crate::driver::pump::{Fill, Pending, RUN_BUDGET};
-use crate::driver::worker::{self, AcceptError, Admission, Fate, Life, Slab, Timers};
-use crate::session::{Source, TransferError};
-use crate::supervisor::Context;
-use crate::supervisor::limits::Refusal;
-use crate::supervisor::listen;
+use crate::core::admission::Refusal;
+use crate::core::clock::Now;
+use crate::core::session::{Source, TransferError};
+use crate::engine::context::Context;
+use crate::engine::net;
+use crate::engine::pump::{Fill, Pending, RUN_BUDGET};
+use crate::engine::worker::{self, AcceptError, Admission, Fate, Life, Slab, Timers};
 
 /// Submission queue entries per ring (more wait in a backlog).
 const SQ_ENTRIES: u32 = 256;
@@ -623,7 +622,7 @@ impl DataSide {
     fn accepted(&mut self, core: &mut Core, slot: usize, life: &mut Life, res: i32) -> Step {
         if res < 0 {
             let e = errno(res);
-            if listen::is_per_connection(&e) {
+            if net::is_per_connection(&e) {
                 self.arm_accept(core, slot);
                 return Step::Wait;
             }

@@ -12,14 +12,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::Now;
-use crate::config::SessionConfig;
+use crate::core::clock::Now;
+use crate::core::config::SessionConfig;
+use crate::core::listing::Facts;
+use crate::core::proto::command::{self, Command, ParseError};
+use crate::core::proto::reply::{self, Code};
+use crate::core::proto::telnet::{Line, LineReader};
+use crate::core::vpath::VPath;
 use crate::fs::Root;
-use crate::listing::{Facts, Lister};
-use crate::proto::command::{self, Command, ParseError};
-use crate::proto::reply::{self, Code};
-use crate::proto::telnet::{Line, LineReader};
-use crate::vpath::VPath;
+use crate::fs::dir::Lister;
 
 /// The two ends of the control connection, where known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,9 +31,9 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// The same ends with IPv4-mapped IPv6 addresses written as IPv4
-    /// ([`crate::proto::addr::canonical`]).
+    /// ([`crate::core::proto::addr::canonical`]).
     pub fn canonical(self) -> Endpoints {
-        use crate::proto::addr::canonical;
+        use crate::core::proto::addr::canonical;
         Endpoints {
             local: self.local.map(canonical),
             peer: self.peer.map(canonical),
@@ -228,13 +229,16 @@ impl Session {
                 self.data = Data::Passive;
                 match kind {
                     PassiveKind::Epsv => {
-                        self.reply(Code::ExtPassive, crate::proto::addr::epsv_text(addr.port()));
+                        self.reply(
+                            Code::ExtPassive,
+                            crate::core::proto::addr::epsv_text(addr.port()),
+                        );
                     }
                     PassiveKind::Pasv => match self.pasv_advertised(addr.ip()) {
                         Some(ip) => {
                             self.reply(
                                 Code::Passive,
-                                crate::proto::addr::pasv_text(ip, addr.port()),
+                                crate::core::proto::addr::pasv_text(ip, addr.port()),
                             );
                         }
                         None => {

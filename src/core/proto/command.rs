@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 
 use super::addr::{self, EprtError};
-use crate::listing::Facts;
+use crate::core::listing::Facts;
 
 /// TYPE: how a file is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

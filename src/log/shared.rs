@@ -8,8 +8,8 @@
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::session::Record;
-use crate::xferlog::Xferlog;
+use crate::core::session::Record;
+use crate::log::xferlog::Xferlog;
 
 /// Where log lines go.
 pub struct Logger {

@@ -36,8 +36,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{Mode, OFlags};
 
+use crate::core::session::{TransferKind, TransferRecord};
 use crate::log::escape;
-use crate::session::{TransferKind, TransferRecord};
 
 /// The mode a new xferlog is created with (before the umask).
 const MODE: u32 = 0o640;
@@ -54,7 +54,7 @@ pub fn format(t: &TransferRecord, end_unix: i64) -> Option<String> {
         .map_or_else(|| "-".to_owned(), |a| a.ip().to_canonical().to_string());
     Some(format!(
         "{} {} {host} {} {} {} _ o a anonymous ftp 0 * {}",
-        crate::listing::ctime_utc(end_unix),
+        crate::core::calendar::ctime_utc(end_unix),
         seconds(t.duration),
         t.bytes,
         escape(t.path.as_bytes()),
@@ -168,7 +168,7 @@ impl Xferlog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vpath::VPath;
+    use crate::core::vpath::VPath;
 
     /// 2026-11-21 06:00:00 UTC, a Saturday.
     const T: i64 = 1_795_240_800;
@@ -253,12 +253,18 @@ mod tests {
 
     #[test]
     fn ctime() {
-        assert_eq!(crate::listing::ctime_utc(0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(
-            crate::listing::ctime_utc(951_782_400),
+            crate::core::calendar::ctime_utc(0),
+            "Thu Jan  1 00:00:00 1970"
+        );
+        assert_eq!(
+            crate::core::calendar::ctime_utc(951_782_400),
             "Tue Feb 29 00:00:00 2000"
         );
-        assert_eq!(crate::listing::ctime_utc(T), "Sat Nov 21 06:00:00 2026");
+        assert_eq!(
+            crate::core::calendar::ctime_utc(T),
+            "Sat Nov 21 06:00:00 2026"
+        );
     }
 
     #[test]

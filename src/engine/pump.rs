@@ -11,8 +11,8 @@ use std::os::fd::BorrowedFd;
 use rustix::io::Errno;
 use rustix::net::SendFlags;
 
-use crate::listing::Lister;
-use crate::session::{Source, TransferError};
+use crate::core::session::{Source, TransferError};
+use crate::fs::dir::Lister;
 
 /// Bytes per `sendfile` call: bounds the time one call can take.
 const SENDFILE_CHUNK: usize = 1 << 20;

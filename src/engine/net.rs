@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
 
-use crate::session::Endpoints;
+use crate::core::session::Endpoints;
 
 /// How many ports of a `--pasv-ports` range one PASV tries before giving
 /// up: a full range must not cost thousands of syscalls per command.
@@ -53,7 +53,7 @@ fn env_addr(ip: Option<&str>, port: Option<&str>) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip.to_canonical(), port))
 }
 
-pub use crate::proto::addr::canonical;
+pub use crate::core::proto::addr::canonical;
 
 /// Control-socket options: SO_OOBINLINE, so that an ABOR sent after Telnet
 /// Synch (urgent data) arrives in band, and TCP_NODELAY, so that replies
@@ -213,6 +213,58 @@ pub fn connect_result(sock: &TcpStream) -> io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Accepts one connection, non-blocking and close-on-exec, or `Ok(None)`
+/// when none is waiting.
+pub fn accept_control(listener: &TcpListener) -> io::Result<Option<TcpStream>> {
+    match rustix::net::accept_with(listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+        Ok(fd) => Ok(Some(TcpStream::from(fd))),
+        Err(rustix::io::Errno::AGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets up an accepted control connection (TCP_NODELAY for prompt replies;
+/// SO_OOBINLINE so an ABOR after Telnet Synch arrives in band, as ftpd) and returns
+/// its endpoints, IPv4-mapped addresses as IPv4. Fails when the client has
+/// already gone.
+pub fn prepare_control(stream: &TcpStream) -> io::Result<Endpoints> {
+    set_control_options(stream.as_fd());
+    let local = canonical(stream.local_addr()?);
+    let peer = canonical(stream.peer_addr()?);
+    Ok(Endpoints {
+        local: Some(local),
+        peer: Some(peer),
+    })
+}
+
+/// Whether an accept error means the process or system ran out of
+/// descriptors or memory: back off rather than retry at once.
+pub fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// Whether an accept error concerns only the one connection (gone before
+/// it was accepted, refused by a firewall rule): go on accepting.
+pub fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED)
+            | Some(libc::EPROTO)
+            | Some(libc::EPERM)
+            | Some(libc::EINTR)
+            | Some(libc::ENETDOWN)
+            | Some(libc::ENOPROTOOPT)
+            | Some(libc::EHOSTDOWN)
+            | Some(libc::ENONET)
+            | Some(libc::EHOSTUNREACH)
+            | Some(libc::EOPNOTSUPP)
+            | Some(libc::ENETUNREACH)
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! copes with "not ready after all".
 //!
 //! Per session a worker holds a `Conn`: the shared [`Life`] (the
-//! [`Session`](crate::session::Session), its admission permit, the timer key) and an `EpollIo`:
+//! [`Session`](crate::core::session::Session), its admission permit, the timer key) and an `EpollIo`:
 //! the control stream and a boxed data side that exists only while a
 //! passive listener or transfer does. Control input is read into one
 //! scratch buffer per worker; the [`Pump`] owns a buffer only while a
@@ -28,14 +28,13 @@ use rustix::buffer::spare_capacity;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::io::Errno;
 
-use crate::clock::Now;
-use crate::driver::net;
-use crate::driver::pump::{Progress, Pump};
-use crate::driver::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Fate, Life, Slab, Timers};
-use crate::session::TransferError;
-use crate::supervisor::Context;
-use crate::supervisor::limits::Refusal;
-use crate::supervisor::listen;
+use crate::core::admission::Refusal;
+use crate::core::clock::Now;
+use crate::core::session::TransferError;
+use crate::engine::context::Context;
+use crate::engine::net;
+use crate::engine::pump::{Progress, Pump};
+use crate::engine::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Fate, Life, Slab, Timers};
 
 /// The low bits of an epoll token say which descriptor it is; the rest is
 /// the slot (a session) or the listener index.
@@ -338,7 +337,7 @@ impl Worker {
             let Some(l) = self.listeners.get(index) else {
                 return;
             };
-            match listen::accept(l) {
+            match net::accept_control(l) {
                 Ok(None) => return,
                 Ok(Some(stream)) => self.admit(stream),
                 Err(e) => {
@@ -448,7 +447,7 @@ impl worker::Io for EpollIo {
         slot: usize,
         life: &mut Life,
         l: TcpListener,
-        source: crate::session::Source,
+        source: crate::core::session::Source,
     ) -> io::Result<()> {
         epoll::add(&core.ep, &l, token(slot, KIND_DATA), EventFlags::IN)?;
         self.data = Some(Box::new(Data::Accepting(l, Pump::new(source))));
@@ -462,7 +461,7 @@ impl worker::Io for EpollIo {
         core: &mut Core,
         slot: usize,
         s: TcpStream,
-        source: crate::session::Source,
+        source: crate::core::session::Source,
     ) -> io::Result<()> {
         epoll::add(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT)?;
         self.data = Some(Box::new(Data::Connecting(s, Pump::new(source))));
@@ -537,7 +536,7 @@ impl EpollIo {
                     life.session.on_data_connected(Now::get());
                     return;
                 }
-                Err(e) if listen::is_per_connection(&e) => {}
+                Err(e) if net::is_per_connection(&e) => {}
                 Err(e) => {
                     // Leaving the connection queued would keep the listener
                     // readable: fail the transfer instead.
@@ -646,7 +645,7 @@ mod tests {
     #[test]
     fn idle_session_is_small() {
         let conn = std::mem::size_of::<Option<Conn>>();
-        let session = std::mem::size_of::<crate::session::Session>();
+        let session = std::mem::size_of::<crate::core::session::Session>();
         eprintln!("Conn slot: {conn} bytes, of which Session: {session}");
         assert!(conn < 2048, "{conn}");
     }

@@ -12,81 +12,46 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
-use crate::vpath::VPath;
+pub mod dir;
 
-/// What kind of entry a path resolves to (after following symlinks inside
-/// the root).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    /// Devices, FIFOs, sockets: never served or listed.
-    Other,
-}
+pub use crate::core::meta::{FsError, Kind, Meta};
+use crate::core::vpath::VPath;
 
-/// The facts the protocol needs about an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    pub kind: Kind,
-    pub size: u64,
-    /// Modification time, seconds since the Unix epoch (UTC).
-    pub mtime: i64,
-    /// Permission bits (`st_mode & 0o7777`).
-    pub mode: u32,
-    pub nlink: u64,
-    pub dev: u64,
-    pub ino: u64,
-}
-
-impl Meta {
-    /// Publicfile's rule: world-readable regular files, world-readable and
-    /// -searchable directories. Nothing else is ever served or listed.
-    pub fn is_public(&self) -> bool {
-        match self.kind {
-            Kind::File => self.mode & 0o004 != 0,
-            Kind::Dir => self.mode & 0o005 == 0o005,
-            Kind::Other => false,
-        }
-    }
-
-    /// The facts of a `stat` result. The field types of `struct stat`
-    /// differ between architectures, hence the casts.
-    #[allow(clippy::unnecessary_cast)]
-    pub(crate) fn from_stat(st: &Stat) -> Meta {
-        let kind = match FileType::from_raw_mode(st.st_mode as _) {
-            FileType::RegularFile => Kind::File,
-            FileType::Directory => Kind::Dir,
-            _ => Kind::Other,
-        };
-        Meta {
-            kind,
-            size: u64::try_from(st.st_size).unwrap_or(0),
-            mtime: st.st_mtime as i64,
-            mode: st.st_mode as u32 & 0o7777,
-            nlink: st.st_nlink as u64,
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-        }
+/// The facts of a `stat` result. The field types of `struct stat`
+/// differ between architectures, hence the casts.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn meta_from_stat(st: &Stat) -> Meta {
+    let kind = match FileType::from_raw_mode(st.st_mode as _) {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        _ => Kind::Other,
+    };
+    Meta {
+        kind,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime: st.st_mtime as i64,
+        mode: st.st_mode as u32 & 0o7777,
+        nlink: st.st_nlink as u64,
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
     }
 }
 
-impl Meta {
-    /// The facts of a `statx` result asked for with [`STATX_FIELDS`].
-    pub(crate) fn from_statx(st: &rustix::fs::Statx) -> Meta {
-        let kind = match FileType::from_raw_mode(u32::from(st.stx_mode) as _) {
-            FileType::RegularFile => Kind::File,
-            FileType::Directory => Kind::Dir,
-            _ => Kind::Other,
-        };
-        Meta {
-            kind,
-            size: st.stx_size,
-            mtime: st.stx_mtime.tv_sec,
-            mode: u32::from(st.stx_mode) & 0o7777,
-            nlink: u64::from(st.stx_nlink),
-            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
-            ino: st.stx_ino,
-        }
+/// The facts of a `statx` result asked for with [`STATX_FIELDS`].
+pub(crate) fn meta_from_statx(st: &rustix::fs::Statx) -> Meta {
+    let kind = match FileType::from_raw_mode(u32::from(st.stx_mode) as _) {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        _ => Kind::Other,
+    };
+    Meta {
+        kind,
+        size: st.stx_size,
+        mtime: st.stx_mtime.tv_sec,
+        mode: u32::from(st.stx_mode) & 0o7777,
+        nlink: u64::from(st.stx_nlink),
+        dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
     }
 }
 
@@ -98,23 +63,6 @@ pub(crate) const STATX_FIELDS: rustix::fs::StatxFlags = rustix::fs::StatxFlags::
     .union(rustix::fs::StatxFlags::SIZE)
     .union(rustix::fs::StatxFlags::MTIME)
     .union(rustix::fs::StatxFlags::INO);
-
-/// Why a lookup failed, in the terms a reply needs.
-#[derive(Debug)]
-pub enum FsError {
-    /// No such entry (also: a symlink that leads nowhere inside the root).
-    NotFound,
-    /// Exists but is not public (mode bits, or the kernel said EACCES).
-    Denied,
-    /// A regular file was required.
-    NotFile,
-    /// A directory was required.
-    NotDir,
-    /// A temporary failure (EMFILE, ENFILE, ENOMEM, EAGAIN): try later, 450.
-    Busy(io::Error),
-    /// Any other I/O error.
-    Io(io::Error),
-}
 
 impl From<Errno> for FsError {
     fn from(e: Errno) -> FsError {
@@ -269,7 +217,7 @@ impl Root {
 }
 
 fn fstat(fd: &OwnedFd) -> Result<Meta, FsError> {
-    Ok(Meta::from_stat(&rustix::fs::fstat(fd)?))
+    Ok(meta_from_stat(&rustix::fs::fstat(fd)?))
 }
 
 fn require_public_file(meta: &Meta) -> Result<(), FsError> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::config::SessionConfig;
+use crate::core::config::SessionConfig;
 
 struct Tree(PathBuf);
 
@@ -347,7 +347,7 @@ fn mapped_addresses_are_ipv4() {
 #[test]
 fn pasv_address_rule() {
     let config = SessionConfig {
-        pasv_address: vec![crate::config::PasvRule::parse("127.0.0.0/8=192.0.2.7").unwrap()],
+        pasv_address: vec![crate::core::config::PasvRule::parse("127.0.0.0/8=192.0.2.7").unwrap()],
         ..SessionConfig::default()
     };
     let mut t = session_with(config, "127.0.0.1:21", "127.0.0.1:40000");

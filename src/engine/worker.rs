@@ -15,12 +15,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::Now;
-use crate::driver::net;
-use crate::session::{Action, DataConn, Record, Session, Source, TransferError};
-use crate::supervisor::Context;
-use crate::supervisor::limits::{Backoff, Permit, Refusal};
-use crate::supervisor::listen;
+use crate::core::admission::{Backoff, Permit, Refusal};
+use crate::core::clock::Now;
+use crate::core::session::{Action, DataConn, Record, Session, Source, TransferError};
+use crate::engine::context::Context;
+use crate::engine::net;
 
 /// How long a closing session may take to flush its last replies.
 pub const CLOSE_FLUSH: Duration = Duration::from_secs(10);
@@ -220,7 +219,7 @@ impl Admission {
     /// gone already.
     pub fn admit(&mut self, ctx: &Context, stream: &TcpStream) -> Option<Life> {
         self.backoff.reset();
-        let ends = listen::prepare_control(stream).ok()?;
+        let ends = net::prepare_control(stream).ok()?;
         let peer = ends.peer?;
         let permit = match ctx.limits.admit(peer.ip()) {
             Ok(p) => p,
@@ -292,12 +291,12 @@ impl Admission {
         listener: &TcpListener,
         e: &io::Error,
     ) -> AcceptError {
-        if listen::is_per_connection(e) {
+        if net::is_per_connection(e) {
             return AcceptError::Continue;
         }
-        if listen::is_exhaustion(e) && self.spare.take().is_some() {
+        if net::is_exhaustion(e) && self.spare.take().is_some() {
             for _ in 0..ACCEPT_BATCH {
-                match listen::accept(listener) {
+                match net::accept_control(listener) {
                     Ok(Some(s)) => self.refuse(ctx, &s, Refusal::OutOfFiles),
                     _ => break,
                 }

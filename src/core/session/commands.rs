@@ -7,12 +7,14 @@ use super::{
     Action, ControlListing, Data, DataConn, Login, PassiveKind, Session, Source, Transfer,
     TransferKind,
 };
-use crate::clock::Now;
-use crate::fs::{FsError, Kind, Meta};
-use crate::listing::{self, Facts, Lister, Style};
-use crate::proto::command::{self, Command, DataType, EpsvArg, ListArg, Opts};
-use crate::proto::reply::{self, Code};
-use crate::vpath::{VPath, VPathError};
+use crate::core::calendar;
+use crate::core::clock::Now;
+use crate::core::listing::{self, Facts, Style};
+use crate::core::meta::{FsError, Kind, Meta};
+use crate::core::proto::command::{self, Command, DataType, EpsvArg, ListArg, Opts};
+use crate::core::proto::reply::{self, Code};
+use crate::core::vpath::{VPath, VPathError};
+use crate::fs::dir::Lister;
 
 /// How a failed lookup is answered: LIST, NLST and STAT have 450 for
 /// every refusal (RFC 959 §5.4 lists no 550 for them); the rest 550.
@@ -409,7 +411,7 @@ impl Session {
 
     fn mdtm(&mut self, arg: &[u8]) {
         if let Some(meta) = self.public_file(arg) {
-            self.reply(Code::FileStatus, listing::utc_timestamp(meta.mtime));
+            self.reply(Code::FileStatus, calendar::utc_timestamp(meta.mtime));
         }
     }
 

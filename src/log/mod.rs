@@ -2,7 +2,7 @@
 //! like) or syslog (facility FTP). Record lines are `key=value` fields
 //! separated by spaces; paths are escaped so that no name can split a line
 //! or forge a field. Downloads also go to the xferlog, when there is one
-//! ([`crate::xferlog`]).
+//! ([`crate::log::xferlog`]).
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -10,8 +10,11 @@ use std::net::SocketAddr;
 
 use syslog::{Facility, Formatter3164, LoggerBackend};
 
-use crate::session::{Record, TransferKind, TransferRecord};
-use crate::xferlog::Xferlog;
+use crate::core::session::{Record, TransferKind, TransferRecord};
+pub mod shared;
+pub mod xferlog;
+
+use crate::log::xferlog::Xferlog;
 
 /// Where log lines go.
 pub struct Logger {
@@ -169,7 +172,7 @@ pub fn escape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vpath::VPath;
+    use crate::core::vpath::VPath;
     use std::time::Duration;
 
     fn peer() -> Option<SocketAddr> {

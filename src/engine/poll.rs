@@ -14,9 +14,9 @@ use rustix::io::Errno;
 
 use super::net;
 use super::pump::{Progress, Pump};
-use crate::clock::Now;
+use crate::core::clock::Now;
+use crate::core::session::{Action, DataConn, Session, Source, TransferError};
 use crate::log::Logger;
-use crate::session::{Action, DataConn, Session, Source, TransferError};
 
 /// The longest single wait, whatever the deadlines say.
 const MAX_WAIT: Duration = Duration::from_secs(60);

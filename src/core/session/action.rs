@@ -5,8 +5,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::listing::Lister;
-use crate::vpath::VPath;
+use crate::core::vpath::VPath;
+use crate::fs::dir::Lister;
 
 /// A request from the core to its driver. The driver carries each out in
 /// order and reports back through the `Session::on_*` methods.

@@ -1,0 +1,150 @@
+//! How every session behaves, whichever program runs it, and the parsers
+//! of the option values that describe it. Pure data: the command lines
+//! (`crate::config`) fill it in.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::listing::ListFormat;
+
+/// How every session behaves, whichever program runs it.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Print the `220` greeting (off for `tcpserver -B` set-ups).
+    pub greeting: bool,
+    /// An idle control connection is closed with 421 after this long.
+    pub idle_timeout: Duration,
+    /// Bound on setting up a data connection, and on a stalled transfer.
+    pub data_timeout: Duration,
+    pub list_format: ListFormat,
+    /// Passive listeners bind a port in this range (any ephemeral port when
+    /// `None`).
+    pub pasv_ports: Option<(u16, u16)>,
+    /// The address PASV advertises, by client network: the first rule whose
+    /// network holds the client's address wins; the control connection's
+    /// local address otherwise.
+    pub pasv_address: Vec<PasvRule>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            greeting: true,
+            idle_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(30),
+            list_format: ListFormat::Ls,
+            pasv_ports: None,
+            pasv_address: Vec::new(),
+        }
+    }
+}
+
+/// `--pasv-address [CIDR=]ADDR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasvRule {
+    pub net: IpAddr,
+    pub prefix: u8,
+    pub advertise: IpAddr,
+}
+
+impl PasvRule {
+    /// Parses `ADDR` (every client) or `NET/PREFIX=ADDR`; the error says
+    /// what was wanted.
+    pub fn parse(s: &str) -> Result<PasvRule, String> {
+        let bad = || "want ADDR or NET/PREFIX=ADDR".to_owned();
+        let (net, advertise) = match s.split_once('=') {
+            None => {
+                let a: IpAddr = s.parse().map_err(|_| bad())?;
+                let any = match a {
+                    IpAddr::V4(_) => IpAddr::from([0u8; 4]),
+                    IpAddr::V6(_) => IpAddr::from([0u16; 8]),
+                };
+                return Ok(PasvRule {
+                    net: any,
+                    prefix: 0,
+                    advertise: a,
+                });
+            }
+            Some((n, a)) => (n, a.parse::<IpAddr>().map_err(|_| bad())?),
+        };
+        let (addr, prefix) = net.split_once('/').ok_or_else(bad)?;
+        let net: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(PasvRule {
+            net,
+            prefix,
+            advertise,
+        })
+    }
+
+    /// Whether `client` lies in this rule's network.
+    pub fn matches(&self, client: IpAddr) -> bool {
+        match (self.net, client.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(c)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(c) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(c)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(c) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parses `LO-HI` for `--pasv-ports`; the error says what was wanted.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || "want LO-HI, 1024 <= LO <= HI <= 65535".to_owned();
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo < 1024 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// Parses `ls` or `eplf` for `--list-format`; the error says what was
+/// wanted.
+pub fn parse_list_format(s: &str) -> Result<ListFormat, String> {
+    match s {
+        "ls" => Ok(ListFormat::Ls),
+        "eplf" => Ok(ListFormat::Eplf),
+        _ => Err("want ls or eplf".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasv_rules() {
+        let r = PasvRule::parse("10.0.0.0/8=192.0.2.1").unwrap();
+        assert!(r.matches("10.1.2.3".parse().unwrap()));
+        assert!(r.matches("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!r.matches("11.1.2.3".parse().unwrap()));
+        let any = PasvRule::parse("192.0.2.9").unwrap();
+        assert!(any.matches("203.0.113.5".parse().unwrap()));
+        assert!(!any.matches("::1".parse().unwrap()));
+        assert!(PasvRule::parse("10.0.0.0/33=1.2.3.4").is_err());
+        assert!(PasvRule::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("50000-50100"), Ok((50000, 50100)));
+        assert!(parse_port_range("20-30").is_err());
+        assert!(parse_port_range("6000-5000").is_err());
+        assert!(parse_port_range("x").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! What every worker of the supervisor shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::stop::Stop;
+use crate::core::admission::Limits;
+use crate::core::config::SessionConfig;
+use crate::fs::Root;
+use crate::log::shared::Logger;
+
+/// What every worker shares.
+pub struct Context {
+    pub config: Arc<SessionConfig>,
+    pub root: Arc<Root>,
+    pub limits: Arc<Limits>,
+    pub log: Logger,
+    pub stop: Stop,
+    /// How long transfers in flight may run on after a stop request.
+    pub shutdown_timeout: Duration,
+}
