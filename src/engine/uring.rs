@@ -1518,10 +1518,11 @@ impl Worker {
                 self.pause_accepting();
             }
         }
-        if stopping && !self.armed.get(index).copied().unwrap_or(true) {
-            if let Some(l) = self.listeners.get_mut(index) {
-                *l = None;
-            }
+        if stopping
+            && !self.armed.get(index).copied().unwrap_or(true)
+            && let Some(l) = self.listeners.get_mut(index)
+        {
+            *l = None;
         }
     }
 
