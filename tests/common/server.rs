@@ -318,10 +318,10 @@ impl Server {
     /// Panics unless the server lives on: the supervisor still runs, and
     /// no per-connection ftpd died of a signal.
     pub fn assert_alive(&mut self) {
-        if let Some(s) = &mut self.supervisor {
-            if let Ok(Some(st)) = s.try_wait() {
-                panic!("aftpd-supervisor exited: {st}; log:\n{}", self.log_text());
-            }
+        if let Some(s) = &mut self.supervisor
+            && let Ok(Some(st)) = s.try_wait()
+        {
+            panic!("aftpd-supervisor exited: {st}; log:\n{}", self.log_text());
         }
         self.assert_no_crash();
     }
