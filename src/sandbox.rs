@@ -399,6 +399,8 @@ fn common() -> Vec<i64> {
         libc::SYS_readv,
         libc::SYS_writev,
         libc::SYS_pread64,
+        libc::SYS_preadv2,
+        SYS_CACHESTAT,
         libc::SYS_close,
         libc::SYS_fcntl,
         libc::SYS_fstat,
@@ -457,7 +459,8 @@ fn common() -> Vec<i64> {
 /// re-create their reserve descriptor (an eventfd) after using it.
 fn extra(profile: Profile) -> Vec<i64> {
     match profile {
-        Profile::Poll => Vec::new(),
+        // The eventfd of the helper thread that reads cold files.
+        Profile::Poll => vec![libc::SYS_eventfd2],
         Profile::Epoll => {
             let mut v = vec![
                 libc::SYS_epoll_create1,
@@ -483,6 +486,11 @@ fn extra(profile: Profile) -> Vec<i64> {
         ],
     }
 }
+
+/// `cachestat(2)`, the same number on every architecture: engines ask
+/// whether a file's next bytes are in the page cache before sending them
+/// (`engine::cache_first`).
+const SYS_CACHESTAT: i64 = 451;
 
 #[cfg(test)]
 mod tests {

@@ -40,13 +40,10 @@ fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-/// One test, so that the tree the session target serves (one per
-/// process) is removed only when both parts are done.
 #[test]
 fn saved_inputs_then_pseudo_random_ones() {
     regressions_and_seeds();
     pseudo_random_smoke();
-    harness::remove_tree();
 }
 
 fn regressions_and_seeds() {

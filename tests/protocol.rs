@@ -780,8 +780,8 @@ fn list_file_and_missing(kind: Kind) {
             "up",
             "fifo",
         ] {
-            c.refused(format!("LIST {p}").as_bytes(), 450);
-            c.refused(format!("NLST {p}").as_bytes(), 450);
+            c.refused(format!("LIST {p}").as_bytes(), 550);
+            c.refused(format!("NLST {p}").as_bytes(), 550);
         }
         c.expect("NOOP", 200);
     }

@@ -120,8 +120,8 @@ fn hidden_and_private_never_served(kind: Kind) {
     }
     c.expect("CWD .git", 550);
     c.expect("CWD privdir", 550);
-    c.refused(b"LIST privdir", 450);
-    c.refused(b"NLST .git", 450);
+    c.refused(b"LIST privdir", 550);
+    c.refused(b"NLST .git", 550);
     c.refused(b"MLSD privdir", 550);
     c.expect("STAT privdir", 450);
     // REST does not open a way around the rules either.
@@ -157,9 +157,9 @@ fn tree_owned_by_the_server_user(kind: Kind) {
             c.expect(&format!("MLST {p}"), 550);
         }
         c.expect("CWD privdir", 550);
-        c.refused(b"LIST privdir", 450);
-        c.refused(b"LIST privdir/inside.txt", 450);
-        c.refused(b"NLST privdir", 450);
+        c.refused(b"LIST privdir", 550);
+        c.refused(b"LIST privdir/inside.txt", 550);
+        c.refused(b"NLST privdir", 550);
         c.refused(b"MLSD privdir", 550);
         c.expect("STAT privdir", 450);
         c.expect("STAT privdir/inside.txt", 450);

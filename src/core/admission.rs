@@ -1,7 +1,8 @@
 //! Admission limits shared by every worker: sessions in all, sessions per
-//! client address. A [`Permit`] is held for the life of a session and gives
-//! its place back when dropped, whichever way the session ends (even by a
-//! panic), so the counts cannot leak.
+//! client address, passive listeners per client address. A [`Permit`] is
+//! held for the life of a session, a [`PassivePermit`] for the life of a
+//! passive listener; each gives its place back when dropped, whichever way
+//! it ends (even by a panic), so the counts cannot leak.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,16 @@ pub struct Limits {
     max_per_ip: u32,
     sessions: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Passive listeners one address may hold at once; 0: no limit.
+    max_passive_per_ip: u32,
+    passive: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One passive listener's place in the per-address count.
+#[derive(Debug)]
+pub struct PassivePermit {
+    limits: Arc<Limits>,
+    ip: IpAddr,
 }
 
 /// Why a connection was turned away.
@@ -68,7 +79,41 @@ impl Limits {
             max_per_ip,
             sessions: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            max_passive_per_ip: max_per_ip,
+            passive: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same limits, with passive listeners per address capped so that
+    /// one address cannot hold a range of `ports` passive ports: at most
+    /// a quarter of them (and never more than its sessions).
+    pub fn with_passive_ports(mut self, ports: Option<(u16, u16)>) -> Limits {
+        if let Some((lo, hi)) = ports {
+            let quarter = ((u32::from(hi - lo) + 1) / 4).max(1);
+            self.max_passive_per_ip = match self.max_per_ip {
+                0 => quarter,
+                n => n.min(quarter),
+            };
+        }
+        self
+    }
+
+    /// A place for one more passive listener of the client at `ip`, or
+    /// `None` when it holds its share already.
+    pub fn passive(self: &Arc<Self>, ip: IpAddr) -> Option<PassivePermit> {
+        let ip = ip.to_canonical();
+        if self.max_passive_per_ip > 0 {
+            let mut map = lock(&self.passive);
+            let n = map.entry(ip).or_insert(0);
+            if *n >= self.max_passive_per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(PassivePermit {
+            limits: Arc::clone(self),
+            ip,
+        })
     }
 
     /// Admits a session from `ip` (canonical: IPv4-mapped addresses count
@@ -110,10 +155,8 @@ impl Limits {
         self.max_sessions
     }
 
-    // A panic elsewhere while the lock was held must not wedge admission:
-    // the map holds plain counts, still meaningful.
     fn map(&self) -> MutexGuard<'_, HashMap<IpAddr, u32>> {
-        self.per_ip.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.per_ip)
     }
 
     fn release(&self, ip: IpAddr) {
@@ -134,6 +177,26 @@ impl Drop for Permit {
     fn drop(&mut self) {
         self.limits.release(self.ip);
     }
+}
+
+impl Drop for PassivePermit {
+    fn drop(&mut self) {
+        if self.limits.max_passive_per_ip > 0 {
+            let mut map = lock(&self.limits.passive);
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+// A panic elsewhere while the lock was held must not wedge admission: the
+// maps hold plain counts, still meaningful.
+fn lock(m: &Mutex<HashMap<IpAddr, u32>>) -> MutexGuard<'_, HashMap<IpAddr, u32>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Exponential back-off for `accept` when the process or system is out of
@@ -202,6 +265,23 @@ mod tests {
         assert_eq!(l.admit(a).unwrap_err(), Refusal::TooManySessions);
         drop(ps);
         assert_eq!(l.sessions(), 0);
+    }
+
+    #[test]
+    fn passive_listeners_per_address() {
+        let l = Arc::new(Limits::new(100, 50).with_passive_ports(Some((50000, 50011))));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        // A quarter of 12 ports.
+        let held: Vec<_> = (0..3).map(|_| l.passive(a).unwrap()).collect();
+        assert!(l.passive(a).is_none());
+        assert!(l.passive(b).is_some());
+        drop(held);
+        assert!(l.passive(a).is_some());
+        // Without a range: the per-address session limit.
+        let l = Arc::new(Limits::new(100, 2));
+        let _p = (l.passive(a).unwrap(), l.passive(a).unwrap());
+        assert!(l.passive(a).is_none());
     }
 
     #[test]

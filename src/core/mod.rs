@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod listing;
+pub mod memfs;
 pub mod meta;
 pub mod proto;
 pub mod session;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::pool::Pool;
 use super::stop::Stop;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
@@ -15,6 +16,8 @@ pub struct Context {
     pub root: Arc<Root>,
     pub limits: Arc<Limits>,
     pub log: Logger,
+    /// The helper threads that wait for the disk.
+    pub pool: Pool,
     pub stop: Stop,
     /// How long transfers in flight may run on after a stop request.
     pub shutdown_timeout: Duration,

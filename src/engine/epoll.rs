@@ -1,25 +1,24 @@
 //! The epoll engine of `aftpd-supervisor`: one worker thread, one epoll
 //! instance, many sessions. It waits and moves bytes; every FTP decision is
-//! the session core's, and everything that is not the mechanism (the
-//! slab, timers, admission, carrying out the session's actions, closing)
-//! is shared with the io_uring engine in `driver::worker`.
+//! the session core's, the data connection is the shared `DataPath`, the
+//! actions are carried out by `engine::conn`, and the slab, timers and
+//! admission are `engine::worker`'s.
 //!
 //! Level-triggered throughout: interest is changed with `EPOLL_CTL_MOD`
-//! whenever what a connection waits for changes, so an event left
+//! whenever what a descriptor waits for changes, so an event left
 //! unhandled comes back instead of being lost, and one that arrives late
 //! (for a socket replaced within the same batch) is harmless: every handler
 //! copes with "not ready after all".
 //!
-//! Per session a worker holds a `Conn`: the shared [`Life`] (the
-//! [`Session`](crate::core::session::Session), its admission permit, the timer key) and an `EpollIo`:
-//! the control stream and a boxed data side that exists only while a
-//! passive listener or transfer does. Control input is read into one
-//! scratch buffer per worker; the [`Pump`] owns a buffer only while a
-//! transfer runs.
+//! Disk work never runs here: filesystem requests and reads of files not in
+//! the page cache go to the process's helper threads (`engine::pool`),
+//! whose completions come back through an eventfd in the epoll set; file
+//! bytes already cached go out with `sendfile(2)` (`engine::cache_first`).
 
+use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,21 +27,26 @@ use rustix::buffer::spare_capacity;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::io::Errno;
 
-use crate::core::admission::Refusal;
+use super::cache_first::CacheFirst;
+use super::conn::{self, Fate, Life};
+use super::context::Context;
+use super::datapath::Wait;
+use super::net;
+use super::pool::{Done, JobTag, Output, Pool, Work};
+use super::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Slab, Timers};
+use crate::core::admission::{PassivePermit, Permit, Refusal};
 use crate::core::clock::Now;
-use crate::core::session::TransferError;
-use crate::engine::context::Context;
-use crate::engine::net;
-use crate::engine::pump::{Progress, Pump};
-use crate::engine::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Fate, Life, Slab, Timers};
+use crate::core::session::{FsAnswer, FsRequest, Record};
+use crate::fs::exec::Real;
 
 /// The low bits of an epoll token say which descriptor it is; the rest is
 /// the slot (a session) or the listener index.
-const KIND_BITS: u32 = 2;
+const KIND_BITS: u32 = 3;
 const KIND_CTRL: u64 = 0;
 const KIND_DATA: u64 = 1;
 const KIND_LISTENER: u64 = 2;
 const KIND_WAKER: u64 = 3;
+const KIND_POOL: u64 = 4;
 
 /// Events fetched per `epoll_wait`. Level-triggered epoll hands back
 /// still-ready descriptors after the others, so a batch smaller than the
@@ -50,8 +54,6 @@ const KIND_WAKER: u64 = 3;
 const BATCH: usize = 256;
 /// Control input read per event: more than any command line.
 const SCRATCH: usize = 16 * 1024;
-/// Passive-mode connections from the wrong peer closed per event.
-const DATA_ACCEPT_BATCH: usize = 8;
 
 fn token(index: usize, kind: u64) -> EventData {
     EventData::new_u64(((index as u64) << KIND_BITS) | kind)
@@ -65,48 +67,169 @@ pub fn run(ctx: &Arc<Context>, id: usize, listeners: Vec<TcpListener>) -> io::Re
     w.serve()
 }
 
-/// The data side of a session: a passive listener, or a transfer.
-enum Data {
-    /// Opened by `Action::Listen`; not polled until a transfer needs it.
-    Listening(TcpListener),
-    /// A transfer waits for the client to connect.
-    Accepting(TcpListener, Pump),
-    /// A transfer waits for an active-mode connect to complete.
-    Connecting(TcpStream, Pump),
-    /// Connected, but its 150 is not written yet: out of the epoll set
-    /// until `resume_data` (a writable socket would be reported at once).
-    Held(TcpStream, Pump),
-    /// A transfer is sending.
-    Sending(TcpStream, Pump),
-}
-
 /// The epoll half of a session.
 struct EpollIo {
+    /// The session's place in the limits, given back on drop; before the
+    /// control connection, so that it is given back before the connection
+    /// closes (a client that sees the close may reconnect at once).
+    _permit: Permit,
     ctrl: TcpStream,
-    data: Option<Box<Data>>,
     /// The control connection's epoll interest, `None` if not registered.
     registered: Option<EventFlags>,
+    /// The data descriptor registered: (fd, generation, interest).
+    data_registered: Option<(RawFd, u32, EventFlags)>,
 }
 
-type Conn = worker::Conn<EpollIo>;
+type Conn = conn::Conn<CacheFirst, EpollIo>;
 
 /// Everything of a worker but its sessions, so a session taken out of the
 /// slab can be worked on with it.
 struct Core {
     ctx: Arc<Context>,
+    id: usize,
     ep: OwnedFd,
     timers: Timers,
     scratch: Box<[u8]>,
     stop_deadline: Option<Instant>,
+    mover: CacheFirst,
+    pool: Pool,
 }
 
-impl worker::Core for Core {
-    fn ctx(&self) -> &Context {
-        &self.ctx
+impl conn::Core for Core {
+    type Mover = CacheFirst;
+
+    fn mover(&mut self) -> &mut CacheFirst {
+        &mut self.mover
+    }
+
+    fn fs(
+        &mut self,
+        slot: usize,
+        serial: u64,
+        id: u32,
+        request: FsRequest<Real>,
+    ) -> Option<FsAnswer<Real>> {
+        self.pool
+            .submit(self.id, JobTag::Fs { slot, serial, id }, Work::Fs(request));
+        None
+    }
+
+    fn record(&mut self, r: &Record) {
+        self.ctx.log.record(r);
+    }
+
+    fn note(&mut self, args: fmt::Arguments<'_>) {
+        self.ctx.log.info(args);
+    }
+
+    fn passive_permit(&mut self, ip: Option<IpAddr>) -> Option<Option<PassivePermit>> {
+        match ip {
+            Some(ip) => self.ctx.limits.passive(ip).map(Some),
+            None => Some(None),
+        }
     }
 
     fn stop_deadline(&self) -> Option<Instant> {
         self.stop_deadline
+    }
+}
+
+impl conn::Io<Core> for EpollIo {
+    /// Writes what the session has to say, then the farewell, until done
+    /// or the socket would block.
+    fn flush(&mut self, _: &mut Core, _: usize, life: &mut Life<CacheFirst>) {
+        loop {
+            if life.dead() {
+                return life.discard_output();
+            }
+            let out = life.unwritten();
+            if out.is_empty() {
+                return;
+            }
+            match (&self.ctrl).write(out) {
+                Ok(0) => life.flags |= conn::DEAD,
+                Ok(n) => life.wrote(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => life.write_failed(),
+            }
+        }
+    }
+
+    fn sending(&self) -> bool {
+        false
+    }
+}
+
+impl EpollIo {
+    /// Registers the control connection and the data descriptor for what
+    /// they wait for now.
+    fn update_interest(
+        &mut self,
+        core: &Core,
+        slot: usize,
+        life: &Life<CacheFirst>,
+    ) -> io::Result<()> {
+        let fd = self.ctrl.as_fd();
+        if life.dead() {
+            if self.registered.take().is_some() {
+                let _ = epoll::delete(&core.ep, fd);
+            }
+        } else {
+            let mut want = EventFlags::empty();
+            if life.wants_input(core.stop_deadline.is_some()) {
+                want |= EventFlags::IN;
+            }
+            if !life.unwritten().is_empty() {
+                want |= EventFlags::OUT;
+            }
+            match self.registered {
+                Some(now) if now == want => {}
+                Some(_) => epoll::modify(&core.ep, fd, token(slot, KIND_CTRL), want)?,
+                None => epoll::add(&core.ep, fd, token(slot, KIND_CTRL), want)?,
+            }
+            self.registered = Some(want);
+        }
+        self.update_data(core, slot, life)
+    }
+
+    /// The data path's descriptor is in the set exactly while the data
+    /// path waits for it: a connected socket held until its 150 is
+    /// written, or waiting for the disk, would otherwise be reported
+    /// writable again and again.
+    fn update_data(&mut self, core: &Core, slot: usize, life: &Life<CacheFirst>) -> io::Result<()> {
+        let data = &life.data;
+        let generation = data.tag().generation;
+        let want = match (data.wait(), data.fd()) {
+            (Wait::Readable, Some(fd)) => Some((fd, EventFlags::IN)),
+            (Wait::Writable, Some(fd)) => Some((fd, EventFlags::OUT)),
+            _ => None,
+        };
+        match want {
+            Some((fd, flags)) => {
+                let key = (fd.as_raw_fd(), generation, flags);
+                if self.data_registered == Some(key) {
+                    return Ok(());
+                }
+                let t = token(slot, KIND_DATA);
+                match epoll::add(&core.ep, fd, t, flags) {
+                    Err(Errno::EXIST) => epoll::modify(&core.ep, fd, t, flags)?,
+                    r => r?,
+                }
+                self.data_registered = Some(key);
+            }
+            None => {
+                // A descriptor closed since is out of the set already; one
+                // still held (the same one, same generation) is taken out.
+                if let Some((raw, g, _)) = self.data_registered.take()
+                    && g == generation
+                    && let Some(fd) = data.socket_fd().filter(|fd| fd.as_raw_fd() == raw)
+                {
+                    let _ = epoll::delete(&core.ep, fd);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -118,6 +241,9 @@ struct Worker {
     /// Whether the listeners are in the epoll set (not during a back-off).
     accepting: bool,
     admission: Admission,
+    /// Serial numbers for new sessions.
+    next_serial: u64,
+    done: Vec<Done>,
 }
 
 impl Worker {
@@ -128,19 +254,29 @@ impl Worker {
             .waker(id)
             .ok_or_else(|| io::Error::other("no waker for this worker"))?;
         epoll::add(&ep, waker, token(0, KIND_WAKER), EventFlags::IN)?;
+        let pool = ctx.pool.clone();
+        let pool_waker = pool
+            .waker(id)
+            .ok_or_else(|| io::Error::other("no pool queue for this worker"))?;
+        epoll::add(&ep, pool_waker, token(0, KIND_POOL), EventFlags::IN)?;
         let mut w = Worker {
             id,
             core: Core {
                 ctx: Arc::clone(ctx),
+                id,
                 ep,
                 timers: Timers::default(),
                 scratch: vec![0u8; SCRATCH].into_boxed_slice(),
                 stop_deadline: None,
+                mover: CacheFirst::new(pool.clone(), id),
+                pool,
             },
             conns: Slab::default(),
             listeners,
             accepting: false,
             admission: Admission::default(),
+            next_serial: 0,
+            done: Vec::new(),
         };
         w.start_accepting()?;
         Ok(w)
@@ -163,10 +299,11 @@ impl Worker {
                 match t & ((1 << KIND_BITS) - 1) {
                     KIND_LISTENER => self.on_listener(index),
                     KIND_WAKER => self.on_wake(),
+                    KIND_POOL => self.on_pool(),
                     KIND_CTRL => {
-                        self.with_conn(index, |core, c, slot| c.on_ctrl(core, slot, flags))
+                        self.with_conn(index, |core, c, slot| on_ctrl(c, core, slot, flags))
                     }
-                    _ => self.with_conn(index, |core, c, slot| c.on_data(core, slot)),
+                    _ => self.with_conn(index, |core, c, slot| c.on_data_ready(core, slot)),
                 }
             }
             let now = Instant::now();
@@ -226,22 +363,39 @@ impl Worker {
         }));
         match fate {
             Ok(Ok(Fate::Keep)) => return self.conns.put(slot, conn),
-            Ok(Ok(Fate::Gone)) => drop(conn),
+            Ok(Ok(Fate::Gone)) => self.drop_conn(conn),
             Ok(Err(e)) => {
                 self.core
                     .ctx
                     .log
                     .warn(format_args!("closing a session: epoll_ctl: {e}"));
-                drop(conn);
+                self.drop_conn(conn);
             }
             Err(panic) => {
-                conn.life.panicked(&self.core.ctx, &*panic);
+                self.core.ctx.log.error(format_args!(
+                    "session panicked (peer={}): {}; closing it",
+                    conn.life
+                        .peer()
+                        .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                    worker::panic_text(&*panic)
+                ));
+                if !conn.life.closing() {
+                    self.core
+                        .ctx
+                        .log
+                        .record(&conn.life.end_record("internal-error"));
+                }
                 let _ = (&conn.io.ctrl).write(Refusal::Internal.reply());
                 // Dropping what panicked may panic again; contain that too.
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(conn)));
             }
         }
         self.conns.release(slot);
+    }
+
+    /// A session is over: its data path gives back what the mover holds.
+    fn drop_conn(&mut self, mut conn: Conn) {
+        conn.life.data.abort(&mut self.core.mover);
     }
 
     fn fire_timers(&mut self, now: Instant) {
@@ -252,6 +406,44 @@ impl Worker {
             }
             self.with_conn(slot, |core, c, slot| c.on_timer(core, slot));
         }
+    }
+
+    /// Finished helper-thread jobs: each goes to its session, if it is
+    /// still the one that asked.
+    fn on_pool(&mut self) {
+        let mut done = std::mem::take(&mut self.done);
+        self.core.pool.take(self.id, &mut done);
+        for d in done.drain(..) {
+            match (d.tag, d.output) {
+                (JobTag::Fs { slot, serial, id }, Output::Fs(answer))
+                    if self.serial_of(slot) == Some(serial) =>
+                {
+                    self.with_conn(slot, |core, c, slot| c.on_fs(core, slot, id, answer));
+                }
+                (JobTag::Mover(tag), Output::Warm(result))
+                    if self.serial_of(tag.slot) == Some(tag.serial) =>
+                {
+                    self.with_conn(tag.slot, |core, c, slot| {
+                        let life = &mut c.life;
+                        life.data.on_mover(
+                            &mut life.session,
+                            &mut core.mover,
+                            tag,
+                            result,
+                            Now::get(),
+                        );
+                        c.settle(core, slot)
+                    });
+                }
+                // For a session gone since (or, never, of another kind).
+                _ => {}
+            }
+        }
+        self.done = done;
+    }
+
+    fn serial_of(&self, slot: usize) -> Option<u64> {
+        self.conns.get(slot).map(|c| c.life.serial)
     }
 
     fn on_wake(&mut self) {
@@ -282,8 +474,7 @@ impl Worker {
     fn close_all(&mut self) {
         for slot in 0..self.conns.bound() {
             self.with_conn(slot, |core, c, _| {
-                c.io.data = None;
-                c.life.close_now(&core.ctx, Some(&c.io.ctrl));
+                c.life.close_now(core, Some(&c.io.ctrl));
                 Fate::Gone
             });
         }
@@ -353,286 +544,51 @@ impl Worker {
     /// A new control connection: checked against the limits, then a
     /// session.
     fn admit(&mut self, stream: TcpStream) {
-        let Some(life) = self.admission.admit(&self.core.ctx, &stream) else {
+        let Some((session, permit, peer)) = self.admission.admit(&self.core.ctx, &stream) else {
             return;
         };
-        let slot = self.conns.insert(Conn {
-            life,
-            io: EpollIo {
-                ctrl: stream,
-                data: None,
-                registered: None,
-            },
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let io = EpollIo {
+            _permit: permit,
+            ctrl: stream,
+            registered: None,
+            data_registered: None,
+        };
+        let slot = self.conns.insert_with(|slot| Conn {
+            life: Life::new(session, slot, serial, Some(peer)),
+            io,
         });
         // Greeting, start record, deadline: as after any other event.
         self.with_conn(slot, |core, c, slot| c.settle(core, slot));
     }
 }
 
-impl Conn {
-    /// The control connection's readiness.
-    fn on_ctrl(&mut self, core: &mut Core, slot: usize, flags: EventFlags) -> Fate {
-        let now = Now::get();
-        let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
-        if self.life.wants_input(core.stop_deadline.is_some()) {
-            match (&self.io.ctrl).read(&mut core.scratch) {
-                Ok(0) => self.life.control_gone(now, false),
-                Ok(n) => {
-                    let input = core.scratch.get(..n).unwrap_or_default();
-                    self.life.session.on_control(input, now);
-                }
-                Err(e) if retry(&e) => {}
-                Err(_) => self.life.control_gone(now, true),
+/// The control connection's readiness.
+fn on_ctrl(c: &mut Conn, core: &mut Core, slot: usize, flags: EventFlags) -> Fate {
+    let now = Now::get();
+    let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+    let life = &mut c.life;
+    if life.wants_input(core.stop_deadline.is_some()) {
+        match (&c.io.ctrl).read(&mut core.scratch) {
+            Ok(0) => life.control_gone(now, false),
+            Ok(n) => {
+                let input = core.scratch.get(..n).unwrap_or_default();
+                life.session.on_control(input, now);
             }
-        } else if broken {
-            // Not reading, yet the connection is gone (reset): HUP cannot
-            // be masked, so stop polling it altogether.
-            self.life.control_gone(now, true);
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => life.control_gone(now, true),
         }
-        self.settle(core, slot)
+    } else if broken {
+        // Not reading, yet the connection is gone (reset): HUP cannot
+        // be masked, so stop polling it altogether.
+        life.control_gone(now, true);
     }
-
-    /// The data descriptor's readiness.
-    fn on_data(&mut self, core: &mut Core, slot: usize) -> Fate {
-        let life = &mut self.life;
-        match self.io.data.as_deref() {
-            Some(Data::Accepting(..)) => self.io.try_accept(life),
-            Some(Data::Connecting(..)) => self.io.check_connect(core, life),
-            Some(Data::Sending(..)) => self.io.pump(life),
-            // A late event for a socket already replaced, or not polled.
-            Some(Data::Held(..)) => {}
-            // A late event for a socket already replaced.
-            Some(Data::Listening(_)) | None => {}
-        }
-        self.settle(core, slot)
-    }
-}
-
-impl worker::Io for EpollIo {
-    type Core = Core;
-
-    fn data_acked(&self) -> Option<u64> {
-        match self.data.as_deref() {
-            Some(Data::Sending(s, _)) => net::bytes_acked(s.as_fd()),
-            _ => None,
-        }
-    }
-
-    fn in_flight(&self) -> bool {
-        self.data
-            .as_deref()
-            .is_some_and(|d| !matches!(d, Data::Listening(_)))
-    }
-
-    /// Closing a descriptor takes it out of the epoll set (none is ever
-    /// duplicated).
-    fn drop_data(&mut self, _: &mut Core, _: usize) {
-        self.data = None;
-    }
-
-    fn set_listener(&mut self, l: TcpListener) {
-        self.data = Some(Box::new(Data::Listening(l)));
-    }
-
-    fn take_listener(&mut self, _: &mut Core, _: usize) -> Option<TcpListener> {
-        match self.data.take().map(|b| *b) {
-            Some(Data::Listening(l)) => Some(l),
-            _ => None,
-        }
-    }
-
-    fn accept_data(
-        &mut self,
-        core: &mut Core,
-        slot: usize,
-        life: &mut Life,
-        l: TcpListener,
-        source: crate::core::session::Source,
-    ) -> io::Result<()> {
-        epoll::add(&core.ep, &l, token(slot, KIND_DATA), EventFlags::IN)?;
-        self.data = Some(Box::new(Data::Accepting(l, Pump::new(source))));
-        // The client often connects right after PASV.
-        self.try_accept(life);
-        Ok(())
-    }
-
-    fn connect_data(
-        &mut self,
-        core: &mut Core,
-        slot: usize,
-        s: TcpStream,
-        source: crate::core::session::Source,
-    ) -> io::Result<()> {
-        epoll::add(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT)?;
-        self.data = Some(Box::new(Data::Connecting(s, Pump::new(source))));
-        Ok(())
-    }
-
-    /// Writes what the session has to say, then the farewell, until done
-    /// or the socket would block.
-    fn flush(&mut self, _: &mut Core, _: usize, life: &mut Life) {
-        loop {
-            if life.dead() {
-                return life.discard_output();
-            }
-            let out = life.unwritten();
-            if out.is_empty() {
-                return;
-            }
-            match (&self.ctrl).write(out) {
-                Ok(0) => life.flags |= worker::DEAD,
-                Ok(n) => life.wrote(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => life.write_failed(),
-            }
-        }
-    }
-
-    fn sending(&self) -> bool {
-        false
-    }
-
-    fn resume_data(&mut self, core: &mut Core, slot: usize, life: &mut Life) -> bool {
-        if !matches!(self.data.as_deref(), Some(Data::Held(..))) || !life.session.data_may_flow() {
-            return false;
-        }
-        let Some(Data::Held(s, p)) = self.data.take().map(|b| *b) else {
-            return false;
-        };
-        let now = Now::get();
-        match epoll::add(&core.ep, &s, token(slot, KIND_DATA), EventFlags::OUT) {
-            Ok(()) => {
-                self.data = Some(Box::new(Data::Sending(s, p)));
-                // Usually writable at once: no need to wait.
-                self.pump(life);
-            }
-            Err(e) => failed(life, TransferError::Connection(e.into()), now),
-        }
-        true
-    }
-}
-
-impl EpollIo {
-    /// Accepts the passive data connection, closing any from a peer the
-    /// session does not allow.
-    fn try_accept(&mut self, life: &mut Life) {
-        for _ in 0..DATA_ACCEPT_BATCH {
-            let Some(Data::Accepting(l, _)) = self.data.as_deref() else {
-                return;
-            };
-            match net::accept(l) {
-                Ok(None) => return,
-                Ok(Some((sock, peer))) => {
-                    if !life.session.data_peer_allowed(&peer) {
-                        continue; // closed by the drop; keep waiting
-                    }
-                    let Some(Data::Accepting(l, pump)) = self.data.take().map(|b| *b) else {
-                        return;
-                    };
-                    drop(l);
-                    // Polled once its 150 is written (`resume_data`).
-                    self.data = Some(Box::new(Data::Held(sock, pump)));
-                    life.session.on_data_connected(Now::get());
-                    return;
-                }
-                Err(e) if net::is_per_connection(&e) => {}
-                Err(e) => {
-                    // Leaving the connection queued would keep the listener
-                    // readable: fail the transfer instead.
-                    self.data = None;
-                    failed(life, TransferError::Connect(e), Now::get());
-                    return;
-                }
-            }
-        }
-    }
-
-    /// An active-mode connect has progressed.
-    fn check_connect(&mut self, core: &Core, life: &mut Life) {
-        let Some(Data::Connecting(s, _)) = self.data.as_deref() else {
-            return;
-        };
-        let now = Now::get();
-        match net::connect_result(s) {
-            // Still in progress (the event was for an earlier socket).
-            Ok(()) if s.peer_addr().is_err() => {}
-            Ok(()) => {
-                if let Some(Data::Connecting(s, p)) = self.data.take().map(|b| *b) {
-                    // Writable from now on: out of the set until the 150 is.
-                    if let Err(e) = epoll::delete(&core.ep, &s) {
-                        return failed(life, TransferError::Connect(e.into()), now);
-                    }
-                    self.data = Some(Box::new(Data::Held(s, p)));
-                    life.session.on_data_connected(now);
-                }
-            }
-            Err(e) if retry(&e) => {}
-            Err(e) => {
-                self.data = None;
-                failed(life, TransferError::Connect(e), now);
-            }
-        }
-    }
-
-    /// Moves a bounded amount of the transfer (the Pump caps each run).
-    fn pump(&mut self, life: &mut Life) {
-        let Some(Data::Sending(s, p)) = self.data.as_deref_mut() else {
-            return;
-        };
-        let result = p.run(s.as_fd());
-        let sent = p.sent();
-        let now = Now::get();
-        match result {
-            Ok(Progress::Blocked) => life.session.on_data_progress(sent, now),
-            Ok(Progress::Done) => {
-                if let Some(Data::Sending(s, _)) = self.data.take().map(|b| *b) {
-                    let _ = s.shutdown(Shutdown::Write);
-                }
-                life.session.on_transfer_done(Ok(sent), now);
-            }
-            Err(e) => {
-                self.data = None;
-                life.session.on_transfer_done(Err(e), now);
-            }
-        }
-    }
-
-    /// Registers the control connection for what it waits for now.
-    fn update_interest(&mut self, core: &Core, slot: usize, life: &Life) -> io::Result<()> {
-        let fd = self.ctrl.as_fd();
-        if life.dead() {
-            if self.registered.take().is_some() {
-                let _ = epoll::delete(&core.ep, fd);
-            }
-            return Ok(());
-        }
-        let mut want = EventFlags::empty();
-        if life.wants_input(core.stop_deadline.is_some()) {
-            want |= EventFlags::IN;
-        }
-        if !life.unwritten().is_empty() {
-            want |= EventFlags::OUT;
-        }
-        match self.registered {
-            Some(now) if now == want => {}
-            Some(_) => epoll::modify(&core.ep, fd, token(slot, KIND_CTRL), want)?,
-            None => epoll::add(&core.ep, fd, token(slot, KIND_CTRL), want)?,
-        }
-        self.registered = Some(want);
-        Ok(())
-    }
-}
-
-fn failed(life: &mut Life, e: TransferError, now: Now) {
-    life.session.on_transfer_done(Err(e), now);
-}
-
-fn retry(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
+    c.settle(core, slot)
 }
 
 #[cfg(test)]
@@ -645,7 +601,7 @@ mod tests {
     #[test]
     fn idle_session_is_small() {
         let conn = std::mem::size_of::<Option<Conn>>();
-        let session = std::mem::size_of::<crate::core::session::Session>();
+        let session = std::mem::size_of::<crate::core::session::Session<Real>>();
         eprintln!("Conn slot: {conn} bytes, of which Session: {session}");
         assert!(conn < 2048, "{conn}");
     }

@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
 
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, sockopt};
@@ -55,13 +56,23 @@ fn env_addr(ip: Option<&str>, port: Option<&str>) -> Option<SocketAddr> {
 
 pub use crate::core::proto::addr::canonical;
 
+/// The control connection's send and receive buffers, as asked of the
+/// kernel (which doubles them for its bookkeeping). Replies are short and
+/// a session stops executing commands while its own output is queued, so
+/// small buffers cost nothing, and a client that sends commands but never
+/// reads the replies cannot make the kernel hold megabytes for it.
+const CONTROL_SNDBUF: usize = 32 * 1024;
+const CONTROL_RCVBUF: usize = 16 * 1024;
+
 /// Control-socket options: SO_OOBINLINE, so that an ABOR sent after Telnet
-/// Synch (urgent data) arrives in band, and TCP_NODELAY, so that replies
-/// are not held back by Nagle. Errors are ignored: the control connection
-/// may be a pipe.
+/// Synch (urgent data) arrives in band; TCP_NODELAY, so that replies are
+/// not held back by Nagle; bounded buffers. Errors are ignored: the
+/// control connection may be a pipe.
 pub fn set_control_options(fd: BorrowedFd<'_>) {
     let _ = sockopt::set_socket_oobinline(fd, true);
     let _ = sockopt::set_tcp_nodelay(fd, true);
+    let _ = sockopt::set_socket_send_buffer_size(fd, CONTROL_SNDBUF);
+    let _ = sockopt::set_socket_recv_buffer_size(fd, CONTROL_RCVBUF);
 }
 
 /// How many bytes the peer of TCP socket `fd` has acknowledged
@@ -119,15 +130,42 @@ fn tcp_socket(ip: IpAddr) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// A passive listener on `ip`, on a port from `ports` (tried in a random
-/// order) or any ephemeral port; backlog 1.
+/// Connections a passive listener queues. Engines accept from the moment
+/// it is opened and close connections from other addresses at once, so a
+/// squatter cannot keep the queue full; a few places cover a burst.
+const PASSIVE_BACKLOG: i32 = 16;
+
+/// The system's ephemeral port range (`ip_local_port_range`), read once:
+/// call [`ephemeral_ports`] before a chroot hides /proc. Linux's default
+/// where it cannot be read.
+static EPHEMERAL: OnceLock<(u16, u16)> = OnceLock::new();
+
+/// The ports passive listeners use without `--pasv-ports`.
+pub fn ephemeral_ports() -> (u16, u16) {
+    *EPHEMERAL.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .filter(|&(lo, hi)| lo >= 1024 && lo <= hi)
+            .unwrap_or((32_768, 60_999))
+    })
+}
+
+/// A passive listener on `ip`, on a port from `ports` or else from the
+/// ephemeral range, tried in a random order. The port is chosen here
+/// rather than by bind(0): the kernel's own choice never takes a port
+/// whose last connections wait in TIME_WAIT (not without the
+/// `ip_autobind_reuse` sysctl), and the server's end of every finished
+/// data connection does, so at a few hundred transfers a second the
+/// whole range would be waiting and every PASV refused.
 pub fn passive_listener(
     ip: IpAddr,
     ports: Option<(u16, u16)>,
 ) -> io::Result<(TcpListener, SocketAddr)> {
-    let Some((lo, hi)) = ports else {
-        return listen_on(SocketAddr::new(ip, 0), false);
-    };
+    let (lo, hi) = ports.unwrap_or_else(ephemeral_ports);
     let span = u32::from(hi.saturating_sub(lo)) + 1;
     let start = seed() % span;
     let mut last = io::Error::from(io::ErrorKind::AddrInUse);
@@ -135,7 +173,7 @@ pub fn passive_listener(
         let port = u32::from(lo) + (start + i) % span;
         // port <= hi, so it fits.
         let port = u16::try_from(port).unwrap_or(hi);
-        match listen_on(SocketAddr::new(ip, port), true) {
+        match listen_on(SocketAddr::new(ip, port)) {
             Ok(l) => return Ok(l),
             Err(e) if e.raw_os_error() == Some(Errno::ADDRINUSE.raw_os_error()) => last = e,
             Err(e) => return Err(e),
@@ -154,15 +192,16 @@ fn seed() -> u32 {
     nanos ^ std::process::id().rotate_left(16)
 }
 
-fn listen_on(addr: SocketAddr, reuse: bool) -> io::Result<(TcpListener, SocketAddr)> {
+fn listen_on(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
     let fd = tcp_socket(addr.ip())?;
-    if reuse {
-        // A fixed port may still have connections in TIME_WAIT from the
-        // last transfer; on Linux this never lets two listeners share it.
-        sockopt::set_socket_reuseaddr(&fd, true)?;
-    }
+    // The server closes each data connection first, so its end of every
+    // past one waits out TIME_WAIT (60 s) on the listener's port. With
+    // SO_REUSEADDR (inherited by the accepted sockets) such a port can
+    // listen again when asked for by number. Linux never lets two
+    // listeners share a port this way (that would take SO_REUSEPORT).
+    sockopt::set_socket_reuseaddr(&fd, true)?;
     rustix::net::bind(&fd, &addr)?;
-    rustix::net::listen(&fd, 1)?;
+    rustix::net::listen(&fd, PASSIVE_BACKLOG)?;
     let bound = local_addr(fd.as_fd())?;
     Ok((TcpListener::from(fd), bound))
 }

@@ -13,6 +13,7 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
 pub mod dir;
+pub mod exec;
 
 pub use crate::core::meta::{FsError, Kind, Meta};
 use crate::core::vpath::VPath;

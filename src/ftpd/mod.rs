@@ -163,14 +163,24 @@ fn serve(args: Args) -> Result<(), u8> {
     let ends = net::control_endpoints(control_in);
     net::set_control_options(control_in);
 
+    // Read before the chroot hides /proc.
+    net::ephemeral_ports();
     drop_privileges(root_path, &mut logger)?;
     if args.session.sandbox == Sandbox::Enter {
         enter_sandbox(&root, &mut logger)?;
     }
 
-    let session = Session::new(Arc::new(config), Arc::new(root), ends, Now::get());
-    poll::run(session, control_in, control_out, &mut logger)
-        .map_err(|e| fail(&mut logger, EXIT_TEMPORARY, format!("I/O failure: {e}")))
+    let session = Session::new(Arc::new(config), ends, Now::get());
+    let peer = ends.peer;
+    poll::run(
+        session,
+        Arc::new(root),
+        peer,
+        control_in,
+        control_out,
+        &mut logger,
+    )
+    .map_err(|e| fail(&mut logger, EXIT_TEMPORARY, format!("I/O failure: {e}")))
 }
 
 fn open_logger(to: LogTo) -> Result<Logger, u8> {

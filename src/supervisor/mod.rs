@@ -23,6 +23,7 @@ use self::cli::{Args, Engine, Parsed};
 use self::signals::{Outcome, Signals};
 use crate::core::admission::Limits;
 use crate::engine::context::Context;
+use crate::engine::pool::Pool;
 use crate::engine::stop::Stop;
 use crate::log::shared::Logger;
 
@@ -126,6 +127,8 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         .map(|s| s.iter().filter_map(|l| l.local_addr().ok()).collect())
         .unwrap_or_default();
 
+    // Read before the chroot hides /proc.
+    crate::engine::net::ephemeral_ports();
     let root = match target {
         Some((uid, gid)) => {
             crate::privs::drop_to(&root_dir, uid, gid)
@@ -143,10 +146,17 @@ pub fn run(args: Args) -> Result<i32, Fail> {
 
     // Before any worker exists, so that every thread inherits the mask.
     let signals = Signals::block().map_err(|e| Fail::Temp(format!("signals: {e}")))?;
+    let root = Arc::new(root);
+    let pool = Pool::new(Arc::clone(&root), threads, DISK_THREADS)
+        .map_err(|e| Fail::Temp(format!("cannot set up the disk helpers: {e}")))?;
+    let pasv_ports = config.pasv_ports;
     let ctx = Arc::new(Context {
         config,
-        root: Arc::new(root),
-        limits: Arc::new(Limits::new(args.max_sessions, args.max_per_ip)),
+        root,
+        pool,
+        limits: Arc::new(
+            Limits::new(args.max_sessions, args.max_per_ip).with_passive_ports(pasv_ports),
+        ),
         log,
         stop: Stop::new(threads).map_err(|e| Fail::Temp(format!("eventfd: {e}")))?,
         shutdown_timeout: args.shutdown_timeout,
@@ -298,6 +308,11 @@ fn choose_engine(asked: Engine, workers: usize, log: &Logger) -> Result<Chosen, 
         },
     }
 }
+
+/// Helper threads that may wait for the disk at once, for the whole
+/// process (made as they are needed): enough for a few dozen cold
+/// downloads to read in parallel.
+const DISK_THREADS: usize = 32;
 
 /// Opens a waiting worker (see [`spawn_workers`]).
 type Gate = mpsc::Sender<()>;

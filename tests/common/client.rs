@@ -236,6 +236,24 @@ impl Client {
         }
     }
 
+    /// Connects from `bind` (e.g. 127.0.0.2, another "host"); reads
+    /// nothing.
+    pub fn connect_from(addr: SocketAddr, bind: IpAddr) -> Client {
+        let stream = connect_tuned(addr, Some(bind), None)
+            .unwrap_or_else(|e| panic!("connect to {addr} from {bind}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+            iac: Iac::Normal,
+            received: Vec::new(),
+            data_received: Vec::new(),
+            telnet: Vec::new(),
+            fam: family_of(&addr),
+            eof: false,
+        }
+    }
+
     /// Connects and reads the 220 greeting.
     pub fn open(server: &Server, fam: Family) -> Client {
         let mut c = Client::connect(server.addr(fam));

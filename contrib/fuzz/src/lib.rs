@@ -10,27 +10,26 @@
 //!   (`proto::command::parse`).
 //! - [`vpath`]: the virtual-path normaliser (`vpath::VPath::resolve`).
 //! - [`addr`]: PORT and EPRT arguments (`proto::addr`).
-//! - [`session`]: the whole session core over a real temporary tree, its
-//!   driver events (listener bound, data connection up, transfer ended,
-//!   time passing, output written, EOF) chosen by the input too.
+//! - [`session`]: the whole session core over an in-memory tree, its
+//!   engine events (listener bound, data connection up, transfer ended,
+//!   time passing, output written, EOF, filesystem answers now or late)
+//!   chosen by the input too.
 
-use std::collections::HashSet;
-use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aftpd::core::clock::Now;
 use aftpd::core::config::SessionConfig;
 use aftpd::core::listing::ListFormat;
+use aftpd::core::memfs::{Mem, MemFs};
 use aftpd::core::proto::addr::{EprtError, parse_eprt, parse_port};
 use aftpd::core::proto::command::{self, Command};
 use aftpd::core::proto::telnet::{Line, LineReader, MAX_LINE};
-use aftpd::core::session::{Action, DataConn, Endpoints, Record, Session, Source, TransferError};
+use aftpd::core::session::{
+    Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TransferError,
+};
 use aftpd::core::vpath::{VPath, VPathError};
-use aftpd::fs::Root;
 
 const IAC: u8 = 255;
 const DONT: u8 = 254;
@@ -206,121 +205,43 @@ pub fn addr(data: &[u8]) {
 // ---------------------------------------------------------------------
 // The session.
 
-/// A tree to serve, made once per process: public files and directories,
-/// hidden, private and unreadable entries, symlinks in and out, odd names,
-/// and a canary outside the root that must never be served.
-pub struct Tree {
-    pub base: PathBuf,
-    pub root: Arc<Root>,
-    /// (dev, ino) of every file a transfer may send.
-    pub public: HashSet<(u64, u64)>,
-}
-
-/// Bytes of the canary outside the root, and of the non-public files
-/// inside it: never in anything the session hands out.
-pub const CANARY: &[u8] = b"CANARY-fuzz-outside-the-root";
+/// Bytes of every file that is not published: never in anything the
+/// session hands out.
 pub const SECRET: &[u8] = b"SECRET-fuzz-not-public";
 
-pub fn tree() -> &'static Tree {
-    static TREE: OnceLock<Tree> = OnceLock::new();
-    TREE.get_or_init(|| make_tree().expect("cannot make the fuzzing tree"))
-}
-
-/// Removes the tree of this process (for tests; a fuzzer just exits).
-pub fn remove_tree() {
-    let _ = fs::remove_dir_all(&tree().base);
-}
-
-fn make_tree() -> std::io::Result<Tree> {
-    let base = std::env::temp_dir().join(format!("aftpd-fuzz-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&base);
-    let root = base.join("root");
-    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m));
-    let file = |rel: &str, body: &[u8], m: u32| -> std::io::Result<()> {
-        let p = root.join(rel);
-        fs::write(&p, body)?;
-        mode(&p, m)
-    };
-    let dir = |rel: &str, m: u32| -> std::io::Result<()> {
-        let p = root.join(rel);
-        fs::create_dir_all(&p)?;
-        mode(&p, m)
-    };
-    fs::create_dir_all(&root)?;
-    mode(&base, 0o755)?;
-    mode(&root, 0o755)?;
-    fs::write(base.join("canary.txt"), CANARY)?;
-    dir("pub", 0o755)?;
-    dir("pub/a", 0o755)?;
-    dir("pub/a/b", 0o755)?;
-    dir("say\"hi\"", 0o755)?;
-    dir("privdir", 0o700)?;
-    dir(".git", 0o755)?;
-    file("readme", b"read me\nline two\n", 0o644)?;
-    file("empty", b"", 0o644)?;
-    file("pub/file", &[7u8; 3000], 0o644)?;
-    file("pub/a/b/deep", b"deep\n", 0o644)?;
-    file("say\"hi\"/q", b"quoted\n", 0o644)?;
-    file("caf\u{e9}", b"utf8 name\n", 0o644)?;
-    file("privdir/inside", SECRET, 0o644)?;
-    file("private", SECRET, 0o600)?;
-    file(".hidden", SECRET, 0o644)?;
-    file(".git/config", SECRET, 0o644)?;
-    file("pub/.dot", SECRET, 0o644)?;
-    {
-        use std::os::unix::ffi::OsStrExt;
-        for name in [
-            &b"bin\xffary"[..],
-            b"new\nline",
-            b"cr\rname",
-            b"tab\tname",
-            b"x\x01y",
-        ] {
-            let p = root.join(std::ffi::OsStr::from_bytes(name));
-            fs::write(&p, b"odd name\n")?;
-            mode(&p, 0o644)?;
-        }
-    }
+/// The tree the session serves: an in-memory one (the core asks for
+/// filesystem work and takes the answers as events, so no disk is
+/// needed), with public files and directories, hidden, private and
+/// special entries, and odd names. The real filesystem layer has its own
+/// target.
+pub fn tree() -> MemFs {
+    let mut t = MemFs::new();
+    t.dir("pub", 0o755)
+        .dir("pub/a", 0o755)
+        .dir("pub/a/b", 0o755)
+        .dir("say\"hi\"", 0o755)
+        .dir("privdir", 0o700)
+        .dir("nox", 0o744)
+        .dir(".git", 0o755)
+        .file("readme", 0o644, b"read me\nline two\n")
+        .file("empty", 0o644, b"")
+        .file("pub/file", 0o644, &[7u8; 3000])
+        .file("pub/a/b/deep", 0o644, b"deep\n")
+        .file("say\"hi\"/q", 0o644, b"quoted\n")
+        .file("caf\u{e9}", 0o644, b"utf8 name\n")
+        .file("privdir/inside", 0o644, SECRET)
+        .file("nox/inside", 0o644, SECRET)
+        .file("private", 0o600, SECRET)
+        .file(".hidden", 0o644, SECRET)
+        .file(".git/config", 0o644, SECRET)
+        .file("pub/.dot", 0o644, SECRET)
+        .file("new\nline", 0o644, b"odd name\n")
+        .file("tab\tname", 0o644, b"odd name\n")
+        .other("fifo");
     for i in 0..40 {
-        file(&format!("pub/a/n{i:02}"), b"n", 0o644)?;
+        t.file(&format!("pub/a/n{i:02}"), 0o644, b"n");
     }
-    let link = |target: &Path, rel: &str| std::os::unix::fs::symlink(target, root.join(rel));
-    link(Path::new("/etc/passwd"), "escape")?;
-    link(Path::new("../../../.."), "up")?;
-    link(&base.join("canary.txt"), "abs-out")?;
-    link(Path::new("../canary.txt"), "rel-out")?;
-    link(Path::new("readme"), "link")?;
-    link(Path::new("pub"), "publink")?;
-    link(Path::new("loop"), "loop")?;
-    link(Path::new("privdir/inside"), "privlink")?;
-    let served = Root::open(&root)?;
-    let mut public = HashSet::new();
-    for rel in [
-        "readme",
-        "empty",
-        "pub/file",
-        "pub/a/b/deep",
-        "say\"hi\"/q",
-        "caf\u{e9}",
-    ] {
-        let m = fs::metadata(root.join(rel))?;
-        public.insert((m.dev(), m.ino()));
-    }
-    for e in fs::read_dir(&root)?.chain(fs::read_dir(root.join("pub/a"))?) {
-        let e = e?;
-        let m = fs::symlink_metadata(e.path())?;
-        if m.is_file()
-            && m.mode() & 0o004 != 0
-            && !e.file_name().as_encoded_bytes().starts_with(b".")
-        {
-            public.insert((m.dev(), m.ino()));
-        }
-    }
-    Ok(Tree {
-        base,
-        root: Arc::new(served),
-        public,
-    })
+    t
 }
 
 /// One whole session, driven by the input: the first byte picks the
@@ -328,22 +249,25 @@ fn make_tree() -> std::io::Result<Tree> {
 /// arguments from the bytes after it):
 ///
 /// - `0..=3`: control bytes (a length byte, then that many bytes), fed
-///   only while the session wants input, as a driver would;
+///   only while the session wants input, as an engine would;
 /// - `4`: the listener asked for is bound, or fails;
 /// - `5`: the data connection is up;
 /// - `6`: the transfer ends, complete or with one of its errors;
 /// - `7`: time passes (seconds from the next byte), then `on_tick`;
-/// - `8`: the driver writes part of the output;
-/// - `9`: the client closes the control connection.
+/// - `8`: the engine writes part of the output;
+/// - `9`: the client closes the control connection;
+/// - `10`: the filesystem answers what it was asked (the next byte's low
+///   bit says whether it answers at once from now on);
+/// - `11`: the data connection takes part of a listing.
 ///
 /// Checked: the control output is well-formed replies (CRLF, a code on
 /// every first and last line, bounded lines) and ends with CRLF once all
 /// is written; listeners are on the local address; active connections go
-/// only to the client, on ports >= 1024; every file handed out is a public
-/// file of the tree; listings are CRLF lines naming nothing hidden; no
-/// canary or secret is ever in any of it.
+/// only to the client, on ports >= 1024; every file handed out is a
+/// published one and its range within it; listings are CRLF lines naming
+/// nothing hidden; no secret is ever in any of it.
 pub fn session(data: &[u8]) {
-    let t = tree();
+    let fs = tree();
     let Some((&cfg, mut input)) = data.split_first() else {
         return;
     };
@@ -374,9 +298,13 @@ pub fn session(data: &[u8]) {
         mono: start,
         wall: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     };
-    let mut s = Session::new(Arc::new(config), Arc::clone(&t.root), ends, now);
-    let mut d = Driver::default();
-    d.actions(&mut s, local_ip, peer_ip);
+    let mut s: Session<Mem> = Session::new(Arc::new(config), ends, now);
+    let mut d = Driver {
+        fs,
+        answer_now: cfg & 8 == 0,
+        ..Driver::default()
+    };
+    d.actions(&mut s, local_ip, peer_ip, now);
     let mut take = |n: usize| -> &[u8] {
         let (a, b) = input.split_at(n.min(input.len()));
         input = b;
@@ -388,14 +316,14 @@ pub fn session(data: &[u8]) {
         if ops > 10_000 {
             break;
         }
-        match op % 10 {
+        match op % 12 {
             0..=3 => {
                 let n = take(1).first().map_or(0, |&n| usize::from(n) + 1);
                 let bytes = take(n).to_vec();
                 if s.wants_control_input() {
                     s.on_control(&bytes, now);
                 } else {
-                    // A driver would write output first.
+                    // An engine would write output first.
                     d.write(&mut s, usize::MAX);
                 }
             }
@@ -446,48 +374,89 @@ pub fn session(data: &[u8]) {
                 let n = take(1).first().map_or(1, |&n| usize::from(n) * 97 + 1);
                 d.write(&mut s, n);
             }
-            _ => s.on_control_eof(now),
+            9 => s.on_control_eof(now),
+            10 => {
+                d.answer_now = take(1).first().is_some_and(|b| b & 1 == 0);
+                d.answer_held(&mut s, now);
+            }
+            _ => {
+                if d.stream && d.connected && s.data_may_flow() {
+                    let n = take(1).first().map_or(1, |&n| usize::from(n) * 61 + 1);
+                    d.take_stream(&mut s, n);
+                }
+            }
         }
-        d.actions(&mut s, local_ip, peer_ip);
+        d.actions(&mut s, local_ip, peer_ip, now);
         if s.is_closed() && d.closed {
             break;
         }
     }
-    // The driver writes everything out (a STAT listing comes in batches).
+    // The engine answers and writes everything out (a STAT listing comes
+    // in batches).
+    d.answer_now = true;
     for _ in 0..10_000 {
+        d.answer_held(&mut s, now);
+        d.actions(&mut s, local_ip, peer_ip, now);
         if s.output().is_empty() {
             break;
         }
         d.write(&mut s, usize::MAX);
-        d.actions(&mut s, local_ip, peer_ip);
     }
     assert!(s.output().is_empty(), "output never drained");
     check_replies(&d.out);
-    assert!(find(&d.out, CANARY).is_none() && find(&d.out, SECRET).is_none());
+    assert!(find(&d.out, SECRET).is_none());
+    check_listing(&d.listed);
 }
 
-/// What a driver keeps of the session's requests.
+/// What an engine keeps of the session's requests.
 #[derive(Default)]
 struct Driver {
+    fs: MemFs,
+    /// Answer filesystem requests as they come (else they wait).
+    answer_now: bool,
+    held: Vec<(u32, FsRequest<Mem>)>,
     /// Every byte written on the control connection.
     out: Vec<u8>,
+    /// Every byte of listings taken from the session.
+    listed: Vec<u8>,
     listen_pending: bool,
     transfer: bool,
+    /// The transfer is a listing (`Source::Stream`).
+    stream: bool,
     connected: bool,
     sent: u64,
     closed: bool,
 }
 
 impl Driver {
-    fn write(&mut self, s: &mut Session, n: usize) {
+    fn write(&mut self, s: &mut Session<Mem>, n: usize) {
         let out = s.output();
         let n = n.min(out.len());
         self.out.extend_from_slice(&out[..n]);
         s.consume_output(n);
     }
 
-    fn actions(&mut self, s: &mut Session, local: IpAddr, peer: IpAddr) {
-        while let Some(a) = s.poll_action() {
+    fn take_stream(&mut self, s: &mut Session<Mem>, n: usize) {
+        if let DataOut::Bytes(b) = s.data_output() {
+            let n = n.min(b.len());
+            self.listed.extend_from_slice(&b[..n]);
+            self.sent += n as u64;
+            s.consume_data(n);
+        }
+    }
+
+    fn answer_held(&mut self, s: &mut Session<Mem>, now: Now) {
+        for (id, request) in std::mem::take(&mut self.held) {
+            let answer = self.fs.answer(request);
+            s.on_fs(id, answer, now);
+        }
+    }
+
+    fn actions(&mut self, s: &mut Session<Mem>, local: IpAddr, peer: IpAddr, now: Now) {
+        for _ in 0..100_000 {
+            let Some(a) = s.poll_action() else {
+                return;
+            };
             match a {
                 Action::Listen { ip, .. } => {
                     assert_eq!(ip, local, "a listener off the control connection's address");
@@ -499,6 +468,7 @@ impl Driver {
                         assert!(to.port() >= 1024, "a privileged port: {to}");
                         assert_eq!(from, local);
                     }
+                    self.stream = matches!(source, Source::Stream);
                     self.sent = check_source(source);
                     self.transfer = true;
                     self.connected = false;
@@ -506,62 +476,66 @@ impl Driver {
                 Action::AbortData => {
                     self.listen_pending = false;
                     self.transfer = false;
+                    self.stream = false;
                     self.connected = false;
                 }
+                Action::Fs { id, request } if self.answer_now => {
+                    let answer = self.fs.answer(request);
+                    s.on_fs(id, answer, now);
+                }
+                Action::Fs { id, request } => self.held.push((id, request)),
                 Action::Close => self.closed = true,
                 Action::Log(Record::Transfer(t)) => check_vpath(&t.path),
                 Action::Log(_) => {}
             }
         }
+        panic!("the session never stopped asking");
     }
 }
 
-/// Checks what a transfer would send; returns its length.
-fn check_source(source: Source) -> u64 {
+/// Checks what a transfer would send; returns its length so far.
+fn check_source(source: Source<Mem>) -> u64 {
     match source {
         Source::File {
             file, offset, len, ..
         } => {
-            let m = file.metadata().expect("fstat of a file handed out");
             assert!(
-                tree().public.contains(&(m.dev(), m.ino())),
-                "a file that is not public was handed out"
+                find(&file.body, SECRET).is_none(),
+                "a file that is not published was handed out"
             );
-            assert!(offset.checked_add(len).is_some_and(|end| end <= m.len()));
+            let end = offset.checked_add(len);
+            assert!(end.is_some_and(|end| end <= file.body.len() as u64));
             len
         }
-        Source::Listing(mut lister) => {
-            let mut buf = Vec::new();
-            let mut done = false;
-            for _ in 0..1000 {
-                match lister.fill(&mut buf, 4096) {
-                    Ok(true) => {
-                        done = true;
-                        break;
-                    }
-                    Ok(false) => {}
-                    Err(_) => break,
-                }
-            }
-            assert!(done, "a listing of a small tree never ended");
-            assert!(find(&buf, CANARY).is_none() && find(&buf, SECRET).is_none());
-            for line in buf.split_inclusive(|&b| b == b'\n') {
-                assert!(line.ends_with(b"\r\n"), "listing line {line:?}");
-                let body = &line[..line.len() - 2];
-                assert!(!body.contains(&b'\r') && !body.contains(&b'\n'));
-                // The name is the last field (MLSD: after "; ", EPLF: after
-                // the tab, ls: after the time); none is hidden.
-                for hidden in [
-                    &b" .hidden"[..],
-                    b" .git",
-                    b" .dot",
-                    b"\t.hidden",
-                    b"\t.git",
-                ] {
-                    assert!(!body.ends_with(hidden), "hidden name listed: {body:?}");
-                }
-            }
-            buf.len() as u64
+        Source::Stream => 0,
+    }
+}
+
+/// Listing lines are CRLF lines, and name nothing hidden or unpublished.
+fn check_listing(buf: &[u8]) {
+    assert!(find(buf, SECRET).is_none());
+    for line in buf.split_inclusive(|&b| b == b'\n') {
+        if !line.ends_with(b"\n") {
+            // The last line of a listing cut short by its transfer's end.
+            continue;
+        }
+        assert!(line.ends_with(b"\r\n"), "listing line {line:?}");
+        let body = &line[..line.len() - 2];
+        assert!(!body.contains(&b'\r') && !body.contains(&b'\n'));
+        // The name is the last field (MLSD: after "; ", EPLF: after the
+        // tab, ls: after the time); none is hidden or unpublished.
+        for hidden in [
+            &b" .hidden"[..],
+            b" .git",
+            b" .dot",
+            b"\t.hidden",
+            b"\t.git",
+            b" private",
+            b" fifo",
+            b" inside",
+            b"name",
+        ] {
+            assert!(!body.ends_with(hidden), "unpublished name listed: {body:?}");
         }
     }
 }

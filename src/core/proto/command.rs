@@ -77,6 +77,8 @@ pub enum Command {
     Abor,
     Quit,
     Host(Vec<u8>),
+    /// CLNT (a client names itself; ncftp sends it): noted, ignored.
+    Clnt,
     /// A verb that would change the archive (STOR, DELE, MKD, ...).
     Write(&'static str),
     /// SITE: no site commands are offered.
@@ -133,6 +135,7 @@ impl Command {
                 | Command::Noop
                 | Command::Opts(_)
                 | Command::Host(_)
+                | Command::Clnt
                 | Command::Stat(None)
                 | Command::Abor
                 | Command::NotOffered(_)
@@ -227,6 +230,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             }
             Command::Host(host)
         }
+        "CLNT" => Command::Clnt,
         "SITE" => {
             need("SITE needs a command")?;
             Command::Site

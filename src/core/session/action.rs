@@ -1,16 +1,25 @@
-//! What the session core asks of a driver, and what a driver reports back.
+//! What the session core asks of an engine, and what an engine reports
+//! back.
 
-use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::core::meta::{Entries, FsError, Meta};
 use crate::core::vpath::VPath;
-use crate::fs::dir::Lister;
 
-/// A request from the core to its driver. The driver carries each out in
+/// The things an engine opens for the core and the core only passes
+/// around: a file being sent, a directory being listed. The core never
+/// looks inside them, so it needs no I/O to hold them, and an in-memory
+/// tree can stand in for the disk in tests.
+pub trait Handles {
+    type File: Send + 'static;
+    type Dir: Send + 'static;
+}
+
+/// A request from the core to its engine. The engine carries each out in
 /// order and reports back through the `Session::on_*` methods.
-pub enum Action {
+pub enum Action<H: Handles> {
     /// Open a passive listener on `ip`, port from `ports` (any ephemeral port
     /// when `None`), replacing any listener or data connection the session
     /// had. Report with `Session::on_listening`.
@@ -22,13 +31,50 @@ pub enum Action {
     /// Report `Session::on_data_connected` once connected (accepting only
     /// peers for which `Session::data_peer_allowed` is true), progress with
     /// `Session::on_data_progress`, the end with `Session::on_transfer_done`.
-    Transfer { conn: DataConn, source: Source },
+    Transfer { conn: DataConn, source: Source<H> },
     /// Drop the listener, the data connection and any transfer, silently.
     AbortData,
+    /// Filesystem work, answered with `Session::on_fs(id, ..)`. Whether
+    /// the engine does it at once, on a helper thread or through io_uring
+    /// is its business; the session waits for the answer (bounded by the
+    /// data timeout) and ignores answers to requests it gave up on.
+    Fs { id: u32, request: FsRequest<H> },
     /// Write out what is left of the control output, then close the session.
     Close,
     /// A line for the session or transfer log.
     Log(Record),
+}
+
+/// Filesystem work beneath the served root. Every answer applies the
+/// publishing rules: what is not published is `FsError::NotFound`,
+/// exactly as if it did not exist.
+pub enum FsRequest<H: Handles> {
+    /// The facts of a published file or directory.
+    Stat(VPath),
+    /// A published regular file, opened for reading (RETR).
+    OpenFile(VPath),
+    /// What a listing of this path shows: a published directory opened for
+    /// reading, or the facts of a published file (listed as one line).
+    OpenList(VPath),
+    /// The next batch of a directory being listed, into `Entries` (handed
+    /// over empty, to be reused).
+    ReadDir(H::Dir, Entries),
+}
+
+/// The answer to an [`FsRequest`] of the same kind.
+pub enum FsAnswer<H: Handles> {
+    Stat(Result<Meta, FsError>),
+    File(Result<(H::File, Meta), FsError>),
+    List(Result<Listed<H>, FsError>),
+    /// The directory back, the batch, and whether the directory is
+    /// exhausted.
+    ReadDir(H::Dir, Entries, Result<bool, FsError>),
+}
+
+/// What `FsRequest::OpenList` found.
+pub enum Listed<H: Handles> {
+    Dir(H::Dir),
+    File(Meta),
 }
 
 /// Where the data connection comes from.
@@ -41,18 +87,31 @@ pub enum DataConn {
 }
 
 /// What to send on the data connection.
-pub enum Source {
+pub enum Source<H: Handles> {
     /// `len` bytes of `file` from `offset`: the size when it was opened,
     /// less the REST offset. `ascii` turns LF into CRLF on the way out.
     /// A file that ends before `len` bytes is `TransferError::Shrunk`.
     File {
-        file: File,
+        file: H::File,
         offset: u64,
         len: u64,
         ascii: bool,
     },
-    /// A listing, formatted batch by batch.
-    Listing(Lister),
+    /// The session's own data output (a listing), read with
+    /// `Session::data_output` until it says `DataOut::End`.
+    Stream,
+}
+
+/// What the session has for the data connection of a `Source::Stream`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DataOut<'a> {
+    /// Bytes to send; report what was sent with `Session::consume_data`.
+    Bytes(&'a [u8]),
+    /// Nothing now, more to come: the session produces it as events
+    /// (filesystem answers) arrive.
+    Wait,
+    /// Everything has been sent: close the connection, report the end.
+    End,
 }
 
 /// Why a transfer did not complete.
@@ -92,7 +151,8 @@ pub struct TransferRecord {
     pub bytes: u64,
     pub duration: Duration,
     pub ascii: bool,
-    /// `"ok"`, or why it ended early (`"aborted"`, `"shrunk"`, ...).
+    /// A token: `ok`, or why it ended early (`aborted`, `shrunk`,
+    /// `connection-lost`, `control-closed`, ...).
     pub result: &'static str,
 }
 

@@ -3,28 +3,16 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{
-    Action, ControlListing, Data, DataConn, Login, PassiveKind, Session, Source, Transfer,
-    TransferKind,
-};
-use crate::core::calendar;
+use super::data::{Data, PassiveKind};
+use super::pending::{Refusal, Then};
+use super::{Action, DataConn, FsRequest, Handles, Login, Session, TransferKind};
 use crate::core::clock::Now;
-use crate::core::listing::{self, Facts, Style};
-use crate::core::meta::{FsError, Kind, Meta};
+use crate::core::listing::Facts;
 use crate::core::proto::command::{self, Command, DataType, EpsvArg, ListArg, Opts};
 use crate::core::proto::reply::{self, Code};
 use crate::core::vpath::{VPath, VPathError};
-use crate::fs::dir::Lister;
 
-/// How a failed lookup is answered: LIST, NLST and STAT have 450 for
-/// every refusal (RFC 959 §5.4 lists no 550 for them); the rest 550.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    Code550,
-    Code450,
-}
-
-impl Session {
+impl<H: Handles> Session<H> {
     pub(super) fn execute(&mut self, cmd: Command, now: Now) {
         match cmd {
             Command::User(_) => {
@@ -53,8 +41,8 @@ impl Session {
                 text.extend_from_slice(b" is the current directory.");
                 self.reply(Code::PathName, text);
             }
-            Command::Cwd(arg) => self.cwd(&arg),
-            Command::Cdup => self.cwd(b".."),
+            Command::Cwd(arg) => self.cwd(&arg, now),
+            Command::Cdup => self.cwd(b"..", now),
             Command::Type(t) => {
                 self.ascii = t == DataType::Ascii;
                 let text = if self.ascii {
@@ -82,12 +70,16 @@ impl Session {
                 );
             }
             Command::Retr(arg) => self.retr(&arg, now),
-            Command::Size(arg) => self.size(&arg),
-            Command::Mdtm(arg) => self.mdtm(&arg),
-            Command::List(arg) => self.list(arg, TransferKind::List, now),
-            Command::Nlst(arg) => self.list(arg, TransferKind::Nlst, now),
-            Command::Mlsd(arg) => self.mlsd(arg.as_deref(), now),
-            Command::Mlst(arg) => self.mlst(arg.as_deref()),
+            Command::Size(arg) => self.stat_file(&arg, Then::Size, now),
+            Command::Mdtm(arg) => self.stat_file(&arg, Then::Mdtm, now),
+            Command::List(ListArg { path }) => {
+                self.listing(path.as_deref(), TransferKind::List, now)
+            }
+            Command::Nlst(ListArg { path }) => {
+                self.listing(path.as_deref(), TransferKind::Nlst, now)
+            }
+            Command::Mlsd(arg) => self.listing(arg.as_deref(), TransferKind::Mlsd, now),
+            Command::Mlst(arg) => self.mlst(arg.as_deref(), now),
             Command::Stat(None) => self.stat_server(),
             Command::Stat(Some(arg)) => self.stat_path(&arg, now),
             Command::Feat => self.feat(),
@@ -128,6 +120,7 @@ impl Session {
                 self.reply(Code::Goodbye, "Goodbye.");
                 self.close("quit", now);
             }
+            Command::Clnt => self.reply(Code::Ok, "Noted."),
             Command::Write(verb) => self.refuse_write(verb),
             Command::Site => self.reply(Code::Unknown, "No SITE commands here."),
             Command::NotOffered(verb) => {
@@ -162,54 +155,37 @@ impl Session {
             }
             // A hidden name is answered as if it did not exist.
             Err(VPathError::Hidden) => {
-                self.refuse(&FsError::NotFound, refusal);
+                self.refuse(&crate::core::meta::FsError::NotFound, refusal);
                 None
             }
         }
     }
 
-    /// Answers a failed lookup.
-    fn refuse(&mut self, e: &FsError, refusal: Refusal) {
-        let text = match e {
-            // What is not published reads as absent, as hidden names do:
-            // a client cannot probe for files the archive does not offer.
-            FsError::NotFound | FsError::Denied => "No such file or directory.",
-            FsError::NotFile => "Not a plain file.",
-            FsError::NotDir => "Not a directory.",
-            FsError::Busy(_) => "Temporarily unavailable; try again later.",
-            FsError::Io(_) => "Cannot read that.",
-        };
-        let code = match (e, refusal) {
-            (FsError::Busy(_), _) | (_, Refusal::Code450) => Code::FileBusy,
-            _ => Code::FileUnavailable,
-        };
-        self.reply(code, text);
-    }
-
-    /// A public entry's facts, or the refusal already answered.
-    fn public_meta(&mut self, path: &VPath, refusal: Refusal) -> Option<Meta> {
-        match self.root.stat(path) {
-            Ok(m) if m.is_public() => Some(m),
-            Ok(_) => {
-                self.refuse(&FsError::Denied, refusal);
-                None
-            }
-            Err(e) => {
-                self.refuse(&e, refusal);
-                None
-            }
+    /// The path a command names: its argument, or the working directory.
+    fn target(&mut self, arg: Option<&[u8]>, refusal: Refusal) -> Option<VPath> {
+        match arg {
+            Some(a) => self.resolve(a, refusal),
+            None => Some(self.cwd.clone()),
         }
     }
 
-    fn cwd(&mut self, arg: &[u8]) {
-        let Some((path, meta)) = self.public_target(Some(arg), Refusal::Code550) else {
-            return;
-        };
-        if meta.kind != Kind::Dir {
-            return self.reply(Code::FileUnavailable, "Not a directory.");
+    fn cwd(&mut self, arg: &[u8], now: Now) {
+        if let Some(path) = self.resolve(arg, Refusal::Code550) {
+            self.ask(FsRequest::Stat(path.clone()), Then::Cwd(path), now);
         }
-        self.cwd = path;
-        self.reply(Code::FileOk, "Directory changed.");
+    }
+
+    /// SIZE and MDTM: the facts of a published regular file.
+    fn stat_file(&mut self, arg: &[u8], then: Then, now: Now) {
+        if let Some(path) = self.resolve(arg, Refusal::Code550) {
+            self.ask(FsRequest::Stat(path), then, now);
+        }
+    }
+
+    fn mlst(&mut self, arg: Option<&[u8]>, now: Now) {
+        if let Some(path) = self.target(arg, Refusal::Code550) {
+            self.ask(FsRequest::Stat(path.clone()), Then::Mlst(path), now);
+        }
     }
 
     fn active(&mut self, to: SocketAddr, verb: &str) {
@@ -289,80 +265,6 @@ impl Session {
         });
     }
 
-    /// Forgets any listener or active address (a new PASV/PORT replaces it).
-    fn drop_data(&mut self) {
-        if matches!(self.data, Data::Passive | Data::Listening(_)) {
-            self.actions.push_back(Action::AbortData);
-        }
-        self.data = Data::None;
-    }
-
-    /// The data connection a transfer would use, or a 425 when none was
-    /// set up. Checked before the file or directory is opened.
-    fn data_conn(&mut self) -> Option<DataConn> {
-        match self.data {
-            Data::Passive => Some(DataConn::Passive),
-            Data::Active(conn) => Some(conn),
-            _ => {
-                self.reply(Code::CantOpenData, "Use PASV, EPSV, PORT or EPRT first.");
-                None
-            }
-        }
-    }
-
-    /// The path a command names: its argument, or the working directory.
-    fn target(&mut self, arg: Option<&[u8]>, refusal: Refusal) -> Option<VPath> {
-        match arg {
-            Some(a) => self.resolve(a, refusal),
-            None => Some(self.cwd.clone()),
-        }
-    }
-
-    /// The path and facts of the public entry a command names.
-    fn public_target(&mut self, arg: Option<&[u8]>, refusal: Refusal) -> Option<(VPath, Meta)> {
-        let path = self.target(arg, refusal)?;
-        let meta = self.public_meta(&path, refusal)?;
-        Some((path, meta))
-    }
-
-    /// The facts of the public regular file SIZE or MDTM names (550 else).
-    fn public_file(&mut self, arg: &[u8]) -> Option<Meta> {
-        let (_, meta) = self.public_target(Some(arg), Refusal::Code550)?;
-        if meta.kind != Kind::File {
-            self.reply(Code::FileUnavailable, "Not a plain file.");
-            return None;
-        }
-        Some(meta)
-    }
-
-    fn start(
-        &mut self,
-        conn: DataConn,
-        source: Source,
-        kind: TransferKind,
-        path: VPath,
-        opening: String,
-        now: Now,
-    ) {
-        let ascii = match &source {
-            Source::File { ascii, .. } => *ascii,
-            Source::Listing(_) => true,
-        };
-        self.data = Data::Transfer(Box::new(Transfer {
-            kind,
-            path,
-            ascii,
-            opening,
-            connected: false,
-            sent: 0,
-            acked: 0,
-            unannounced: 0,
-            started: now.mono,
-            deadline: now.mono + self.data_timeout(),
-        }));
-        self.actions.push_back(Action::Transfer { conn, source });
-    }
-
     fn retr(&mut self, arg: &[u8], now: Now) {
         let rest = std::mem::take(&mut self.rest);
         let Some(path) = self.resolve(arg, Refusal::Code550) else {
@@ -371,148 +273,32 @@ impl Session {
         let Some(conn) = self.data_conn() else {
             return;
         };
-        let (file, meta) = match self.root.open_file(&path) {
-            Ok(f) => f,
-            Err(e) => return self.refuse(&e, Refusal::Code550),
-        };
-        if rest > meta.size {
-            return self.reply(
-                Code::BadRestart,
-                "Restart offset beyond the end of the file.",
-            );
-        }
-        let len = meta.size - rest;
-        let mode = if self.ascii { "ASCII" } else { "BINARY" };
-        let mut opening = format!("Opening {mode} mode data connection for ");
-        opening.push_str(&String::from_utf8_lossy(path.as_bytes()));
-        opening.push_str(&format!(" ({} bytes).", meta.size));
-        let source = Source::File {
-            file,
-            offset: rest,
-            len,
-            ascii: self.ascii,
-        };
-        self.start(conn, source, TransferKind::Retr, path, opening, now);
+        let request = FsRequest::OpenFile(path.clone());
+        self.ask(request, Then::Retr { path, conn, rest }, now);
     }
 
-    fn size(&mut self, arg: &[u8]) {
-        let Some(meta) = self.public_file(arg) else {
-            return;
-        };
-        if self.ascii {
-            // The ASCII size differs from the binary one; RFC 3659 §4.
-            return self.reply(
-                Code::FileUnavailable,
-                "SIZE not available in ASCII mode: use TYPE I.",
-            );
-        }
-        self.reply(Code::FileStatus, meta.size.to_string());
-    }
-
-    fn mdtm(&mut self, arg: &[u8]) {
-        if let Some(meta) = self.public_file(arg) {
-            self.reply(Code::FileStatus, calendar::utc_timestamp(meta.mtime));
-        }
-    }
-
-    /// A lister for `path`: the directory's entries, or the one file.
-    fn lister_for(
-        &mut self,
-        path: &VPath,
-        style: Style,
-        refusal: Refusal,
-        now: Now,
-    ) -> Option<Lister> {
-        let meta = self.public_meta(path, refusal)?;
-        match meta.kind {
-            Kind::Dir => match self.root.open_dir(path) {
-                Ok((fd, _)) => Some(Lister::dir(
-                    self.root.clone(),
-                    fd,
-                    path.clone(),
-                    style,
-                    now.unix(),
-                )),
-                Err(e) => {
-                    self.refuse(&e, refusal);
-                    None
-                }
-            },
-            _ => Some(Lister::single(path.name(), &meta, style, now.unix())),
-        }
-    }
-
-    fn list(&mut self, arg: ListArg, kind: TransferKind, now: Now) {
+    /// LIST, NLST, MLSD: a listing of a directory (or of one file) on the
+    /// data connection.
+    fn listing(&mut self, arg: Option<&[u8]>, kind: TransferKind, now: Now) {
         // A REST marker is for the transfer command that follows it: a
         // listing uses it up (it would otherwise shift a later RETR).
         self.rest = 0;
-        let Some(path) = self.target(arg.path.as_deref(), Refusal::Code450) else {
-            return;
-        };
-        let Some(conn) = self.data_conn() else {
-            return;
-        };
-        let style = match kind {
-            TransferKind::Nlst => Style::Nlst,
-            _ => Style::List(self.config.list_format),
-        };
-        let Some(lister) = self.lister_for(&path, style, Refusal::Code450, now) else {
-            return;
-        };
-        let opening = "Here comes the directory listing.".to_string();
-        self.start(conn, Source::Listing(lister), kind, path, opening, now);
-    }
-
-    fn mlsd(&mut self, arg: Option<&[u8]>, now: Now) {
-        self.rest = 0; // as in `list`
         let Some(path) = self.target(arg, Refusal::Code550) else {
             return;
         };
         let Some(conn) = self.data_conn() else {
             return;
         };
-        let Some(meta) = self.public_meta(&path, Refusal::Code550) else {
-            return;
-        };
-        if meta.kind != Kind::Dir {
-            // RFC 3659 §7.2: MLSD of a non-directory is a 501.
-            return self.reply(Code::BadArguments, "Not a directory: use MLST.");
-        }
-        let Some(lister) = self.lister_for(&path, Style::Mlsd(self.facts), Refusal::Code550, now)
-        else {
-            return;
-        };
-        let opening = "Here comes the directory listing.".to_string();
-        self.start(
-            conn,
-            Source::Listing(lister),
-            TransferKind::Mlsd,
-            path,
-            opening,
-            now,
-        );
-    }
-
-    fn mlst(&mut self, arg: Option<&[u8]>) {
-        let Some((path, meta)) = self.public_target(arg, Refusal::Code550) else {
-            return;
-        };
-        let mut line = vec![b' '];
-        listing::mlsx_line(&mut line, path.as_bytes(), &meta, self.facts);
-        let line = line.strip_suffix(b"\r\n").unwrap_or(&line).to_vec();
-        let mut head = b"Listing ".to_vec();
-        head.extend_from_slice(path.as_bytes());
-        reply::first(&mut self.out, Code::FileOk, head);
-        reply::middle(&mut self.out, line);
-        self.reply(Code::FileOk, "End.");
+        let request = FsRequest::OpenList(path.clone());
+        self.ask(request, Then::List { path, conn, kind }, now);
     }
 
     fn stat_server(&mut self) {
-        if let Data::Transfer(t) = &self.data {
+        if let Some((path, sent)) = self.transfer_status() {
             let text = format!(
                 "Transfer in progress: {} of {} bytes sent.",
-                String::from_utf8_lossy(t.path.as_bytes()),
-                t.sent
+                String::from_utf8_lossy(path.as_bytes()),
+                sent
             );
             return self.reply(Code::FileStatus, text);
         }
@@ -543,19 +329,9 @@ impl Session {
     }
 
     fn stat_path(&mut self, arg: &[u8], now: Now) {
-        let Some(path) = self.resolve(arg, Refusal::Code450) else {
-            return;
-        };
-        let style = Style::List(self.config.list_format);
-        let Some(lister) = self.lister_for(&path, style, Refusal::Code450, now) else {
-            return;
-        };
-        let mut head = b"Status of ".to_vec();
-        head.extend_from_slice(path.as_bytes());
-        head.push(b':');
-        reply::first(&mut self.out, Code::FileStatus, head);
-        self.stat_listing = Some(Box::new(ControlListing { lister }));
-        self.continue_stat_listing();
+        if let Some(path) = self.resolve(arg, Refusal::Code450) {
+            self.ask(FsRequest::OpenList(path.clone()), Then::Stat(path), now);
+        }
     }
 
     fn feat(&mut self) {

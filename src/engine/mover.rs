@@ -1,0 +1,190 @@
+//! How a transfer's file bytes reach its socket: the one part of the data
+//! path that differs by engine. No engine waits for the disk here: the
+//! movers check the page cache first and have the disk read on a helper
+//! thread (`engine::cache_first`, for ftpd and the epoll workers) or by
+//! io_uring (`engine::uring::splice`), then move the bytes.
+
+use std::fs::File;
+use std::io;
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use rustix::io::Errno;
+
+use crate::core::session::TransferError;
+
+/// What is left to send of a file.
+pub struct FileRange {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub left: u64,
+}
+
+/// Which transfer an asynchronous operation belongs to: the session's
+/// slot in its worker, the session's serial number (slots are reused),
+/// and the data path's generation (a new listener or transfer gets a new
+/// one), so a late completion is never taken for another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tag {
+    pub slot: usize,
+    pub serial: u64,
+    pub generation: u32,
+}
+
+/// The outcome of [`Mover::send_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// This many bytes went to the socket, and it may take more.
+    Sent(u64),
+    /// This many bytes went to the socket, and it is full: wait until it
+    /// is writable.
+    Blocked(u64),
+    /// An operation is in flight (a disk read): wait for its completion.
+    Pending,
+    /// The file cannot be moved without copying (a filesystem without
+    /// splice support): use [`Mover::read_file`] instead.
+    Unsupported,
+    /// Not without copying this time (no pipe free): copy one chunk with
+    /// [`Mover::read_file`], then try again.
+    CopyOnce,
+}
+
+/// The outcome of [`Mover::read_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// This many bytes were read into the buffer (at least one).
+    Bytes(usize),
+    /// A disk read is in flight: wait for its completion, then read again.
+    Pending,
+}
+
+/// An engine's way of moving file bytes.
+pub trait Mover {
+    /// What one transfer needs of the mover (a pipe, a read in flight).
+    type Xfer: Default;
+    /// The completion of an operation in flight.
+    type Done;
+
+    /// Moves up to `max` bytes of `range` to `sock`, without copying
+    /// through user space where it can.
+    fn send_file(
+        &mut self,
+        x: &mut Self::Xfer,
+        range: &mut FileRange,
+        sock: &TcpStream,
+        max: u64,
+        tag: Tag,
+    ) -> Result<Moved, TransferError>;
+
+    /// Reads the next bytes of `range` into `buf` (the copying path:
+    /// TYPE A, and files that cannot be spliced).
+    fn read_file(
+        &mut self,
+        x: &mut Self::Xfer,
+        range: &mut FileRange,
+        buf: &mut [u8],
+        tag: Tag,
+    ) -> Result<Read, TransferError>;
+
+    /// Whether the mover holds bytes of the file not yet sent (a pipe's):
+    /// the transfer is not done before they are.
+    fn holds(&self, x: &Self::Xfer) -> bool;
+
+    /// An operation of this transfer completed.
+    fn completed(
+        &mut self,
+        x: &mut Self::Xfer,
+        range: &mut FileRange,
+        done: Self::Done,
+    ) -> Result<(), TransferError>;
+
+    /// The transfer is over (finished or dropped): what it holds goes back,
+    /// or waits for an operation still in flight to complete.
+    fn finish(&mut self, x: Self::Xfer, tag: Tag);
+
+    /// A completion for a transfer already over: what the operation held
+    /// goes back.
+    fn finish_late(&mut self, tag: Tag, done: Self::Done);
+}
+
+/// Bytes per `sendfile` call: bounds the time one call can take.
+pub const SENDFILE_CHUNK: u64 = 1 << 20;
+
+/// Sends up to `max` bytes of `range` with `sendfile(2)`, a chunk at a
+/// time, until the socket is full.
+pub fn sendfile(range: &mut FileRange, sock: &TcpStream, max: u64) -> Result<Moved, TransferError> {
+    let mut sent = 0;
+    while range.left > 0 && sent < max {
+        let chunk = range.left.min(max - sent).min(SENDFILE_CHUNK) as usize;
+        match rustix::fs::sendfile(sock, &*range.file, Some(&mut range.offset), chunk) {
+            Ok(0) => return Err(TransferError::Shrunk),
+            Ok(n) => {
+                range.left -= n as u64;
+                sent += n as u64;
+            }
+            Err(Errno::AGAIN) => return Ok(Moved::Blocked(sent)),
+            Err(Errno::INTR) => {}
+            // Filesystems without splice support: copy instead.
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if sent == 0 => {
+                return Ok(Moved::Unsupported);
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    Ok(Moved::Sent(sent))
+}
+
+/// Reads the next bytes of `range` into `buf` (no more than are left).
+/// With `nowait`, only what the page cache holds (`RWF_NOWAIT`):
+/// `Ok(None)` when that is nothing. A file that ends early is `Shrunk`.
+pub fn read_at(
+    range: &mut FileRange,
+    buf: &mut [u8],
+    nowait: bool,
+) -> Result<Option<usize>, TransferError> {
+    let want = usize::try_from(range.left)
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
+    if want == 0 {
+        return Ok(Some(0));
+    }
+    let flags = if nowait {
+        rustix::io::ReadWriteFlags::NOWAIT
+    } else {
+        rustix::io::ReadWriteFlags::empty()
+    };
+    let n = loop {
+        let mut iov = [io::IoSliceMut::new(&mut buf[..want])];
+        match rustix::io::preadv2(&*range.file, &mut iov, range.offset, flags) {
+            Ok(0) => return Err(TransferError::Shrunk),
+            Ok(n) => break n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if nowait => return Ok(None),
+            // A filesystem that does not know RWF_NOWAIT: read plainly.
+            Err(Errno::OPNOTSUPP) if nowait => return read_at(range, buf, false),
+            Err(e) => return Err(TransferError::Source(e.into())),
+        }
+    };
+    range.offset += n as u64;
+    range.left -= n as u64;
+    Ok(Some(n))
+}
+
+/// Socket-side errors from sendfile are the connection's; the rest are the
+/// file's.
+pub fn classify(e: Errno) -> TransferError {
+    let err: io::Error = e.into();
+    match e {
+        Errno::PIPE
+        | Errno::CONNRESET
+        | Errno::CONNABORTED
+        | Errno::NOTCONN
+        | Errno::TIMEDOUT
+        | Errno::HOSTUNREACH
+        | Errno::NETUNREACH
+        | Errno::NETDOWN
+        | Errno::NETRESET
+        | Errno::HOSTDOWN => TransferError::Connection(err),
+        _ => TransferError::Source(err),
+    }
+}

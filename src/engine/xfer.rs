@@ -1,0 +1,261 @@
+//! The bytes of one transfer, from its source to its socket: a file
+//! (zero-copy through the engine's [`Mover`], or copied: TYPE A turns LF
+//! into CRLF) or the session's own stream (a listing). Shared by every
+//! engine.
+
+use std::net::TcpStream;
+
+use rustix::io::Errno;
+use rustix::net::SendFlags;
+
+use super::mover::{FileRange, Moved, Mover, Read, Tag};
+use crate::core::session::{DataOut, Session, Source, TransferError};
+use crate::fs::exec::Real;
+
+/// Bytes one turn moves at most, so that a fast reader of a large file
+/// cannot hold a worker that serves other sessions too.
+pub const BUDGET: u64 = 4 << 20;
+/// Bytes read from a file at a time on the copying path.
+pub const COPY_CHUNK: usize = 64 * 1024;
+
+/// Where a transfer stands after [`Xfer::run`].
+#[derive(Debug)]
+pub enum Step {
+    /// The socket is full, or this turn's share is spent: wait until the
+    /// socket is writable (it may be at once).
+    Blocked,
+    /// A mover operation is in flight.
+    Pending,
+    /// The session has nothing to send yet (a listing batch is on its way).
+    Session,
+    /// Everything was sent.
+    Done,
+    Fail(TransferError),
+}
+
+enum Src {
+    File {
+        range: FileRange,
+        ascii: bool,
+        /// The last byte taken from the file was CR (TYPE A: CRLF stays
+        /// CRLF, even across chunks).
+        prev_cr: bool,
+        /// Still trying without copying (until the file refuses).
+        zero_copy: bool,
+        /// The next chunk is copied (the mover had no room to do better).
+        copy_once: bool,
+    },
+    Stream,
+}
+
+/// A transfer in progress. Its buffer lives only while it copies.
+pub struct Xfer<M: Mover> {
+    src: Src,
+    /// Converted or copied bytes not yet accepted by the socket.
+    out: Vec<u8>,
+    at: usize,
+    pub sent: u64,
+    pub mover: M::Xfer,
+}
+
+impl<M: Mover> Xfer<M> {
+    pub fn new(source: Source<Real>) -> Xfer<M> {
+        let src = match source {
+            Source::File {
+                file,
+                offset,
+                len,
+                ascii,
+            } => Src::File {
+                range: FileRange {
+                    file,
+                    offset,
+                    left: len,
+                },
+                ascii,
+                prev_cr: false,
+                zero_copy: !ascii,
+                copy_once: false,
+            },
+            Source::Stream => Src::Stream,
+        };
+        Xfer {
+            src,
+            out: Vec::new(),
+            at: 0,
+            sent: 0,
+            mover: M::Xfer::default(),
+        }
+    }
+
+    /// An operation of the mover for this transfer completed.
+    pub fn completed(&mut self, mover: &mut M, done: M::Done) -> Result<(), TransferError> {
+        match &mut self.src {
+            Src::File { range, .. } => mover.completed(&mut self.mover, range, done),
+            Src::Stream => Ok(()),
+        }
+    }
+
+    /// Moves bytes until the socket is full, the source has nothing now,
+    /// an operation is in flight, everything is sent, or [`BUDGET`] bytes
+    /// went out in this call.
+    pub fn run(
+        &mut self,
+        sock: &TcpStream,
+        session: &mut Session<Real>,
+        mover: &mut M,
+        tag: Tag,
+    ) -> Step {
+        match self.steps(sock, session, mover, tag) {
+            Ok(step) => step,
+            Err(e) => Step::Fail(e),
+        }
+    }
+
+    fn steps(
+        &mut self,
+        sock: &TcpStream,
+        session: &mut Session<Real>,
+        mover: &mut M,
+        tag: Tag,
+    ) -> Result<Step, TransferError> {
+        let limit = self.sent + BUDGET;
+        loop {
+            if !self.flush(sock)? {
+                return Ok(Step::Blocked);
+            }
+            if self.sent >= limit {
+                return Ok(Step::Blocked);
+            }
+            match &mut self.src {
+                Src::Stream => match session.data_output() {
+                    DataOut::Bytes(b) => match send(sock, b)? {
+                        Some(n) => {
+                            self.sent += n as u64;
+                            session.consume_data(n);
+                        }
+                        None => return Ok(Step::Blocked),
+                    },
+                    DataOut::Wait => return Ok(Step::Session),
+                    DataOut::End => return Ok(Step::Done),
+                },
+                Src::File { range, .. } if range.left == 0 && !mover.holds(&self.mover) => {
+                    return Ok(Step::Done);
+                }
+                Src::File {
+                    range,
+                    zero_copy: true,
+                    copy_once: false,
+                    ..
+                } => match mover.send_file(&mut self.mover, range, sock, limit - self.sent, tag)? {
+                    Moved::Sent(n) => self.sent += n,
+                    Moved::Blocked(n) => {
+                        self.sent += n;
+                        return Ok(Step::Blocked);
+                    }
+                    Moved::Pending => return Ok(Step::Pending),
+                    Moved::Unsupported => {
+                        if let Src::File { zero_copy, .. } = &mut self.src {
+                            *zero_copy = false;
+                        }
+                    }
+                    Moved::CopyOnce => {
+                        if let Src::File { copy_once, .. } = &mut self.src {
+                            *copy_once = true;
+                        }
+                    }
+                },
+                Src::File {
+                    range,
+                    ascii,
+                    prev_cr,
+                    copy_once,
+                    ..
+                } => {
+                    *copy_once = false;
+                    let mut chunk = vec![0u8; COPY_CHUNK];
+                    match mover.read_file(&mut self.mover, range, &mut chunk, tag)? {
+                        Read::Pending => return Ok(Step::Pending),
+                        Read::Bytes(n) => {
+                            self.out.clear();
+                            self.at = 0;
+                            let got = chunk.get(..n).unwrap_or_default();
+                            if *ascii {
+                                *prev_cr = to_crlf(got, *prev_cr, &mut self.out);
+                            } else {
+                                chunk.truncate(n);
+                                self.out = chunk;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what is buffered: `Ok(true)` once it is all gone.
+    fn flush(&mut self, sock: &TcpStream) -> Result<bool, TransferError> {
+        while self.at < self.out.len() {
+            match send(sock, &self.out[self.at..])? {
+                Some(n) => {
+                    self.at += n;
+                    self.sent += n as u64;
+                }
+                None => return Ok(false),
+            }
+        }
+        if !self.out.is_empty() {
+            // Released between chunks: a stalled transfer holds no buffer.
+            self.out = Vec::new();
+            self.at = 0;
+        }
+        Ok(true)
+    }
+}
+
+/// One non-blocking send: `Ok(None)` when the socket is full.
+fn send(sock: &TcpStream, buf: &[u8]) -> Result<Option<usize>, TransferError> {
+    loop {
+        match rustix::net::send(sock, buf, SendFlags::NOSIGNAL) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(TransferError::Connection(e.into())),
+        }
+    }
+}
+
+/// Appends `input` to `out` with a CR before every LF that does not
+/// already follow one; returns whether `input` ended in CR.
+pub fn to_crlf(input: &[u8], mut prev_cr: bool, out: &mut Vec<u8>) -> bool {
+    for &b in input {
+        if b == b'\n' && !prev_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev_cr = b == b'\r';
+    }
+    prev_cr
+}
+
+/// Shuts the sending side: the FIN after the last byte tells the client
+/// the file is complete.
+pub fn finish_socket(sock: &TcpStream) {
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_conversion() {
+        let mut out = Vec::new();
+        assert!(to_crlf(b"a\r", false, &mut out));
+        assert!(!to_crlf(b"\nb\n", true, &mut out));
+        assert_eq!(out, b"a\r\nb\r\n");
+        out.clear();
+        assert!(!to_crlf(b"a\nb\r\nc\n\nd\re\n", false, &mut out));
+        assert_eq!(out, b"a\r\nb\r\nc\r\n\r\nd\re\r\n");
+    }
+}
