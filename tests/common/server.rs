@@ -173,14 +173,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(kind: Kind, tree: &Tree, opts: Opts) -> Server {
+        Server::start_at(kind, tree, &tree.root, opts)
+    }
+
+    /// A server of `tree` (its log) serving `root` instead of the tree's.
+    pub fn start_at(kind: Kind, tree: &Tree, root: &Path, opts: Opts) -> Server {
         match kind {
-            Kind::Ftpd | Kind::FtpdSetpriv => Server::ftpd(kind, tree, opts),
-            Kind::Supervisor | Kind::SupervisorUring => Server::supervisor(kind, tree, opts),
+            Kind::Ftpd | Kind::FtpdSetpriv => Server::ftpd(kind, tree, root, opts),
+            Kind::Supervisor | Kind::SupervisorUring => Server::supervisor(kind, tree, root, opts),
         }
     }
 
     /// The in-test acceptor, one ftpd per accepted connection.
-    pub fn ftpd(kind: Kind, tree: &Tree, opts: Opts) -> Server {
+    fn ftpd(kind: Kind, tree: &Tree, root: &Path, opts: Opts) -> Server {
         let l4 = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let l6 = TcpListener::bind("[::1]:0").expect("bind [::1]:0 (is IPv6 loopback up?)");
         let log = tree.log_path();
@@ -196,7 +201,7 @@ impl Server {
             kind,
             addr4: l4.local_addr().unwrap(),
             addr6: l6.local_addr().unwrap(),
-            root: tree.root.clone(),
+            root: root.to_owned(),
             log,
             stop: stop.clone(),
             acceptors: Vec::new(),
@@ -209,7 +214,7 @@ impl Server {
                 listener: l,
                 kind,
                 opts: opts.clone(),
-                root: tree.root.clone(),
+                root: root.to_owned(),
                 log: logf.try_clone().unwrap(),
                 stop: stop.clone(),
                 children: children.clone(),
@@ -222,7 +227,7 @@ impl Server {
 
     /// `aftpd-supervisor --engine E --listen 127.0.0.1:P --listen [::1]:P6
     /// OPTS ROOT`, E as `kind` says.
-    pub fn supervisor(kind: Kind, tree: &Tree, opts: Opts) -> Server {
+    fn supervisor(kind: Kind, tree: &Tree, root: &Path, opts: Opts) -> Server {
         let engine = match kind {
             Kind::SupervisorUring => "uring",
             _ => "epoll",
@@ -250,7 +255,7 @@ impl Server {
             .arg("--listen")
             .arg(addr6.to_string())
             .args(&opts.args)
-            .arg(&tree.root)
+            .arg(root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(logf));
@@ -279,7 +284,7 @@ impl Server {
             kind,
             addr4,
             addr6,
-            root: tree.root.clone(),
+            root: root.to_owned(),
             log,
             stop: Arc::new(AtomicBool::new(false)),
             acceptors: Vec::new(),
