@@ -61,6 +61,7 @@ as any other user, it still confines every lookup beneath ROOT (openat2,
 Linux 5.6 or later). Logs go to standard error, one line per session start,
 end and transfer, unless --syslog is given (or standard error is the
 connection itself, as inetd sets it up: then syslog if there is one).
+Descriptors other than 0, 1 and 2 that it inherits are closed at start.
 
 After dropping privileges ftpd enters a sandbox (unless --no-sandbox):
 Landlock lets it read beneath ROOT and nothing else, where the kernel has

@@ -17,11 +17,17 @@ use crate::log::Logger;
 use crate::log::xferlog::Xferlog;
 use crate::setup::cli::{Parsed, program_name};
 use crate::setup::options::Sandbox;
-use crate::setup::{self, Fail};
+use crate::setup::{self, Fail, fds};
 
 use self::cli::Args;
 
 pub fn main() -> ExitCode {
+    // First, before anything opens a file: of what was inherited, only the
+    // connection (0, 1) and the log (2) are ftpd's.
+    if let Err(e) = fds::close_from(3) {
+        let f = Fail::temporary(format!("cannot close inherited descriptors: {e}"));
+        return setup::report("ftpd", &f);
+    }
     let name = program_name("ftpd");
     let args = match cli::from_env(&name) {
         Ok(Parsed::Run(args)) => args,

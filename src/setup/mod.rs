@@ -1,12 +1,14 @@
 //! What both programs do to start, written once: read the command line
 //! ([`cli`], with the session options declared in [`options`]), choose
-//! whom to run as and drop privileges ([`privs`]), and end with djb's exit codes ([`Exit`]) and
+//! whom to run as and drop privileges ([`privs`]), close the descriptors
+//! they inherited ([`fds`]), and end with djb's exit codes ([`Exit`]) and
 //! one line saying why ([`Fail`]).
 //!
 //! Dependencies run one way: `ftpd` and `supervisor` use this module; it
 //! uses nothing of theirs, nor the engines.
 
 pub mod cli;
+pub mod fds;
 pub mod options;
 pub mod privs;
 

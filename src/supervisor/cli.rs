@@ -183,6 +183,8 @@ Notes:
   ftp if /etc/passwd has one, or else nobody (65534:65534); the start line
   says which (user=...). It never serves as root. Not root, every lookup
   is confined beneath ROOT with openat2.
+  Inherited descriptors other than 0, 1, 2 and the sockets passed by
+  systemd are closed at start.
   The soft open-files limit is raised to the hard limit at start; without
   --max-sessions, the session limit is what that limit holds.
   Socket activation: when $LISTEN_PID is its process id, it serves the

@@ -22,7 +22,7 @@ use crate::log::xferlog::Xferlog;
 use crate::setup::cli::{Parsed, program_name};
 use crate::setup::options::{LogTo, Sandbox};
 use crate::setup::privs::{self, Unnamed};
-use crate::setup::{self, Exit, Fail};
+use crate::setup::{self, Exit, Fail, fds};
 
 use self::cli::{Args, Engine};
 use self::signals::{Outcome, Signals};
@@ -54,6 +54,11 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // First: it changes the environment (no other thread may exist yet) and
     // claims descriptors 3 and up.
     let inherited = activation::take().map_err(Fail::usage)?;
+    // Then, before anything opens a file: every other inherited descriptor
+    // above 2 goes.
+    let passed = inherited.as_ref().map_or(0, Vec::len);
+    fds::close_from(activation::FIRST_FD as u32 + passed as u32)
+        .map_err(|e| Fail::temporary(format!("cannot close inherited descriptors: {e}")))?;
     // The command line has checked every value (--threads 1 to 1024,
     // --max-sessions at least 1, ...).
     let config = Arc::new(args.session.config);
