@@ -1410,6 +1410,19 @@ fn supervisor_closes_inherited_descriptors() {
     f.quit();
 }
 
+/// Both programs are static-pie executables (`.cargo/config.toml`): no
+/// dynamic loader, and still position-independent, so ASLR is kept.
+#[test]
+fn binaries_are_static_pie() {
+    let file = need_tool("file", "file");
+    for bin in [FTPD, SUPERVISOR] {
+        let out = Command::new(&file).args(["-b", bin]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "file {bin}: {text}");
+        assert!(text.contains("static-pie linked"), "{bin}: {text}");
+    }
+}
+
 // ------------------------------------------------------------- man pages
 
 fn help(bin: &str) -> String {
