@@ -1,17 +1,16 @@
 //! aftpd: an FTP server for public file archives.
 //!
 //! Dependencies run one way: the two programs (`ftpd`, `supervisor`) set
-//! up the process and run an engine (`engine`: poll, epoll, io_uring),
-//! which carries out what the protocol core (`core`: sans-IO) asks, with
+//! up the process, with what they share in `setup` (command line,
+//! privileges, exit codes), and run an engine (`engine`: poll, epoll,
+//! io_uring), which carries out what the protocol core (`core`: sans-IO) asks, with
 //! the filesystem layer (`fs`) for everything beneath the served root.
 
-pub mod args;
-pub mod config;
 pub mod core;
 pub mod engine;
 pub mod fs;
 pub mod ftpd;
 pub mod log;
-pub mod privs;
 pub mod sandbox;
+pub mod setup;
 pub mod supervisor;

@@ -1300,6 +1300,129 @@ fn ftpd_never_logs_to_the_client_when_stderr_is_the_connection() {
     );
 }
 
+// ------------------------------------------------------------- start-up
+
+/// Where a careless parent leaves descriptors open across the exec: a
+/// shell's 10 and 255-ish, and 3, where a service manager would put a
+/// socket it did not mean to pass.
+const INHERITED: [i32; 3] = [3, 10, 251];
+
+/// Makes `cmd` start with `file` open (not close-on-exec) as each of the
+/// [`INHERITED`] descriptors.
+fn leave_open(cmd: &mut Command, file: &fs::File) {
+    let fd = file.as_raw_fd();
+    // SAFETY: between fork and exec, only async-signal-safe calls (dup2,
+    // fcntl) on descriptors this process holds; no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            for target in INHERITED {
+                let r = if target == fd {
+                    // dup2 onto itself would keep close-on-exec.
+                    libc::fcntl(fd, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, target)
+                };
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The descriptors of process `pid` that are `file` (same device and
+/// inode), read from /proc.
+fn holds(pid: u32, file: &fs::File) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let want = file.metadata().unwrap();
+    let mut found = Vec::new();
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let e = e.unwrap();
+        if let Ok(m) = fs::metadata(e.path())
+            && (m.dev(), m.ino()) == (want.dev(), want.ino())
+        {
+            found.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn ftpd_closes_inherited_descriptors() {
+    let tree = Tree::new("ftpd-fds");
+    let marker = fs::File::create(tree.path("inherited")).unwrap();
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (conn, _) = l.accept().unwrap();
+    let log = tree.path("ftpd.log");
+    let mut cmd = Command::new(FTPD);
+    cmd.arg(tree.root())
+        .env_remove("UID")
+        .env_remove("GID")
+        .stdin(Stdio::from(OwnedFd::from(conn.try_clone().unwrap())))
+        .stdout(Stdio::from(OwnedFd::from(conn)))
+        .stderr(log_file(&log));
+    if rustix::process::geteuid().is_root() {
+        cmd.env("UID", NOBODY.to_string())
+            .env("GID", NOBODY.to_string());
+    }
+    leave_open(&mut cmd, &marker);
+    let mut p = Proc::spawn("ftpd", &mut cmd, Some(log));
+    drop(cmd);
+    let mut f = Ftp::from_stream(client);
+    // Greeted: ftpd is past its start-up, in the session.
+    f.greeting();
+    assert_eq!(holds(p.pid(), &marker), Vec::<String>::new());
+    f.login();
+    f.quit();
+    assert!(p.wait(Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn supervisor_closes_inherited_descriptors() {
+    let tree = Tree::new("supervisor-fds");
+    let marker = fs::File::create(tree.path("inherited")).unwrap();
+    let port = free_port();
+    let log = tree.path("supervisor.log");
+    let mut cmd = Command::new(SUPERVISOR);
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--threads", "2"])
+        .arg(tree.root())
+        .env_remove("UID")
+        .env_remove("GID")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .stdin(Stdio::null())
+        .stdout(log_file(&log))
+        .stderr(log_file(&log));
+    leave_open(&mut cmd, &marker);
+    let p = Proc::spawn("aftpd-supervisor", &mut cmd, Some(log));
+    assert!(
+        wait_until(Duration::from_secs(15), || TcpStream::connect(local(port))
+            .is_ok()),
+        "the supervisor did not come up"
+    );
+    let mut f = Ftp::connect(local(port));
+    f.greeting();
+    assert_eq!(holds(p.pid(), &marker), Vec::<String>::new());
+    f.login();
+    assert_eq!(f.retr("/small.txt").unwrap(), b"hello, world\n");
+    f.quit();
+}
+
+/// Both programs are static-pie executables (`.cargo/config.toml`): no
+/// dynamic loader, and still position-independent, so ASLR is kept.
+#[test]
+fn binaries_are_static_pie() {
+    let file = need_tool("file", "file");
+    for bin in [FTPD, SUPERVISOR] {
+        let out = Command::new(&file).args(["-b", bin]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "file {bin}: {text}");
+        assert!(text.contains("static-pie linked"), "{bin}: {text}");
+    }
+}
+
 // ------------------------------------------------------------- man pages
 
 fn help(bin: &str) -> String {

@@ -230,11 +230,17 @@ fn start(tree: &Tree, mode: Mode, engine: Engine, args: &[&str]) -> Server {
 
 /// Starts the server with exactly `args` (and `--listen`, ROOT).
 fn start_with(tree: &Tree, mode: Mode, args: &[&str]) -> Server {
+    start_as(tree, || command(mode), args)
+}
+
+/// Starts the server as `program()` says, with `args` (and `--listen`,
+/// ROOT), and waits until it greets.
+fn start_as(tree: &Tree, program: impl Fn() -> Command, args: &[&str]) -> Server {
     for _attempt in 0..5 {
         let port = free_port();
         let log = tree.log();
         let err = fs::File::create(&log).unwrap();
-        let child = command(mode)
+        let child = program()
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
@@ -767,11 +773,28 @@ fn out_of_descriptors_then_recovers(engine: Engine) {
         "prlimit is missing: install the Debian package util-linux"
     );
     let tree = Tree::new(&engine.tag("nofile"), false);
+    // Without --max-sessions the limit would fit the 64 descriptors (and
+    // the server would refuse with 421 before running out); an explicit
+    // one that does not fit is said at start.
     let mut server = start(
         &tree,
         Mode::NoFile(64),
         engine,
-        &["--threads", "1", "--max-per-ip", "0"],
+        &[
+            "--threads",
+            "1",
+            "--max-per-ip",
+            "0",
+            "--max-sessions",
+            "10000",
+        ],
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("open-files limit 64 may not hold --max-sessions 10000"),
+        "{}",
+        server.log_text()
     );
     let mut conns = Vec::new();
     let mut not_connected = 0;
@@ -823,48 +846,143 @@ fn out_of_descriptors_then_recovers(engine: Engine) {
     assert!(server.log_text().contains("pausing accepts"));
 }
 
+/// Runs the supervisor as root with `envs` and `args` until it exits
+/// (it must, within 10 s): its exit code and standard error.
+fn run_to_exit(tree: &Tree, envs: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+    let mut c = Command::new(BIN);
+    c.env_remove("UID").env_remove("GID");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let mut child = c
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg(&tree.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (st.code(), err);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running: {envs:?} {args:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Root never serves as root, and a user that cannot be had is a usage
+/// error: uid 0 from $UID or --user, half of $UID/$GID, a missing --user.
 #[test]
-fn root_without_a_user_is_a_usage_error() {
+fn root_with_a_bad_user_is_a_usage_error() {
     assert!(is_root(), "this test needs root: run the tests as root");
     let tree = Tree::new("rootuser", false);
-    let run = |envs: &[(&str, &str)], args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.env_remove("UID").env_remove("GID");
-        for (k, v) in envs {
-            c.env(k, v);
-        }
-        let mut child = c
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .arg(&tree.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
+    for (envs, args) in [
+        (&[("UID", "0"), ("GID", "0")][..], &[][..]),
+        (&[("UID", "65534")], &[]),
+        (&[], &["--user", "no-such-user-here"]),
+        (&[], &["--user", "root"]),
+    ] {
+        let (code, err) = run_to_exit(&tree, envs, args);
+        assert_eq!(code, Some(100), "{envs:?} {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+/// The uids (real, effective, saved, filesystem) of process `pid`.
+fn uids(pid: u32) -> Vec<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(|u| u.parse().unwrap())
+        .collect()
+}
+
+/// As root with neither --user nor $UID/$GID, the supervisor becomes the
+/// user `ftp` when /etc/passwd has one, else nobody (65534), and says
+/// which in its start line. It reads /etc/passwd itself: each case runs in
+/// a private mount namespace where a passwd file of the test's is
+/// /etc/passwd, so the host's users are neither needed nor touched.
+#[test]
+fn root_without_a_user_becomes_ftp_or_nobody() {
+    assert!(is_root(), "this test needs root: run the tests as root");
+    assert!(
+        Command::new("unshare").arg("--version").output().is_ok(),
+        "unshare is missing: install the Debian package util-linux"
+    );
+    let tree = Tree::new("defaultuser", false);
+    let passwd = tree.dir.with_extension("passwd");
+    for (text, want, uid) in [
+        (
+            "root:x:0:0:root:/root:/bin/sh\nftp:x:4242:4343::/srv/ftp:/usr/sbin/nologin\n",
+            "user=ftp(4242:4343,default)",
+            4242,
+        ),
+        (
+            "root:x:0:0:root:/root:/bin/sh\n",
+            "user=nobody(65534:65534,default)",
+            65534,
+        ),
+    ] {
+        fs::write(&passwd, text).unwrap();
+        let program = || {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg("mount --bind \"$0\" /etc/passwd || exit 1; exec \"$@\"")
+                .arg(&passwd)
+                .arg(BIN)
+                .env_remove("UID")
+                .env_remove("GID");
+            c
+        };
+        let server = start_as(&tree, program, &["--threads", "1"]);
+        let log = server.log_text();
+        let start = log.lines().find(|l| l.contains("listening on")).unwrap();
+        assert!(start.contains(want), "{start}");
+        // unshare and sh exec: the child is the supervisor itself.
+        assert_eq!(uids(server.child.id()), vec![uid; 4], "{start}");
+        let mut f = Ftp::logged_in(server.addr());
+        assert_eq!(f.retr("/small.txt"), b"hello, world\n");
+        f.expect("QUIT", 221);
+    }
+    let _ = fs::remove_file(&passwd);
+}
+
+/// With the defaults, the session limit is what the open-files limit
+/// holds: no warning at start, whatever the limit (issue: a host whose
+/// hard limit is 20,000 was warned at every start).
+#[test]
+fn defaults_fit_the_open_files_limit() {
+    assert!(
+        Command::new("prlimit").arg("--version").output().is_ok(),
+        "prlimit is missing: install the Debian package util-linux"
+    );
+    let tree = Tree::new("nofile-default", false);
+    for limit in [20_000, 1024] {
+        let server = start_with(&tree, Mode::NoFile(limit), &["--threads", "2"]);
+        let log = server.log_text();
+        assert!(!log.contains("may not hold"), "{log}");
+        let start = log.lines().find(|l| l.contains("listening on")).unwrap();
+        let n: u64 = start
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("max-sessions="))
+            .unwrap()
+            .parse()
             .unwrap();
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (st.code(), err);
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("still running as root");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    };
-    let (code, err) = run(&[], &[]);
-    assert_eq!(code, Some(100), "{err}");
-    assert!(err.contains("root"), "{err}");
-    assert_eq!(run(&[("UID", "0"), ("GID", "0")], &[]).0, Some(100));
-    assert_eq!(run(&[("UID", "65534")], &[]).0, Some(100));
-    assert_eq!(run(&[], &["--user", "no-such-user-here"]).0, Some(100));
+        assert!(n >= 1 && n * 3 < u64::from(limit), "{start}");
+        assert!(start.contains(&format!("open-files={limit}")), "{start}");
+    }
 }
 
 #[test]

@@ -80,11 +80,10 @@ pub fn set_control_options(fd: BorrowedFd<'_>) {
 /// not say. Data the client's kernel has taken counts, read or not: once
 /// its receive buffer is full, the count stops until the client reads.
 pub fn bytes_acked(fd: BorrowedFd<'_>) -> Option<u64> {
-    // `struct tcp_info` has `tcpi_bytes_acked` at byte 120; libc's glibc
-    // version of the struct ends before it, so read it as u64 words.
-    const WORD: usize = 120 / 8;
-    let mut info = [0u64; WORD + 1];
-    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `tcp_info` is plain integers, for which all-zero is a valid
+    // value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: `info` is writable for `len` bytes and outlives the call;
     // the kernel writes at most `len` bytes and stores the count in `len`.
     let r = unsafe {
@@ -92,11 +91,13 @@ pub fn bytes_acked(fd: BorrowedFd<'_>) -> Option<u64> {
             fd.as_raw_fd(),
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
+            (&raw mut info).cast(),
             &mut len,
         )
     };
-    (r == 0 && len as usize >= (WORD + 1) * 8).then_some(info[WORD])
+    // An older kernel fills in a shorter struct: the field must be in it.
+    let end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + std::mem::size_of::<u64>();
+    (r == 0 && len as usize >= end).then_some(info.tcpi_bytes_acked)
 }
 
 /// Puts `fd` in non-blocking mode (on its open file description).
@@ -448,5 +449,25 @@ mod tests {
             tv_nsec: 0,
         };
         assert_eq!(poll(&mut fds, Some(&t)).unwrap(), 1);
+    }
+
+    #[test]
+    fn bytes_acked_counts_what_the_peer_took() {
+        let l = TcpListener::bind((LOOPBACK, 0)).unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        assert_eq!(bytes_acked(s.as_fd()), Some(0));
+        s.write_all(&[7u8; 1000]).unwrap();
+        let mut got = [0u8; 1000];
+        c.read_exact(&mut got).unwrap();
+        // Loopback acknowledges at once, but not before this line runs.
+        let until = Instant::now() + Duration::from_secs(5);
+        while bytes_acked(s.as_fd()) != Some(1000) {
+            assert!(Instant::now() < until, "{:?}", bytes_acked(s.as_fd()));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Not a TCP socket: the kernel does not say.
+        let f = std::fs::File::open("/").unwrap();
+        assert_eq!(bytes_acked(f.as_fd()), None);
     }
 }

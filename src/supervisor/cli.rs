@@ -1,15 +1,15 @@
-//! The command line of `aftpd-supervisor`. The session options come from
-//! [`SessionArgs`], so they mean exactly what they mean to `ftpd`; only
-//! the multi-session options are declared here.
+//! The command line of `aftpd-supervisor`: its own multi-session options,
+//! and the session options (declared once, in
+//! [`crate::setup::options`]), so they mean exactly what they mean to
+//! `ftpd`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::args::{self, Arg, Lexer, UsageError};
-use crate::config::{SESSION_HELP, SYNTAX_HELP, SessionArgs};
-
-use super::Fail;
+use crate::setup::Fail;
+use crate::setup::cli::{self, Help, Parsed};
+use crate::setup::options::{SessionArgs, seconds, with_session_options};
 
 /// `--engine`: how the workers wait and move bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,50 @@ impl Engine {
     }
 }
 
-/// What the command line asks the supervisor to do.
+with_session_options! {
+    /// aftpd-supervisor's command line, as argh reads it.
+    #[derive(argh::FromArgs, argh::ArgsInfo, Debug)]
+    #[argh(help_triggers("-h", "--help"))]
+    pub struct Options {
+        /// the directory to serve (default: the current directory)
+        #[argh(positional, arg_name = "ROOT")]
+        pub root: Vec<String>,
+        /// address to listen on, ADDR:PORT, e.g. 0.0.0.0:21 or \[::1\]:2121
+        /// (repeatable; default \[::\]:2121 dual-stack, port 21 when started
+        /// as root; ignored when sockets are passed by systemd)
+        #[argh(option, arg_name = "ADDR:PORT", from_str_fn(listen_address))]
+        pub listen: Vec<SocketAddr>,
+        /// worker threads, each an event loop serving many sessions
+        /// (default: the number of CPUs)
+        #[argh(option, arg_name = "N", from_str_fn(threads))]
+        pub threads: Option<usize>,
+        /// the workers' event mechanism: auto (io_uring if the kernel
+        /// allows it, else epoll), epoll, or uring (default auto)
+        #[argh(option, arg_name = "ENGINE")]
+        pub engine: Option<Engine>,
+        /// most sessions at once, over all workers; more are answered with
+        /// 421 (default: as many as the open-files limit holds, at three
+        /// descriptors a session, at most 10000)
+        #[argh(option, arg_name = "N", from_str_fn(max_sessions))]
+        pub max_sessions: Option<usize>,
+        /// most sessions at once from one client address, 0 for no limit
+        /// (default 50)
+        #[argh(option, arg_name = "N", from_str_fn(whole_number))]
+        pub max_per_ip: Option<u32>,
+        /// on SIGTERM/SIGINT, how long transfers in flight may take to
+        /// finish before the remaining sessions are closed with 421
+        /// (default 10)
+        #[argh(option, arg_name = "SECS", from_str_fn(shutdown_timeout))]
+        pub shutdown_timeout: Option<Duration>,
+        /// when started as root: the user to run as after the chroot, from
+        /// /etc/passwd (default: $UID and $GID as envuidgid sets them, else
+        /// ftp, else nobody)
+        #[argh(option, arg_name = "NAME")]
+        pub user: Option<String>,
+    }
+}
+
+/// What the command line asks the supervisor to do, checked.
 #[derive(Debug)]
 pub struct Args {
     /// The options `ftpd` takes too.
@@ -53,8 +96,8 @@ pub struct Args {
     /// `--threads`, 1 to [`MAX_THREADS`]; `None`: one per CPU.
     pub threads: Option<usize>,
     pub engine: Engine,
-    /// At least 1.
-    pub max_sessions: usize,
+    /// At least 1; `None`: derived from the open-files limit.
+    pub max_sessions: Option<usize>,
     /// 0 for no limit.
     pub max_per_ip: u32,
     pub shutdown_timeout: Duration,
@@ -63,69 +106,87 @@ pub struct Args {
     pub root: Option<PathBuf>,
 }
 
-impl Default for Args {
-    fn default() -> Args {
-        Args {
-            session: SessionArgs::default(),
-            listen: Vec::new(),
-            threads: None,
-            engine: Engine::Auto,
-            max_sessions: 10000,
-            max_per_ip: 50,
-            shutdown_timeout: Duration::from_secs(10),
-            user: None,
-            root: None,
-        }
+impl TryFrom<Options> for Args {
+    type Error = Fail;
+
+    fn try_from(o: Options) -> Result<Args, Fail> {
+        let root = cli::one_root(&o.root, false)?.map(PathBuf::from);
+        Ok(Args {
+            session: o.session(),
+            listen: o.listen,
+            threads: o.threads,
+            engine: o.engine.unwrap_or(Engine::Auto),
+            max_sessions: o.max_sessions,
+            max_per_ip: o.max_per_ip.unwrap_or(50),
+            shutdown_timeout: o.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
+            user: o.user,
+            root,
+        })
     }
 }
 
 /// More worker threads than this is a typing error, not a plan.
 pub const MAX_THREADS: usize = 1024;
 
-/// `--help`, before the session options.
-const HELP_HEAD: &str = "\
+fn listen_address(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| "want ADDR:PORT, e.g. 0.0.0.0:21 or [::1]:2121".to_owned())
+}
+
+fn threads(s: &str) -> Result<usize, String> {
+    count(s, 1, MAX_THREADS)
+}
+
+fn max_sessions(s: &str) -> Result<usize, String> {
+    count(s, 1, usize::MAX)
+}
+
+fn whole_number(s: &str) -> Result<u32, String> {
+    s.parse().map_err(|_| "want a whole number".to_owned())
+}
+
+fn shutdown_timeout(s: &str) -> Result<Duration, String> {
+    seconds(s, 0)
+}
+
+/// Reads a whole number from `min` to `max`.
+fn count(s: &str, min: usize, max: usize) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == usize::MAX => Err(format!("want a whole number, at least {min}")),
+        _ => Err(format!("want a whole number from {min} to {max}")),
+    }
+}
+
+/// Reads the process's command line.
+pub fn from_env(name: &str) -> Result<Parsed<Args>, Fail> {
+    cli::from_env::<Options, Args>(name, &HELP, Args::try_from)
+}
+
+pub const HELP: Help = Help {
+    usage: "[OPTIONS] [--] [ROOT]",
+    about: "\
 Serve a read-only, anonymous FTP archive (ROOT, default: the current
 directory) to many clients from one process: bind, drop privileges, then run
 worker threads, each an event loop (epoll or io_uring) holding thousands of
 sessions.
+",
+    session_heading: Some("Session options, the same as ftpd's:"),
+    tail: "
+An option's value is the next argument: --timeout 90. Options may come
+before or after ROOT; '--' ends them (for a ROOT that starts with '-').
+Options with a value may be given once, except those marked repeatable.
 
-Arguments:
-  ROOT                    the directory to serve (default: the current
-                          directory)
-
-Options:
-  --listen ADDR:PORT      address to listen on, ADDR:PORT, e.g. 0.0.0.0:21 or
-                          [::1]:2121 (repeatable; default [::]:2121
-                          dual-stack, port 21 when started as root; ignored
-                          when sockets are passed by systemd)
-  --threads N             worker threads, each an event loop serving many
-                          sessions (default: the number of CPUs)
-  --engine ENGINE         the workers' event mechanism: auto (io_uring if the
-                          kernel allows it, else epoll), epoll, or uring
-                          (default auto)
-  --max-sessions N        most sessions at once, over all workers; more are
-                          answered with 421 (default 10000)
-  --max-per-ip N          most sessions at once from one client address, 0
-                          for no limit (default 50)
-  --shutdown-timeout SECS on SIGTERM/SIGINT, how long transfers in flight may
-                          take to finish before the remaining sessions are
-                          closed with 421 (default 10)
-  --user NAME             when started as root: the user to run as after the
-                          chroot, from /etc/passwd (default: $UID and $GID,
-                          as set by envuidgid; also the way to give a user
-                          known only to LDAP or another NSS service)
-  -h, --help              print this help and exit
-
-Session options, the same as ftpd's:
-";
-
-/// The rest of `--help`, after the options.
-const HELP_TAIL: &str = "
 Notes:
-  Started as root, it binds first, then chroots into ROOT and switches to
-  --user NAME (or $UID and $GID, as set by envuidgid); it refuses to go on
-  as root. Not root, every lookup is confined beneath ROOT with openat2.
-  The soft open-files limit is raised to the hard limit at start.
+  Started as root, it binds first, then chroots into ROOT and becomes
+  --user NAME, or $UID and $GID (as set by envuidgid), or else the user
+  ftp if /etc/passwd has one, or else nobody (65534:65534); the start line
+  says which (user=...). It never serves as root. Not root, every lookup
+  is confined beneath ROOT with openat2.
+  Inherited descriptors other than 0, 1, 2 and the sockets passed by
+  systemd are closed at start.
+  The soft open-files limit is raised to the hard limit at start; without
+  --max-sessions, the session limit is what that limit holds.
   Socket activation: when $LISTEN_PID is its process id, it serves the
   $LISTEN_FDS listening TCP sockets passed from fd 3 on (systemd's
   sd_listen_fds protocol) and binds nothing; --listen is then ignored.
@@ -144,122 +205,44 @@ Notes:
 
 Exit codes:
   0    stopped by SIGTERM or SIGINT
-  100  usage error: bad option, root with no user to switch to, or a
-       passed descriptor that is not a listening TCP socket
-  111  temporary failure: cannot bind, no root directory, out of resources";
-
-/// The whole `--help` text, for the program called `name`.
-pub fn help(name: &str) -> String {
-    format!(
-        "Usage: {name} [OPTIONS] [--] [ROOT]\n\n{HELP_HEAD}{SESSION_HELP}\n{SYNTAX_HELP}{HELP_TAIL}"
-    )
-}
-
-/// What the command line asks for.
-#[derive(Debug)]
-pub enum Parsed {
-    Run(Args),
-    /// `--help`: print this and exit 0.
-    Help(String),
-}
-
-/// Parses the process's arguments. A usage error is exit code 100 (the
-/// daemontools convention); its message names the option and ends with a
-/// hint to try `--help`.
-pub fn from_env() -> Result<Parsed, Fail> {
-    let (name, lx) = Lexer::from_env("aftpd-supervisor");
-    read(&name, lx)
-}
-
-/// Parses `args` (without the program name).
-pub fn parse(name: &str, args: &[&str]) -> Result<Parsed, Fail> {
-    read(name, Lexer::new(args.iter().copied()))
-}
-
-fn read(name: &str, lx: Lexer) -> Result<Parsed, Fail> {
-    read_args(name, lx)
-        .map_err(|e| Fail::Usage(format!("{e}\nTry '{name} --help' for more information.")))
-}
-
-fn read_args(name: &str, mut lx: Lexer) -> Result<Parsed, UsageError> {
-    let mut a = Args::default();
-    while let Some(arg) = lx.next_arg()? {
-        let opt = match arg {
-            Arg::Positional(p) if a.root.is_none() => {
-                a.root = Some(p.into());
-                continue;
-            }
-            Arg::Positional(p) => return Err(args::unexpected(&p)),
-            Arg::Short(s) if s == "h" => return Ok(Parsed::Help(help(name))),
-            Arg::Short(_) => return Err(lx.unknown()),
-            Arg::Long(opt) => opt,
-        };
-        if a.session.take(&opt, &mut lx)? {
-            continue;
-        }
-        match opt.as_str() {
-            "help" => {
-                lx.no_value()?;
-                return Ok(Parsed::Help(help(name)));
-            }
-            // Repeatable: one listener (per thread) on each.
-            "listen" => a.listen.push(lx.parse(|s| {
-                s.parse()
-                    .map_err(|_| "want ADDR:PORT, e.g. 0.0.0.0:21 or [::1]:2121".to_owned())
-            })?),
-            "threads" => a.threads = Some(lx.once()?.parse(|s| count(s, 1, MAX_THREADS))?),
-            "engine" => a.engine = lx.once()?.parse(str::parse)?,
-            "max-sessions" => a.max_sessions = lx.once()?.parse(|s| count(s, 1, usize::MAX))?,
-            "max-per-ip" => {
-                a.max_per_ip = lx
-                    .once()?
-                    .parse(|s| s.parse().map_err(|_| "want a whole number".to_owned()))?
-            }
-            "shutdown-timeout" => a.shutdown_timeout = lx.once()?.parse(|s| args::seconds(s, 0))?,
-            "user" => a.user = Some(lx.once()?.parse(|s| Ok(s.to_owned()))?),
-            _ => return Err(lx.unknown()),
-        }
-    }
-    Ok(Parsed::Run(a))
-}
-
-/// Reads a whole number from `min` to `max`.
-fn count(s: &str, min: usize, max: usize) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ if max == usize::MAX => Err(format!("want a whole number, at least {min}")),
-        _ => Err(format!("want a whole number from {min} to {max}")),
-    }
-}
+  100  usage error: bad option, a --user that does not exist or is root,
+       or a passed descriptor that is not a listening TCP socket
+  111  temporary failure: cannot bind, no root directory, out of resources",
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::setup::Exit;
+
+    fn parsed(args: &[&str]) -> Result<Parsed<Args>, Fail> {
+        cli::read::<Options, Args>("s", args, Args::try_from)
+    }
 
     fn run(args: &[&str]) -> Args {
-        match parse("s", args) {
+        match parsed(args) {
             Ok(Parsed::Run(a)) => a,
             Ok(Parsed::Help(_)) => panic!("{args:?}: help"),
-            Err(Fail::Usage(e) | Fail::Temp(e)) => panic!("{args:?}: {e}"),
+            Err(f) => panic!("{args:?}: {f}"),
         }
     }
 
     fn usage(args: &[&str]) -> String {
-        match parse("s", args) {
-            Err(Fail::Usage(e)) => e,
+        match parsed(args) {
+            Err(f) if f.exit == Exit::Usage => f.message,
             other => panic!("{args:?}: {other:?}"),
         }
     }
 
     #[test]
     fn defaults_and_repeats() {
-        let a = run(&["--listen", "127.0.0.1:21", "--listen=[::1]:2121", "/srv"]);
+        let a = run(&["--listen", "127.0.0.1:21", "--listen", "[::1]:2121", "/srv"]);
         assert_eq!(
             a.listen,
             ["127.0.0.1:21", "[::1]:2121"].map(|s| s.parse::<SocketAddr>().unwrap())
         );
         assert_eq!(a.threads, None);
-        assert_eq!(a.max_sessions, 10000);
+        assert_eq!(a.max_sessions, None);
         assert_eq!(a.max_per_ip, 50);
         assert_eq!(a.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(a.user, None);
@@ -274,7 +257,8 @@ mod tests {
         let a = run(&[
             "--threads",
             "3",
-            "--engine=epoll",
+            "--engine",
+            "epoll",
             "--max-sessions",
             "7",
             "--max-per-ip",
@@ -286,7 +270,7 @@ mod tests {
         ]);
         assert_eq!(a.threads, Some(3));
         assert_eq!(a.engine, Engine::Epoll);
-        assert_eq!(a.max_sessions, 7);
+        assert_eq!(a.max_sessions, Some(7));
         assert_eq!(a.max_per_ip, 0);
         assert_eq!(a.shutdown_timeout, Duration::ZERO);
         assert_eq!(a.user.as_deref(), Some("ftp"));
@@ -319,68 +303,71 @@ mod tests {
             assert_eq!(want.name(), arg);
         }
         assert_eq!(run(&["--engine", "io_uring"]).engine, Engine::Uring);
-        assert!(usage(&["--engine", "kqueue"]).starts_with("bad --engine \"kqueue\""));
+        assert!(usage(&["--engine", "kqueue"]).contains("'--engine' with value 'kqueue'"));
     }
 
     #[test]
     fn usage_errors() {
         for (args, want) in [
-            (&["--bogus"][..], "unknown option --bogus"),
-            (&["-x"], "unknown option -x"),
-            (&["--listen", "nope"], "bad --listen \"nope\""),
-            (&["--listen"], "--listen needs a value"),
-            (&["--threads", "0"], "bad --threads \"0\""),
-            (&["--threads", "1025"], "bad --threads \"1025\""),
-            (&["--max-sessions", "0"], "bad --max-sessions \"0\""),
-            (&["--max-per-ip", "-1"], "bad --max-per-ip \"-1\""),
-            (&["--shutdown-timeout", "soon"], "bad --shutdown-timeout"),
-            (&["--user"], "--user needs a value"),
-            (
-                &["--user", "a", "--user", "b"],
-                "--user given more than once",
-            ),
-            (
-                &["--threads=2", "--threads=2"],
-                "--threads given more than once",
-            ),
+            (&["--bogus"][..], "--bogus"),
+            (&["-x"], "-x"),
+            (&["--listen", "nope"], "'--listen' with value 'nope'"),
+            (&["--listen"], "'--listen'"),
+            (&["--listen=127.0.0.1:21"], "--listen=127.0.0.1:21"),
+            (&["--threads", "0"], "'--threads' with value '0'"),
+            (&["--threads", "1025"], "'--threads' with value '1025'"),
+            (&["--max-sessions", "0"], "'--max-sessions' with value '0'"),
+            (&["--max-per-ip", "-1"], "'--max-per-ip' with value '-1'"),
+            (&["--shutdown-timeout", "soon"], "'--shutdown-timeout'"),
+            (&["--user"], "'--user'"),
+            (&["--user", "a", "--user", "b"], "'--user' with value 'b'"),
+            (&["--threads", "2", "--threads", "2"], "'--threads'"),
             (&["/a", "/b"], "unexpected argument \"/b\""),
-            (&["--timeout", "0"], "bad --timeout \"0\""),
-            (&["--help=x"], "--help takes no value"),
+            (&["--timeout", "0"], "'--timeout' with value '0'"),
         ] {
             let e = usage(args);
-            assert!(e.starts_with(want), "{args:?}: {e:?}");
-            // One line about the option, one pointing at --help.
-            assert_eq!(e.lines().count(), 2, "{e:?}");
-            assert!(e.ends_with("Try 's --help' for more information."), "{e:?}");
+            assert!(e.contains(want), "{args:?}: {e:?}");
+            // One line, naming the option, pointing at --help.
+            assert_eq!(e.lines().count(), 1, "{e:?}");
+            assert!(e.ends_with(" (try 's --help')"), "{e:?}");
         }
     }
 
     #[test]
     fn help() {
-        for args in [&["--help"][..], &["-h"], &["/srv", "--help", "--bogus"]] {
-            let Ok(Parsed::Help(text)) = parse("s", args) else {
-                panic!("{args:?}: no help");
-            };
-            assert!(
-                text.starts_with("Usage: s [OPTIONS] [--] [ROOT]\n"),
-                "{text}"
-            );
-            for opt in [
-                "--listen",
-                "--max-per-ip",
-                "--timeout",
-                "--no-sandbox",
-                "-h, --help",
-            ] {
-                assert!(text.contains(opt), "{opt} not in help");
-            }
-            for line in text.lines() {
-                assert!(line.len() < 80, "{line:?}");
-            }
+        for args in [&["--help"][..], &["-h"], &["/srv", "--help"]] {
+            assert!(matches!(parsed(args), Ok(Parsed::Help(_))), "{args:?}");
         }
         // After `--`, "--help" is a ROOT.
         assert_eq!(run(&["--", "--help"]).root, Some(PathBuf::from("--help")));
         // An option's value, even one that reads "--help".
         assert_eq!(run(&["--user", "--help"]).user.as_deref(), Some("--help"));
+        let text = cli::render::<Options>("s", &HELP);
+        assert!(
+            text.starts_with("Usage: s [OPTIONS] [--] [ROOT]\n"),
+            "{text}"
+        );
+        let own = text.find("\nOptions:\n").unwrap();
+        let shared = text
+            .find("\nSession options, the same as ftpd's:\n")
+            .unwrap();
+        for opt in [
+            "--listen ADDR:PORT",
+            "--max-per-ip N",
+            "-h, --help",
+            "--user NAME",
+        ] {
+            let at = text
+                .find(opt)
+                .unwrap_or_else(|| panic!("{opt} not in help"));
+            assert!(own < at && at < shared, "{opt} not among the own options");
+        }
+        for opt in crate::setup::options::SessionOptions::names() {
+            let at = text.find(&format!("\n  {opt}")).unwrap();
+            assert!(at > shared, "{opt} not among the session options");
+        }
+        for line in text.lines() {
+            assert!(line.len() < 80, "{line:?}");
+        }
     }
 }

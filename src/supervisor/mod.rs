@@ -1,25 +1,30 @@
 //! `aftpd-supervisor`: one process serving many sessions. This module is
 //! everything but the event mechanism: the command line, binding,
 //! privileges, limits, logging, signals and the choice of engine. The
-//! workers' event loops live in `driver::epoll` and `driver::uring`, on
-//! the same [`Context`] and the shared `driver::worker`.
+//! workers' event loops live in `engine::epoll` and `engine::uring`, on
+//! the same [`Context`] and the shared `engine::worker`. What it shares
+//! with `ftpd` (options, privileges, exit codes) is in [`crate::setup`].
 
 pub mod activation;
 pub mod cli;
 pub mod listen;
-pub mod privs;
+pub mod nofile;
 pub mod signals;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use crate::config::{LogTo, Sandbox};
 use crate::fs::Root;
 use crate::log::xferlog::Xferlog;
+use crate::setup::cli::{Parsed, program_name};
+use crate::setup::options::{LogTo, Sandbox};
+use crate::setup::privs::{self, Unnamed};
+use crate::setup::{self, Exit, Fail, fds};
 
-use self::cli::{Args, Engine, Parsed};
+use self::cli::{Args, Engine};
 use self::signals::{Outcome, Signals};
 use crate::core::admission::Limits;
 use crate::engine::context::Context;
@@ -27,53 +32,34 @@ use crate::engine::pool::Pool;
 use crate::engine::stop::Stop;
 use crate::log::shared::Logger;
 
-/// Exit code: a usage error (bad option, root without a user).
-pub const EXIT_USAGE: i32 = 100;
-/// Exit code: a temporary failure (cannot bind, no root directory, ...).
-pub const EXIT_TEMP: i32 = 111;
-
-/// Why the supervisor could not start.
-#[derive(Debug)]
-pub enum Fail {
-    Usage(String),
-    Temp(String),
-}
-
 /// The program: parses the command line, runs, and returns the exit code.
-pub fn main() -> i32 {
-    let args = match cli::from_env() {
+pub fn main() -> ExitCode {
+    let name = program_name("aftpd-supervisor");
+    let args = match cli::from_env(&name) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Help(text)) => {
             println!("{text}");
-            return 0;
+            return ExitCode::SUCCESS;
         }
-        Err(f) => return report(f),
+        Err(f) => return setup::report(&name, &f),
     };
     match run(args) {
         Ok(code) => code,
-        Err(f) => report(f),
-    }
-}
-
-fn report(f: Fail) -> i32 {
-    match f {
-        Fail::Usage(m) => {
-            eprintln!("aftpd-supervisor: {m}");
-            EXIT_USAGE
-        }
-        Fail::Temp(m) => {
-            eprintln!("aftpd-supervisor: fatal: {m}");
-            EXIT_TEMP
-        }
+        Err(f) => setup::report(&name, &f),
     }
 }
 
 /// Starts the server described by `args` and serves until a signal stops
 /// it. Returns the exit code.
-pub fn run(args: Args) -> Result<i32, Fail> {
+pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // First: it changes the environment (no other thread may exist yet) and
     // claims descriptors 3 and up.
-    let inherited = activation::take().map_err(Fail::Usage)?;
+    let inherited = activation::take().map_err(Fail::usage)?;
+    // Then, before anything opens a file: every other inherited descriptor
+    // above 2 goes.
+    let passed = inherited.as_ref().map_or(0, Vec::len);
+    fds::close_from(activation::FIRST_FD as u32 + passed as u32)
+        .map_err(|e| Fail::temporary(format!("cannot close inherited descriptors: {e}")))?;
     // The command line has checked every value (--threads 1 to 1024,
     // --max-sessions at least 1, ...).
     let config = Arc::new(args.session.config);
@@ -81,26 +67,35 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let root_dir = root_path(args.root.as_deref())?;
-    let as_root = crate::privs::is_root();
-    let target = privs::target(args.user.as_deref(), as_root)?;
+    let as_root = privs::is_root();
+    let target = privs::choose(
+        as_root,
+        args.user.as_deref(),
+        privs::from_env(),
+        Unnamed::Default,
+        privs::lookup_user,
+    )?;
 
     // Everything that needs the outside world (the syslog socket, the
     // CPU count above, the password file) before the chroot.
     let mut log = if args.session.log == LogTo::Syslog {
-        Logger::syslog().map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
+        Logger::syslog().map_err(|e| Fail::temporary(format!("cannot log to syslog: {e}")))?
     } else {
         Logger::stderr()
     };
     if let Some(path) = &args.session.xferlog {
         let x = Xferlog::open_reopenable(path)
-            .map_err(|e| Fail::Temp(format!("cannot open the xferlog {e}")))?;
+            .map_err(|e| Fail::temporary(format!("cannot open the xferlog {e}")))?;
         log = log.with_xferlog(x);
     }
     // Rust ignores SIGPIPE already; say so anyway, as ftpd does, since a
     // closed peer must be an EPIPE, never the end of the server.
     crate::engine::net::ignore_sigpipe()
-        .map_err(|e| Fail::Temp(format!("cannot ignore SIGPIPE: {e}")))?;
-    let nofile = raise_nofile();
+        .map_err(|e| Fail::temporary(format!("cannot ignore SIGPIPE: {e}")))?;
+    let nofile = nofile::raise();
+    let max_sessions = args
+        .max_sessions
+        .unwrap_or_else(|| nofile::default_max_sessions(nofile, threads));
 
     let activated = inherited.is_some();
     let sets = match inherited {
@@ -112,14 +107,14 @@ pub fn run(args: Args) -> Result<i32, Fail> {
                 ));
             }
             activation::share(listeners, threads)
-                .map_err(|e| Fail::Temp(format!("cannot share the passed sockets: {e}")))?
+                .map_err(|e| Fail::temporary(format!("cannot share the passed sockets: {e}")))?
         }
         None => {
             let addrs = listen::addresses(&args.listen, as_root);
             listen::bind_all(&addrs, threads, |from, to| {
                 log.warn(format_args!("no IPv6: listening on {to} instead of {from}"))
             })
-            .map_err(|e| Fail::Temp(e.to_string()))?
+            .map_err(|e| Fail::temporary(e.to_string()))?
         }
     };
     let bound: Vec<SocketAddr> = sets
@@ -129,36 +124,41 @@ pub fn run(args: Args) -> Result<i32, Fail> {
 
     // Read before the chroot hides /proc.
     crate::engine::net::ephemeral_ports();
-    let root = match target {
-        Some((uid, gid)) => {
-            crate::privs::drop_to(&root_dir, uid, gid)
-                .map_err(|e| Fail::Temp(format!("cannot drop privileges: {e}")))?;
-            Root::open(Path::new("/"))
-        }
-        None => Root::open(&root_dir),
-    }
-    .map_err(|e| Fail::Temp(format!("cannot open {}: {e}", root_dir.display())))?;
-    crate::privs::no_new_privs().map_err(|e| Fail::Temp(format!("PR_SET_NO_NEW_PRIVS: {e}")))?;
+    privs::confine(&root_dir, target.as_ref())?;
+    // Inside the chroot, ROOT is `/`.
+    let root_now = if target.is_some() {
+        Path::new("/")
+    } else {
+        &root_dir
+    };
+    let root = Root::open(root_now)
+        .map_err(|e| Fail::temporary(format!("cannot open {}: {e}", root_dir.display())))?;
+    let user = match &target {
+        Some(who) => who.to_string(),
+        None => format!(
+            "{}:{}(not-root)",
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw()
+        ),
+    };
 
     // After the privileges are dropped: io_uring_disabled=1 admits some
     // users only.
     let engine = choose_engine(args.engine, threads, &log)?;
 
     // Before any worker exists, so that every thread inherits the mask.
-    let signals = Signals::block().map_err(|e| Fail::Temp(format!("signals: {e}")))?;
+    let signals = Signals::block().map_err(|e| Fail::temporary(format!("signals: {e}")))?;
     let root = Arc::new(root);
     let pool = Pool::new(Arc::clone(&root), threads, DISK_THREADS)
-        .map_err(|e| Fail::Temp(format!("cannot set up the disk helpers: {e}")))?;
+        .map_err(|e| Fail::temporary(format!("cannot set up the disk helpers: {e}")))?;
     let pasv_ports = config.pasv_ports;
     let ctx = Arc::new(Context {
         config,
         root,
         pool,
-        limits: Arc::new(
-            Limits::new(args.max_sessions, args.max_per_ip).with_passive_ports(pasv_ports),
-        ),
+        limits: Arc::new(Limits::new(max_sessions, args.max_per_ip).with_passive_ports(pasv_ports)),
         log,
-        stop: Stop::new(threads).map_err(|e| Fail::Temp(format!("eventfd: {e}")))?,
+        stop: Stop::new(threads).map_err(|e| Fail::temporary(format!("eventfd: {e}")))?,
         shutdown_timeout: args.shutdown_timeout,
     });
 
@@ -173,7 +173,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         let dir = ctx.log.xferlog_dir();
         Some(
             crate::sandbox::restrict_filesystem(ctx.root.fd(), dir)
-                .map_err(|e| Fail::Temp(format!("cannot enter the sandbox: {e}")))?,
+                .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?,
         )
     };
     let (workers, gates) = spawn_workers(&ctx, sets, engine)?;
@@ -181,7 +181,7 @@ pub fn run(args: Args) -> Result<i32, Fail> {
         None => "sandbox=off".to_owned(),
         Some(landlock) => {
             let seccomp = crate::sandbox::restrict_syscalls(profile, true)
-                .map_err(|e| Fail::Temp(format!("cannot enter the sandbox: {e}")))?;
+                .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?;
             crate::sandbox::Report { landlock, seccomp }.to_string()
         }
     };
@@ -190,21 +190,23 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     // already, and a log reader sees the start line before any session's.
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {}{} root={} threads={threads} engine={} max-sessions={} max-per-ip={} open-files={} {sandbox}",
+        "listening on {}{} root={} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={} open-files={} {sandbox}",
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
         engine_name,
-        args.max_sessions,
         args.max_per_ip,
-        nofile.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+        nofile.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
     ));
-    if let Some(n) = nofile
-        && (args.max_sessions as u64).saturating_mul(3) > n
+    // Only a limit the operator chose can be too much for the descriptors;
+    // the default is derived from them.
+    if let Some(asked) = args.max_sessions
+        && !nofile::holds(nofile, asked, threads)
     {
         ctx.log.warn(format_args!(
-            "open-files limit {n} may not hold --max-sessions {} (a busy session needs up to 3 descriptors)",
-            args.max_sessions
+            "open-files limit {} may not hold --max-sessions {asked} (a busy session needs up to {} descriptors)",
+            nofile.unwrap_or(u64::MAX),
+            nofile::PER_SESSION,
         ));
     }
 
@@ -224,13 +226,17 @@ pub fn run(args: Args) -> Result<i32, Fail> {
             ));
             let clean = signals::join_all(workers, bound);
             ctx.log.info(format_args!("stopped"));
-            Ok(if clean { 0 } else { EXIT_TEMP })
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                Exit::Temporary.into()
+            })
         }
         Outcome::WorkerEnded => {
             ctx.log
                 .error(format_args!("a worker ended unexpectedly; stopping"));
             signals::join_all(workers, bound);
-            Ok(EXIT_TEMP)
+            Ok(Exit::Temporary.into())
         }
     }
 }
@@ -238,26 +244,12 @@ pub fn run(args: Args) -> Result<i32, Fail> {
 /// ROOT as an absolute, existing directory.
 fn root_path(given: Option<&Path>) -> Result<PathBuf, Fail> {
     let p = given.unwrap_or(Path::new("."));
-    let abs = std::fs::canonicalize(p).map_err(|e| Fail::Temp(format!("{}: {e}", p.display())))?;
+    let abs =
+        std::fs::canonicalize(p).map_err(|e| Fail::temporary(format!("{}: {e}", p.display())))?;
     if !abs.is_dir() {
-        return Err(Fail::Usage(format!("{}: not a directory", p.display())));
+        return Err(Fail::usage(format!("{}: not a directory", p.display())));
     }
     Ok(abs)
-}
-
-/// Raises the soft open-files limit to the hard one: each session needs
-/// descriptors, and the default soft limit (1024) is far below what a
-/// busy server holds. Returns the limit now in force.
-fn raise_nofile() -> Option<u64> {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut lim = getrlimit(Resource::Nofile);
-    if let Some(max) = lim.maximum
-        && lim.current.is_some_and(|cur| cur < max)
-    {
-        lim.current = Some(max);
-        let _ = setrlimit(Resource::Nofile, lim);
-    }
-    getrlimit(Resource::Nofile).current
 }
 
 /// The workers' engine, chosen.
@@ -293,7 +285,7 @@ fn choose_engine(asked: Engine, workers: usize, log: &Logger) -> Result<Chosen, 
         Engine::Epoll => Ok(Chosen::Epoll),
         Engine::Uring => match crate::engine::uring::prepare(workers) {
             Ok(rings) => Ok(Chosen::Uring(rings)),
-            Err(why) => Err(Fail::Temp(format!(
+            Err(why) => Err(Fail::temporary(format!(
                 "--engine uring: io_uring unavailable ({why})"
             ))),
         },
@@ -360,14 +352,14 @@ fn spawn_workers(
                     ctx.log.error(format_args!("worker {i}: {e}"));
                 }
             })
-            .map_err(|e| Fail::Temp(format!("cannot start worker: {e}")))?;
+            .map_err(|e| Fail::temporary(format!("cannot start worker: {e}")))?;
         handles.push(h);
         gates.push(open);
     }
     for _ in 0..handles.len() {
         started
             .recv_timeout(WORKER_START)
-            .map_err(|_| Fail::Temp("a worker did not start".into()))?;
+            .map_err(|_| Fail::temporary("a worker did not start"))?;
     }
     Ok((handles, gates))
 }
