@@ -102,7 +102,7 @@ impl Logger {
     /// A session's record, in ftpd's format; a transfer goes to the
     /// xferlog too.
     pub fn record(&self, r: &Record) {
-        let line = crate::log::format_record(r);
+        let line = crate::log::format::record(r);
         self.lock().info(&line);
         if let (Record::Transfer(t), Some(x)) = (r, &self.xferlog) {
             x.write(t);

@@ -14,7 +14,7 @@
 //! the service `ftp`, authentication `0` (none), `*` (no authenticated user
 //! id), and `c`omplete or `i`ncomplete.
 //!
-//! A path is escaped as in the session log ([`crate::log::escape`]): every
+//! A path is escaped as in the session log ([`crate::log::format::escape`]): every
 //! byte outside printable ASCII, and space and backslash, is written as
 //! `\xNN`, so a line always has the same number of fields and no name can
 //! forge one.
@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::fs::{Mode, OFlags};
 
 use crate::core::session::{TransferKind, TransferRecord};
-use crate::log::escape;
+use crate::log::format::escape;
 
 /// The mode a new xferlog is created with (before the umask).
 const MODE: u32 = 0o640;
