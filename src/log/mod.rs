@@ -10,6 +10,7 @@ use syslog::{Facility, Formatter3164, LoggerBackend};
 
 use crate::core::session::Record;
 pub mod format;
+pub mod outlet;
 pub mod shared;
 pub mod xferlog;
 
