@@ -132,12 +132,13 @@ fn serve(args: Args) -> Result<(), u8> {
         return Err(EXIT_TEMPORARY);
     }
     let mut logger = open_logger(args.session.log)?;
+    logger.catch_panics();
     if let Some(path) = &args.session.xferlog {
         // Before the chroot, which hides the log's directory.
         match Xferlog::open(path) {
             Ok(x) => logger.set_xferlog(x),
             Err(e) => {
-                logger.error(&format!("cannot open the xferlog {e}"));
+                logger.error(format!("cannot open the xferlog {e}"));
                 return Err(EXIT_TEMPORARY);
             }
         }
@@ -167,6 +168,8 @@ fn serve(args: Args) -> Result<(), u8> {
     if args.session.sandbox == Sandbox::Enter {
         enter_sandbox(&root, &mut logger)?;
     }
+    // Sandboxed: a log writer thread, if one is needed, is confined too.
+    logger.start_writers();
 
     let session = Session::new(Arc::new(config), Arc::new(root), ends, Now::get());
     poll::run(session, control_in, control_out, &mut logger)
@@ -208,11 +211,11 @@ fn enter_sandbox(root: &Root, logger: &mut Logger) -> Result<(), u8> {
     match sandbox::enter(sandbox::Profile::Poll, root.fd(), None) {
         Ok(report) if report.is_complete() => Ok(()),
         Ok(report) => {
-            logger.info(&format!("sandbox incomplete: {report}"));
+            logger.info(format!("sandbox incomplete: {report}"));
             Ok(())
         }
         Err(e) => {
-            logger.error(&format!("cannot enter the sandbox: {e}"));
+            logger.error(format!("cannot enter the sandbox: {e}"));
             Err(EXIT_TEMPORARY)
         }
     }
@@ -236,12 +239,12 @@ fn drop_privileges(root_path: &Path, logger: &mut Logger) -> Result<(), u8> {
             return Err(EXIT_PERMANENT);
         }
         privs::drop_to(root_path, uid, gid).map_err(|e| {
-            logger.error(&format!("cannot drop privileges: {e}"));
+            logger.error(format!("cannot drop privileges: {e}"));
             EXIT_TEMPORARY
         })?;
     }
     privs::no_new_privs().map_err(|e| {
-        logger.error(&format!("cannot set no_new_privs: {e}"));
+        logger.error(format!("cannot set no_new_privs: {e}"));
         EXIT_TEMPORARY
     })
 }

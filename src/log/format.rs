@@ -36,6 +36,15 @@ use std::net::SocketAddr;
 
 use crate::core::session::{Record, TransferKind, TransferRecord};
 
+/// How much a line matters (syslog's severity; on standard error, a
+/// `warning: ` or `error: ` in front).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
 /// One log line for `record`, without a trailing newline.
 pub fn record(record: &Record) -> String {
     match record {

@@ -24,7 +24,17 @@ use self::signals::{Outcome, Signals};
 use crate::core::admission::Limits;
 use crate::engine::context::Context;
 use crate::engine::stop::Stop;
-use crate::log::shared::Logger;
+use crate::log::Logger;
+
+/// The name in log lines.
+const NAME: &str = "aftpd-supervisor";
+
+/// Bytes of log lines that may wait for a stalled log reader (about
+/// 9,000 sessions' start and end lines) before lines are dropped.
+const LOG_BACKLOG: usize = 1 << 20;
+
+/// How long queued log lines may take to be written at exit.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
 
 /// Exit code: a usage error (bad option, root without a user).
 pub const EXIT_USAGE: i32 = 100;
@@ -86,10 +96,12 @@ pub fn run(args: Args) -> Result<i32, Fail> {
     // Everything that needs the outside world (the syslog socket, the
     // CPU count above, the password file) before the chroot.
     let mut log = if args.session.log == LogTo::Syslog {
-        Logger::syslog().map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
+        Logger::syslog(NAME).map_err(|e| Fail::Temp(format!("cannot log to syslog: {e}")))?
     } else {
-        Logger::stderr()
-    };
+        Logger::stderr(NAME)
+    }
+    .with_backlog(LOG_BACKLOG);
+    log.catch_panics();
     if let Some(path) = &args.session.xferlog {
         let x = Xferlog::open_reopenable(path)
             .map_err(|e| Fail::Temp(format!("cannot open the xferlog {e}")))?;
@@ -166,6 +178,9 @@ pub fn run(args: Args) -> Result<i32, Fail> {
                 .map_err(|e| Fail::Temp(format!("cannot enter the sandbox: {e}")))?,
         )
     };
+    // Confined by Landlock now: log writer threads may start (seccomp
+    // below covers them too).
+    ctx.log.start_writers();
     let (workers, gates) = spawn_workers(&ctx, sets, engine)?;
     let sandbox = match landlock {
         None => "sandbox=off".to_owned(),
@@ -214,12 +229,14 @@ pub fn run(args: Args) -> Result<i32, Fail> {
             ));
             let clean = signals::join_all(workers, bound);
             ctx.log.info(format_args!("stopped"));
+            ctx.log.flush(LOG_FLUSH);
             Ok(if clean { 0 } else { EXIT_TEMP })
         }
         Outcome::WorkerEnded => {
             ctx.log
                 .error(format_args!("a worker ended unexpectedly; stopping"));
             signals::join_all(workers, bound);
+            ctx.log.flush(LOG_FLUSH);
             Ok(EXIT_TEMP)
         }
     }
