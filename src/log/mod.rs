@@ -98,8 +98,7 @@ impl Logger {
     /// Logs to the local syslog, facility FTP, as `NAME[PID]`. Connects
     /// now: the socket stays usable after a chroot.
     pub fn syslog(name: &str) -> io::Result<Logger> {
-        let socket =
-            syslog::connect().map_err(|e| io::Error::new(e.kind(), format!("syslog: {e}")))?;
+        let socket = syslog::connect()?;
         let style = Arc::new(Style {
             name: name.to_owned(),
             to: To::Syslog {
@@ -294,7 +293,11 @@ impl Logger {
 
 impl Drop for Logger {
     fn drop(&mut self) {
-        for out in self.outlets() {
+        // The xferlog first: its drops are reported in the main log.
+        if let Some((_, out)) = &self.xferlog {
+            out.close(EXIT_FLUSH);
+        }
+        if let Some(out) = &self.main {
             out.close(EXIT_FLUSH);
         }
     }
