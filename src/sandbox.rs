@@ -398,6 +398,8 @@ fn common() -> Vec<i64> {
         libc::SYS_write,
         libc::SYS_readv,
         libc::SYS_writev,
+        // Log lines, written without blocking (RWF_NOWAIT).
+        libc::SYS_pwritev2,
         libc::SYS_pread64,
         libc::SYS_preadv2,
         SYS_CACHESTAT,

@@ -163,6 +163,20 @@ impl Server {
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The log once `done` holds for it, or after 10 s (the caller's
+    /// assertion then shows it): a log line may be written a moment after
+    /// the event, by the server's log writer thread.
+    fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log_text();
+            if done(&log) || Instant::now() > end {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -640,7 +654,11 @@ fn timeouts_fire(engine: Engine) {
     let (code, text) = f.reply().unwrap();
     assert_eq!(code, 421, "{text}");
     assert!(f.at_eof());
-    assert!(server.log_text().contains("reason=timeout"));
+    assert!(
+        server
+            .log_when(|l| l.contains("reason=timeout"))
+            .contains("reason=timeout")
+    );
 }
 
 fn max_per_ip(engine: Engine) {
@@ -789,13 +807,9 @@ fn out_of_descriptors_then_recovers(engine: Engine) {
             "10000",
         ],
     );
-    assert!(
-        server
-            .log_text()
-            .contains("open-files limit 64 may not hold --max-sessions 10000"),
-        "{}",
-        server.log_text()
-    );
+    let warning = "open-files limit 64 may not hold --max-sessions 10000";
+    let log = server.log_when(|l| l.contains(warning));
+    assert!(log.contains(warning), "{log}");
     let mut conns = Vec::new();
     let mut not_connected = 0;
     for _ in 0..100 {
@@ -843,7 +857,11 @@ fn out_of_descriptors_then_recovers(engine: Engine) {
         assert!(Instant::now() < end, "never recovered");
         thread::sleep(Duration::from_millis(100));
     }
-    assert!(server.log_text().contains("pausing accepts"));
+    assert!(
+        server
+            .log_when(|l| l.contains("pausing accepts"))
+            .contains("pausing accepts")
+    );
 }
 
 /// Runs the supervisor as root with `envs` and `args` until it exits
@@ -1061,11 +1079,8 @@ fn a_file_that_shrinks_ends_its_transfer(engine: Engine) {
     let (code, text) = f.reply().unwrap();
     assert_eq!(code, 451, "{text}");
     f.expect("NOOP", 200);
-    assert!(
-        server.log_text().contains("shrunk"),
-        "{}",
-        server.log_text()
-    );
+    let log = server.log_when(|l| l.contains("shrunk"));
+    assert!(log.contains("shrunk"), "{log}");
 }
 
 /// `--engine auto` runs io_uring where it works, and says so.
@@ -1075,7 +1090,7 @@ fn auto_prefers_io_uring() {
     let server = start_with(&tree, Mode::Auto, &[]);
     let mut f = Ftp::logged_in(server.addr());
     assert_eq!(f.retr("/small.txt"), b"hello, world\n");
-    let log = server.log_text();
+    let log = server.log_when(|l| l.contains("engine="));
     // Where this kernel or sandbox refuses io_uring, the fallback says why.
     assert!(
         log.contains("engine=uring") || log.contains("falling back to epoll"),
@@ -1096,7 +1111,7 @@ fn without_io_uring_auto_falls_back_and_uring_fails() {
     let server = start_with(&tree, Mode::Memlock(0), &[]);
     let mut f = Ftp::logged_in(server.addr());
     assert_eq!(f.retr("/small.txt"), b"hello, world\n");
-    let log = server.log_text();
+    let log = server.log_when(|l| l.contains("engine="));
     // Kernels that charge rings to the memory cgroup and not to
     // RLIMIT_MEMLOCK would need another way to refuse io_uring here.
     assert!(

@@ -8,7 +8,7 @@ use super::stop::Stop;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
 use crate::fs::Root;
-use crate::log::shared::Logger;
+use crate::log::Logger;
 
 /// What every worker shares.
 pub struct Context {

@@ -47,7 +47,7 @@ pub fn run(
     peer: Option<SocketAddr>,
     input: BorrowedFd<'_>,
     output: BorrowedFd<'_>,
-    logger: &mut Logger,
+    logger: &Logger,
 ) -> io::Result<()> {
     let saved = [
         save_and_set_nonblocking(input)?,
@@ -81,7 +81,7 @@ fn save_and_set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<OFlags> {
 
 struct PollCore<'l> {
     root: Arc<Root>,
-    logger: &'l mut Logger,
+    logger: &'l Logger,
     mover: CacheFirst,
     pool: Pool,
 }
@@ -104,7 +104,7 @@ impl conn::Core for PollCore<'_> {
     }
 
     fn note(&mut self, args: fmt::Arguments<'_>) {
-        self.logger.info(&args.to_string());
+        self.logger.info(args);
     }
 
     /// A super-server's per-address limits are the process's business.

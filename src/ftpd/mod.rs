@@ -45,6 +45,7 @@ pub fn main() -> ExitCode {
         Ok(l) => l,
         Err(f) => return setup::report(&name, &f),
     };
+    logger.catch_panics();
     // From here on the log says why ftpd stops: standard error may be the
     // client's connection (inetd).
     match serve(args, &mut logger) {
@@ -81,6 +82,8 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     if args.session.sandbox == Sandbox::Enter {
         start::enter_sandbox(&root, logger)?;
     }
+    // Sandboxed: a log writer thread, if one is needed, is confined too.
+    logger.start_writers();
 
     let config = args.session.config;
     let session = Session::new(Arc::new(config), ends, Now::get());

@@ -57,7 +57,7 @@ pub fn enter_sandbox(root: &Root, logger: &mut Logger) -> Result<(), Fail> {
     match sandbox::enter(sandbox::Profile::Poll, root.fd(), None) {
         Ok(report) if report.is_complete() => Ok(()),
         Ok(report) => {
-            logger.info(&format!("sandbox incomplete: {report}"));
+            logger.info(format!("sandbox incomplete: {report}"));
             Ok(())
         }
         Err(e) => Err(Fail::temporary(format!("cannot enter the sandbox: {e}"))),

@@ -1,256 +1,462 @@
-//! Logging: standard error (one line per record, for multilog and the
-//! like) or syslog (facility FTP). Record lines are `key=value` fields
-//! separated by spaces; paths are escaped so that no name can split a line
-//! or forge a field. Downloads also go to the xferlog, when there is one
-//! ([`crate::log::xferlog`]).
+//! Logging, for both programs: one thread-safe [`Logger`], callable from
+//! any thread through `&Logger`, that writes program messages and session
+//! records ([`format`](mod@format)) to standard error (one line each,
+//! `NAME: ` in front, for multilog and the like) or to syslog (facility
+//! FTP), and downloads to the xferlog ([`xferlog`]) when there is one.
+//!
+//! Logging never holds up serving. Every line is written without
+//! blocking, or queued (a bounded queue per destination) for a writer
+//! thread that may block where the callers never do ([`outlet`], with the
+//! non-blocking writes in [`sink`]). A reader that stalls (multilog on a
+//! full disk, a hung journald or syslog daemon, a slow disk under the
+//! xferlog) costs lines, never time: lines that do not fit are dropped
+//! and counted, and once the reader takes lines again a warning says how
+//! many were lost. At exit, queued lines get a bounded time
+//! ([`EXIT_FLUSH`]) to be written. Writer threads start only once the
+//! program says it is sandboxed ([`Logger::start_writers`]).
+//!
+//! Dependencies run one way: this module uses [`format`](mod@format),
+//! [`xferlog`], [`syslog`], [`outlet`] and [`sink`]; none of them uses
+//! it.
 
-use std::fmt::Write as _;
-use std::io::{self, Write as _};
-use std::net::SocketAddr;
-
-use syslog::{Facility, Formatter3164, LoggerBackend};
-
-use crate::core::session::{Record, TransferKind, TransferRecord};
-pub mod shared;
+pub mod format;
+pub mod outlet;
+pub mod sink;
+pub mod syslog;
 pub mod xferlog;
 
-use crate::log::xferlog::Xferlog;
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::core::session::Record;
+
+pub use self::format::Severity;
+use self::outlet::{Notice, Outlet};
+use self::xferlog::Xferlog;
+
+/// The longest line written, all included: `PIPE_BUF`, the most a pipe
+/// takes whole, so that lines of processes sharing one never interleave.
+/// A longer message is cut, and ends with [`TRUNCATED`].
+pub const LINE_MAX: usize = 4096;
+
+/// What ends a message cut to fit [`LINE_MAX`].
+pub const TRUNCATED: &str = " [truncated]";
+
+/// Bytes of lines that may wait for a stalled reader, per destination,
+/// unless [`Logger::with_backlog`] says otherwise.
+pub const BACKLOG: usize = 64 * 1024;
+
+/// How long a [`Logger`], when dropped, waits for queued lines.
+pub const EXIT_FLUSH: Duration = Duration::from_secs(1);
 
 /// Where log lines go.
 pub struct Logger {
-    sink: Sink,
-    xferlog: Option<Xferlog>,
+    style: Arc<Style>,
+    /// `None`: nowhere (the xferlog, if any, is still written).
+    main: Option<Outlet>,
+    xferlog: Option<(Xferlog, Outlet)>,
+    backlog: usize,
 }
 
-enum Sink {
-    /// Lines prefixed with the program name.
-    Stderr(String),
-    Syslog(Box<syslog::Logger<LoggerBackend, Formatter3164>>),
-    /// Nowhere to log (the xferlog, if any, is still written).
-    Discard,
+/// How a message becomes a line.
+struct Style {
+    name: String,
+    to: To,
+}
+
+enum To {
+    Stderr,
+    Syslog { pid: u32, stream: bool },
+    Nowhere,
 }
 
 impl Logger {
-    /// Logs to standard error, each line prefixed with `name: `.
+    /// Logs to standard error, each line `NAME: MESSAGE`.
     pub fn stderr(name: &str) -> Logger {
+        let style = Arc::new(Style {
+            name: name.to_owned(),
+            to: To::Stderr,
+        });
+        let main = Outlet::new(
+            Box::new(sink::Stderr::default()),
+            BACKLOG,
+            main_notice(&style),
+            "log-writer",
+        );
         Logger {
-            sink: Sink::Stderr(name.to_owned()),
+            style,
+            main: Some(main),
             xferlog: None,
+            backlog: BACKLOG,
         }
     }
 
-    /// Logs to the local syslog, facility FTP, as `name[pid]`. Connects now:
-    /// the socket stays usable after a chroot.
+    /// Logs to the local syslog, facility FTP, as `NAME[PID]`. Connects
+    /// now: the socket stays usable after a chroot.
     pub fn syslog(name: &str) -> io::Result<Logger> {
-        let formatter = Formatter3164 {
-            facility: Facility::LOG_FTP,
-            hostname: None,
-            process: name.to_owned(),
-            pid: std::process::id(),
-        };
-        let logger =
-            syslog::unix(formatter).map_err(|e| io::Error::other(format!("syslog: {e}")))?;
+        let socket = syslog::connect()?;
+        let style = Arc::new(Style {
+            name: name.to_owned(),
+            to: To::Syslog {
+                pid: std::process::id(),
+                stream: socket.stream,
+            },
+        });
+        let main = Outlet::new(
+            Box::new(sink::Socket::new(socket.fd)),
+            BACKLOG,
+            main_notice(&style),
+            "log-writer",
+        );
         Ok(Logger {
-            sink: Sink::Syslog(Box::new(logger)),
+            style,
+            main: Some(main),
             xferlog: None,
+            backlog: BACKLOG,
         })
     }
 
     /// Logs nothing (but the xferlog, if one is set).
     pub fn discard() -> Logger {
         Logger {
-            sink: Sink::Discard,
+            style: Arc::new(Style {
+                name: String::new(),
+                to: To::Nowhere,
+            }),
+            main: None,
             xferlog: None,
+            backlog: BACKLOG,
         }
     }
 
-    /// Also writes downloads to `xferlog`.
-    pub fn set_xferlog(&mut self, xferlog: Xferlog) {
-        self.xferlog = Some(xferlog);
+    /// Lets up to `bytes` of lines wait for a stalled reader, per
+    /// destination (a busy server logs more than one session does).
+    pub fn with_backlog(mut self, bytes: usize) -> Logger {
+        self.backlog = bytes.max(LINE_MAX);
+        for out in self.outlets() {
+            out.set_capacity(self.backlog);
+        }
+        self
     }
 
-    /// A session or transfer record; a transfer goes to the xferlog too.
-    pub fn record(&mut self, record: &Record) {
-        self.info(&format_record(record));
-        if let (Record::Transfer(t), Some(x)) = (record, &self.xferlog) {
-            x.write(t);
+    /// Also writes downloads to `xferlog`.
+    pub fn with_xferlog(mut self, xferlog: Xferlog) -> Logger {
+        self.set_xferlog(xferlog);
+        self
+    }
+
+    /// Also writes downloads to `xferlog` (before
+    /// [`Logger::start_writers`]).
+    pub fn set_xferlog(&mut self, xferlog: Xferlog) {
+        // Its drops are told in the main log: the xferlog itself holds
+        // transfer lines only, which log analysers parse.
+        let main = self.main.clone();
+        let style = Arc::clone(&self.style);
+        let path = xferlog.path().display().to_string();
+        let notice: Notice = Box::new(move |n| {
+            if let Some(main) = &main {
+                let msg = format!(
+                    "xferlog: dropped {n} line{} for {path} (the disk fell behind, or writing failed)",
+                    plural(n)
+                );
+                main.submit(style.line(Severity::Warning, &msg));
+            }
+            None
+        });
+        let out = Outlet::new(
+            Box::new(xferlog.appender()),
+            self.backlog,
+            notice,
+            "xferlog-writer",
+        );
+        self.xferlog = Some((xferlog, out));
+    }
+
+    /// A session or transfer record; a download goes to the xferlog too.
+    pub fn record(&self, record: &Record) {
+        if let Some(main) = &self.main {
+            main.submit(self.style.line(Severity::Info, &format::record(record)));
+        }
+        if let (Record::Transfer(t), Some((_, out))) = (record, &self.xferlog)
+            && let Some(line) = Xferlog::line(t)
+        {
+            out.submit(line);
         }
     }
 
     /// A program message.
-    pub fn info(&mut self, msg: &str) {
-        match &mut self.sink {
-            Sink::Stderr(name) => stderr_line(name, msg),
-            Sink::Syslog(l) => {
-                let _ = l.info(msg);
-            }
-            Sink::Discard => {}
+    pub fn info(&self, msg: impl fmt::Display) {
+        self.message(Severity::Info, msg);
+    }
+
+    /// Something an operator should look at.
+    pub fn warn(&self, msg: impl fmt::Display) {
+        self.message(Severity::Warning, msg);
+    }
+
+    /// Something failed.
+    pub fn error(&self, msg: impl fmt::Display) {
+        self.message(Severity::Error, msg);
+    }
+
+    fn message(&self, severity: Severity, msg: impl fmt::Display) {
+        if let Some(main) = &self.main {
+            main.submit(self.style.line(severity, &msg.to_string()));
         }
     }
 
-    /// A program error (distinct from `info` only in syslog's severity).
-    pub fn error(&mut self, msg: &str) {
-        match &mut self.sink {
-            Sink::Stderr(name) => stderr_line(name, msg),
-            Sink::Syslog(l) => {
-                let _ = l.err(msg);
-            }
-            Sink::Discard => {}
+    /// SIGHUP: reopens the xferlog (after a rotation), and says so.
+    pub fn reopen(&self) {
+        match &self.xferlog {
+            None => self.info(format_args!(
+                "SIGHUP: logging to {}, nothing to reopen",
+                self.destination()
+            )),
+            Some((x, _)) => match x.reopen() {
+                Ok(()) => self.info(format_args!("SIGHUP: reopened {}", x.path().display())),
+                Err(e) => self.error(format_args!(
+                    "SIGHUP: cannot reopen {}: {e}; still writing to the old file",
+                    x.path().display()
+                )),
+            },
+        }
+    }
+
+    /// The directory the xferlog is reopened in, if there is one (the
+    /// sandbox must let the process create files there).
+    pub fn xferlog_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.xferlog.as_ref().and_then(|(x, _)| x.dir())
+    }
+
+    /// Where the lines go, for messages about logging itself.
+    pub fn destination(&self) -> &'static str {
+        match self.style.to {
+            To::Stderr => "standard error",
+            To::Syslog { .. } => "syslog",
+            To::Nowhere => "nowhere",
+        }
+    }
+
+    /// Lets the logger start its writer threads (for lines that cannot be
+    /// written at once) from now on. Call it once the process is
+    /// sandboxed: Landlock (before ABI 8) and ftpd's seccomp filter bind
+    /// only threads created afterwards. Until then such lines wait, and
+    /// at exit they are written anyway.
+    pub fn start_writers(&self) {
+        for out in self.outlets() {
+            out.allow_writer();
+        }
+    }
+
+    /// Waits until queued lines are written, at most `within` for each
+    /// destination; returns whether all were.
+    pub fn flush(&self, within: Duration) -> bool {
+        // Each is given its time, even after one has not made it.
+        let mut all = true;
+        for out in self.outlets() {
+            all &= out.flush(within);
+        }
+        all
+    }
+
+    /// From now on a panic's message (which Rust writes to standard error
+    /// with a blocking write) goes through this logger instead.
+    pub fn catch_panics(&self) {
+        let Some(main) = self.main.clone() else {
+            return;
+        };
+        let style = Arc::clone(&self.style);
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let what = info.payload_as_str().unwrap_or("Box<dyn Any>");
+            let at = info
+                .location()
+                .map_or_else(String::new, |l| format!(" at {l}"));
+            let msg = format!(
+                "thread '{}' panicked{at}: {what}",
+                thread.name().unwrap_or("unnamed")
+            );
+            main.submit_from_panic(style.line(Severity::Error, &msg));
+        }));
+    }
+
+    fn outlets(&self) -> impl Iterator<Item = &Outlet> {
+        self.main
+            .iter()
+            .chain(self.xferlog.as_ref().map(|(_, o)| o))
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        // The xferlog first: its drops are reported in the main log.
+        if let Some((_, out)) = &self.xferlog {
+            out.close(EXIT_FLUSH);
+        }
+        if let Some(out) = &self.main {
+            out.close(EXIT_FLUSH);
         }
     }
 }
 
-/// Writes one whole line with a single write, so that lines from several
-/// processes sharing the log pipe do not interleave. Failures are ignored:
-/// a full or closed log must not stop the server.
-fn stderr_line(name: &str, msg: &str) {
-    let line = format!("{name}: {}\n", msg.replace(['\n', '\r'], " "));
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+/// The main log's notice of dropped lines: a warning in the log itself,
+/// where the gap is.
+fn main_notice(style: &Arc<Style>) -> Notice {
+    let style = Arc::clone(style);
+    Box::new(move |n| {
+        let msg = format!(
+            "log: dropped {n} line{} (the log reader fell behind, or writing failed)",
+            plural(n)
+        );
+        Some(style.line(Severity::Warning, &msg))
+    })
 }
 
-/// One log line for `record`, without a trailing newline.
-pub fn format_record(record: &Record) -> String {
-    match record {
-        Record::SessionStart { peer } => format!("start peer={}", Peer(*peer)),
-        Record::SessionEnd {
-            peer,
-            seconds,
-            reason,
-        } => format!(
-            "end peer={} seconds={seconds:.3} reason={}",
-            Peer(*peer),
-            escape(reason.as_bytes())
-        ),
-        Record::Transfer(t) => format_transfer(t),
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl Style {
+    /// The line for `msg`: one line, at most [`LINE_MAX`] bytes, framed
+    /// for the destination.
+    fn line(&self, severity: Severity, msg: &str) -> Vec<u8> {
+        let tag = match severity {
+            Severity::Info => "",
+            Severity::Warning => "warning: ",
+            Severity::Error => "error: ",
+        };
+        match self.to {
+            To::Stderr => {
+                let head = self.name.len() + 2 + tag.len();
+                let text = fit(msg, LINE_MAX.saturating_sub(head + 1));
+                format!("{}: {tag}{text}\n", self.name).into_bytes()
+            }
+            To::Syslog { pid, stream } => {
+                // <PRI>Mmm dd hh:mm:ss NAME[PID]: , a NUL on streams.
+                let head = 4 + 16 + self.name.len() + 2 + 10 + 3 + tag.len();
+                let text = fit(msg, LINE_MAX.saturating_sub(head + 1));
+                syslog::frame(&self.name, pid, severity, stream, &format!("{tag}{text}"))
+            }
+            To::Nowhere => Vec::new(),
+        }
     }
 }
 
-fn format_transfer(t: &TransferRecord) -> String {
-    let kind = match t.kind {
-        TransferKind::Retr => "retr",
-        TransferKind::List => "list",
-        TransferKind::Nlst => "nlst",
-        TransferKind::Mlsd => "mlsd",
+/// `msg` on one line (control characters as spaces), cut to at most
+/// `room` bytes on a character boundary, with [`TRUNCATED`] if it was cut.
+fn fit(msg: &str, room: usize) -> Cow<'_, str> {
+    let one_line = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
     };
-    format!(
-        "transfer peer={} kind={kind} path={} bytes={} seconds={:.3} type={} result={}",
-        Peer(t.peer),
-        escape(t.path.as_bytes()),
-        t.bytes,
-        t.duration.as_secs_f64(),
-        if t.ascii { "A" } else { "I" },
-        escape(t.result.as_bytes()),
-    )
-}
-
-/// `IP:PORT` (`[IP]:PORT` for IPv6), or `-` when unknown.
-struct Peer(Option<SocketAddr>);
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(a) => write!(f, "{a}"),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// `bytes` with every byte outside printable ASCII, and space and
-/// backslash, written as `\xNN`: the result is one unambiguous field.
-pub fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b.is_ascii_graphic() && b != b'\\' {
-            out.push(char::from(b));
+    if msg.len() <= room {
+        return if msg.contains(char::is_control) {
+            Cow::Owned(one_line(msg))
         } else {
-            let _ = write!(out, "\\x{b:02x}");
-        }
+            Cow::Borrowed(msg)
+        };
     }
-    out
+    let mut end = room.saturating_sub(TRUNCATED.len());
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(one_line(&msg[..end]) + TRUNCATED)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::vpath::VPath;
-    use std::time::Duration;
 
-    fn peer() -> Option<SocketAddr> {
-        Some("192.0.2.7:40123".parse().unwrap())
+    fn stderr_style() -> Style {
+        Style {
+            name: "ftpd".into(),
+            to: To::Stderr,
+        }
     }
 
     #[test]
-    fn session_lines() {
+    fn stderr_lines() {
+        let s = stderr_style();
         assert_eq!(
-            format_record(&Record::SessionStart { peer: peer() }),
-            "start peer=192.0.2.7:40123"
+            s.line(Severity::Info, "start peer=-"),
+            b"ftpd: start peer=-\n"
         );
         assert_eq!(
-            format_record(&Record::SessionStart { peer: None }),
-            "start peer=-"
+            s.line(Severity::Warning, "a\nb\rc\td"),
+            b"ftpd: warning: a b c d\n"
         );
-        let end = Record::SessionEnd {
-            peer: Some("[2001:db8::1]:2121".parse().unwrap()),
-            seconds: 1.2344,
-            reason: "quit",
-        };
-        assert_eq!(
-            format_record(&end),
-            "end peer=[2001:db8::1]:2121 seconds=1.234 reason=quit"
-        );
+        assert_eq!(s.line(Severity::Error, "x"), b"ftpd: error: x\n");
     }
 
     #[test]
-    fn transfer_line() {
-        let t = TransferRecord {
-            peer: peer(),
-            kind: TransferKind::Retr,
-            path: VPath::resolve(&VPath::root(), b"/pub/x").unwrap(),
-            bytes: 123,
-            duration: Duration::from_micros(4200),
-            ascii: false,
-            result: "ok",
+    fn long_lines_are_cut_to_pipe_buf_on_a_character_boundary() {
+        let s = stderr_style();
+        let msg = "\u{e9}".repeat(LINE_MAX);
+        let line = String::from_utf8(s.line(Severity::Error, &msg)).unwrap();
+        assert!(line.len() <= LINE_MAX, "{}", line.len());
+        assert!(line.len() > LINE_MAX - 16, "{}", line.len());
+        assert!(line.ends_with(" [truncated]\n"));
+        let sys = Style {
+            name: "aftpd-supervisor".into(),
+            to: To::Syslog {
+                pid: u32::MAX,
+                stream: true,
+            },
         };
-        assert_eq!(
-            format_record(&Record::Transfer(t.clone())),
-            "transfer peer=192.0.2.7:40123 kind=retr path=/pub/x bytes=123 seconds=0.004 type=I result=ok"
-        );
-        let t = TransferRecord {
-            kind: TransferKind::Mlsd,
-            ascii: true,
-            result: "aborted",
-            ..t
-        };
-        assert_eq!(
-            format_record(&Record::Transfer(t)),
-            "transfer peer=192.0.2.7:40123 kind=mlsd path=/pub/x bytes=123 seconds=0.004 type=A result=aborted"
-        );
+        let m = sys.line(Severity::Warning, &"x".repeat(3 * LINE_MAX));
+        assert!(m.len() <= LINE_MAX, "{}", m.len());
+        assert!(m.ends_with(b" [truncated]\0"));
     }
 
     #[test]
-    fn paths_cannot_forge_lines_or_fields() {
-        let path = VPath::resolve(&VPath::root(), b"a b\nend peer=x\\\xe9\x7f").unwrap();
-        let t = TransferRecord {
-            peer: None,
-            kind: TransferKind::List,
-            path,
-            bytes: 0,
-            duration: Duration::ZERO,
-            ascii: true,
-            result: "ok",
-        };
-        let line = format_record(&Record::Transfer(t));
-        assert_eq!(
-            line,
-            "transfer peer=- kind=list path=/a\\x20b\\x0aend\\x20peer=x\\x5c\\xe9\\x7f bytes=0 seconds=0.000 type=A result=ok"
-        );
-        assert_eq!(line.split(' ').count(), 8);
+    fn discard_writes_nothing_and_never_waits() {
+        let l = Logger::discard();
+        l.info("x");
+        l.record(&Record::SessionStart { peer: None });
+        assert!(l.flush(Duration::ZERO));
+        assert_eq!(l.destination(), "nowhere");
     }
 
     #[test]
-    fn escape_keeps_printable_ascii() {
-        assert_eq!(escape(b"/pub/linux-6.1.tar.xz"), "/pub/linux-6.1.tar.xz");
-        assert_eq!(escape("caf\u{e9}".as_bytes()), "caf\\xc3\\xa9");
-        assert_eq!(escape(b"\t\r"), "\\x09\\x0d");
+    fn the_logger_owns_the_xferlog() {
+        use crate::core::session::{TransferKind, TransferRecord};
+        use crate::core::vpath::VPath;
+        let dir = std::env::temp_dir().join(format!("aftpd-logger-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("xferlog");
+        let x = Xferlog::open_reopenable(&path).unwrap();
+        let log = Logger::discard().with_xferlog(x);
+        log.start_writers();
+        let t = |p: &[u8], kind| {
+            Record::Transfer(TransferRecord {
+                peer: Some("127.0.0.1:1".parse().unwrap()),
+                kind,
+                path: VPath::resolve(&VPath::root(), p).unwrap(),
+                bytes: 1,
+                duration: Duration::ZERO,
+                ascii: false,
+                result: "ok",
+            })
+        };
+        log.record(&t(b"/one", TransferKind::Retr));
+        log.record(&t(b"/dir", TransferKind::List));
+        assert!(log.flush(Duration::from_secs(10)));
+        std::fs::rename(&path, dir.join("xferlog.1")).unwrap();
+        log.reopen();
+        log.record(&t(b"/two", TransferKind::Retr));
+        drop(log);
+        let old = std::fs::read_to_string(dir.join("xferlog.1")).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(old.lines().count(), 1, "{old}");
+        assert!(old.contains(" /one b _ o a anonymous ftp 0 * c"), "{old}");
+        assert_eq!(new.lines().count(), 1, "{new}");
+        assert!(new.contains(" /two "), "{new}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,7 +14,7 @@
 //! the service `ftp`, authentication `0` (none), `*` (no authenticated user
 //! id), and `c`omplete or `i`ncomplete.
 //!
-//! A path is escaped as in the session log ([`crate::log::escape`]): every
+//! A path is escaped as in the session log ([`crate::log::format::escape`]): every
 //! byte outside printable ASCII, and space and backslash, is written as
 //! `\xNN`, so a line always has the same number of fields and no name can
 //! forge one.
@@ -22,22 +22,25 @@
 //! The file is opened (append, created 0640) before the chroot and kept
 //! open. The supervisor also keeps a descriptor of the file's directory,
 //! so that [`Xferlog::reopen`] (on SIGHUP, after a log rotation) works
-//! from inside the chroot.
+//! from inside the chroot. Lines are written by [`crate::log::Logger`],
+//! which owns the xferlog: without blocking, through a bounded queue and
+//! a writer thread where the file system cannot append without blocking.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{Mode, OFlags};
 
+use super::format::escape;
+use super::sink::Appender;
 use crate::core::session::{TransferKind, TransferRecord};
-use crate::log::escape;
 
 /// The mode a new xferlog is created with (before the umask).
 const MODE: u32 = 0o640;
@@ -72,7 +75,7 @@ fn seconds(d: Duration) -> u64 {
 
 /// An open transfer log.
 pub struct Xferlog {
-    file: RwLock<File>,
+    file: Arc<Appender>,
     path: PathBuf,
     /// The directory and file name, for [`Xferlog::reopen`].
     reopen: Option<(OwnedFd, OsString)>,
@@ -88,7 +91,7 @@ impl Xferlog {
             .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok(Xferlog {
-            file: RwLock::new(file),
+            file: Arc::new(Appender::new(file)),
             path: path.to_owned(),
             reopen: None,
         })
@@ -126,21 +129,21 @@ impl Xferlog {
         self.reopen.as_ref().map(|(d, _)| d.as_fd())
     }
 
-    /// Appends the line for `t` (if the xferlog records it), ended now.
-    /// Failures are ignored: a full disk must not stop the server.
-    pub fn write(&self, t: &TransferRecord) {
+    /// The line for `t`, ended now, with its newline; `None` for what
+    /// the xferlog does not record.
+    pub fn line(t: &TransferRecord) -> Option<Vec<u8>> {
         let now = match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
             Err(_) => 0,
         };
-        let Some(mut line) = format(t, now) else {
-            return;
-        };
+        let mut line = format(t, now)?;
         line.push('\n');
-        // One write per line: O_APPEND keeps lines from several processes
-        // (one ftpd each) whole.
-        let file = self.file.read().unwrap_or_else(|p| p.into_inner());
-        let _ = (&*file).write_all(line.as_bytes());
+        Some(line.into_bytes())
+    }
+
+    /// The file, as the log writes it.
+    pub fn appender(&self) -> Arc<Appender> {
+        Arc::clone(&self.file)
     }
 
     /// Opens the file again by name (after a rotation moved it away),
@@ -159,8 +162,7 @@ impl Xferlog {
             Mode::from_raw_mode(MODE),
             rustix::fs::ResolveFlags::BENEATH,
         )?;
-        let mut file = self.file.write().unwrap_or_else(|p| p.into_inner());
-        *file = File::from(fd);
+        self.file.replace(File::from(fd));
         Ok(())
     }
 }
@@ -274,11 +276,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("xferlog");
         let log = Xferlog::open_reopenable(&path).unwrap();
-        log.write(&record(b"/one"));
+        let write = |p: &[u8]| {
+            use crate::log::outlet::Sink;
+            log.appender()
+                .write(&Xferlog::line(&record(p)).unwrap())
+                .unwrap()
+        };
+        write(b"/one");
         std::fs::rename(&path, dir.join("xferlog.1")).unwrap();
-        log.write(&record(b"/two"));
+        write(b"/two");
         log.reopen().unwrap();
-        log.write(&record(b"/three"));
+        write(b"/three");
         let old = std::fs::read_to_string(dir.join("xferlog.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert_eq!(old.lines().count(), 2, "{old}");

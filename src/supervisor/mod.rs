@@ -30,7 +30,17 @@ use crate::core::admission::Limits;
 use crate::engine::context::Context;
 use crate::engine::pool::Pool;
 use crate::engine::stop::Stop;
-use crate::log::shared::Logger;
+use crate::log::Logger;
+
+/// The name in log lines.
+const NAME: &str = "aftpd-supervisor";
+
+/// Bytes of log lines that may wait for a stalled log reader (about
+/// 9,000 sessions' start and end lines) before lines are dropped.
+const LOG_BACKLOG: usize = 1 << 20;
+
+/// How long queued log lines may take to be written at exit.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
 
 /// The program: parses the command line, runs, and returns the exit code.
 pub fn main() -> ExitCode {
@@ -79,10 +89,12 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // Everything that needs the outside world (the syslog socket, the
     // CPU count above, the password file) before the chroot.
     let mut log = if args.session.log == LogTo::Syslog {
-        Logger::syslog().map_err(|e| Fail::temporary(format!("cannot log to syslog: {e}")))?
+        Logger::syslog(NAME).map_err(|e| Fail::temporary(format!("cannot log to syslog: {e}")))?
     } else {
-        Logger::stderr()
-    };
+        Logger::stderr(NAME)
+    }
+    .with_backlog(LOG_BACKLOG);
+    log.catch_panics();
     if let Some(path) = &args.session.xferlog {
         let x = Xferlog::open_reopenable(path)
             .map_err(|e| Fail::temporary(format!("cannot open the xferlog {e}")))?;
@@ -176,6 +188,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?,
         )
     };
+    // Confined by Landlock now: log writer threads may start (seccomp
+    // below covers them too).
+    ctx.log.start_writers();
     let (workers, gates) = spawn_workers(&ctx, sets, engine)?;
     let sandbox = match landlock {
         None => "sandbox=off".to_owned(),
@@ -226,6 +241,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
             ));
             let clean = signals::join_all(workers, bound);
             ctx.log.info(format_args!("stopped"));
+            ctx.log.flush(LOG_FLUSH);
             Ok(if clean {
                 ExitCode::SUCCESS
             } else {
@@ -236,6 +252,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
             ctx.log
                 .error(format_args!("a worker ended unexpectedly; stopping"));
             signals::join_all(workers, bound);
+            ctx.log.flush(LOG_FLUSH);
             Ok(Exit::Temporary.into())
         }
     }
