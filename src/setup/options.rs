@@ -170,10 +170,11 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
-            /// every control connection begins with a PROXY protocol
-            /// header (v1 or v2, as HAProxy's send-proxy writes it) whose
-            /// client address replaces the connection's; needs
-            /// --proxy-from
+            /// every control connection must begin, within 5 seconds,
+            /// with a PROXY protocol header (v1 or v2, as HAProxy's
+            /// send-proxy writes it) from a --proxy-from address; its
+            /// client address replaces the connection's (others are
+            /// closed unanswered)
             #[argh(switch)]
             pub proxy_protocol: bool,
             /// a load balancer that may send PROXY headers, NET/PREFIX or
