@@ -22,9 +22,8 @@
 //! says which, for the log. The rights are those of the ABI this was
 //! written and tested for ([`LANDLOCK_ABI`]), not whatever a newer kernel
 //! offers, so that a new kernel cannot deny something the server needs.
-//! The binding is our own, over the three system calls (`landlock.rs`
-//! beside this file): the crate of that name needs proc-macros, which a
-//! `crt-static` build cannot make.
+//! The binding is the `landlock` crate, the Landlock maintainers' own
+//! (`landlock.rs` beside this file holds the policy).
 //!
 //! # seccomp
 //!
@@ -74,8 +73,7 @@ use seccompiler::{
 
 mod landlock;
 
-/// The Landlock ABI whose rights are handled (Linux 6.12: scopes).
-pub const LANDLOCK_ABI: u32 = 6;
+pub use self::landlock::LANDLOCK_ABI;
 
 /// The errno of a system call off the allow-list.
 pub const DENIED: i32 = libc::EPERM;
