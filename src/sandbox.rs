@@ -31,12 +31,23 @@
 //! and sending files, sockets for the data channel, memory, time, futex)
 //! plus those of the event mechanism. Anything else fails with `EPERM`
 //! ([`DENIED`]). The arguments are checked where that is cheap and
-//! meaningful: `socket` only for IPv4, IPv6 and UNIX, `mmap`/`mprotect`
+//! meaningful: `socket` only for TCP over IPv4 and IPv6, `sendto` only
+//! without an address (a send on a connected socket), `mmap`/`mprotect`
 //! never executable, `tgkill` only within the process, `clone` only for a
 //! thread (`clone3`, whose flags a filter cannot see, fails with `ENOSYS`
 //! so that glibc falls back to `clone`). There is no `open`/`openat`
 //! (only `openat2`, which `fs` uses), no `execve`, no fork, no `ioctl`,
-//! no `ptrace`, no `mount`.
+//! no `ptrace`, no `mount`, no `sendmsg`.
+//!
+//! No profile makes a UNIX socket: syslog's is connected before the
+//! filter (before the chroot, too, which hides `/dev/log`), and is then
+//! only written to (`send`, or `write` on a stream socket). What stays
+//! allowed because a filter cannot tell good from bad: `connect` (active
+//! data connections, PORT/EPRT) and `bind` (passive listeners, and the
+//! local address of an active connection) to any address, as the
+//! address is behind a pointer; the session core allows only the control
+//! connection's peer, ports 1024 and up. contrib/SECURITY.md lists these
+//! as residual risks.
 //!
 //! Why `EPERM` rather than killing the process: a call missing from the
 //! list (a libc that changed how it does something, a rare error path)
@@ -344,16 +355,32 @@ fn rules(profile: Profile) -> Result<Rules, seccompiler::BackendError> {
     }
     let dword = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value);
     let qword = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value);
-    // socket(domain, ...): the data channel (IPv4, IPv6) and syslog (UNIX).
+    // socket(domain, type, protocol): TCP over IPv4 or IPv6, the data
+    // channel, and nothing else: no UNIX socket (syslog's is connected
+    // before the filter and only written to), no UDP, raw, SCTP or MPTCP
+    // socket. The type may carry SOCK_NONBLOCK and SOCK_CLOEXEC.
     let mut socket = Vec::new();
-    for family in [libc::AF_INET, libc::AF_INET6, libc::AF_UNIX] {
-        socket.push(SeccompRule::new(vec![dword(
-            0,
-            SeccompCmpOp::Eq,
-            family as u64,
-        )?])?);
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        for protocol in [0, libc::IPPROTO_TCP] {
+            socket.push(SeccompRule::new(vec![
+                dword(0, SeccompCmpOp::Eq, family as u64)?,
+                dword(
+                    1,
+                    SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK),
+                    libc::SOCK_STREAM as u64,
+                )?,
+                dword(2, SeccompCmpOp::Eq, protocol as u64)?,
+            ])?);
+        }
     }
     map.insert(libc::SYS_socket, socket);
+    // sendto(fd, buf, len, flags, dest_addr, addrlen): send(2) on a
+    // connected socket, dest_addr NULL. With an address, sendto would
+    // connect a TCP socket (MSG_FASTOPEN) past the session's checks.
+    map.insert(
+        libc::SYS_sendto,
+        vec![SeccompRule::new(vec![qword(4, SeccompCmpOp::Eq, 0)?])?],
+    );
     // Memory is never made executable: no code can be loaded.
     let no_exec = |arg| qword(arg, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0);
     map.insert(libc::SYS_mmap, vec![SeccompRule::new(vec![no_exec(2)?])?]);
@@ -379,10 +406,15 @@ fn rules(profile: Profile) -> Result<Rules, seccompiler::BackendError> {
     Ok(map)
 }
 
+/// The bits of `socket`'s type argument that give the type (the rest are
+/// SOCK_NONBLOCK and SOCK_CLOEXEC); include/linux/net.h.
+const SOCK_TYPE_MASK: u64 = 0xf;
+
 /// Calls with argument conditions (see [`rules`]).
-const CONDITIONAL: [i64; 5] = [
+const CONDITIONAL: [i64; 6] = [
     libc::SYS_clone,
     libc::SYS_socket,
+    libc::SYS_sendto,
     libc::SYS_mmap,
     libc::SYS_mprotect,
     libc::SYS_tgkill,
@@ -405,7 +437,8 @@ fn common() -> Vec<i64> {
         libc::SYS_getdents64,
         libc::SYS_openat2,
         libc::SYS_sendfile,
-        // The data channel (socket is conditional), syslog.
+        // The data channel (socket and sendto are conditional); the
+        // control connection; syslog's socket, connected before.
         libc::SYS_bind,
         libc::SYS_listen,
         libc::SYS_accept4,
@@ -415,9 +448,7 @@ fn common() -> Vec<i64> {
         libc::SYS_setsockopt,
         libc::SYS_getsockopt,
         libc::SYS_shutdown,
-        libc::SYS_sendto,
         libc::SYS_recvfrom,
-        libc::SYS_sendmsg,
         // Memory (mmap and mprotect are conditional).
         libc::SYS_brk,
         libc::SYS_munmap,
@@ -510,6 +541,8 @@ mod tests {
             libc::SYS_chroot,
             libc::SYS_unshare,
             libc::SYS_bpf,
+            libc::SYS_sendmsg,
+            libc::SYS_sendmmsg,
         ];
         for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
             let list = allowed(p);
