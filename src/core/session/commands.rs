@@ -173,7 +173,7 @@ impl Session {
         let text = match e {
             // What is not published reads as absent, as hidden names do:
             // a client cannot probe for files the archive does not offer.
-            FsError::NotFound | FsError::Denied => "No such file or directory.",
+            FsError::NotFound => "No such file or directory.",
             FsError::NotFile => "Not a plain file.",
             FsError::NotDir => "Not a directory.",
             FsError::Busy(_) => "Temporarily unavailable; try again later.",
@@ -191,7 +191,7 @@ impl Session {
         match self.root.stat(path) {
             Ok(m) if m.is_public() => Some(m),
             Ok(_) => {
-                self.refuse(&FsError::Denied, refusal);
+                self.refuse(&FsError::NotFound, refusal);
                 None
             }
             Err(e) => {
