@@ -13,6 +13,9 @@
 //! - [`session`]: the whole session core over a real temporary tree, its
 //!   driver events (listener bound, data connection up, transfer ended,
 //!   time passing, output written, EOF) chosen by the input too.
+//! - [`fs`]: lookups and listings of the served tree (`fs::Root`,
+//!   `fs::dir::DirReader`) over symlinks, private directories, hidden
+//!   names and special files, against an oracle (see `fs_target.rs`).
 
 use std::collections::HashSet;
 use std::fs;
@@ -31,6 +34,9 @@ use aftpd::core::proto::telnet::{Line, LineReader, MAX_LINE};
 use aftpd::core::session::{Action, DataConn, Endpoints, Record, Session, Source, TransferError};
 use aftpd::core::vpath::{VPath, VPathError};
 use aftpd::fs::Root;
+
+mod fs_target;
+pub use fs_target::fs_lookups as fs;
 
 const IAC: u8 = 255;
 const DONT: u8 = 254;
@@ -226,9 +232,10 @@ pub fn tree() -> &'static Tree {
     TREE.get_or_init(|| make_tree().expect("cannot make the fuzzing tree"))
 }
 
-/// Removes the tree of this process (for tests; a fuzzer just exits).
+/// Removes the trees of this process (for tests; a fuzzer just exits).
 pub fn remove_tree() {
     let _ = fs::remove_dir_all(&tree().base);
+    fs_target::remove_fs_tree();
 }
 
 fn make_tree() -> std::io::Result<Tree> {
