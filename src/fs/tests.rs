@@ -472,3 +472,33 @@ fn swapping_links_never_leaks() {
     eprintln!("served {served}, not found {missing}");
     assert!(served > 0, "the decoy was never served");
 }
+
+/// Not a test: times a lookup 1,000 directories deep (prints, asserts
+/// nothing about time). Run with `cargo test --release --lib
+/// bench_deep_lookup -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_deep_lookup() {
+    let t = TempTree::new("deep-bench");
+    let mut path = String::from("d");
+    t.dir(&path, 0o755);
+    for _ in 1..1000 {
+        path.push_str("/d");
+        t.dir(&path, 0o755);
+    }
+    t.file(format!("{path}/f"), 0o644, b"x");
+    let root = Root::open(&t.path).unwrap();
+    let p = vp(&format!("/{path}/f"));
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let start = std::time::Instant::now();
+        root.stat(&p).unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "bench_deep_lookup: 1000 levels: min {:?} median {:?}",
+        times[0],
+        times[times.len() / 2]
+    );
+}
