@@ -46,12 +46,16 @@ const SLOTS: [(&str, &str); 16] = [
 ];
 
 /// The words paths and targets are made of.
-const TOKENS: [&str; 41] = [
+const TOKENS: [&str; 45] = [
     "", ".", "..", "..", "pub", "a", "b", "deep", "file", "l", "p700", "p711", "sub", "f", "g",
     "d744", ".hidden", ".git", "config", "f600", "fifo", "sock", "missing", "ctl\x01", "chain",
     "loop", "out", "s0", "s1", "s2", "s3", "s4", "s5", "s8", "s9", "s12", "s13", "s14", "s15",
-    "dirlink", "up",
+    "dirlink", "up", "zz", "top", "mid", "d",
 ];
+
+/// How deep `z/d/d/...` goes: deeper than a walk holds directories open
+/// (64), so that links climbing from its bottom walk down again.
+const DEEP: usize = 70;
 
 pub struct FsTree {
     base: PathBuf,
@@ -136,6 +140,28 @@ fn make_fs_tree() -> std::io::Result<FsTree> {
     ] {
         symlink(target, root.join(rel))?;
     }
+    // z/d/.../d, DEEP levels below z, with links at the bottom that climb
+    // to the root, to a file at the fifth level, and to the root itself.
+    let mut deep = PathBuf::from("z");
+    for _ in 0..DEEP {
+        deep.push("d");
+    }
+    fs::create_dir_all(root.join(&deep))?;
+    let mut at = root.join("z");
+    for _ in 0..=DEEP {
+        mode(&at, 0o755)?;
+        at.push("d");
+    }
+    fs::write(root.join("z/d/d/d/d/mid"), b"mid")?;
+    mode(&root.join("z/d/d/d/d/mid"), 0o644)?;
+    let up = |n: usize| "../".repeat(n);
+    symlink(
+        format!("{}pub/file", up(DEEP + 1)),
+        root.join(&deep).join("top"),
+    )?;
+    symlink(format!("{}mid", up(DEEP - 4)), root.join(&deep).join("mid"))?;
+    symlink(up(DEEP + 1), root.join(&deep).join("up"))?;
+    symlink(Path::new("/").join(&deep), root.join("l/zz"))?;
     mkfifo(&root.join("fifo"))?;
     mode(&root.join("fifo"), 0o644)?;
     drop(std::os::unix::net::UnixListener::bind(root.join("sock"))?);
