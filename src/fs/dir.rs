@@ -283,6 +283,13 @@ impl Lookup<'_> {
             let meta = meta_from_statx(&st);
             return meta.is_public().then_some(meta);
         }
+        self.link_meta(name)
+    }
+
+    /// [`Lookup::entry_meta`] for a symlink: kept out of the loop over
+    /// plain entries, which is the whole cost of a large listing.
+    #[inline(never)]
+    fn link_meta(self, name: &CStr) -> Option<Meta> {
         let mut walk = Walk::from_dir(self.root, self.chain, self.dir);
         match walk.resolve(name.to_bytes()).ok()? {
             Found::File { meta, .. } => Some(meta),
