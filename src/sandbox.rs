@@ -2,7 +2,8 @@
 //! descriptors are open: Landlock confines the filesystem to reading the
 //! served root, and a seccomp filter allows only the system calls the
 //! driver in use makes. Both are defence in depth: `fs::Root` already
-//! confines every lookup with `openat2(RESOLVE_IN_ROOT)`, and the sandbox
+//! confines every lookup beneath the root (`openat2` a component at a
+//! time, symlinks read with `readlinkat` and expanded), and the sandbox
 //! is what is left should a bug (or an exploit) get past it.
 //!
 //! # Landlock

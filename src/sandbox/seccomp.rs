@@ -88,6 +88,8 @@ const COMMON: &[i64] = &[
     libc::SYS_statx,
     libc::SYS_getdents64,
     libc::SYS_openat2,
+    // The lookup expands symlinks itself, one name at a time (fs::walk).
+    libc::SYS_readlinkat,
     libc::SYS_sendfile,
     // The data channel (socket and sendto are conditional); the control
     // connection; syslog's socket, connected before.
