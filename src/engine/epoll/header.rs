@@ -24,6 +24,7 @@ impl Worker {
         });
         if let Some(Err(e)) = added {
             self.core
+                .base
                 .ctx
                 .log
                 .warn(format_args!("closing a connection: epoll_ctl: {e}"));
@@ -37,7 +38,7 @@ impl Worker {
         let Some(mut p) = self.waiting.take(slot) else {
             return; // gone earlier in this batch
         };
-        let ctx = &self.core.ctx;
+        let ctx = &self.core.base.ctx;
         match p.read(&mut self.core.scratch, &ctx.log, || proxy::has_room(ctx)) {
             Step::Wait => self.waiting.put(slot, p),
             Step::Close => self.waiting.release(slot),
@@ -52,7 +53,7 @@ impl Worker {
 
     /// A client relayed by a balancer, with the addresses of its header.
     fn admit_client(&mut self, stream: TcpStream, ends: Endpoints, first: &[u8]) {
-        let ctx = &self.core.ctx;
+        let ctx = &self.core.base.ctx;
         let Some(admitted) = self.admission.admit_as(ctx, &stream, ends, first) else {
             return;
         };

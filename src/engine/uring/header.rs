@@ -41,9 +41,9 @@ impl Worker {
         }
         if res < 0 {
             self.waiting.release(slot);
-            return p.lost(&self.core.ctx.log);
+            return p.lost(&self.core.base.ctx.log);
         }
-        let ctx = &self.core.ctx;
+        let ctx = &self.core.base.ctx;
         let mut scratch = [0u8; 4096];
         match p.read(&mut scratch, &ctx.log, || proxy::has_room(ctx)) {
             Step::Wait => {
@@ -54,7 +54,7 @@ impl Worker {
             Step::Admit { ends, rest } => {
                 self.waiting.release(slot);
                 let stream = p.into_stream();
-                let ctx = &self.core.ctx;
+                let ctx = &self.core.base.ctx;
                 if let Some(admitted) = self.admission.admit_as(ctx, &stream, ends, &rest) {
                     self.start_session(stream, admitted);
                 }
@@ -66,7 +66,7 @@ impl Worker {
     pub(super) fn expire_headers(&mut self, now: std::time::Instant) {
         while let Some((slot, p)) = self.waiting.expired(now) {
             self.core.cancel(user_data(OP_HEADER, slot, p.generation));
-            p.timed_out(&self.core.ctx.log);
+            p.timed_out(&self.core.base.ctx.log);
         }
     }
 
