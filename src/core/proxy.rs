@@ -11,13 +11,15 @@
 //! there, on the node itself, whatever address the balancer listens on.
 //!
 //! The parsing is the `ppp` crate's; what is decided here is whom to
-//! believe, how much to wait for, and what a header means for a session.
+//! believe, how much to wait for (which version a connection speaks is
+//! told by the signatures, and a v1 line is handed over once it has
+//! ended), and what a header means for a session.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ppp::{HeaderResult, PartialResult, v1, v2};
+use ppp::{PartialResult, v1, v2};
 
 use super::session::Endpoints;
 
@@ -293,39 +295,67 @@ enum Parsed {
     Bad(Refusal),
 }
 
-fn parse(input: &[u8]) -> Parsed {
-    if v1_unfinished(input) {
-        return Parsed::More;
-    }
-    match HeaderResult::parse(input) {
-        r if r.is_incomplete() => match r {
-            HeaderResult::V2(Err(v2::ParseError::Partial(_, length)))
-                if V2_FIXED + length > MAX_HEADER =>
-            {
-                Parsed::Bad(Refusal::TooLong(V2_FIXED + length))
+/// Which version `input` begins, judged by the signatures alone: the
+/// parsing is then `ppp`'s, one version at a time.
+enum Start {
+    /// A prefix of a signature: too early to tell.
+    More,
+    V1,
+    V2,
+    Neither,
+}
+
+/// v1's signature, with the space after it.
+const V1_SIG: &[u8] = b"PROXY ";
+
+fn start(input: &[u8]) -> Start {
+    for (sig, version) in [(V1_SIG, Start::V1), (v2::PROTOCOL_PREFIX, Start::V2)] {
+        if input.len() < sig.len() {
+            if sig.starts_with(input) {
+                return Start::More;
             }
-            _ => Parsed::More,
-        },
-        HeaderResult::V1(Ok(h)) => v1_source(&h),
-        HeaderResult::V2(Ok(h)) => v2_source(&h),
-        HeaderResult::V1(Err(e)) => Parsed::Bad(Refusal::Malformed(e.to_string())),
-        HeaderResult::V2(Err(e)) => Parsed::Bad(Refusal::Malformed(e.to_string())),
+        } else if input.starts_with(sig) {
+            return version;
+        }
+    }
+    Start::Neither
+}
+
+fn parse(input: &[u8]) -> Parsed {
+    match start(input) {
+        Start::More => Parsed::More,
+        Start::Neither => Parsed::Bad(Refusal::Malformed("not a PROXY protocol header".to_owned())),
+        Start::V1 => parse_v1(input),
+        Start::V2 => parse_v2(input),
     }
 }
 
-/// Whether `input` is the start of a v1 line whose end has not come.
-/// `ppp` reads such a line as if it were whole, and an input cut right
-/// after a space has an empty last field, which it refuses: so a v1
-/// line is parsed only once its CR (or a stray LF) has come, or v1's
-/// 107 bytes have.
-fn v1_unfinished(input: &[u8]) -> bool {
-    const START: &[u8] = b"PROXY ";
-    let started = if input.len() < START.len() {
-        START.starts_with(input)
-    } else {
-        input.starts_with(START)
+/// `ppp` reads the input it is given as one v1 line: cut right after a
+/// space, a line has an empty last field, which it refuses, and without
+/// its CR whatever follows counts as part of it. So it is given the line
+/// alone, once that has ended (an LF has come) or has reached v1's 107
+/// bytes, and then what it says is final.
+fn parse_v1(input: &[u8]) -> Parsed {
+    let line = match input.iter().position(|&b| b == b'\n') {
+        Some(lf) => input.get(..=lf).unwrap_or(input),
+        None if input.len() >= V1_MAX => input,
+        None => return Parsed::More,
     };
-    started && input.len() < V1_MAX && !input.iter().any(|&b| b == b'\r' || b == b'\n')
+    match v1::Header::try_from(line) {
+        Ok(h) => v1_source(&h),
+        Err(e) => Parsed::Bad(Refusal::Malformed(e.to_string())),
+    }
+}
+
+fn parse_v2(input: &[u8]) -> Parsed {
+    match v2::Header::try_from(input) {
+        Ok(h) => v2_source(&h),
+        Err(v2::ParseError::Partial(_, length)) if V2_FIXED + length > MAX_HEADER => {
+            Parsed::Bad(Refusal::TooLong(V2_FIXED + length))
+        }
+        Err(e) if e.is_incomplete() => Parsed::More,
+        Err(e) => Parsed::Bad(Refusal::Malformed(e.to_string())),
+    }
 }
 
 fn v1_source(h: &v1::Header<'_>) -> Parsed {

@@ -272,6 +272,11 @@ fn garbage_and_bad_versions_are_malformed() {
         assert_eq!(why.reason(), "malformed", "{input:?}");
         assert!(why.to_string().len() > "malformed".len(), "{why}");
     }
+    // Refused as soon as it cannot be a header, not at the deadline.
+    for input in [&b"P P"[..], b"PROXY TCP4\r\n", b"PROXY\r\n", b"\r\n\r\nX"] {
+        let why = refused(reader().feed(input));
+        assert_eq!(why.reason(), "malformed", "{input:?}");
+    }
     // Version 1 in the binary form.
     let mut h = v2(1, 0x11, &v4_payload());
     h[12] = 0x11;
