@@ -14,6 +14,8 @@ use rustix::io::Errno;
 
 pub mod dir;
 pub mod exec;
+pub mod message;
+pub mod trees;
 
 pub use crate::core::meta::{FsError, Kind, Meta};
 use crate::core::vpath::VPath;
