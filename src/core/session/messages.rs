@@ -29,9 +29,18 @@ const SHOWN_MAX: usize = 64;
 
 /// The directories whose message this session has shown (a hash of each
 /// path): a message is shown the first time a session enters its
-/// directory, as vsftpd and wu-ftpd do.
+/// directory, as vsftpd and wu-ftpd do. A pointer until the first one,
+/// so that a session without messages pays a word for it.
 #[derive(Debug, Default)]
-pub(super) struct Shown(Vec<u64>);
+pub(super) struct Shown(Option<Box<Ring>>);
+
+/// The last [`SHOWN_MAX`] directories shown, oldest overwritten first.
+#[derive(Debug)]
+pub(super) struct Ring {
+    keys: [u64; SHOWN_MAX],
+    len: usize,
+    next: usize,
+}
 
 impl Shown {
     fn key(dir: &VPath) -> u64 {
@@ -41,14 +50,22 @@ impl Shown {
     }
 
     fn contains(&self, dir: &VPath) -> bool {
-        self.0.contains(&Shown::key(dir))
+        self.0
+            .as_ref()
+            .is_some_and(|r| r.keys[..r.len].contains(&Shown::key(dir)))
     }
 
     fn add(&mut self, dir: &VPath) {
-        if self.0.len() >= SHOWN_MAX {
-            self.0.remove(0);
-        }
-        self.0.push(Shown::key(dir));
+        let r = self.0.get_or_insert_with(|| {
+            Box::new(Ring {
+                keys: [0; SHOWN_MAX],
+                len: 0,
+                next: 0,
+            })
+        });
+        r.keys[r.next] = Shown::key(dir);
+        r.next = (r.next + 1) % SHOWN_MAX;
+        r.len = (r.len + 1).min(SHOWN_MAX);
     }
 }
 

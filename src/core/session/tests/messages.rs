@@ -371,3 +371,28 @@ fn the_default_tree_has_its_own_welcome_too() {
         "230-Default's own welcome\r\n230 Logged in: anonymous read-only access.\r\n"
     );
 }
+
+/// A session remembers the last 64 directories it was shown the message
+/// of: the 65th back shows the first again.
+#[test]
+fn shown_is_bounded() {
+    let config = SessionConfig {
+        dir_messages: true,
+        ..SessionConfig::default()
+    };
+    let mut fs = MemFs::new();
+    for i in 0..=64 {
+        fs.dir(&format!("d{i}"), 0o755)
+            .file(&format!("d{i}/.message"), 0o644, b"here");
+    }
+    let mut t = with(config, fs);
+    t.login();
+    for i in 0..=64 {
+        assert!(
+            t.send(&format!("CWD /d{i}\r\n")).starts_with("250-here"),
+            "{i}"
+        );
+    }
+    assert!(t.send("CWD /d64\r\n").starts_with("250 "));
+    assert!(t.send("CWD /d0\r\n").starts_with("250-here"));
+}
