@@ -60,6 +60,6 @@ fn open_list(root: &Arc<Root>, path: VPath) -> Result<Listed<Real>, FsError> {
         return Ok(Listed::File(meta));
     }
     let (fd, _) = root.open_dir(&path)?;
-    let reader = DirReader::new(Arc::clone(root), fd, path).map_err(FsError::Io)?;
+    let reader = DirReader::new(Arc::clone(root), fd).map_err(FsError::Io)?;
     Ok(Listed::Dir(Box::new(reader)))
 }

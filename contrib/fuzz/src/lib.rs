@@ -14,6 +14,9 @@
 //!   engine events (listener bound, data connection up, transfer ended,
 //!   time passing, output written, EOF, filesystem answers now or late)
 //!   chosen by the input too.
+//! - [`fs`]: lookups and listings of the served tree (`fs::Root`,
+//!   `fs::dir::DirReader`) over symlinks, private directories, hidden
+//!   names and special files, against an oracle (see `fs_target.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -31,6 +34,14 @@ use aftpd::core::session::{
     Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TransferError, Tree,
 };
 use aftpd::core::vpath::{VPath, VPathError};
+
+mod fs_target;
+pub use fs_target::fs_lookups as fs;
+
+/// Removes the trees of this process (for tests; a fuzzer just exits).
+pub fn remove_tree() {
+    fs_target::remove_fs_tree();
+}
 
 const IAC: u8 = 255;
 const DONT: u8 = 254;

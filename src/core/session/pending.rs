@@ -71,7 +71,7 @@ impl<H: Handles> Session<H> {
     /// absent (the filesystem layer says `NotFound` for both).
     pub(super) fn refuse(&mut self, e: &FsError, refusal: Refusal) {
         let text = match e {
-            FsError::NotFound | FsError::Denied => "No such file or directory.",
+            FsError::NotFound => "No such file or directory.",
             FsError::NotFile => "Not a plain file.",
             FsError::NotDir => "Not a directory.",
             FsError::Busy(_) => "Temporarily unavailable; try again later.",
