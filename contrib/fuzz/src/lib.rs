@@ -310,7 +310,8 @@ impl Prefixed<'_> {
 }
 
 /// One whole session, driven by the input: the first byte picks the
-/// configuration, then each op byte picks an event (and takes its
+/// configuration (its bits: no greeting, EPLF, IPv6, answers held,
+/// `--vhosts`, `--dir-messages`, a banner and a welcome), then each op byte picks an event (and takes its
 /// arguments from the bytes after it):
 ///
 /// - `0..=3`: control bytes (a length byte, then that many bytes), fed
@@ -335,7 +336,7 @@ pub fn session(data: &[u8]) {
     let Some((&cfg, mut input)) = data.split_first() else {
         return;
     };
-    let vhosts = cfg & 8 != 0;
+    let vhosts = cfg & 16 != 0;
     let fs = tree(vhosts);
     let config = SessionConfig {
         greeting: cfg & 1 == 0,
@@ -348,9 +349,9 @@ pub fn session(data: &[u8]) {
         },
         pasv_ports: None,
         pasv_address: Vec::new(),
-        banner: (cfg & 32 != 0).then(|| Message::parse(b"Banner\n220 not the end\n")),
-        welcome: (cfg & 32 != 0).then(|| Message::parse(b"Hello\n230-nor this\n")),
-        dir_messages: cfg & 16 != 0,
+        banner: (cfg & 64 != 0).then(|| Message::parse(b"Banner\n220 not the end\n")),
+        welcome: (cfg & 64 != 0).then(|| Message::parse(b"Hello\n230-nor this\n")),
+        dir_messages: cfg & 32 != 0,
         vhosts,
     };
     let v6 = cfg & 4 != 0;
