@@ -122,6 +122,15 @@ pub fn self_cpu_secs() -> f64 {
     u + s
 }
 
+/// CPU seconds of this process's waited-for children (curl).
+pub fn children_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// (user, system) CPU seconds of this process so far. Over loopback the
 /// system part includes the kernel's TCP work for both ends of whatever the
 /// process sends, so user time is the generator's own cost.
@@ -175,17 +184,7 @@ impl Kernel {
     pub fn read() -> Kernel {
         let m = read("/proc/meminfo").unwrap_or_default();
         let f = |k| kib_field(&m, k).unwrap_or(0);
-        let sock = read("/proc/net/sockstat").unwrap_or_default();
-        // "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1" (mem in pages)
-        let pages = sock
-            .lines()
-            .find(|l| l.starts_with("TCP:"))
-            .and_then(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                let i = w.iter().position(|&x| x == "mem")?;
-                w.get(i + 1)?.parse::<u64>().ok()
-            })
-            .unwrap_or(0);
+        let pages = sockstat("mem");
         Kernel {
             slab: f("Slab:"),
             kernel_stack: f("KernelStack:"),
@@ -197,6 +196,37 @@ impl Kernel {
     pub fn total(&self) -> u64 {
         self.slab + self.kernel_stack + self.page_tables + self.tcp_mem
     }
+}
+
+/// A field of the TCP line of /proc/net/sockstat, machine-wide:
+/// "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1" (mem in pages).
+pub fn sockstat(field: &str) -> u64 {
+    read("/proc/net/sockstat")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|&x| x == field)?;
+            w.get(i + 1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Whether TCP is under memory pressure machine-wide (/proc/net/protocols,
+/// the TCP row's "press" column): above tcp_mem's second threshold the
+/// kernel shrinks every socket's buffers.
+pub fn tcp_memory_pressure() -> bool {
+    let s = read("/proc/net/protocols").unwrap_or_default();
+    let mut lines = s.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let Some(col) = head.iter().position(|&h| h == "press") else {
+        return false;
+    };
+    lines
+        .find(|l| l.starts_with("TCP "))
+        .and_then(|l| l.split_whitespace().nth(col).map(|v| v == "yes"))
+        .unwrap_or(false)
 }
 
 /// A memory cgroup that holds the server and nothing else (the run script
@@ -224,6 +254,21 @@ impl Memcg {
         read(self.dir.join(f).to_str().unwrap_or(""))
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Socket buffer memory charged to the group, KiB (cgroup v2's "sock";
+    /// v1 counts it only once a TCP limit was set, so it is usually 0).
+    pub fn sock_kib(&self) -> u64 {
+        if self.v2 {
+            let stat =
+                read(self.dir.join("memory.stat").to_str().unwrap_or("")).unwrap_or_default();
+            stat.lines()
+                .find_map(|l| l.strip_prefix("sock ")?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                / 1024
+        } else {
+            self.num("memory.kmem.tcp.usage_in_bytes") / 1024
+        }
     }
 
     /// (all charged memory, kernel part) in KiB.
