@@ -7,12 +7,7 @@ use std::time::Instant;
 
 use crate::ftp::{self, Ctrl};
 use crate::out::{Args, Record, die};
-use crate::procfs;
-
-fn server_cpu(pid: Option<i32>) -> f64 {
-    pid.map(|p| procfs::tree_cpu_secs(&procfs::tree(p)))
-        .unwrap_or(0.0)
-}
+use crate::procfs::{self, ServerCpu};
 
 /// CPU figures read around a transfer.
 struct Cpu {
@@ -22,18 +17,18 @@ struct Cpu {
 }
 
 impl Cpu {
-    fn now(pid: Option<i32>) -> Cpu {
+    fn now(srv: &ServerCpu) -> Cpu {
         Cpu {
             gen_cpu: procfs::self_cpu_secs() + procfs::children_cpu_secs(),
             busy: procfs::machine_cpu().0,
-            srv: server_cpu(pid),
+            srv: srv.secs(),
         }
     }
 }
 
 /// Our reader: downloads in one session, the bytes discarded in the kernel
 /// (recv MSG_TRUNC), or copied out with `copy`.
-fn own(a: &Args, path: &str, repeat: u32, pid: Option<i32>) -> io::Result<(u64, f64, Cpu, Cpu)> {
+fn own(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<(u64, f64, Cpu, Cpu)> {
     let mut c = Ctrl::login(a.addr())?;
     c.cmd(b"TYPE I\r\n", &[200])?;
     // Big socket buffers on the client would only hide a slow server;
@@ -61,7 +56,7 @@ fn own(a: &Args, path: &str, repeat: u32, pid: Option<i32>) -> io::Result<(u64, 
 
 /// curl, one session per download, as a user would run it: its own buffer
 /// sizes and read pattern change how the server's sends are paced.
-fn curl(a: &Args, path: &str, repeat: u32, pid: Option<i32>) -> io::Result<(u64, f64, Cpu, Cpu)> {
+fn curl(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<(u64, f64, Cpu, Cpu)> {
     let url = format!("ftp://{}{path}", a.addr());
     let c0 = Cpu::now(pid);
     let t0 = Instant::now();
@@ -92,7 +87,7 @@ pub fn bulk(a: &Args) {
     let path = a
         .str("path")
         .unwrap_or_else(|| die("bulk: --path is required"));
-    let pid = a.server_pid();
+    let pid = &a.server_cpu();
     // Several downloads back to back, so one measurement lasts long enough
     // (about a second) for CPU ticks and timers.
     let repeat: u32 = a.num::<u32>("repeat", 1).max(1);
@@ -113,8 +108,9 @@ pub fn bulk(a: &Args) {
             rec.num("mb_s", n as f64 / secs / 1e6);
             rec.num("machine_cpu_s", c1.busy - c0.busy);
             rec.num("cpu_s_per_gib", (c1.busy - c0.busy) / gib);
-            if pid.is_some() {
+            if a.server_pid().is_some() {
                 rec.num("server_cpu_s_per_gib", (c1.srv - c0.srv) / gib);
+                rec.str("cpu_method", pid.method());
             }
             rec.num("gen_cpu_s_per_gib", (c1.gen_cpu - c0.gen_cpu) / gib);
             rec.num("failures", 0.0);

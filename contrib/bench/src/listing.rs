@@ -9,10 +9,6 @@ use crate::ftp::{self, Ctrl};
 use crate::out::{Args, Record, die};
 use crate::procfs;
 
-fn server_cpu(pid: i32) -> f64 {
-    procfs::tree_cpu_secs(&procfs::tree(pid))
-}
-
 pub fn list(a: &Args) {
     let addr = a.addr();
     let cmd = a.str("cmd").unwrap_or("LIST");
@@ -34,7 +30,8 @@ pub fn list(a: &Args) {
                 (p, procfs::status_kib(p, "VmRSS:"))
             })
             .collect();
-        let srv0 = server_cpu(pid);
+        let cpu = a.server_cpu();
+        let srv0 = cpu.secs();
         let t0 = Instant::now();
         c.send(format!("{cmd} {path}\r\n").as_bytes())?;
         let code = c.reply()?;
@@ -48,7 +45,7 @@ pub fn list(a: &Args) {
         c.expect(cmd, &[226, 250])?;
         let secs = t0.elapsed().as_secs_f64();
         let after = procfs::tree(pid);
-        let srv1 = server_cpu(pid);
+        let srv1 = cpu.secs();
         let (mut peak, mut growth) = (0u64, 0i64);
         for &p in &after {
             let hwm = procfs::status_kib(p, "VmHWM:");

@@ -67,6 +67,11 @@ impl Args {
     pub fn server_pid(&self) -> Option<i32> {
         self.str("server-pid").map(|_| self.num("server-pid", 0))
     }
+
+    /// The server's CPU time, from --cpu-cg or --server-pid.
+    pub fn server_cpu(&self) -> crate::procfs::ServerCpu {
+        crate::procfs::ServerCpu::new(self.server_pid(), self.str("cpu-cg"))
+    }
 }
 
 pub fn die(msg: &str) -> ! {

@@ -83,19 +83,81 @@ pub fn clk_tck() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-/// CPU seconds of a process tree: user+system of each process plus that of
-/// its reaped children (cutime/cstime), so sessions that ended in between
+/// CPU seconds of a process tree: each process's own time plus that of its
+/// reaped children (cutime/cstime), so sessions that ended in between
 /// still count once (a child's own time while it lives, its parent's
 /// cutime after it was waited for).
+///
+/// A single-threaded process's own time comes from /proc/PID/schedstat, in
+/// nanoseconds: /proc/PID/stat counts in clock ticks (10 ms), and 2,000
+/// session processes that each ran a millisecond would sum to nothing. A
+/// process with threads (the supervisor) keeps ticks: its stat also holds
+/// the time of threads that have exited (io_uring's workers), which the
+/// per-thread schedstat no longer shows.
 pub fn tree_cpu_secs(pids: &[i32]) -> f64 {
-    let mut ticks = 0u64;
+    let tck = clk_tck();
+    let mut secs = 0.0;
     for &p in pids {
-        if let Some(f) = stat_fields(p) {
-            // utime stime cutime cstime are fields 14-17, i.e. 11-14 here.
-            ticks += f[11] + f[12] + f[13] + f[14];
+        // Fields after comm: utime(11) stime(12) cutime(13) cstime(14)
+        // num_threads(17).
+        let Some(f) = stat_fields(p) else { continue };
+        if f.len() < 18 {
+            continue;
         }
+        secs += (f[13] + f[14]) as f64 / tck;
+        secs += match (f[17], schedstat_ns(p)) {
+            (1, Some(ns)) => ns as f64 / 1e9,
+            _ => (f[11] + f[12]) as f64 / tck,
+        };
     }
-    ticks as f64 / clk_tck()
+    secs
+}
+
+/// The server's CPU time: from its own CPU-accounting cgroup when the run
+/// script made one (`--cpu-cg DIR`: every process the server ever ran,
+/// exited ones included, in nanoseconds), else from its process tree in
+/// /proc (exited processes count only if their parent waited for them).
+pub struct ServerCpu {
+    pid: Option<i32>,
+    cg: Option<PathBuf>,
+}
+
+impl ServerCpu {
+    pub fn new(pid: Option<i32>, cg: Option<&str>) -> ServerCpu {
+        let cg = cg
+            .map(PathBuf::from)
+            .filter(|d| d.join("cpuacct.usage").exists() || d.join("cpu.stat").exists());
+        ServerCpu { pid, cg }
+    }
+
+    pub fn method(&self) -> &'static str {
+        if self.cg.is_some() { "cgroup" } else { "proc" }
+    }
+
+    pub fn secs(&self) -> f64 {
+        if let Some(d) = &self.cg {
+            let f = |n: &str| read(d.join(n).to_str().unwrap_or(""));
+            if let Some(ns) = f("cpuacct.usage").and_then(|s| s.trim().parse::<u64>().ok()) {
+                return ns as f64 / 1e9;
+            }
+            if let Some(us) = f("cpu.stat").and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+            }) {
+                return us as f64 / 1e6;
+            }
+        }
+        self.pid.map_or(0.0, |p| tree_cpu_secs(&tree(p)))
+    }
+}
+
+/// Time on CPU of a task so far (the first field of schedstat), in ns.
+fn schedstat_ns(pid: i32) -> Option<u64> {
+    read(&format!("/proc/{pid}/schedstat"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Whole-machine CPU from the first line of /proc/stat: (busy, all) in

@@ -125,11 +125,6 @@ pub fn run(s: &Spec, n: u64, c: usize, deadline: Instant) -> Run {
     all
 }
 
-fn server_cpu(pid: Option<i32>) -> f64 {
-    pid.map(|p| procfs::tree_cpu_secs(&procfs::tree(p)))
-        .unwrap_or(0.0)
-}
-
 pub fn sessions(a: &Args) {
     let path = a.str("path").unwrap_or("/small");
     let retr = format!("RETR {path}\r\n").into_bytes();
@@ -147,24 +142,19 @@ pub fn sessions(a: &Args) {
     let max_secs: f64 = a.num("max-secs", 30.0);
     let warmup: u64 = a.num("warmup", 20);
     let pid = a.server_pid();
+    let cpu = a.server_cpu();
 
     // Warm-up: page cache, the server's allocator, tcpserver's first forks.
     let w = run(&spec, warmup, c, Instant::now() + Duration::from_secs(10));
 
     let tw0 = procfs::sockstat("tw");
-    let ((gu0, gs0), (busy0, all0), srv0) = (
-        procfs::self_cpu_split(),
-        procfs::machine_cpu(),
-        server_cpu(pid),
-    );
+    let ((gu0, gs0), (busy0, all0), srv0) =
+        (procfs::self_cpu_split(), procfs::machine_cpu(), cpu.secs());
     let t0 = Instant::now();
     let mut r = run(&spec, n, c, t0 + Duration::from_secs_f64(max_secs));
     let wall = t0.elapsed().as_secs_f64();
-    let ((gu1, gs1), (busy1, all1), srv1) = (
-        procfs::self_cpu_split(),
-        procfs::machine_cpu(),
-        server_cpu(pid),
-    );
+    let ((gu1, gs1), (busy1, all1), srv1) =
+        (procfs::self_cpu_split(), procfs::machine_cpu(), cpu.secs());
 
     let mut rec = Record::new("sessions", a);
     rec.num("c", c as f64);

@@ -144,7 +144,8 @@ pub fn slowread(a: &Args) {
         .server_pid()
         .unwrap_or_else(|| die("slowread: --server-pid is required"));
     let cg = a.str("memcg").and_then(Memcg::open);
-    let srv_cpu = || procfs::tree_cpu_secs(&procfs::tree(pid));
+    let cpu = a.server_cpu();
+    let srv_cpu = || cpu.secs();
 
     std::thread::sleep(Duration::from_millis(500));
     let base = mem(pid, cg.as_ref());

@@ -148,9 +148,18 @@ struct Probe {
     fails: Failures,
 }
 
-/// A logged-in session timing NOOP, then a small RETR, every interval.
+fn probe_login(addr: SocketAddr) -> io::Result<Ctrl> {
+    let mut c = Ctrl::login(addr)?;
+    c.cmd(b"TYPE I\r\n", &[200])?;
+    Ok(c)
+}
+
+/// A logged-in session timing NOOP, then a small RETR, every interval. It
+/// logged in before the load started (`first`), as a client already
+/// connected would have; after a failure it logs in again, untimed.
 fn probe_ctl(
     addr: SocketAddr,
+    first: io::Result<Ctrl>,
     path: &str,
     size: Option<u64>,
     gap: Duration,
@@ -159,10 +168,13 @@ fn probe_ctl(
     let mut p = Probe::default();
     let retr = format!("RETR {path}\r\n");
     let mut buf = vec![0u8; 64 * 1024];
+    let mut first = Some(first);
     while Instant::now() < end {
         let r = (|| -> io::Result<()> {
-            let mut c = Ctrl::login(addr)?;
-            c.cmd(b"TYPE I\r\n", &[200])?;
+            let mut c = match first.take() {
+                Some(c) => c?,
+                None => probe_login(addr)?,
+            };
             while Instant::now() < end {
                 let t = Instant::now();
                 c.cmd(b"NOOP\r\n", &[200])?;
@@ -249,7 +261,8 @@ pub fn underload(a: &Args) {
     let ramp = Duration::from_secs_f64(a.num("ramp", 2.0));
     let secs: f64 = a.num("secs", 10.0);
     let pid = a.server_pid();
-    let srv_cpu = || pid.map_or(0.0, |p| procfs::tree_cpu_secs(&procfs::tree(p)));
+    let cpu = a.server_cpu();
+    let srv_cpu = || cpu.secs();
 
     let sh = Shared {
         stop: AtomicBool::new(false),
@@ -260,6 +273,11 @@ pub fn underload(a: &Args) {
             .collect(),
     };
     let mut rec = Record::new("underload", a);
+    let first = match probe_kind.as_str() {
+        "ctl" => Some(probe_login(addr)),
+        "session" => None,
+        _ => die("--probe: ctl or session"),
+    };
     std::thread::scope(|sc| {
         let hs: Vec<_> = (0..n)
             .map(|i| {
@@ -278,10 +296,9 @@ pub fn underload(a: &Args) {
         );
         let t0 = Instant::now();
         let end = t0 + Duration::from_secs_f64(secs);
-        let mut p = match probe_kind.as_str() {
-            "ctl" => probe_ctl(addr, &probe_path, probe_size, gap, end),
-            "session" => probe_session(addr, &probe_path, probe_size, gap, end),
-            _ => die("--probe: ctl or session"),
+        let mut p = match first {
+            Some(c) => probe_ctl(addr, c, &probe_path, probe_size, gap, end),
+            None => probe_session(addr, &probe_path, probe_size, gap, end),
         };
         let wall = t0.elapsed().as_secs_f64();
         let (ops1, bytes1, srv1, busy1) = (
