@@ -1,8 +1,8 @@
 # shellcheck shell=bash disable=SC2034 # sourced by ./run: variables are shared
 # contrib/bench/lib/targets.sh: the servers under test. start_target NAME
-# ROOT starts one on a fresh port of 127.0.0.1 serving ROOT and waits for
-# its greeting; ADDR, SRV_PID and SRV_CG then describe it; stop_target
-# stops it and everything it started.
+# ROOT starts one on a fresh loopback address and port serving ROOT and
+# waits for its greeting; ADDR, SRV_PID and SRV_CG then describe it;
+# stop_target stops it and everything it started.
 #
 # Names: supervisor-epoll, supervisor-uring (optionally -Nt: --threads N),
 # ftpd-tcpserver, vsftpd, vsftpd-tcpserver, pure-ftpd, floor-fork,
@@ -14,7 +14,11 @@
 # so that stop_tree stops them all.
 
 PORT=21300 # each start takes the next port: no TIME_WAIT clashes
-
+# ... and the next address of 127.0.0.0/8 (all of it is loopback): the
+# ports an earlier run left in TIME_WAIT on its address do not stand in
+# the way of this server's passive listeners, so every run starts clean,
+# whatever ran before it. Clients connect from 127.0.0.1.
+STARTS=0
 PEERS_NAMES=(vsftpd vsftpd-tcpserver pure-ftpd)
 
 write_configs() {
@@ -28,7 +32,7 @@ vsftpd_conf() {
 	local how=$1 root=$2 f=$RUN/vsftpd-$1.conf
 	{
 		if [[ $how = listen ]]; then
-			printf 'listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port=%s\nbackground=NO\n' "$PORT"
+			printf 'listen=YES\nlisten_ipv6=NO\nlisten_address=%s\nlisten_port=%s\nbackground=NO\n' "$IP" "$PORT"
 		else
 			printf 'listen=NO\nlisten_ipv6=NO\n'
 		fi
@@ -100,7 +104,9 @@ launch() {
 start_target() {
 	local t=$1 root=$2 s=$AFTPD_BIN/aftpd-supervisor threads=()
 	PORT=$((PORT + 1))
-	ADDR=127.0.0.1:$PORT
+	STARTS=$((STARTS + 1))
+	IP=127.0.$((STARTS / 250 % 250)).$((STARTS % 250 + 2))
+	ADDR=$IP:$PORT
 	if [[ $t =~ ^(supervisor-(epoll|uring))-([0-9]+)t$ ]]; then
 		threads=(--threads "${BASH_REMATCH[3]}")
 	fi
@@ -113,20 +119,20 @@ start_target() {
 	supervisor-uring*) launch "$t" "$s" --engine uring "${sup[@]}" ;;
 	ftpd-tcpserver)
 		# publicfile's set-up: envuidgid's $UID/$GID, ftpd chroots and drops.
-		launch "$t" env UID="$FTP_UID" GID="$FTP_GID" "${tcps[@]}" 127.0.0.1 "$PORT" \
+		launch "$t" env UID="$FTP_UID" GID="$FTP_GID" "${tcps[@]}" "$IP" "$PORT" \
 			"$AFTPD_BIN/ftpd" --timeout 600 "$root" ;;
 	vsftpd) launch "$t" "${HOME_WRAP[@]}" "$VSFTPD" "$(vsftpd_conf listen "$root")" ;;
 	vsftpd-tcpserver)
-		launch "$t" "${HOME_WRAP[@]}" "${tcps[@]}" 127.0.0.1 "$PORT" "$VSFTPD" \
+		launch "$t" "${HOME_WRAP[@]}" "${tcps[@]}" "$IP" "$PORT" "$VSFTPD" \
 			"$(vsftpd_conf inetd "$root")" ;;
 	pure-ftpd)
-		launch "$t" "${HOME_WRAP[@]}" "$PUREFTPD" -S "127.0.0.1,$PORT" -e -H -A -c 20000 \
+		launch "$t" "${HOME_WRAP[@]}" "$PUREFTPD" -S "$IP,$PORT" -e -H -A -c 20000 \
 			-C 20000 -I 10 -L 200000:5 -f none -g "$RUN/pure-ftpd.pid" ;;
 	floor-fork)
 		launch "$t" setpriv --reuid="$FTP_UID" --regid="$FTP_GID" --clear-groups \
-			"$FLOOR" -p "$PORT" -l 127.0.0.1 "$root" ;;
+			"$FLOOR" -p "$PORT" -l "$IP" "$root" ;;
 	floor-tcpserver)
-		launch "$t" "${tcps[@]}" -u "$FTP_UID" -g "$FTP_GID" 127.0.0.1 "$PORT" "$FLOOR" "$root" ;;
+		launch "$t" "${tcps[@]}" -u "$FTP_UID" -g "$FTP_GID" "$IP" "$PORT" "$FLOOR" "$root" ;;
 	*) die "unknown target $t" ;;
 	esac
 	if ! timeout 20 "$GEN" ping --addr "$ADDR" --secs 10 >/dev/null; then

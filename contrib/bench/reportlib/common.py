@@ -89,6 +89,11 @@ def fail_text(total, by):
     return f"✗ {total:,} ({parts})"
 
 
+def tick(met):
+    """A goal beside a figure: met, not met."""
+    return "✓" if met else "✗"
+
+
 def marked(text, total):
     """A figure measured with failures is not a result: strike it."""
     return f"~~{text}~~ ✗" if total else text

@@ -1,6 +1,6 @@
 """2,000 slow clients at 1 MB/s: fairness, CPU per GiB, memory."""
 
-from common import PEERS, fail_text, failures, fmt, marked, of, targets_in
+from common import PEERS, fail_text, failures, fmt, marked, of, targets_in, tick
 
 TITLE = "Many slow clients"
 OURS = ("supervisor-epoll", "supervisor-uring")
@@ -41,15 +41,23 @@ def section(recs, rep):
                      fmt(r.get("slowest_over_median")), fmt(r.get("server_cpu_s_per_gib")),
                      fmt(r.get("user_kib")), fmt(r.get("cg_kernel_kib")), fmt(r.get("sock_kib")), fmt(tot),
                      f"{fmt(r.get('machine_tcp_kib'))} ({r.get('tcp_pressure_mid', '?')})",
+                     f"{fmt(r.get('server_cores'))} / {fmt(r.get('gen_cores'))} / {fmt(r.get('machine_busy_cores'))}",
                      fail_text(ft, fb)])
     best = [v for p, (v, f) in totals.items() if p in PEERS and v and not f]
     best = min(best) if best else None
     for row in rows:
-        v = totals[row[0]][0]
+        v, f = totals[row[0]]
         row.insert(11, f"{v / best:.2f}×" if v and best else "–")
+        s = of(recs, target=row[0])[0].get("slowest_over_median")
+        row.append(f"{tick(bool(v and best) and v / best <= 0.25 and not f)} / {tick(s is not None and s >= 0.8 and not f)}")
     rep.table(["target", "clients rated / active", "total MB/s", "client MB/s min / median / max",
                "slowest / median", "server CPU s/GiB", "user KiB", "kernel KiB", "sockets KiB", "total KiB",
-               "machine TCP KiB (pressure)", "×best peer", "failures"], rows)
+               "machine TCP KiB (pressure)", "×best peer", "cores: server / generator / machine", "failures",
+               "goals: ≤ 0.25× / ≥ 0.8"],
+              rows)
+    rep.w("Cores: CPU time per second of the window, of the server, of the load generator, and of the whole "
+          "machine (everything busy): where the machine is full, the total rate is the machine's limit and the "
+          "spread between clients is what the server decides.\n")
     for t in OURS:
         rs = of(recs, target=t)
         if not rs:

@@ -19,8 +19,9 @@ def section(recs, rep):
           "Closing normally, the side that closes first keeps each connection's ports in TIME_WAIT for 60 s: "
           "a server whose passive listeners cannot reuse such ports runs out of them after a minute. "
           "Rates are per second of the run; *0–60 s* and *60 s–end* split the run at TIME_WAIT's length; "
-          "*worst 5 s* is the lowest rate over 5 consecutive seconds. TIME_WAIT sockets on the machine at "
-          "the start (left by the previous run) and at the end.\n")
+          "*worst 5 s* is the lowest rate over 5 consecutive seconds. Each run's server listens on an address "
+          "of 127.0.0.0/8 of its own, so what earlier runs left in TIME_WAIT does not hold its ports; the "
+          "TIME_WAIT sockets on the whole machine at the start and end of the run are shown for context.\n")
     if secs < 60:
         rep.w(f"**This run lasted {secs:.0f} s, less than TIME_WAIT: its figures say nothing about what "
               "happens past 60 s.**\n")

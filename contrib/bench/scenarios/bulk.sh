@@ -11,7 +11,7 @@ bulk_run() {
 	local reps own curl rep t
 	reps=$(reps_or "$(q 1 5)")
 	own=$(q 2 4)  # downloads of the big file in one session
-	curl=$(q 1 4) # curl runs, one session each
+	curl=$(q 1 2) # curl runs, one session each
 	for ((rep = 1; rep <= reps; rep++)); do
 		# Targets take turns within each repetition, so a burst of load
 		# from elsewhere on the machine hits all of them alike.

@@ -17,7 +17,7 @@ bystander_run() {
 			--server-pid "$SRV_PID")
 		gen bystander "$t" 1 underload "${common[@]}" --load none --secs "$(q 3 10)" --label phase=idle
 		gen bystander "$t" 1 underload "${common[@]}" --load list -n 50 --load-path /dir \
-			--ramp 3 --secs "$(q 5 20)" --label phase=listers
+			--ramp 3 --secs "$(q 5 15)" --label phase=listers
 		stop_target
 	done
 }

@@ -18,9 +18,9 @@ sessions_run() {
 			log "sessions: $t rep $rep"
 			for close in "${CLOSES[@]}"; do
 				gen sessions "$t" "$rep" sessions --addr "$ADDR" --path /small --size 4096 -c 1 \
-					-n "$(q 400 3000)" --max-secs "$(q 1 3)" --close "$close" --server-pid "$SRV_PID"
+					-n "$(q 400 3000)" --max-secs "$(q 1 2)" --close "$close" --server-pid "$SRV_PID"
 				gen sessions "$t" "$rep" sessions --addr "$ADDR" --path /small --size 4096 -c 32 \
-					-n "$(q 5000 30000)" --max-secs "$(q 2 4)" --warmup 64 --close "$close" \
+					-n "$(q 5000 30000)" --max-secs "$(q 2 3)" --warmup 64 --close "$close" \
 					--server-pid "$SRV_PID"
 			done
 			stop_target

@@ -61,14 +61,14 @@ slowdisk_teardown() {
 
 slowdisk_run() {
 	local t probe secs ramp
-	secs=$(q 3 12)
+	secs=$(q 3 10)
 	ramp=$(q 1 3)
 	for t in $(targets_of "${slowdisk_targets[@]}"); do
 		start_target "$t" "$SLOW_MNT" || continue
 		log "slowdisk: $t"
 		probe=(--addr "$ADDR" --probe ctl --probe-path /small --probe-size 4096 --interval-ms 20
 			--server-pid "$SRV_PID" --label "delay_ms=$SLOW_DELAY_MS")
-		gen slowdisk "$t" 1 underload "${probe[@]}" --load none --secs "$(q 2 8)" --label phase=idle
+		gen slowdisk "$t" 1 underload "${probe[@]}" --load none --secs "$(q 2 6)" --label phase=idle
 		gen slowdisk "$t" 1 underload "${probe[@]}" --load retr -n 8 --load-path '/cold/f{i}' \
 			--load-size 67108864 --ramp "$ramp" --secs "$secs" --label phase=cold8
 		gen slowdisk "$t" 1 underload "${probe[@]}" --load retr -n 32 --load-path '/cold/f{i}' \

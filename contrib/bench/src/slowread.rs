@@ -217,6 +217,7 @@ pub fn slowread(a: &Args) {
         let g0: Vec<u64> = got.iter().map(|g| g.load(Ordering::Relaxed)).collect();
         let s0: Vec<u8> = state.iter().map(|s| s.load(Ordering::Relaxed)).collect();
         let (done0, srv0, t0) = (count(DONE), srv_cpu(), Instant::now());
+        let (gen0, busy0) = (procfs::self_cpu_secs(), procfs::machine_cpu().0);
         std::thread::sleep(Duration::from_secs_f64(window / 2.0));
         let mid = mem(pid, cg.as_ref());
         let active_mid = count(READING);
@@ -224,6 +225,7 @@ pub fn slowread(a: &Args) {
         std::thread::sleep(rest);
         let g1: Vec<u64> = got.iter().map(|g| g.load(Ordering::Relaxed)).collect();
         let (done1, srv1, wall) = (count(DONE), srv_cpu(), t0.elapsed().as_secs_f64());
+        let (gen1, busy1) = (procfs::self_cpu_secs(), procfs::machine_cpu().0);
         let s1: Vec<u8> = state.iter().map(|s| s.load(Ordering::Relaxed)).collect();
         stop.store(true, Ordering::Relaxed);
         let rf = rd.join().expect("reader");
@@ -258,6 +260,10 @@ pub fn slowread(a: &Args) {
             },
         );
         rec.num("server_cores", (srv1 - srv0) / wall);
+        // The generator must not be the bottleneck: its cores, and the
+        // machine's, over the window.
+        rec.num("gen_cores", (gen1 - gen0) / wall);
+        rec.num("machine_busy_cores", (busy1 - busy0) / wall);
         rec.num("rated_clients", rates.len() as f64);
         for (k, p) in [
             ("min", 0.0),
