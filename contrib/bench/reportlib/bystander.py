@@ -1,6 +1,6 @@
 """A bystander's short sessions while 50 sessions list 100,000 entries."""
 
-from common import fail_text, failures, fmt, marked, of, targets_in, tick
+from common import fail_text, failures, fmt, marked, of, targets_in, probes, tick
 
 TITLE = "A bystander under heavy listings"
 
@@ -15,7 +15,8 @@ def section(recs, rep):
           "sessions (connect, login, TYPE I, EPSV, RETR of 15 bytes, QUIT), one every 20 ms, for "
           f"{secs:.0f} s; idle: the bystander alone on the same server just before. Goal: its p99 within 3× "
           "its idle p99. A p99 over few sessions (n) is a weak figure; failed sessions have no time and are "
-          "counted beside.\n")
+          "counted beside. The listers stop when the window ends; a bystander session still waiting then ends "
+          "soon after (its time is a lower bound: 'in flight at the end').\n")
     rows = []
     for t in targets:
         i, l = of(recs, target=t, phase="idle"), of(recs, target=t, phase="listers")
@@ -28,7 +29,7 @@ def section(recs, rep):
         p99i, p99l = i.get("session_p99_ms"), l.get("session_p99_ms")
         x = p99l / p99i if p99i and p99l else None
         rows.append([t, f"{fmt(i.get('session_p50_ms'))} / {fmt(p99i)} ({i.get('session_n', 0):,})",
-                     f"{fmt(l.get('session_p50_ms'))} / {fmt(p99l)} ({l.get('session_n', 0):,})",
+                     f"{fmt(l.get('session_p50_ms'))} / {fmt(p99l)} ({probes(l, 'session_n')})",
                      marked(f"{x:.2f}×" if x else "–", ft + it), f"{fmt(l.get('session_max_ms'))}",
                      fail_text(ft + it, {**ib, **fb}), fmt(l.get("load_mb_s")), fail_text(lt, lb),
                      fmt(l.get("server_cores")), tick(bool(x) and x <= 3 and not ft)])

@@ -89,6 +89,14 @@ def fail_text(total, by):
     return f"✗ {total:,} ({parts})"
 
 
+def probes(r, key):
+    """A probe's sample count, and the operation still in flight when the
+    window ended (the load stopped then: its time is a lower bound)."""
+    n = f"{int(r.get(key, 0) or 0):,}"
+    cut = r.get("probe_at_end_ms")
+    return f"{n}; one in flight at the end: ≥ {fmt(cut)} ms" if cut else n
+
+
 def tick(met):
     """A goal beside a figure: met, not met."""
     return "✓" if met else "✗"

@@ -1,7 +1,7 @@
 """A slow, cold disk: the probe's latency under cold downloads and
 metadata loops, and cold throughput."""
 
-from common import PROCESS_PEERS, fail_text, failures, fmt, marked, of, targets_in, tick
+from common import PROCESS_PEERS, fail_text, failures, fmt, marked, of, targets_in, probes, tick
 
 TITLE = "A slow, cold disk"
 PHASES = [("cold8", "8 cold downloaders"), ("cold32", "32 cold downloaders"), ("meta8", "8 LIST/SIZE/MDTM loopers")]
@@ -59,7 +59,7 @@ def section(recs, rep):
                          f"{fmt(r.get('retr_p50_ms'))} / {fmt(r.get('retr_p99_ms'))}",
                          marked(f"{xs['retr']:.2f}×" if xs["retr"] else "–", ft),
                          f"{fmt(r.get('noop_max_ms'))} / {fmt(r.get('retr_max_ms'))}",
-                         f"{r.get('retr_n', 0):,} ({r.get('secs', 0):.0f} s)",
+                         probes(r, "retr_n"),
                          fail_text(ft, fb), marked(fmt(tput), lt), xb, fail_text(lt, lb),
                          tick(lat_ok) + (" / " + tick(tput_ok) if best else "")])
             rep.keep("slowdisk", t, f"{phase}_noop_p99_ms", _one(r.get("noop_p99_ms")))
@@ -75,10 +75,10 @@ def section(recs, rep):
         unit = "cold MB/s" if phase.startswith("cold") else "load ops/s"
         rep.w(f"### Under {what}\n")
         rep.table(["target", "NOOP p50 / p99 ms", "×idle", "RETR p50 / p99 ms", "×idle", "max NOOP / RETR ms",
-                   "probes (window)", "probe failures", unit, "×best peer" if best else "–", "load failures",
+                   "probes", "probe failures", unit, "×best peer" if best else "–", "load failures",
                    "goals: p99" + (" / MB/s" if best else "")], rows)
-    rep.w("Probes: NOOP+RETR pairs timed in the window; a window longer than asked means a probe waited past "
-          "its end (a stalled server: one sample that took the whole window).\n")
+    rep.w("Probes: NOOP+RETR pairs timed in the window. The load stops when the window ends; a probe still "
+          "waiting then gets its answer soon after, so its sample is a lower bound ('in flight at the end').\n")
 
 
 def _one(v):

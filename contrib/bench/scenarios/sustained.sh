@@ -10,7 +10,7 @@ sustained_targets=(supervisor-epoll supervisor-uring ftpd-tcpserver vsftpd pure-
 
 sustained_run() {
 	local secs t c close
-	secs=$(q 6 90)
+	secs=$(q 4 90)
 	for t in $(targets_of "${sustained_targets[@]}"); do
 		for c in 32 256; do
 			for close in "${CLOSES[@]}"; do

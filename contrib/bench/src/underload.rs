@@ -146,6 +146,19 @@ struct Probe {
     retr: Lat,
     session: Lat,
     fails: Failures,
+    /// The longest operation still in flight when the window ended: the
+    /// load stopped then, so its time is a lower bound of the stall.
+    at_end: Option<Duration>,
+}
+
+impl Probe {
+    fn done(&mut self, t: Instant, end: Instant) -> Duration {
+        let d = t.elapsed();
+        if Instant::now() > end {
+            self.at_end = self.at_end.max(Some(d));
+        }
+        d
+    }
 }
 
 fn probe_login(addr: SocketAddr) -> io::Result<Ctrl> {
@@ -178,7 +191,8 @@ fn probe_ctl(
             while Instant::now() < end {
                 let t = Instant::now();
                 c.cmd(b"NOOP\r\n", &[200])?;
-                p.noop.push(t.elapsed());
+                let d = p.done(t, end);
+                p.noop.push(d);
                 let t = Instant::now();
                 let mut data = c.epsv()?;
                 c.cmd(retr.as_bytes(), &[125, 150])?;
@@ -193,7 +207,8 @@ fn probe_ctl(
                         format!("got {n} bytes, expected {want}"),
                     ));
                 }
-                p.retr.push(t.elapsed());
+                let d = p.done(t, end);
+                p.retr.push(d);
                 std::thread::sleep(gap);
             }
             let _ = c.cmd(b"QUIT\r\n", &[221]);
@@ -228,7 +243,10 @@ fn probe_session(
     while Instant::now() < end {
         let t = Instant::now();
         match one_session(&spec, &mut buf) {
-            Ok(()) => p.session.push(t.elapsed()),
+            Ok(()) => {
+                let d = p.done(t, end);
+                p.session.push(d);
+            }
             Err(e) => p.fails.add(&e),
         }
         std::thread::sleep(gap);
@@ -296,10 +314,16 @@ pub fn underload(a: &Args) {
         );
         let t0 = Instant::now();
         let end = t0 + Duration::from_secs_f64(secs);
-        let mut p = match first {
-            Some(c) => probe_ctl(addr, c, &probe_path, probe_size, gap, end),
-            None => probe_session(addr, &probe_path, probe_size, gap, end),
-        };
+        // The probe runs beside; the window ends on time whatever it is
+        // doing. The load stops then, so a probe stalled at the end gets
+        // its answer soon after: its sample is a lower bound, and the
+        // overrun says how long it had been waiting past the end.
+        let (path, f) = (&probe_path, first);
+        let ph = sc.spawn(move || match f {
+            Some(c) => probe_ctl(addr, c, path, probe_size, gap, end),
+            None => probe_session(addr, path, probe_size, gap, end),
+        });
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
         let wall = t0.elapsed().as_secs_f64();
         let (ops1, bytes1, srv1, busy1) = (
             sh.ops.load(Ordering::Relaxed),
@@ -308,6 +332,8 @@ pub fn underload(a: &Args) {
             procfs::machine_cpu().0,
         );
         sh.cut();
+        let mut p = ph.join().expect("probe");
+        let overrun = end.elapsed().as_secs_f64();
         let mut lf = Failures::default();
         for h in hs {
             lf.merge(&h.join().expect("load client"));
@@ -317,6 +343,10 @@ pub fn underload(a: &Args) {
         rec.num("clients", n as f64);
         rec.str("probe", &probe_kind);
         rec.num("secs", wall);
+        rec.num("probe_overrun_s", overrun);
+        if let Some(d) = p.at_end {
+            rec.num("probe_at_end_ms", d.as_secs_f64() * 1000.0);
+        }
         if probe_kind == "ctl" {
             p.noop.record(&mut rec, "noop_");
             p.retr.record(&mut rec, "retr_");
