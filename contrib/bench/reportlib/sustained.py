@@ -2,7 +2,7 @@
 
 from common import fail_text, failures, fmt, marked, of, targets_in
 
-TITLE = "Sustained sessions, clients closing normally, past TIME_WAIT"
+TITLE = "Sustained sessions, past TIME_WAIT"
 
 
 def window_rate(v, a, b):
@@ -17,9 +17,10 @@ def section(recs, rep):
     secs = min([r.get("secs", 0) for r in recs] or [0])
     closes = [c for c in ("fin", "rst") if of(recs, close=c)]
     rep.w(f"## {TITLE}\n")
-    rep.w(f"Whole sessions back to back for {secs:.0f} s on C client threads, a fresh server for each run. "
-          "Closing normally, the side that closes first keeps each connection's ports in TIME_WAIT for 60 s: "
-          "a server whose passive listeners cannot reuse such ports runs out of them after a minute. "
+    rep.w(f"Whole sessions back to back for {secs:.0f} s on C client threads, a fresh server for each run, "
+          "clients closing normally (fin) unless the close column says rst. Closing normally, the side that "
+          "closes first keeps each connection's ports in TIME_WAIT for 60 s: a server whose passive listeners "
+          "cannot reuse such ports runs out of them after a minute. "
           "Rates are per second of the run; *0–60 s* and *60 s–end* split the run at TIME_WAIT's length; "
           "*worst 5 s* is the lowest rate over 5 consecutive seconds. Each run's server listens on an address "
           "of 127.0.0.0/8 of its own, so what earlier runs left in TIME_WAIT does not hold its ports; the "
@@ -35,9 +36,10 @@ def section(recs, rep):
                 if not rs:
                     continue
                 r = rs[0]
-                ok = r.get("ok_per_s", [])
+                # Whole seconds only: the last one is cut short by the end.
+                ok = r.get("ok_per_s", [])[:-1]
                 total, by = failures(rs)
-                worst = min((sum(ok[i:i + 5]) / 5 for i in range(0, max(1, len(ok) - 5))), default=None)
+                worst = min((sum(ok[i:i + 5]) / 5 for i in range(0, len(ok) - 4)), default=None)
                 first, late = window_rate(ok, 0, 60), window_rate(ok, 60, len(ok))
                 rate = r.get("rate")
                 rows.append([t, c, close, marked(fmt(rate), total), fmt(first), fmt(late) if len(ok) > 60 else "–",
