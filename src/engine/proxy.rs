@@ -257,7 +257,7 @@ impl Waiting {
 /// Starts waiting for the header of a connection `ctx`'s workers accepted,
 /// when the PROXY protocol is on (`None` otherwise, or when refused).
 pub fn start(ctx: &Context, policy: &ProxyPolicy, stream: TcpStream) -> Option<Pending> {
-    let timeout = policy.timeout(ctx.config.idle_timeout);
+    let timeout = policy.timeout(ctx.config.get().idle_timeout);
     Pending::start(policy, timeout, &ctx.log, stream)
 }
 

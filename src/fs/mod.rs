@@ -18,6 +18,8 @@ use rustix::io::Errno;
 
 pub mod dir;
 pub mod exec;
+pub mod message;
+pub mod trees;
 mod walk;
 
 pub use crate::core::meta::{FsError, Kind, Meta};

@@ -41,9 +41,19 @@ pub struct SessionArgs {
     /// `--xferlog FILE`, opened before the chroot.
     pub xferlog: Option<PathBuf>,
     pub sandbox: Sandbox,
+    /// `--banner FILE` and `--welcome FILE`, read before the chroot into
+    /// `config` (see [`crate::setup::messages`]).
+    pub messages: MessagePaths,
     /// `--proxy-protocol` with its `--proxy-from` networks: every control
     /// connection begins with a PROXY header from one of them.
     pub proxy: Option<ProxyPolicy>,
+}
+
+/// Where the banner and the welcome are read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessagePaths {
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
 }
 
 /// The session options as given, before the defaults fill the gaps
@@ -59,6 +69,10 @@ pub struct Given {
     pub pasv_address: Vec<PasvRule>,
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
+    pub dir_messages: bool,
+    pub vhosts: bool,
 }
 
 impl From<Given> for SessionArgs {
@@ -72,6 +86,11 @@ impl From<Given> for SessionArgs {
                 list_format: g.list_format.unwrap_or(d.list_format),
                 pasv_ports: g.pasv_ports,
                 pasv_address: g.pasv_address,
+                // The texts are read by the program, before the chroot.
+                banner: None,
+                welcome: None,
+                dir_messages: g.dir_messages,
+                vhosts: g.vhosts,
             },
             log: if g.syslog {
                 LogTo::Syslog
@@ -83,6 +102,10 @@ impl From<Given> for SessionArgs {
                 Sandbox::Skip
             } else {
                 Sandbox::Enter
+            },
+            messages: MessagePaths {
+                banner: g.banner,
+                welcome: g.welcome,
             },
             proxy: None,
         }
@@ -170,6 +193,25 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
+            /// the text of the 220 greeting, read from FILE (before the
+            /// chroot; the supervisor reads it again on SIGHUP), shown as
+            /// a multi-line reply
+            #[argh(option, arg_name = "FILE")]
+            pub banner: Option<std::path::PathBuf>,
+            /// a text read from FILE as --banner is, shown in the 230
+            /// reply after login
+            #[argh(option, arg_name = "FILE")]
+            pub welcome: Option<std::path::PathBuf>,
+            /// show a directory's .message file in the 250 reply to CWD
+            /// into it, the first time a session enters it
+            #[argh(switch)]
+            pub dir_messages: bool,
+            /// virtual hosts with publicfile's layout: ROOT/0 is served to
+            /// a client that sends no HOST, ROOT/NAME to one that sends
+            /// HOST NAME (unknown names are answered 504); each tree may
+            /// hold a .banner and a .welcome
+            #[argh(switch)]
+            pub vhosts: bool,
             /// every control connection must begin, within 5 seconds,
             /// with a PROXY protocol header (v1 or v2, as HAProxy's
             /// send-proxy writes it) from a --proxy-from address; its
@@ -208,6 +250,10 @@ macro_rules! with_session_options {
                     pasv_address: self.pasv_address.clone(),
                     xferlog: self.xferlog.clone(),
                     no_sandbox: self.no_sandbox,
+                    banner: self.banner.clone(),
+                    welcome: self.welcome.clone(),
+                    dir_messages: self.dir_messages,
+                    vhosts: self.vhosts,
                 }
                 .into();
                 Ok($crate::setup::options::SessionArgs { proxy, ..args })
@@ -294,6 +340,9 @@ mod tests {
         assert_eq!(s.xferlog, None);
         assert_eq!(s.sandbox, Sandbox::Enter);
         assert_eq!(s.proxy, None);
+        assert_eq!(s.messages, MessagePaths::default());
+        assert!(!s.config.dir_messages);
+        assert!(!s.config.vhosts);
     }
 
     #[test]
@@ -337,6 +386,12 @@ mod tests {
             "--xferlog",
             "/var/log/xferlog",
             "--no-sandbox",
+            "--banner",
+            "/etc/aftpd/banner",
+            "--welcome",
+            "/etc/aftpd/welcome",
+            "--dir-messages",
+            "--vhosts",
         ])
         .unwrap();
         assert_eq!(s.config.idle_timeout, Duration::from_secs(90));
@@ -351,6 +406,13 @@ mod tests {
         assert_eq!(s.log, LogTo::Syslog);
         assert_eq!(s.xferlog, Some(PathBuf::from("/var/log/xferlog")));
         assert_eq!(s.sandbox, Sandbox::Skip);
+        assert_eq!(s.messages.banner, Some(PathBuf::from("/etc/aftpd/banner")));
+        assert_eq!(
+            s.messages.welcome,
+            Some(PathBuf::from("/etc/aftpd/welcome"))
+        );
+        assert!(s.config.dir_messages);
+        assert!(s.config.vhosts);
     }
 
     #[test]
@@ -380,6 +442,8 @@ mod tests {
             ("--list-format", "ls"),
             ("--pasv-ports", "2000-3000"),
             ("--xferlog", "5"),
+            ("--banner", "b"),
+            ("--welcome", "w"),
         ] {
             let e = error(&[opt, v, opt, v]);
             assert!(e.contains(&format!("'{opt}'")), "{e}");
@@ -438,6 +502,10 @@ mod tests {
                 "--pasv-address",
                 "--xferlog",
                 "--no-sandbox",
+                "--banner",
+                "--welcome",
+                "--dir-messages",
+                "--vhosts",
                 "--proxy-protocol",
                 "--proxy-from",
             ]
