@@ -372,8 +372,12 @@ impl<H: Handles> Session<H> {
         if self.closed {
             return;
         }
+        // A STAT listing cut short still ends its multi-line reply, for a
+        // client that only half-closed the connection.
+        if self.listing.take().is_some_and(|l| !l.to_data()) {
+            self.reply(Code::FileStatus, "End of status (cut short).");
+        }
         self.closed = true;
-        self.listing = None;
         self.pending = None;
         self.actions.push_back(Action::Log(Record::SessionEnd {
             peer: self.ends.peer,
