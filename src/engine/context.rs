@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::pool::Pool;
 use super::stop::Stop;
+use super::tls::ServerTls;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
 use crate::fs::Root;
@@ -21,4 +22,6 @@ pub struct Context {
     pub stop: Stop,
     /// How long transfers in flight may run on after a stop request.
     pub shutdown_timeout: Duration,
+    /// FTPS: the certificate, when there is one (replaced on SIGHUP).
+    pub tls: Option<Arc<ServerTls>>,
 }

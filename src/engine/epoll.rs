@@ -132,6 +132,10 @@ impl conn::Core for Core {
     fn stop_deadline(&self) -> Option<Instant> {
         self.stop_deadline
     }
+
+    fn tls(&self) -> Option<&super::tls::ServerTls> {
+        self.ctx.tls.as_deref()
+    }
 }
 
 impl conn::Io<Core> for EpollIo {
@@ -574,7 +578,7 @@ fn on_ctrl(c: &mut Conn, core: &mut Core, slot: usize, flags: EventFlags) -> Fat
             Ok(0) => life.control_gone(now, false),
             Ok(n) => {
                 let input = core.scratch.get(..n).unwrap_or_default();
-                life.session.on_control(input, now);
+                life.on_input(input, now);
             }
             Err(e)
                 if matches!(

@@ -8,8 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::config::{PasvRule, SessionConfig};
+use crate::core::config::{PasvRule, SessionConfig, TlsPolicy};
 use crate::core::listing::ListFormat;
+use crate::setup::Fail;
 
 /// Where the log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,18 @@ pub struct SessionArgs {
     /// `--xferlog FILE`, opened before the chroot.
     pub xferlog: Option<PathBuf>,
     pub sandbox: Sandbox,
+    /// `--tls-cert` and `--tls-key`, when TLS is on (read before the
+    /// chroot).
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the certificate chain and its private key are (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    /// The key: `--tls-key`, else the certificate file (one PEM file may
+    /// hold both).
+    pub key: PathBuf,
 }
 
 /// The session options as given, before the defaults fill the gaps
@@ -55,12 +68,36 @@ pub struct Given {
     pub pasv_address: Vec<PasvRule>,
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls: Option<TlsPolicy>,
 }
 
-impl From<Given> for SessionArgs {
-    fn from(g: Given) -> SessionArgs {
+impl TryFrom<Given> for SessionArgs {
+    type Error = Fail;
+
+    fn try_from(g: Given) -> Result<SessionArgs, Fail> {
         let d = SessionConfig::default();
-        SessionArgs {
+        // TLS is on by default once there is a certificate, and needs one.
+        let policy = match (g.tls, &g.tls_cert) {
+            (Some(p), None) if p.enabled() => {
+                return Err(Fail::usage("--tls needs --tls-cert FILE"));
+            }
+            (Some(p), _) => p,
+            (None, Some(_)) => TlsPolicy::Optional,
+            (None, None) => TlsPolicy::Off,
+        };
+        if g.tls_key.is_some() && g.tls_cert.is_none() {
+            return Err(Fail::usage("--tls-key needs --tls-cert FILE"));
+        }
+        let tls = match g.tls_cert {
+            Some(cert) if policy.enabled() => Some(TlsFiles {
+                key: g.tls_key.unwrap_or_else(|| cert.clone()),
+                cert,
+            }),
+            _ => None,
+        };
+        Ok(SessionArgs {
             config: SessionConfig {
                 greeting: !g.no_greeting,
                 idle_timeout: g.timeout.unwrap_or(d.idle_timeout),
@@ -68,6 +105,7 @@ impl From<Given> for SessionArgs {
                 list_format: g.list_format.unwrap_or(d.list_format),
                 pasv_ports: g.pasv_ports,
                 pasv_address: g.pasv_address,
+                tls: policy,
             },
             log: if g.syslog {
                 LogTo::Syslog
@@ -80,13 +118,20 @@ impl From<Given> for SessionArgs {
             } else {
                 Sandbox::Enter
             },
-        }
+            tls,
+        })
     }
 }
 
 impl Default for SessionArgs {
     fn default() -> SessionArgs {
-        Given::default().into()
+        SessionArgs {
+            config: SessionConfig::default(),
+            log: LogTo::Stderr,
+            xferlog: None,
+            sandbox: Sandbox::Enter,
+            tls: None,
+        }
     }
 }
 
@@ -149,11 +194,31 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
+            /// FTPS: the certificate chain (PEM), read before the chroot;
+            /// turns TLS on (--tls optional)
+            #[argh(option, arg_name = "FILE")]
+            pub tls_cert: Option<std::path::PathBuf>,
+            /// FTPS: the certificate's private key (PEM; default: the
+            /// --tls-cert file), read before the chroot
+            #[argh(option, arg_name = "FILE")]
+            pub tls_key: Option<std::path::PathBuf>,
+            /// FTPS: off, optional (AUTH TLS offered; the default with a
+            /// certificate), required (no login or transfer in clear) or
+            /// implicit (TLS from the first byte, as on port 990)
+            #[argh(
+                option,
+                arg_name = "MODE",
+                from_str_fn($crate::core::config::parse_tls_policy)
+            )]
+            pub tls: Option<$crate::core::config::TlsPolicy>,
         }
 
         impl $name {
-            /// The session options given, with the defaults for the rest.
-            pub fn session(&self) -> $crate::setup::options::SessionArgs {
+            /// The session options given, with the defaults for the rest;
+            /// a usage error for options that do not go together.
+            pub fn session(
+                &self,
+            ) -> Result<$crate::setup::options::SessionArgs, $crate::setup::Fail> {
                 $crate::setup::options::Given {
                     timeout: self.timeout,
                     data_timeout: self.data_timeout,
@@ -164,8 +229,11 @@ macro_rules! with_session_options {
                     pasv_address: self.pasv_address.clone(),
                     xferlog: self.xferlog.clone(),
                     no_sandbox: self.no_sandbox,
+                    tls_cert: self.tls_cert.clone(),
+                    tls_key: self.tls_key.clone(),
+                    tls: self.tls,
                 }
-                .into()
+                .try_into()
             }
         }
     };
@@ -220,7 +288,7 @@ mod tests {
     /// Reads `args` as nothing but session options.
     fn session(args: &[&str]) -> Result<SessionArgs, String> {
         match cli::parse::<SessionOptions>("t", args) {
-            Ok(Parsed::Run(o)) => Ok(o.session()),
+            Ok(Parsed::Run(o)) => o.session().map_err(|f| f.message),
             Ok(Parsed::Help(_)) => panic!("{args:?}: help"),
             Err(f) => Err(f.message),
         }
@@ -369,8 +437,42 @@ mod tests {
                 "--pasv-address",
                 "--xferlog",
                 "--no-sandbox",
+                "--tls-cert",
+                "--tls-key",
+                "--tls",
             ]
         );
+    }
+
+    #[test]
+    fn tls_options() {
+        let s = session(&[]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Off);
+        assert_eq!(s.tls, None);
+        let s = session(&["--tls-cert", "/c.pem"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Optional);
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/c.pem".into()
+            })
+        );
+        let s = session(&["--tls-cert", "/c", "--tls-key", "/k", "--tls", "required"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Required);
+        assert_eq!(s.tls.unwrap().key, PathBuf::from("/k"));
+        let s = session(&["--tls", "implicit", "--tls-cert", "/c"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Implicit);
+        let s = session(&["--tls", "off", "--tls-cert", "/c"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Off);
+        assert_eq!(s.tls, None);
+        assert_eq!(
+            session(&["--tls", "off"]).unwrap().config.tls,
+            TlsPolicy::Off
+        );
+        assert!(error(&["--tls", "required"]).contains("--tls-cert"));
+        assert!(error(&["--tls-key", "/k"]).contains("--tls-cert"));
+        assert!(error(&["--tls", "yes", "--tls-cert", "/c"]).contains("want off, optional"));
     }
 
     #[test]

@@ -109,6 +109,13 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         .max_sessions
         .unwrap_or_else(|| nofile::default_max_sessions(nofile, threads));
 
+    // The key may be readable by root only: read before the drop.
+    let tls = match &args.session.tls {
+        Some(files) => Some(Arc::new(crate::setup::tls::load(files)?)),
+        None => None,
+    };
+    let ktls = tls.as_ref().map(|_| crate::engine::tls::ktls::probe());
+
     let activated = inherited.is_some();
     let sets = match inherited {
         Some(listeners) => {
@@ -172,6 +179,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         log,
         stop: Stop::new(threads).map_err(|e| Fail::temporary(format!("eventfd: {e}")))?,
         shutdown_timeout: args.shutdown_timeout,
+        tls,
     });
 
     let engine_name = engine.name();
@@ -223,6 +231,10 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
             nofile.unwrap_or(u64::MAX),
             nofile::PER_SESSION,
         ));
+    }
+
+    if let Some(k) = &ktls {
+        ctx.log.info(format_args!("{k}"));
     }
 
     for gate in gates {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aftpd::core::clock::Now;
-use aftpd::core::config::SessionConfig;
+use aftpd::core::config::{SessionConfig, TlsPolicy};
 use aftpd::core::listing::ListFormat;
 use aftpd::core::memfs::{Mem, MemFs};
 use aftpd::core::proto::addr::{EprtError, parse_eprt, parse_port};
@@ -282,6 +282,13 @@ pub fn session(data: &[u8]) {
         },
         pasv_ports: None,
         pasv_address: Vec::new(),
+        // Bits 3 and 4: the FTPS policy (off in the older corpora).
+        tls: match cfg >> 3 & 3 {
+            0 => TlsPolicy::Off,
+            1 => TlsPolicy::Optional,
+            2 => TlsPolicy::Required,
+            _ => TlsPolicy::Implicit,
+        },
     };
     let v6 = cfg & 4 != 0;
     let (local_ip, peer_ip): (IpAddr, IpAddr) = if v6 {
@@ -485,6 +492,8 @@ impl Driver {
                 }
                 Action::Fs { id, request } => self.held.push((id, request)),
                 Action::Close => self.closed = true,
+                // The engine's business: the session goes on in plaintext.
+                Action::StartTls => {}
                 Action::Log(Record::Transfer(t)) => check_vpath(&t.path),
                 Action::Log(_) => {}
             }

@@ -9,10 +9,11 @@ mod commands;
 mod data;
 mod listing;
 mod pending;
+mod tls;
 
 pub use action::{
-    Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, Listed, Record, Source, TransferError,
-    TransferKind, TransferRecord,
+    Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, Listed, Record, Source, TlsFailure,
+    TransferError, TransferKind, TransferRecord,
 };
 
 use std::collections::VecDeque;
@@ -23,6 +24,7 @@ use std::time::Instant;
 use self::data::Data;
 use self::listing::Listing;
 use self::pending::Pending;
+use self::tls::Security;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
 use crate::core::listing::Facts;
@@ -86,6 +88,8 @@ pub struct Session<H: Handles> {
     rest: u64,
     facts: Facts,
     epsv_all: bool,
+    /// FTPS: whether the control connection is protected, PBSZ, PROT.
+    security: Security,
     data: Data,
     idle_deadline: Instant,
     /// The time of the last event, for work resumed by `consume_output`.
@@ -117,6 +121,7 @@ impl<H: Handles> Session<H> {
             rest: 0,
             facts: Facts::all(),
             epsv_all: false,
+            security: Security::default(),
             data: Data::None,
             last_now: now,
             next_fs_id: 0,
@@ -124,6 +129,8 @@ impl<H: Handles> Session<H> {
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
+        // Implicit TLS: the greeting already goes inside it.
+        s.start_implicit_tls();
         if s.config.greeting {
             s.reply(Code::Ready, "aftpd: anonymous read-only FTP server ready.");
         }
@@ -132,7 +139,8 @@ impl<H: Handles> Session<H> {
 
     /// Bytes read from the control connection.
     pub fn on_control(&mut self, input: &[u8], now: Now) {
-        if self.closed {
+        if self.closed || self.tls_starting() {
+            // After AUTH TLS, nothing sent in clear is a command.
             return;
         }
         self.input.feed(input);
@@ -166,6 +174,7 @@ impl<H: Handles> Session<H> {
     /// `n` bytes of [`Session::output`] were written.
     pub fn consume_output(&mut self, n: usize) {
         self.data_announced(n);
+        self.tls_announced(n);
         self.out.drain(..n.min(self.out.len()));
         if self.out.is_empty() {
             // An idle session holds no buffers: thousands of them wait.
@@ -306,7 +315,7 @@ impl<H: Handles> Session<H> {
             let Some(line) = self.input.peek() else {
                 break;
             };
-            if self.out.len() >= OUTPUT_HIGH_WATER {
+            if self.out.len() >= OUTPUT_HIGH_WATER || self.tls_starting() {
                 break;
             }
             if self.busy() {
@@ -340,6 +349,9 @@ impl<H: Handles> Session<H> {
         };
         if self.login != Login::LoggedIn && !cmd.allowed_before_login() {
             return self.reply(Code::NotLoggedIn, "Please log in with USER and PASS.");
+        }
+        if self.tls_refuses(&cmd) {
+            return;
         }
         self.execute(cmd, now);
     }

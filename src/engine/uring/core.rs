@@ -72,6 +72,10 @@ impl conn::Core for Core {
     fn stop_deadline(&self) -> Option<Instant> {
         self.stop_deadline
     }
+
+    fn tls(&self) -> Option<&crate::engine::tls::ServerTls> {
+        self.ctx.tls.as_deref()
+    }
 }
 
 impl Core {
