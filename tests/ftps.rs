@@ -518,3 +518,154 @@ fn clear_ftp_unchanged_beside_tls(kind: Kind) {
     }
     s.assert_no_crash();
 }
+
+/// The supervisor only: SIGHUP reloads the certificate and key through
+/// its helper (the key readable by root only, the files swapped the way
+/// certbot does: a symlink moved to new files), for new sessions; a
+/// session in progress goes on, and its data connections still resume.
+const RELOAD: &str = r#"
+import ftplib, os, signal, ssl, sys, time
+host, port, pid, live, new_cert, new_key = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host,
+                                            session=self.sock.session)
+        return conn, size
+def login():
+    f = Reusing(context=ctx, timeout=20)
+    f.connect(host, port)
+    f.auth()
+    f.login('anonymous', 'x@example.invalid')
+    f.prot_p()
+    return f
+old = login()
+first = old.sock.getpeercert(True).hex()
+print('FIRST', first)
+for name, target in (('cert.pem', new_cert), ('key.pem', new_key)):
+    tmp = os.path.join(live, name + '.new')
+    os.symlink(target, tmp)
+    os.replace(tmp, os.path.join(live, name))
+os.kill(pid, signal.SIGHUP)
+second = first
+for _ in range(100):
+    f = login()
+    second = f.sock.getpeercert(True).hex()
+    f.quit()
+    if second != first:
+        break
+    time.sleep(0.1)
+print('SECOND', second)
+print('OLD', old.voidcmd('NOOP')[:3])
+got = bytearray()
+old.retrbinary('RETR pub/file', got.extend)
+print('OLDDATA', len(got))
+old.quit()
+"#;
+
+fn reload_on_sighup(kind: Kind) {
+    require("python3", "python3");
+    let t = Tree::new();
+    let live = t.base.join("live");
+    std::fs::create_dir(&live).unwrap();
+    let mut pairs = Vec::new();
+    for name in ["first", "second"] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![format!("{name}.example")])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            t.base.join(format!("{name}.crt")),
+            t.base.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        // Readable by its owner only: as root, only the helper can read it
+        // once the supervisor has dropped its privileges.
+        std::fs::set_permissions(&k, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let hex: String = cert.der().iter().map(|b| format!("{b:02x}")).collect();
+        pairs.push((c, k, hex));
+    }
+    std::os::unix::fs::symlink(&pairs[0].0, live.join("cert.pem")).unwrap();
+    std::os::unix::fs::symlink(&pairs[0].1, live.join("key.pem")).unwrap();
+    let opts = Opts::new()
+        .arg("--tls-cert")
+        .arg(live.join("cert.pem").to_str().unwrap())
+        .arg("--tls-key")
+        .arg(live.join("key.pem").to_str().unwrap());
+    let s = Server::start(kind, &t, opts);
+    let a = s.addr(Family::V4);
+    let mut c = client_cmd("python3", &t.scratch("home"));
+    c.arg("-c")
+        .arg(RELOAD)
+        .arg(a.ip().to_string())
+        .arg(a.port().to_string())
+        .arg(s.pids()[0].to_string())
+        .arg(&live)
+        .arg(&pairs[1].0)
+        .arg(&pairs[1].1);
+    let o = run(c, LIMIT);
+    o.assert_success("python3 reload");
+    let text = o.stdout_text();
+    assert!(text.contains(&format!("FIRST {}", pairs[0].2)), "{text}");
+    assert!(text.contains(&format!("SECOND {}", pairs[1].2)), "{text}");
+    assert!(text.contains("OLD 200"), "{text}");
+    assert!(
+        text.contains(&format!("OLDDATA {}", file_content().len())),
+        "{text}"
+    );
+    s.wait_log_line("the reload", |l| {
+        l.contains("SIGHUP: reloaded the TLS certificate")
+    });
+    s.assert_no_crash();
+}
+
+/// The supervisor probes for kTLS at start; without the kernel's `tls`
+/// module (these machines) it says so in one line and serves TLS in user
+/// space.
+fn ktls_fallback(kind: Kind) {
+    let (t, s) = start(kind, "optional", Opts::new());
+    let line = s.wait_log_line("the kTLS probe", |l| l.contains("kTLS: "));
+    let loaded = std::fs::read_to_string("/proc/modules")
+        .is_ok_and(|m| m.lines().any(|l| l.starts_with("tls ")));
+    if !loaded {
+        assert!(line.contains("kTLS: unavailable"), "{line}");
+    }
+    assert!(line.contains("TLS is done in user space"), "{line}");
+    let home = t.scratch("home");
+    let a = s.addr(Family::V4);
+    let url = format!("ftp://{}:{}/big.bin", host(a), a.port());
+    let o = curl(&home, &["--ssl-reqd", &url]);
+    o.assert_success("curl --ssl-reqd after the probe");
+    assert!(o.stdout == big_content());
+    s.assert_no_crash();
+}
+
+mod supervisor_only {
+    use super::*;
+
+    #[test]
+    fn reload_on_sighup_epoll() {
+        reload_on_sighup(Kind::Supervisor);
+    }
+
+    #[test]
+    fn reload_on_sighup_uring() {
+        reload_on_sighup(Kind::SupervisorUring);
+    }
+
+    #[test]
+    fn ktls_fallback_epoll() {
+        ktls_fallback(Kind::Supervisor);
+    }
+
+    #[test]
+    fn ktls_fallback_uring() {
+        ktls_fallback(Kind::SupervisorUring);
+    }
+}

@@ -6,6 +6,7 @@
 //! with `ftpd` (options, privileges, exit codes) is in [`crate::setup`].
 
 pub mod activation;
+pub mod certs;
 pub mod cli;
 pub mod listen;
 pub mod nofile;
@@ -115,6 +116,15 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         None => None,
     };
     let ktls = tls.as_ref().map(|_| crate::engine::tls::ktls::probe());
+    // While the process has one thread and its privileges: the helper
+    // that reads the certificate again on SIGHUP.
+    let mut certs =
+        match &args.session.tls {
+            Some(files) => Some(certs::Helper::start(files).map_err(|e| {
+                Fail::temporary(format!("cannot start the certificate helper: {e}"))
+            })?),
+            None => None,
+        };
 
     let activated = inherited.is_some();
     let sets = match inherited {
@@ -242,7 +252,12 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         let _ = gate.send(());
     }
 
-    let outcome = signals.wait(&workers, || ctx.log.reopen());
+    let outcome = signals.wait(&workers, || {
+        ctx.log.reopen();
+        if let (Some(helper), Some(tls)) = (certs.as_mut(), &ctx.tls) {
+            reload_tls(helper, tls, &ctx.log);
+        }
+    });
     ctx.stop.trigger();
     let bound = ctx.shutdown_timeout + Duration::from_secs(5);
     match outcome {
@@ -267,6 +282,18 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
             ctx.log.flush(LOG_FLUSH);
             Ok(Exit::Temporary.into())
         }
+    }
+}
+
+/// SIGHUP: the certificate and key as the files hold them now, for new
+/// TLS sessions; sessions in progress keep theirs. On any error the old
+/// ones stay.
+fn reload_tls(helper: &mut certs::Helper, tls: &crate::engine::tls::ServerTls, log: &Logger) {
+    match helper.read().and_then(|pem| tls.reload(&pem)) {
+        Ok(()) => log.info(format_args!("SIGHUP: reloaded the TLS certificate and key")),
+        Err(e) => log.error(format_args!(
+            "SIGHUP: TLS certificate not reloaded ({e}); keeping the old one"
+        )),
     }
 }
 
