@@ -210,6 +210,13 @@ for name, facts in f.mlsd('pub'):
     print('MLSD', name, facts.get('type'))
 with open(out, 'wb') as fh:
     f.retrbinary('RETR big.bin', fh.write)
+# REST, and TYPE A (LF to CRLF, copied through TLS).
+tail = bytearray()
+f.retrbinary('RETR big.bin', tail.extend, rest=1000)
+print('REST', len(tail), bytes(tail[:8]).hex())
+lines = []
+f.retrlines('RETR text.txt', lines.append)
+print('ASCII', '|'.join(lines))
 # Active mode (curl 7.88's active FTPS hangs: its bug 10666).
 f.set_pasv(False)
 got = bytearray()
@@ -247,6 +254,16 @@ fn python_ftplib(kind: Kind, tls12: bool) {
             "a data connection did not resume: {text}"
         );
         assert!(text.contains("MLSD file file"), "{text}");
+        let rest = format!(
+            "REST {} {}",
+            BIG_LEN - 1000,
+            hex(&big_content()[1000..1008])
+        );
+        assert!(text.contains(&rest), "{text}");
+        assert!(
+            text.contains("ASCII line one|line two||the last line"),
+            "{text}"
+        );
         let active = format!("ACTIVE {}", file_content().len());
         assert!(text.contains(&active), "{text}");
         assert!(text.contains("DONE"), "{text}");
@@ -255,6 +272,10 @@ fn python_ftplib(kind: Kind, tls12: bool) {
         assert!(got == big_content(), "{fam:?}: bytes differ");
     }
     s.assert_no_crash();
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn python_ftplib_tls13(kind: Kind) {

@@ -458,9 +458,9 @@ impl<M: Mover, I> Conn<M, I> {
             Action::AbortData => life.data.abort(core.mover()),
             Action::Close => self.start_closing(core, b""),
             Action::StartTls => {
-                let started = core.tls().map(|t| {
-                    let token = t.token();
-                    ControlTls::new(t.session_config(token), token)
+                let started = core.tls().map(|t| match t.token() {
+                    Some(token) => ControlTls::new(t.session_config(token), token),
+                    None => Err("the system's random generator failed".to_owned()),
                 });
                 match started {
                     Some(Ok(tls)) => life.tls = Some(Box::new(tls)),

@@ -194,14 +194,18 @@ fn keep_only_read_capability() -> io::Result<()> {
         permitted: 0,
         inheritable: 0,
     };
-    let data = [keep, none];
-    // SAFETY: capset reads a version-3 header and two data structs, laid
-    // out as linux/capability.h has them, live for the call.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
+    // Without CAP_DAC_READ_SEARCH to keep (a service manager's bounding
+    // set), none at all: root still reads the files it owns.
+    for first in [keep, none] {
+        let data = [first, none];
+        // SAFETY: capset reads a version-3 header and two data structs,
+        // laid out as linux/capability.h has them, live for the call.
+        let r = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+        if r == 0 {
+            return Ok(());
+        }
     }
-    Ok(())
+    Err(io::Error::last_os_error())
 }
 
 #[cfg(target_arch = "x86_64")]

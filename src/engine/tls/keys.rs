@@ -127,17 +127,12 @@ impl ServerTls {
         Arc::new(config)
     }
 
-    /// A fresh random token for a control connection.
-    pub fn token(&self) -> Token {
+    /// A fresh random token for a control connection; `None` when the
+    /// system's generator fails (then it cannot make keys either).
+    pub fn token(&self) -> Option<Token> {
         let mut t = Token::default();
-        // The provider's generator is the system's; a failure there means
-        // the system cannot make keys either. Tokens then still differ by
-        // the address of the session, which is weak: say so by failing
-        // the handshakes (an all-zero token never matches a real one).
-        if self.provider.secure_random.fill(&mut t).is_err() {
-            t = Token::default();
-        }
-        t
+        self.provider.secure_random.fill(&mut t).ok()?;
+        Some(t)
     }
 }
 
@@ -252,7 +247,7 @@ pub(crate) mod tests {
     fn good_and_bad_files() {
         let pem = self_signed();
         let tls = ServerTls::new(&pem).unwrap();
-        assert_ne!(tls.token(), tls.token());
+        assert_ne!(tls.token().unwrap(), tls.token().unwrap());
         let other = self_signed();
         let mismatched = Pem {
             cert: pem.cert.clone(),
@@ -276,8 +271,8 @@ pub(crate) mod tests {
         assert!(ServerTls::new(&nokey).unwrap_err().contains("key file"));
         // Tickets of one control connection are not another's.
         let (a, b) = (
-            tls.session_config(tls.token()),
-            tls.session_config(tls.token()),
+            tls.session_config(tls.token().unwrap()),
+            tls.session_config(tls.token().unwrap()),
         );
         let ticket = a.ticketer.encrypt(b"state").unwrap();
         assert_eq!(a.ticketer.decrypt(&ticket).unwrap(), b"state");

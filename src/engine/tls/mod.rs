@@ -16,6 +16,8 @@ pub mod control;
 pub mod data;
 pub mod keys;
 pub mod ktls;
+#[cfg(test)]
+mod memory;
 
 use std::io;
 use std::os::fd::AsFd;
