@@ -29,10 +29,11 @@ impl CacheFirst {
 
     fn warm(&mut self, x: &mut Warming, range: &FileRange, tag: Tag) {
         x.busy = true;
+        x.asked = range.left.min(WARM_CHUNK);
         let work = Work::Warm {
             file: range.file.clone(),
             offset: range.offset,
-            len: range.left.min(WARM_CHUNK),
+            len: x.asked,
         };
         self.pool.submit(self.worker, JobTag::Mover(tag), work);
     }
@@ -44,6 +45,15 @@ impl CacheFirst {
 pub struct Warming {
     busy: bool,
     warm_end: u64,
+    /// Bytes the read in flight was asked for.
+    asked: u64,
+}
+
+impl Warming {
+    /// A helper thread is reading for this transfer.
+    pub fn busy(&self) -> bool {
+        self.busy
+    }
 }
 
 impl Mover for CacheFirst {
@@ -107,7 +117,8 @@ impl Mover for CacheFirst {
     ) -> Result<(), TransferError> {
         x.busy = false;
         match done {
-            // The file ended early: the next send finds it shrunk.
+            // Fewer bytes than the size announced still has: it shrank.
+            Ok(n) if n < x.asked => Err(TransferError::Shrunk),
             Ok(n) => {
                 x.warm_end = range.offset + n;
                 Ok(())
@@ -178,4 +189,45 @@ fn in_page_cache(range: &FileRange, len: u64) -> bool {
         return false;
     }
     got.nr_cache > last - first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::fs::Root;
+    use crate::fs::test_tree::TempTree;
+
+    /// A read-in that comes back short means the file shrank: the
+    /// transfer ends (451) rather than asking again and again.
+    #[test]
+    fn a_short_read_in_is_a_shrunk_file() {
+        let t = TempTree::new("cache-first");
+        t.file("f", 0o644, &[1u8; 4096]);
+        let root = Arc::new(Root::open(&t.path).unwrap());
+        let mut m = CacheFirst::new(
+            Pool::new(Arc::new(crate::fs::trees::Trees::single(root)), 1, 2).unwrap(),
+            0,
+        );
+        let file = Arc::new(std::fs::File::open(t.at("f")).unwrap());
+        let mut range = FileRange {
+            file,
+            offset: 0,
+            left: 1 << 20,
+        };
+        let mut x = Warming::default();
+        let tag = Tag {
+            slot: 0,
+            serial: 0,
+            generation: 0,
+        };
+        m.warm(&mut x, &range, tag);
+        assert!(x.busy());
+        let r = m.completed(&mut x, &mut range, Ok(4096));
+        assert!(matches!(r, Err(TransferError::Shrunk)), "{r:?}");
+        m.warm(&mut x, &range, tag);
+        assert!(m.completed(&mut x, &mut range, Ok(1 << 20)).is_ok());
+        assert_eq!(x.warm_end, 1 << 20);
+    }
 }

@@ -16,7 +16,7 @@ use super::tls::control::{ControlTls, Input};
 use super::tls::{ServerTls, data as tls_data};
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
-use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session};
+use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Tree};
 use crate::fs::exec::Real;
 
 /// How long a closing session may take to flush its last replies.
@@ -37,13 +37,14 @@ pub trait Core {
     type Mover: Mover;
     fn mover(&mut self) -> &mut Self::Mover;
     /// Starts filesystem request `id` of the session in `slot` (with serial
-    /// number `serial`): the answer now, or `None` when it comes later
-    /// (through [`Conn::on_fs`]).
+    /// number `serial`) for `tree`: the answer now, or `None` when it
+    /// comes later (through [`Conn::on_fs`]).
     fn fs(
         &mut self,
         slot: usize,
         serial: u64,
         id: u32,
+        tree: Tree<Real>,
         request: FsRequest<Real>,
     ) -> Option<FsAnswer<Real>>;
     /// A session's log record.
@@ -482,8 +483,8 @@ impl<M: Mover, I> Conn<M, I> {
                     Err(e) => life.session.on_transfer_done(Err(e), now),
                 }
             }
-            Action::Fs { id, request } => {
-                if let Some(answer) = core.fs(slot, life.serial, id, request) {
+            Action::Fs { id, tree, request } => {
+                if let Some(answer) = core.fs(slot, life.serial, id, tree, request) {
                     life.session.on_fs(id, answer, now);
                 }
             }

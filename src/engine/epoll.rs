@@ -15,9 +15,8 @@
 //! whose completions come back through an eventfd in the epoll set; file
 //! bytes already cached go out with `sendfile(2)` (`engine::cache_first`).
 
-use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -32,12 +31,10 @@ use super::conn::{self, Fate, Life};
 use super::context::Context;
 use super::datapath::Wait;
 use super::net;
-use super::pool::{Done, JobTag, Output, Pool, Work};
-use super::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Slab, Timers};
-use crate::core::admission::{PassivePermit, Permit, Refusal};
+use super::pool::Done;
+use super::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Base, Finished, HasBase, Slab};
+use crate::core::admission::{Permit, Refusal};
 use crate::core::clock::Now;
-use crate::core::session::{FsAnswer, FsRequest, Record};
-use crate::fs::exec::Real;
 
 /// The low bits of an epoll token say which descriptor it is; the rest is
 /// the slot (a session) or the listener index.
@@ -85,56 +82,20 @@ type Conn = conn::Conn<CacheFirst, EpollIo>;
 /// Everything of a worker but its sessions, so a session taken out of the
 /// slab can be worked on with it.
 struct Core {
-    ctx: Arc<Context>,
-    id: usize,
+    base: Base<CacheFirst>,
     ep: OwnedFd,
-    timers: Timers,
     scratch: Box<[u8]>,
-    stop_deadline: Option<Instant>,
-    mover: CacheFirst,
-    pool: Pool,
 }
 
-impl conn::Core for Core {
+impl HasBase for Core {
     type Mover = CacheFirst;
 
-    fn mover(&mut self) -> &mut CacheFirst {
-        &mut self.mover
+    fn base(&self) -> &Base<CacheFirst> {
+        &self.base
     }
 
-    fn fs(
-        &mut self,
-        slot: usize,
-        serial: u64,
-        id: u32,
-        request: FsRequest<Real>,
-    ) -> Option<FsAnswer<Real>> {
-        self.pool
-            .submit(self.id, JobTag::Fs { slot, serial, id }, Work::Fs(request));
-        None
-    }
-
-    fn record(&mut self, r: &Record) {
-        self.ctx.log.record(r);
-    }
-
-    fn note(&mut self, args: fmt::Arguments<'_>) {
-        self.ctx.log.info(args);
-    }
-
-    fn passive_permit(&mut self, ip: Option<IpAddr>) -> Option<Option<PassivePermit>> {
-        match ip {
-            Some(ip) => self.ctx.limits.passive(ip).map(Some),
-            None => Some(None),
-        }
-    }
-
-    fn stop_deadline(&self) -> Option<Instant> {
-        self.stop_deadline
-    }
-
-    fn tls(&self) -> Option<&super::tls::ServerTls> {
-        self.ctx.tls.as_deref()
+    fn base_mut(&mut self) -> &mut Base<CacheFirst> {
+        &mut self.base
     }
 }
 
@@ -181,7 +142,7 @@ impl EpollIo {
             }
         } else {
             let mut want = EventFlags::empty();
-            if life.wants_input(core.stop_deadline.is_some()) {
+            if life.wants_input(core.base.stop_deadline.is_some()) {
                 want |= EventFlags::IN;
             }
             if !life.unwritten().is_empty() {
@@ -258,22 +219,17 @@ impl Worker {
             .waker(id)
             .ok_or_else(|| io::Error::other("no waker for this worker"))?;
         epoll::add(&ep, waker, token(0, KIND_WAKER), EventFlags::IN)?;
-        let pool = ctx.pool.clone();
-        let pool_waker = pool
+        let pool_waker = ctx
+            .pool
             .waker(id)
             .ok_or_else(|| io::Error::other("no pool queue for this worker"))?;
         epoll::add(&ep, pool_waker, token(0, KIND_POOL), EventFlags::IN)?;
         let mut w = Worker {
             id,
             core: Core {
-                ctx: Arc::clone(ctx),
-                id,
+                base: Base::new(ctx, id, CacheFirst::new(ctx.pool.clone(), id)),
                 ep,
-                timers: Timers::default(),
                 scratch: vec![0u8; SCRATCH].into_boxed_slice(),
-                stop_deadline: None,
-                mover: CacheFirst::new(pool.clone(), id),
-                pool,
             },
             conns: Slab::default(),
             listeners,
@@ -313,13 +269,13 @@ impl Worker {
             let now = Instant::now();
             self.fire_timers(now);
             let resume = self.admission.resume_at.is_some_and(|t| t <= now);
-            if resume && self.core.stop_deadline.is_none() {
+            if resume && self.core.base.stop_deadline.is_none() {
                 self.admission.resume_at = None;
                 if let Err(e) = self.start_accepting() {
                     self.pause_accepting(None, &e);
                 }
             }
-            if let Some(deadline) = self.core.stop_deadline {
+            if let Some(deadline) = self.core.base.stop_deadline {
                 if self.conns.live() == 0 {
                     return Ok(());
                 }
@@ -335,9 +291,9 @@ impl Worker {
     /// back-off, the shutdown deadline. `None`: no bound.
     fn timeout(&self, now: Instant) -> Option<rustix::time::Timespec> {
         let next = [
-            self.core.timers.next(),
+            self.core.base.timers.next(),
             self.admission.resume_at,
-            self.core.stop_deadline,
+            self.core.base.stop_deadline,
         ]
         .into_iter()
         .flatten()
@@ -361,7 +317,7 @@ impl Worker {
             if fate == Fate::Keep {
                 conn.io.update_interest(core, slot, &conn.life)?;
                 let want = conn.life.deadline();
-                core.timers.schedule(slot, &mut conn.life.timer, want);
+                core.base.timers.schedule(slot, &mut conn.life.timer, want);
             }
             Ok::<Fate, io::Error>(fate)
         }));
@@ -370,13 +326,14 @@ impl Worker {
             Ok(Ok(Fate::Gone)) => self.drop_conn(conn),
             Ok(Err(e)) => {
                 self.core
+                    .base
                     .ctx
                     .log
                     .warn(format_args!("closing a session: epoll_ctl: {e}"));
                 self.drop_conn(conn);
             }
             Err(panic) => {
-                self.core.ctx.log.error(format_args!(
+                self.core.base.ctx.log.error(format_args!(
                     "session panicked (peer={}): {}; closing it",
                     conn.life
                         .peer()
@@ -385,6 +342,7 @@ impl Worker {
                 ));
                 if !conn.life.closing() {
                     self.core
+                        .base
                         .ctx
                         .log
                         .record(&conn.life.end_record("internal-error"));
@@ -399,11 +357,11 @@ impl Worker {
 
     /// A session is over: its data path gives back what the mover holds.
     fn drop_conn(&mut self, mut conn: Conn) {
-        conn.life.data.abort(&mut self.core.mover);
+        conn.life.data.abort(&mut self.core.base.mover);
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        while let Some((slot, key)) = self.core.timers.pop_due(now) {
+        while let Some((slot, key)) = self.core.base.timers.pop_due(now) {
             let current = self.conns.get(slot).and_then(|c| c.life.timer);
             if current.map(|t| t.1) != Some(key) {
                 continue; // stale: replaced, or the session is gone
@@ -416,31 +374,22 @@ impl Worker {
     /// still the one that asked.
     fn on_pool(&mut self) {
         let mut done = std::mem::take(&mut self.done);
-        self.core.pool.take(self.id, &mut done);
+        self.core.base.pool.take(self.id, &mut done);
         for d in done.drain(..) {
-            match (d.tag, d.output) {
-                (JobTag::Fs { slot, serial, id }, Output::Fs(answer))
-                    if self.serial_of(slot) == Some(serial) =>
-                {
+            match worker::finished(d, |slot| self.serial_of(slot), |r| r) {
+                Some(Finished::Fs { slot, id, answer }) => {
                     self.with_conn(slot, |core, c, slot| c.on_fs(core, slot, id, answer));
                 }
-                (JobTag::Mover(tag), Output::Warm(result))
-                    if self.serial_of(tag.slot) == Some(tag.serial) =>
-                {
+                Some(Finished::Mover { tag, done }) => {
                     self.with_conn(tag.slot, |core, c, slot| {
                         let life = &mut c.life;
-                        life.data.on_mover(
-                            &mut life.session,
-                            &mut core.mover,
-                            tag,
-                            result,
-                            Now::get(),
-                        );
+                        let now = Now::get();
+                        life.data
+                            .on_mover(&mut life.session, &mut core.base.mover, tag, done, now);
                         c.settle(core, slot)
                     });
                 }
-                // For a session gone since (or, never, of another kind).
-                _ => {}
+                None => {}
             }
         }
         self.done = done;
@@ -451,10 +400,10 @@ impl Worker {
     }
 
     fn on_wake(&mut self) {
-        if let Some(w) = self.core.ctx.stop.waker(self.id) {
+        if let Some(w) = self.core.base.ctx.stop.waker(self.id) {
             w.drain();
         }
-        if self.core.ctx.stop.is_stopping() && self.core.stop_deadline.is_none() {
+        if self.core.base.ctx.stop.is_stopping() && self.core.base.stop_deadline.is_none() {
             self.begin_stop();
         }
     }
@@ -464,7 +413,7 @@ impl Worker {
     /// flight; the others finish their transfer first.
     fn begin_stop(&mut self) {
         let now = Instant::now();
-        self.core.stop_deadline = Some(now + self.core.ctx.shutdown_timeout);
+        self.core.base.stop_deadline = Some(now + self.core.base.ctx.shutdown_timeout);
         self.listeners.clear();
         self.accepting = false;
         self.admission.stop();
@@ -510,7 +459,7 @@ impl Worker {
     /// failing, and a level-triggered listener would be reported ready
     /// again at once. `index`: the listener that failed.
     fn pause_accepting(&mut self, index: Option<usize>, why: &io::Error) {
-        let (ctx, id) = (&self.core.ctx, self.id);
+        let (ctx, id) = (&self.core.base.ctx, self.id);
         let paused = match index.and_then(|i| self.listeners.get(i)) {
             Some(l) => self.admission.accept_failed(ctx, id, l, why),
             None => {
@@ -548,7 +497,8 @@ impl Worker {
     /// A new control connection: checked against the limits, then a
     /// session.
     fn admit(&mut self, stream: TcpStream) {
-        let Some((session, permit, peer)) = self.admission.admit(&self.core.ctx, &stream) else {
+        let Some((session, permit, peer)) = self.admission.admit(&self.core.base.ctx, &stream)
+        else {
             return;
         };
         self.next_serial += 1;
@@ -573,7 +523,7 @@ fn on_ctrl(c: &mut Conn, core: &mut Core, slot: usize, flags: EventFlags) -> Fat
     let now = Now::get();
     let broken = flags.intersects(EventFlags::ERR | EventFlags::HUP);
     let life = &mut c.life;
-    if life.wants_input(core.stop_deadline.is_some()) {
+    if life.wants_input(core.base.stop_deadline.is_some()) {
         match (&c.io.ctrl).read(&mut core.scratch) {
             Ok(0) => life.control_gone(now, false),
             Ok(n) => {
@@ -605,7 +555,7 @@ mod tests {
     #[test]
     fn idle_session_is_small() {
         let conn = std::mem::size_of::<Option<Conn>>();
-        let session = std::mem::size_of::<crate::core::session::Session<Real>>();
+        let session = std::mem::size_of::<crate::core::session::Session<crate::fs::exec::Real>>();
         eprintln!("Conn slot: {conn} bytes, of which Session: {session}");
         assert!(conn < 2048, "{conn}");
     }

@@ -12,11 +12,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::admission::{Backoff, Permit, Refusal};
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::core::admission::{Backoff, PassivePermit, Permit, Refusal};
 use crate::core::clock::Now;
 use crate::core::session::Session;
+use crate::core::session::{FsAnswer, FsRequest, Record, Tree};
+use crate::engine::conn;
 use crate::engine::context::Context;
+use crate::engine::mover::{Mover, Tag};
 use crate::engine::net;
+use crate::engine::pool::{Done, JobTag, Output, Pool, Work};
 use crate::fs::exec::Real;
 
 /// The shortest timer: see [`Timers::schedule`].
@@ -154,6 +161,124 @@ pub fn wait_for(next: Instant, now: Instant) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// What both supervisor engines keep per worker beside their mechanism:
+/// the shared context, the helper threads, the mover, the timers, the
+/// stop. An engine's core holds one and, through [`HasBase`], is a
+/// [`conn::Core`] without writing one of its own.
+pub struct Base<M> {
+    pub ctx: Arc<Context>,
+    /// The worker's number (its completion queue in the pool).
+    pub id: usize,
+    pub pool: Pool,
+    pub mover: M,
+    pub timers: Timers,
+    pub stop_deadline: Option<Instant>,
+}
+
+impl<M> Base<M> {
+    pub fn new(ctx: &Arc<Context>, id: usize, mover: M) -> Base<M> {
+        Base {
+            ctx: Arc::clone(ctx),
+            id,
+            pool: ctx.pool.clone(),
+            mover,
+            timers: Timers::default(),
+            stop_deadline: None,
+        }
+    }
+}
+
+/// An engine core that holds a [`Base`].
+pub trait HasBase {
+    type Mover: Mover;
+    fn base(&self) -> &Base<Self::Mover>;
+    fn base_mut(&mut self) -> &mut Base<Self::Mover>;
+}
+
+impl<T: HasBase> conn::Core for T {
+    type Mover = T::Mover;
+
+    fn mover(&mut self) -> &mut T::Mover {
+        &mut self.base_mut().mover
+    }
+
+    fn fs(
+        &mut self,
+        slot: usize,
+        serial: u64,
+        id: u32,
+        tree: Tree<Real>,
+        request: FsRequest<Real>,
+    ) -> Option<FsAnswer<Real>> {
+        let b = self.base();
+        let work = Work::Fs(tree, request);
+        b.pool.submit(b.id, JobTag::Fs { slot, serial, id }, work);
+        None
+    }
+
+    fn record(&mut self, r: &Record) {
+        self.base().ctx.log.record(r);
+    }
+
+    fn note(&mut self, args: fmt::Arguments<'_>) {
+        self.base().ctx.log.info(args);
+    }
+
+    fn passive_permit(&mut self, ip: Option<IpAddr>) -> Option<Option<PassivePermit>> {
+        match ip {
+            Some(ip) => self.base().ctx.limits.passive(ip).map(Some),
+            None => Some(None),
+        }
+    }
+
+    fn stop_deadline(&self) -> Option<Instant> {
+        self.base().stop_deadline
+    }
+
+    fn tls(&self) -> Option<&super::tls::ServerTls> {
+        self.base().ctx.tls.as_deref()
+    }
+}
+
+/// A helper-thread job's result, for the session that asked, if it is
+/// still the one in its slot (`serial_of`).
+pub enum Finished<D> {
+    Fs {
+        slot: usize,
+        id: u32,
+        answer: FsAnswer<Real>,
+    },
+    Mover {
+        tag: Tag,
+        done: D,
+    },
+}
+
+/// Sorts a worker's finished jobs: each goes to its session if that is
+/// still the one that asked, else it is dropped (closing what it opened).
+/// `warm` wraps a page-cache read for the engine's mover.
+pub fn finished<D>(
+    done: Done,
+    serial_of: impl Fn(usize) -> Option<u64>,
+    warm: impl FnOnce(std::io::Result<u64>) -> D,
+) -> Option<Finished<D>> {
+    match (done.tag, done.output) {
+        (JobTag::Fs { slot, serial, id }, Output::Fs(answer))
+            if serial_of(slot) == Some(serial) =>
+        {
+            Some(Finished::Fs { slot, id, answer })
+        }
+        (JobTag::Mover(tag), Output::Warm(result)) if serial_of(tag.slot) == Some(tag.serial) => {
+            Some(Finished::Mover {
+                tag,
+                done: warm(result),
+            })
+        }
+        // For a session gone since (or, never, of another kind).
+        _ => None,
+    }
+}
+
 /// The text of a caught panic.
 pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -227,7 +352,7 @@ impl Admission {
             }
         };
         let made = catch_unwind(AssertUnwindSafe(|| {
-            Session::new(Arc::clone(&ctx.config), ends, Now::get())
+            Session::new(ctx.config.get(), ends, Now::get())
         }));
         match made {
             Ok(session) => Some((session, permit, peer)),

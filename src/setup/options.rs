@@ -41,9 +41,19 @@ pub struct SessionArgs {
     /// `--xferlog FILE`, opened before the chroot.
     pub xferlog: Option<PathBuf>,
     pub sandbox: Sandbox,
+    /// `--banner FILE` and `--welcome FILE`, read before the chroot into
+    /// `config` (see [`crate::setup::messages`]).
+    pub messages: MessagePaths,
     /// `--tls-cert` and `--tls-key`, when TLS is on (read before the
     /// chroot).
     pub tls: Option<TlsFiles>,
+}
+
+/// Where the banner and the welcome are read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessagePaths {
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
 }
 
 /// Where the certificate chain and its private key are (PEM).
@@ -68,6 +78,10 @@ pub struct Given {
     pub pasv_address: Vec<PasvRule>,
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
+    pub dir_messages: bool,
+    pub vhosts: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls: Option<TlsPolicy>,
@@ -105,6 +119,11 @@ impl TryFrom<Given> for SessionArgs {
                 list_format: g.list_format.unwrap_or(d.list_format),
                 pasv_ports: g.pasv_ports,
                 pasv_address: g.pasv_address,
+                // The texts are read by the program, before the chroot.
+                banner: None,
+                welcome: None,
+                dir_messages: g.dir_messages,
+                vhosts: g.vhosts,
                 tls: policy,
             },
             log: if g.syslog {
@@ -118,6 +137,10 @@ impl TryFrom<Given> for SessionArgs {
             } else {
                 Sandbox::Enter
             },
+            messages: MessagePaths {
+                banner: g.banner,
+                welcome: g.welcome,
+            },
             tls,
         })
     }
@@ -130,6 +153,7 @@ impl Default for SessionArgs {
             log: LogTo::Stderr,
             xferlog: None,
             sandbox: Sandbox::Enter,
+            messages: MessagePaths::default(),
             tls: None,
         }
     }
@@ -194,6 +218,25 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
+            /// the text of the 220 greeting, read from FILE (before the
+            /// chroot; the supervisor reads it again on SIGHUP), shown as
+            /// a multi-line reply
+            #[argh(option, arg_name = "FILE")]
+            pub banner: Option<std::path::PathBuf>,
+            /// a text read from FILE as --banner is, shown in the 230
+            /// reply after login
+            #[argh(option, arg_name = "FILE")]
+            pub welcome: Option<std::path::PathBuf>,
+            /// show a directory's .message file in the 250 reply to CWD
+            /// into it, the first time a session enters it
+            #[argh(switch)]
+            pub dir_messages: bool,
+            /// virtual hosts with publicfile's layout: ROOT/0 is served to
+            /// a client that sends no HOST, ROOT/NAME to one that sends
+            /// HOST NAME (unknown names are answered 504); each tree may
+            /// hold a .banner and a .welcome
+            #[argh(switch)]
+            pub vhosts: bool,
             /// FTPS: the certificate chain (PEM), read before the chroot;
             /// turns TLS on (--tls optional)
             #[argh(option, arg_name = "FILE")]
@@ -229,6 +272,10 @@ macro_rules! with_session_options {
                     pasv_address: self.pasv_address.clone(),
                     xferlog: self.xferlog.clone(),
                     no_sandbox: self.no_sandbox,
+                    banner: self.banner.clone(),
+                    welcome: self.welcome.clone(),
+                    dir_messages: self.dir_messages,
+                    vhosts: self.vhosts,
                     tls_cert: self.tls_cert.clone(),
                     tls_key: self.tls_key.clone(),
                     tls: self.tls,
@@ -316,6 +363,9 @@ mod tests {
         assert_eq!(s.log, LogTo::Stderr);
         assert_eq!(s.xferlog, None);
         assert_eq!(s.sandbox, Sandbox::Enter);
+        assert_eq!(s.messages, MessagePaths::default());
+        assert!(!s.config.dir_messages);
+        assert!(!s.config.vhosts);
     }
 
     #[test]
@@ -336,6 +386,12 @@ mod tests {
             "--xferlog",
             "/var/log/xferlog",
             "--no-sandbox",
+            "--banner",
+            "/etc/aftpd/banner",
+            "--welcome",
+            "/etc/aftpd/welcome",
+            "--dir-messages",
+            "--vhosts",
         ])
         .unwrap();
         assert_eq!(s.config.idle_timeout, Duration::from_secs(90));
@@ -350,6 +406,13 @@ mod tests {
         assert_eq!(s.log, LogTo::Syslog);
         assert_eq!(s.xferlog, Some(PathBuf::from("/var/log/xferlog")));
         assert_eq!(s.sandbox, Sandbox::Skip);
+        assert_eq!(s.messages.banner, Some(PathBuf::from("/etc/aftpd/banner")));
+        assert_eq!(
+            s.messages.welcome,
+            Some(PathBuf::from("/etc/aftpd/welcome"))
+        );
+        assert!(s.config.dir_messages);
+        assert!(s.config.vhosts);
     }
 
     #[test]
@@ -379,6 +442,8 @@ mod tests {
             ("--list-format", "ls"),
             ("--pasv-ports", "2000-3000"),
             ("--xferlog", "5"),
+            ("--banner", "b"),
+            ("--welcome", "w"),
         ] {
             let e = error(&[opt, v, opt, v]);
             assert!(e.contains(&format!("'{opt}'")), "{e}");
@@ -437,6 +502,10 @@ mod tests {
                 "--pasv-address",
                 "--xferlog",
                 "--no-sandbox",
+                "--banner",
+                "--welcome",
+                "--dir-messages",
+                "--vhosts",
                 "--tls-cert",
                 "--tls-key",
                 "--tls",

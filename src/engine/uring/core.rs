@@ -1,80 +1,36 @@
 //! What every session of a worker is worked on with: the ring (and the
-//! submissions that did not fit in it yet), the buffer ring, the timers,
-//! the mover, the helper threads.
+//! submissions that did not fit in it yet), the buffer ring, and what
+//! both supervisor engines keep (`worker::Base`: the timers, the mover,
+//! the helper threads).
 
-use std::fmt;
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use io_uring::{IoUring, opcode, squeue, types};
 
 use super::bufring::BufRing;
 use super::splice::SpliceRing;
 use super::{OP_CANCEL, user_data};
-use crate::core::admission::PassivePermit;
-use crate::core::session::{FsAnswer, FsRequest, Record};
-use crate::engine::conn;
-use crate::engine::context::Context;
-use crate::engine::pool::{JobTag, Pool, Work};
-use crate::engine::worker::Timers;
-use crate::fs::exec::Real;
+use crate::engine::worker::{Base, HasBase};
 
 /// The worker's ring and what every session is worked on with.
 pub struct Core {
-    pub ctx: Arc<Context>,
-    pub id: usize,
+    pub base: Base<SpliceRing>,
     pub ring: IoUring,
     /// After `ring` (dropped after it).
     pub bufs: BufRing,
-    pub timers: Timers,
-    pub stop_deadline: Option<Instant>,
     /// Entries that did not fit in the submission queue, in order.
     pub backlog: Vec<squeue::Entry>,
-    pub mover: SpliceRing,
-    pub pool: Pool,
 }
 
-impl conn::Core for Core {
+impl HasBase for Core {
     type Mover = SpliceRing;
 
-    fn mover(&mut self) -> &mut SpliceRing {
-        &mut self.mover
+    fn base(&self) -> &Base<SpliceRing> {
+        &self.base
     }
 
-    fn fs(
-        &mut self,
-        slot: usize,
-        serial: u64,
-        id: u32,
-        request: FsRequest<Real>,
-    ) -> Option<FsAnswer<Real>> {
-        self.pool
-            .submit(self.id, JobTag::Fs { slot, serial, id }, Work::Fs(request));
-        None
-    }
-
-    fn record(&mut self, r: &Record) {
-        self.ctx.log.record(r);
-    }
-
-    fn note(&mut self, args: fmt::Arguments<'_>) {
-        self.ctx.log.info(args);
-    }
-
-    fn passive_permit(&mut self, ip: Option<IpAddr>) -> Option<Option<PassivePermit>> {
-        match ip {
-            Some(ip) => self.ctx.limits.passive(ip).map(Some),
-            None => Some(None),
-        }
-    }
-
-    fn stop_deadline(&self) -> Option<Instant> {
-        self.stop_deadline
-    }
-
-    fn tls(&self) -> Option<&crate::engine::tls::ServerTls> {
-        self.ctx.tls.as_deref()
+    fn base_mut(&mut self) -> &mut Base<SpliceRing> {
+        &mut self.base
     }
 }
 

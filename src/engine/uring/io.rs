@@ -71,7 +71,8 @@ impl UringIo {
 
     /// Arms or cancels the multishot recv as the session wants input.
     pub fn update_recv(&mut self, core: &mut Core, slot: usize, life: &Life<SpliceRing>) {
-        let want = !self.gone && !life.dead() && life.wants_input(core.stop_deadline.is_some());
+        let want =
+            !self.gone && !life.dead() && life.wants_input(core.base.stop_deadline.is_some());
         if want && !self.recv {
             let e = opcode::RecvMulti::new(types::Fd(self.ctrl.as_raw_fd()), BGID).build();
             core.push(e.user_data(user_data(OP_RECV, slot, 0)));
@@ -130,7 +131,7 @@ impl UringIo {
     /// The session is over: cancels what is in flight.
     pub fn teardown(&mut self, core: &mut Core, slot: usize, life: &mut Life<SpliceRing>) {
         self.gone = true;
-        life.data.abort(&mut core.mover);
+        life.data.abort(&mut core.base.mover);
         if self.recv && !self.recv_cancel {
             core.cancel(user_data(OP_RECV, slot, 0));
             self.recv_cancel = true;

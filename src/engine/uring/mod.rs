@@ -48,8 +48,8 @@ use self::splice::{Done as Moved, GENERATION_MASK, SpliceRing};
 use super::conn::{self, Fate, Life};
 use super::context::Context;
 use super::mover::Tag;
-use super::pool::{Done, JobTag, Output};
-use super::worker::{self, AcceptError, Admission, Slab, Timers};
+use super::pool::Done;
+use super::worker::{self, AcceptError, Admission, Base, Finished, Slab};
 use crate::core::admission::Refusal;
 use crate::core::clock::Now;
 
@@ -134,19 +134,13 @@ impl Worker {
     ) -> std::io::Result<Worker> {
         let (ring, bufs) = ring.enable()?;
         let n = listeners.len();
-        let pool = ctx.pool.clone();
         let mut w = Worker {
             id,
             core: Core {
-                ctx: Arc::clone(ctx),
-                id,
+                base: Base::new(ctx, id, SpliceRing::new(ctx.pool.clone(), id)),
                 ring,
                 bufs,
-                timers: Timers::default(),
-                stop_deadline: None,
                 backlog: Vec::new(),
-                mover: SpliceRing::new(pool.clone(), id),
-                pool,
             },
             conns: Slab::default(),
             listeners: listeners.into_iter().map(Some).collect(),
@@ -170,9 +164,9 @@ impl Worker {
         loop {
             let now = Instant::now();
             let next = [
-                self.core.timers.next(),
+                self.core.base.timers.next(),
                 self.admission.resume_at,
-                self.core.stop_deadline,
+                self.core.base.stop_deadline,
                 self.forced,
             ]
             .into_iter()
@@ -192,13 +186,13 @@ impl Worker {
             let now = Instant::now();
             self.fire_timers(now);
             if self.admission.resume_at.is_some_and(|t| t <= now)
-                && self.core.stop_deadline.is_none()
+                && self.core.base.stop_deadline.is_none()
             {
                 self.admission.resume_at = None;
                 self.accepting = true;
             }
             self.arm_listeners();
-            if let Some(deadline) = self.core.stop_deadline {
+            if let Some(deadline) = self.core.base.stop_deadline {
                 if self.conns.live() == 0 && self.listeners.iter().all(Option::is_none) {
                     return Ok(());
                 }
@@ -263,7 +257,7 @@ impl Worker {
                 let life = &mut c.life;
                 life.data.on_mover(
                     &mut life.session,
-                    &mut core.mover,
+                    &mut core.base.mover,
                     tag,
                     Moved::Spliced(res),
                     Now::get(),
@@ -299,7 +293,7 @@ impl Worker {
                     conn.io.update_recv(core, slot, &conn.life);
                     conn.io.update_poll(core, slot, &conn.life);
                     let want = conn.life.deadline();
-                    core.timers.schedule(slot, &mut conn.life.timer, want);
+                    core.base.timers.schedule(slot, &mut conn.life.timer, want);
                 }
                 Fate::Gone if !conn.io.gone => {
                     conn.io.teardown(core, slot, &mut conn.life);
@@ -312,7 +306,7 @@ impl Worker {
         let over = match over {
             Ok(over) => over,
             Err(panic) => {
-                self.core.ctx.log.error(format_args!(
+                self.core.base.ctx.log.error(format_args!(
                     "session panicked (peer={}): {}; closing it",
                     conn.life
                         .peer()
@@ -321,6 +315,7 @@ impl Worker {
                 ));
                 if !conn.life.closing() && !conn.io.gone {
                     self.core
+                        .base
                         .ctx
                         .log
                         .record(&conn.life.end_record("internal-error"));
@@ -355,7 +350,7 @@ impl Worker {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        while let Some((slot, key)) = self.core.timers.pop_due(now) {
+        while let Some((slot, key)) = self.core.base.timers.pop_due(now) {
             let current = self
                 .conns
                 .get(slot)
@@ -372,31 +367,22 @@ impl Worker {
     /// still the one that asked.
     fn on_pool(&mut self) {
         let mut done = std::mem::take(&mut self.done);
-        self.core.pool.take(self.id, &mut done);
+        self.core.base.pool.take(self.id, &mut done);
         for d in done.drain(..) {
-            match (d.tag, d.output) {
-                (JobTag::Fs { slot, serial, id }, Output::Fs(answer))
-                    if self.live_serial(slot) == Some(serial) =>
-                {
+            match worker::finished(d, |slot| self.live_serial(slot), Moved::Warmed) {
+                Some(Finished::Fs { slot, id, answer }) => {
                     self.with_conn(slot, |core, c, slot| c.on_fs(core, slot, id, answer));
                 }
-                (JobTag::Mover(tag), Output::Warm(result))
-                    if self.live_serial(tag.slot) == Some(tag.serial) =>
-                {
+                Some(Finished::Mover { tag, done }) => {
                     self.with_conn(tag.slot, |core, c, slot| {
                         let life = &mut c.life;
-                        life.data.on_mover(
-                            &mut life.session,
-                            &mut core.mover,
-                            tag,
-                            Moved::Warmed(result),
-                            Now::get(),
-                        );
+                        let now = Now::get();
+                        life.data
+                            .on_mover(&mut life.session, &mut core.base.mover, tag, done, now);
                         c.settle(core, slot)
                     });
                 }
-                // For a session gone since (or, never, of another kind).
-                _ => {}
+                None => {}
             }
         }
         self.done = done;
@@ -410,7 +396,7 @@ impl Worker {
     }
 
     fn arm_waker(&mut self) {
-        if let Some(w) = self.core.ctx.stop.waker(self.id) {
+        if let Some(w) = self.core.base.ctx.stop.waker(self.id) {
             let fd = std::os::fd::AsFd::as_fd(w).as_raw_fd();
             let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32).build();
             self.core.push(e.user_data(user_data(OP_WAKE, 0, 0)));
@@ -424,7 +410,7 @@ impl Worker {
         if self.pool_armed {
             return;
         }
-        if let Some(fd) = self.core.pool.waker(self.id) {
+        if let Some(fd) = self.core.base.pool.waker(self.id) {
             let e = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
                 .multi(true)
                 .build();
@@ -435,13 +421,13 @@ impl Worker {
     }
 
     fn on_wake(&mut self) {
-        if let Some(w) = self.core.ctx.stop.waker(self.id) {
+        if let Some(w) = self.core.base.ctx.stop.waker(self.id) {
             w.drain();
         }
-        if !self.core.ctx.stop.is_stopping() {
+        if !self.core.base.ctx.stop.is_stopping() {
             return self.arm_waker();
         }
-        if self.core.stop_deadline.is_none() {
+        if self.core.base.stop_deadline.is_none() {
             self.begin_stop();
         }
     }
@@ -452,7 +438,7 @@ impl Worker {
     /// transfer first.
     fn begin_stop(&mut self) {
         let now = Instant::now();
-        self.core.stop_deadline = Some(now + self.core.ctx.shutdown_timeout);
+        self.core.base.stop_deadline = Some(now + self.core.base.ctx.shutdown_timeout);
         self.admission.stop();
         self.pause_accepting();
         for i in 0..self.listeners.len() {
@@ -513,7 +499,7 @@ impl Worker {
         {
             *a = false;
         }
-        let stopping = self.core.stop_deadline.is_some();
+        let stopping = self.core.base.stop_deadline.is_some();
         if res >= 0 {
             // SAFETY: a successful accept's result is a new descriptor
             // that nothing else owns.
@@ -525,7 +511,7 @@ impl Worker {
             && let Some(Some(l)) = self.listeners.get(index)
         {
             let e = errno(res);
-            let (ctx, id) = (&self.core.ctx, self.id);
+            let (ctx, id) = (&self.core.base.ctx, self.id);
             if self.admission.accept_failed(ctx, id, l, &e) == AcceptError::Pause {
                 self.pause_accepting();
             }
@@ -541,7 +527,8 @@ impl Worker {
     /// A new control connection: checked against the limits, then a
     /// session.
     fn admit(&mut self, stream: TcpStream) {
-        let Some((session, permit, peer)) = self.admission.admit(&self.core.ctx, &stream) else {
+        let Some((session, permit, peer)) = self.admission.admit(&self.core.base.ctx, &stream)
+        else {
             return;
         };
         self.next_serial += 1;
@@ -569,7 +556,7 @@ fn settle(c: &mut Conn, core: &mut Core, slot: usize) -> Fate {
 /// Submits the file -> pipe splices the session's transfer asked for,
 /// counted as the session's operations.
 fn submit_mover_ops(core: &mut Core, conn: &mut Conn) {
-    let ops = std::mem::take(&mut core.mover.outbox);
+    let ops = std::mem::take(&mut core.base.mover.outbox);
     conn.io.inflight += ops.len();
     for e in ops {
         core.push(e);

@@ -20,12 +20,9 @@ use rustix::pipe::SpliceFlags;
 use super::pipes::{Pipe, Pipes};
 use super::{OP_MOVER, user_data};
 use crate::core::session::TransferError;
-use crate::engine::mover::{FileRange, Moved, Mover, Read, Tag, read_at};
-use crate::engine::pool::{JobTag, Pool, Work};
-
-/// Bytes a helper thread reads into the page cache at a time (copying
-/// path).
-const WARM_CHUNK: u64 = 1 << 20;
+use crate::engine::cache_first::{CacheFirst, Warming};
+use crate::engine::mover::{FileRange, Moved, Mover, Read, Tag};
+use crate::engine::pool::Pool;
 
 /// The completion of an operation of this mover.
 pub enum Done {
@@ -45,10 +42,9 @@ pub struct Spliced {
     in_pipe: u32,
     /// The file of a splice in flight, kept open until it completes.
     splicing: Option<Arc<File>>,
-    /// A helper thread is reading for the copying path.
-    warming: bool,
-    /// The file is in the page cache up to here (read by a helper).
-    warm_end: u64,
+    /// The copying path's reads (as the epoll workers': page cache first,
+    /// a helper thread for the rest).
+    warming: Warming,
     /// The file cannot be spliced (its filesystem refuses).
     no_splice: bool,
 }
@@ -65,8 +61,8 @@ struct Retired {
 /// A worker's mover.
 pub struct SpliceRing {
     pipes: Pipes,
-    pool: Pool,
-    worker: usize,
+    /// The copying path.
+    copy: CacheFirst,
     retired: Vec<Retired>,
     /// Submissions for the ring, in order: the worker pushes them.
     pub outbox: Vec<squeue::Entry>,
@@ -76,8 +72,7 @@ impl SpliceRing {
     pub fn new(pool: Pool, worker: usize) -> SpliceRing {
         SpliceRing {
             pipes: Pipes::default(),
-            pool,
-            worker,
+            copy: CacheFirst::new(pool, worker),
             retired: Vec::new(),
             outbox: Vec::new(),
         }
@@ -87,16 +82,6 @@ impl SpliceRing {
     #[cfg(test)]
     fn retired_in(&self, slot: usize) -> usize {
         self.retired.iter().filter(|r| r.tag.slot == slot).count()
-    }
-
-    fn warm(&mut self, x: &mut Spliced, range: &FileRange, tag: Tag) {
-        x.warming = true;
-        let work = Work::Warm {
-            file: range.file.clone(),
-            offset: range.offset,
-            len: range.left.min(WARM_CHUNK),
-        };
-        self.pool.submit(self.worker, JobTag::Mover(tag), work);
     }
 }
 
@@ -112,7 +97,7 @@ impl Mover for SpliceRing {
         max: u64,
         tag: Tag,
     ) -> Result<Moved, TransferError> {
-        if x.splicing.is_some() || x.warming {
+        if x.splicing.is_some() || x.warming.busy() {
             return Ok(Moved::Pending);
         }
         if x.no_splice {
@@ -163,7 +148,7 @@ impl Mover for SpliceRing {
         buf: &mut [u8],
         tag: Tag,
     ) -> Result<Read, TransferError> {
-        if x.splicing.is_some() || x.warming {
+        if x.splicing.is_some() || x.warming.busy() {
             return Ok(Read::Pending);
         }
         // Bytes spliced into the pipe come first.
@@ -180,14 +165,7 @@ impl Mover for SpliceRing {
                 Err(e) => Err(TransferError::Source(e.into())),
             };
         }
-        let trusted = range.offset < x.warm_end;
-        match read_at(range, buf, !trusted)? {
-            Some(n) => Ok(Read::Bytes(n)),
-            None => {
-                self.warm(x, range, tag);
-                Ok(Read::Pending)
-            }
-        }
+        self.copy.read_file(&mut x.warming, range, buf, tag)
     }
 
     fn holds(&self, x: &Spliced) -> bool {
@@ -221,16 +199,7 @@ impl Mover for SpliceRing {
                     e => Err(TransferError::Source(io::Error::from_raw_os_error(-e))),
                 }
             }
-            Done::Warmed(r) => {
-                x.warming = false;
-                match r {
-                    Ok(n) => {
-                        x.warm_end = range.offset + n;
-                        Ok(())
-                    }
-                    Err(e) => Err(TransferError::Source(e)),
-                }
-            }
+            Done::Warmed(r) => self.copy.completed(&mut x.warming, range, r),
         }
     }
 
@@ -317,7 +286,13 @@ mod tests {
     fn mover() -> (SpliceRing, TempTree) {
         let t = TempTree::new("splice-root");
         let root = Arc::new(Root::open(&t.path).unwrap());
-        (SpliceRing::new(Pool::new(root, 1, 2).unwrap(), 0), t)
+        (
+            SpliceRing::new(
+                Pool::new(Arc::new(crate::fs::trees::Trees::single(root)), 1, 2).unwrap(),
+                0,
+            ),
+            t,
+        )
     }
 
     fn tag() -> Tag {
