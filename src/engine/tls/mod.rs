@@ -59,16 +59,12 @@ impl<F: AsFd> io::Write for Sock<'_, F> {
         }
     }
 
-    /// Several records in one call (rustls hands over what it has).
+    /// Several records in one call (rustls hands over what it has):
+    /// `writev`, which the sandbox allows (data sockets are non-blocking,
+    /// and SIGPIPE is ignored by both programs).
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         loop {
-            let mut control = rustix::net::SendAncillaryBuffer::default();
-            match rustix::net::sendmsg(
-                self.0,
-                bufs,
-                &mut control,
-                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-            ) {
+            match rustix::io::writev(self.0, bufs) {
                 Ok(n) => return Ok(n),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
