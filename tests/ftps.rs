@@ -667,6 +667,65 @@ fn ktls_fallback(kind: Kind) {
     s.assert_no_crash();
 }
 
+/// Implicit TLS behind a PROXY header: HAProxy may send the header and
+/// the client's ClientHello in one segment; the hello goes to TLS, and
+/// the session's peer is the header's client.
+const PROXY_HELLO: &str = r#"
+import socket, ssl, sys
+port = int(sys.argv[1])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname=False; ctx.verify_mode=ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+try: obj.do_handshake()
+except ssl.SSLWantReadError: pass
+hello = out.read()
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 990\r\n" + hello)
+while True:
+    try:
+        obj.do_handshake(); break
+    except ssl.SSLWantReadError:
+        o = out.read()
+        if o: s.sendall(o)
+        d = s.recv(65536)
+        if not d: raise SystemExit("EOF in handshake")
+        inc.write(d)
+o = out.read()
+if o: s.sendall(o)
+buf = b""
+while b"\r\n" not in buf:
+    try:
+        buf += obj.read(1024)
+    except ssl.SSLWantReadError:
+        d = s.recv(65536)
+        if not d: break
+        inc.write(d)
+print("GREETING", buf.decode().strip())
+"#;
+
+fn implicit_tls_behind_proxy(kind: Kind) {
+    require("python3", "python3");
+    let more = Opts::new()
+        .arg("--proxy-protocol")
+        .arg("--proxy-from")
+        .arg("127.0.0.1");
+    let (t, s) = start(kind, "implicit", more);
+    let a = s.addr(Family::V4);
+    let mut c = client_cmd("python3", &t.scratch("home"));
+    c.arg("-c").arg(PROXY_HELLO).arg(a.port().to_string());
+    let o = run(c, LIMIT);
+    o.assert_success("python3 PROXY header and ClientHello in one write");
+    assert!(
+        o.stdout_text().contains("GREETING 220 "),
+        "{}",
+        o.stdout_text()
+    );
+    s.wait_log_line("the proxied session", |l| {
+        l.contains("start peer=192.0.2.7:40000")
+    });
+    s.assert_no_crash();
+}
+
 mod supervisor_only {
     use super::*;
 
@@ -678,6 +737,16 @@ mod supervisor_only {
     #[test]
     fn reload_on_sighup_uring() {
         reload_on_sighup(Kind::SupervisorUring);
+    }
+
+    #[test]
+    fn implicit_tls_behind_proxy_epoll() {
+        implicit_tls_behind_proxy(Kind::Supervisor);
+    }
+
+    #[test]
+    fn implicit_tls_behind_proxy_uring() {
+        implicit_tls_behind_proxy(Kind::SupervisorUring);
     }
 
     #[test]

@@ -458,7 +458,7 @@ impl<M: Mover, I> Conn<M, I> {
             }
             Action::AbortData => life.data.abort(core.mover()),
             Action::Close => self.start_closing(core, b""),
-            Action::StartTls => {
+            Action::StartTls { early } => {
                 let started = core.tls().map(|t| match t.token() {
                     Some(token) => ControlTls::new(t.session_config(token), token),
                     None => Err("the system's random generator failed".to_owned()),
@@ -470,6 +470,8 @@ impl<M: Mover, I> Conn<M, I> {
                 }
                 if life.tls.is_none() {
                     life.session.on_control_tls_failed(now);
+                } else if !early.is_empty() {
+                    life.on_input(&early, now);
                 }
             }
             Action::Transfer { conn, source } => {

@@ -8,6 +8,7 @@ use super::stop::Stop;
 use super::tls::ServerTls;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
+use crate::core::proxy::ProxyPolicy;
 use crate::fs::Root;
 use crate::log::Logger;
 
@@ -25,6 +26,9 @@ pub struct Context {
     pub stop: Stop,
     /// How long transfers in flight may run on after a stop request.
     pub shutdown_timeout: Duration,
+    /// `--proxy-protocol`: control connections begin with a PROXY header
+    /// (see `engine::proxy`).
+    pub proxy: Option<ProxyPolicy>,
     /// FTPS: the certificate, when there is one (replaced on SIGHUP).
     pub tls: Option<Arc<ServerTls>>,
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::core::config::{PasvRule, SessionConfig, TlsPolicy};
 use crate::core::listing::ListFormat;
+use crate::core::proxy::{Net, ProxyPolicy};
 use crate::setup::Fail;
 
 /// Where the log lines go.
@@ -44,6 +45,9 @@ pub struct SessionArgs {
     /// `--banner FILE` and `--welcome FILE`, read before the chroot into
     /// `config` (see [`crate::setup::messages`]).
     pub messages: MessagePaths,
+    /// `--proxy-protocol` with its `--proxy-from` networks: every control
+    /// connection begins with a PROXY header from one of them.
+    pub proxy: Option<ProxyPolicy>,
     /// `--tls-cert` and `--tls-key`, when TLS is on (read before the
     /// chroot).
     pub tls: Option<TlsFiles>,
@@ -141,8 +145,25 @@ impl TryFrom<Given> for SessionArgs {
                 banner: g.banner,
                 welcome: g.welcome,
             },
+            proxy: None,
             tls,
         })
+    }
+}
+
+/// `--proxy-protocol` and `--proxy-from`, which only make sense together:
+/// a header believed from anywhere would let anyone choose the address
+/// the limits, the peer checks and the logs see.
+pub fn proxy_policy(on: bool, from: &[Net]) -> Result<Option<ProxyPolicy>, String> {
+    match (on, from.is_empty()) {
+        (false, true) => Ok(None),
+        (true, false) => Ok(Some(ProxyPolicy {
+            from: from.to_vec(),
+        })),
+        (true, true) => Err("--proxy-protocol needs --proxy-from NET/PREFIX: \
+             the load balancers that may send a header"
+            .to_owned()),
+        (false, false) => Err("--proxy-from is for --proxy-protocol: give both".to_owned()),
     }
 }
 
@@ -154,6 +175,7 @@ impl Default for SessionArgs {
             xferlog: None,
             sandbox: Sandbox::Enter,
             messages: MessagePaths::default(),
+            proxy: None,
             tls: None,
         }
     }
@@ -237,6 +259,21 @@ macro_rules! with_session_options {
             /// hold a .banner and a .welcome
             #[argh(switch)]
             pub vhosts: bool,
+            /// every control connection must begin, within 5 seconds,
+            /// with a PROXY protocol header (v1 or v2, as HAProxy's
+            /// send-proxy writes it) from a --proxy-from address; its
+            /// client address replaces the connection's (others are
+            /// closed unanswered)
+            #[argh(switch)]
+            pub proxy_protocol: bool,
+            /// a load balancer that may send PROXY headers, NET/PREFIX or
+            /// ADDR (repeatable; with --proxy-protocol)
+            #[argh(
+                option,
+                arg_name = "NET/PREFIX",
+                from_str_fn($crate::core::proxy::Net::parse)
+            )]
+            pub proxy_from: Vec<$crate::core::proxy::Net>,
             /// FTPS: the certificate chain (PEM), read before the chroot;
             /// turns TLS on (--tls optional)
             #[argh(option, arg_name = "FILE")]
@@ -262,7 +299,12 @@ macro_rules! with_session_options {
             pub fn session(
                 &self,
             ) -> Result<$crate::setup::options::SessionArgs, $crate::setup::Fail> {
-                $crate::setup::options::Given {
+                let proxy = $crate::setup::options::proxy_policy(
+                    self.proxy_protocol,
+                    &self.proxy_from,
+                )
+                .map_err($crate::setup::Fail::usage)?;
+                let args: $crate::setup::options::SessionArgs = $crate::setup::options::Given {
                     timeout: self.timeout,
                     data_timeout: self.data_timeout,
                     list_format: self.list_format,
@@ -280,7 +322,8 @@ macro_rules! with_session_options {
                     tls_key: self.tls_key.clone(),
                     tls: self.tls,
                 }
-                .try_into()
+                .try_into()?;
+                Ok($crate::setup::options::SessionArgs { proxy, ..args })
             }
         }
     };
@@ -363,9 +406,33 @@ mod tests {
         assert_eq!(s.log, LogTo::Stderr);
         assert_eq!(s.xferlog, None);
         assert_eq!(s.sandbox, Sandbox::Enter);
+        assert_eq!(s.proxy, None);
         assert_eq!(s.messages, MessagePaths::default());
         assert!(!s.config.dir_messages);
         assert!(!s.config.vhosts);
+    }
+
+    #[test]
+    fn proxy_options_go_together() {
+        let s = session(&[
+            "--proxy-protocol",
+            "--proxy-from",
+            "10.0.0.0/24",
+            "--proxy-from",
+            "::1",
+        ])
+        .unwrap();
+        let p = s.proxy.unwrap();
+        assert_eq!(p.from.len(), 2);
+        assert!(p.trusts("10.0.0.9".parse().unwrap()));
+        assert!(p.trusts("::1".parse().unwrap()));
+        assert!(!p.trusts("10.0.1.9".parse().unwrap()));
+        let e = error(&["--proxy-protocol"]);
+        assert!(e.contains("--proxy-protocol needs --proxy-from"), "{e}");
+        let e = error(&["--proxy-from", "10.0.0.1"]);
+        assert!(e.contains("--proxy-from is for --proxy-protocol"), "{e}");
+        let e = error(&["--proxy-protocol", "--proxy-from", "10.0.0.0/40"]);
+        assert!(e.contains("'--proxy-from' with value '10.0.0.0/40'"), "{e}");
     }
 
     #[test]
@@ -506,6 +573,8 @@ mod tests {
                 "--welcome",
                 "--dir-messages",
                 "--vhosts",
+                "--proxy-protocol",
+                "--proxy-from",
                 "--tls-cert",
                 "--tls-key",
                 "--tls",

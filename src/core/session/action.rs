@@ -69,8 +69,10 @@ pub enum Action<H: Handles> {
     /// read is TLS records, and the output queued now and later goes out
     /// inside TLS. For AUTH TLS it comes once the 234 is written in clear;
     /// for implicit TLS, first of all. A handshake that fails is reported
-    /// with `Session::on_control_tls_failed`.
-    StartTls,
+    /// with `Session::on_control_tls_failed`. `early`: bytes the session
+    /// was handed after it asked (the start of the ClientHello, read with
+    /// a PROXY header): the first TLS input.
+    StartTls { early: Vec<u8> },
     /// Write out what is left of the control output, then close the session.
     Close,
     /// A line for the session or transfer log.

@@ -150,6 +150,9 @@ impl<H: Handles> Session<H> {
             // After AUTH TLS, nothing sent in clear is a command.
             return;
         }
+        if self.tls_early_input(input) {
+            return;
+        }
         self.input.feed(input);
         let refusals = self.input.take_replies();
         self.out.extend_from_slice(&refusals);

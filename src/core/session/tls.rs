@@ -65,7 +65,25 @@ impl<H: Handles> Session<H> {
                 pbsz: true,
                 private: true,
             };
-            self.actions.push_back(Action::StartTls);
+            self.actions
+                .push_back(Action::StartTls { early: Vec::new() });
+        }
+    }
+
+    /// Input that came after the session asked for TLS and before the
+    /// engine switched: TLS bytes, handed over with the request. Whether
+    /// it was.
+    pub(super) fn tls_early_input(&mut self, input: &[u8]) -> bool {
+        match self
+            .actions
+            .iter_mut()
+            .find(|a| matches!(a, Action::StartTls { .. }))
+        {
+            Some(Action::StartTls { early }) => {
+                early.extend_from_slice(input);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -82,7 +100,8 @@ impl<H: Handles> Session<H> {
             *until = until.saturating_sub(n);
             if *until == 0 {
                 self.security.control = Control::Protected;
-                self.actions.push_back(Action::StartTls);
+                self.actions
+                    .push_back(Action::StartTls { early: Vec::new() });
             }
         }
     }

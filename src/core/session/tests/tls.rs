@@ -13,7 +13,7 @@ fn with(tls: TlsPolicy) -> T {
 }
 
 fn starts_tls(acts: &[Action<Mem>]) -> bool {
-    acts.iter().any(|a| matches!(a, Action::StartTls))
+    acts.iter().any(|a| matches!(a, Action::StartTls { .. }))
 }
 
 /// AUTH TLS as a client does it: the 234, then the switch, which the
@@ -164,6 +164,20 @@ fn implicit_starts_tls_before_the_greeting() {
     assert_eq!(t.code("PROT P\r\n"), 200);
     // Implicit is not `required`: PROT C is allowed.
     assert_eq!(t.code("PROT C\r\n"), 200);
+}
+
+/// Implicit TLS behind a PROXY header: the start of the ClientHello may
+/// come with the header, before the engine has switched; it goes to TLS.
+#[test]
+fn input_before_the_switch_goes_to_tls() {
+    let mut t = with(TlsPolicy::Implicit);
+    t.s.on_control(b"\x16\x03\x01USER x\r\n", t.now);
+    let early = t.actions().into_iter().find_map(|a| match a {
+        Action::StartTls { early } => Some(early),
+        _ => None,
+    });
+    assert_eq!(early.as_deref(), Some(&b"\x16\x03\x01USER x\r\n"[..]));
+    assert!(t.out().starts_with("220 "), "no command was run");
 }
 
 #[test]
