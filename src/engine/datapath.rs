@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use super::mover::{Mover, Tag};
 use super::net;
+use super::tls::data::DataTls;
 use super::xfer::{Step, Xfer, finish_socket};
 use crate::core::clock::Now;
 use crate::core::session::{DataConn, Session, Source, TransferError};
@@ -64,6 +65,8 @@ pub struct DataPath<M: Mover> {
     wait: Wait,
     /// Connections refused since the engine last asked: for the log.
     refused: u32,
+    /// TLS for the next transfer (PROT P), set just before it starts.
+    tls: Option<Box<DataTls>>,
 }
 
 impl<M: Mover> DataPath<M> {
@@ -77,6 +80,7 @@ impl<M: Mover> DataPath<M> {
             generation: 0,
             wait: Wait::Nothing,
             refused: 0,
+            tls: None,
         }
     }
 
@@ -91,6 +95,8 @@ impl<M: Mover> DataPath<M> {
         match (&self.state, self.wait) {
             (State::Listening(l) | State::Accepting(l, _), Wait::Readable) => Some(l.as_fd()),
             (State::Connecting(s, _) | State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
+            // A TLS handshake waiting for the client.
+            (State::Open(s, _), Wait::Readable) => Some(s.as_fd()),
             _ => None,
         }
     }
@@ -168,6 +174,11 @@ impl<M: Mover> DataPath<M> {
         self.wait = Wait::Nothing;
     }
 
+    /// The next transfer goes through TLS (`Some`) or in clear.
+    pub fn protect(&mut self, tls: Option<Box<DataTls>>) {
+        self.tls = tls;
+    }
+
     /// Starts the transfer the session asked for.
     pub fn start(
         &mut self,
@@ -177,7 +188,10 @@ impl<M: Mover> DataPath<M> {
         source: Source<Real>,
         now: Now,
     ) {
-        let xfer = Box::new(Xfer::new(source));
+        let mut xfer = Box::new(Xfer::new(source));
+        if let Some(tls) = self.tls.take() {
+            xfer.protect(tls);
+        }
         match (std::mem::replace(&mut self.state, State::Idle), conn) {
             (State::Listening(l), DataConn::Passive) => {
                 self.state = State::Accepting(l, xfer);
@@ -345,6 +359,7 @@ impl<M: Mover> DataPath<M> {
         }
         self.wait = match step {
             Step::Blocked => Wait::Writable,
+            Step::Readable => Wait::Readable,
             Step::Pending => Wait::Mover,
             Step::Session => Wait::Session,
             Step::Done => {

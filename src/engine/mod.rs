@@ -14,6 +14,7 @@ pub mod poll;
 pub mod pool;
 pub mod proxy;
 pub mod stop;
+pub mod tls;
 pub mod uring;
 pub mod worker;
 pub mod xfer;

@@ -81,6 +81,12 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     let ends = net::control_endpoints(control_in);
     net::set_control_options(control_in);
 
+    // The key may be readable by root only: read before the drop.
+    let tls = match &args.session.tls {
+        Some(files) => Some(crate::setup::tls::load(files)?),
+        None => None,
+    };
+
     // Read before the chroot hides /proc.
     net::ephemeral_ports();
     start::drop_privileges(root_path)?;
@@ -118,6 +124,7 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
         control_in,
         control_out,
         logger,
+        tls,
     )
     .map_err(|e| Fail::temporary(format!("I/O failure: {e}")))
 }

@@ -8,9 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::config::{PasvRule, SessionConfig};
+use crate::core::config::{PasvRule, SessionConfig, TlsPolicy};
 use crate::core::listing::ListFormat;
 use crate::core::proxy::{Net, ProxyPolicy};
+use crate::setup::Fail;
 
 /// Where the log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,9 @@ pub struct SessionArgs {
     /// `--proxy-protocol` with its `--proxy-from` networks: every control
     /// connection begins with a PROXY header from one of them.
     pub proxy: Option<ProxyPolicy>,
+    /// `--tls-cert` and `--tls-key`, when TLS is on (read before the
+    /// chroot).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Where the banner and the welcome are read from.
@@ -54,6 +58,15 @@ pub struct SessionArgs {
 pub struct MessagePaths {
     pub banner: Option<PathBuf>,
     pub welcome: Option<PathBuf>,
+}
+
+/// Where the certificate chain and its private key are (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    /// The key: `--tls-key`, else the certificate file (one PEM file may
+    /// hold both).
+    pub key: PathBuf,
 }
 
 /// The session options as given, before the defaults fill the gaps
@@ -73,12 +86,36 @@ pub struct Given {
     pub welcome: Option<PathBuf>,
     pub dir_messages: bool,
     pub vhosts: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls: Option<TlsPolicy>,
 }
 
-impl From<Given> for SessionArgs {
-    fn from(g: Given) -> SessionArgs {
+impl TryFrom<Given> for SessionArgs {
+    type Error = Fail;
+
+    fn try_from(g: Given) -> Result<SessionArgs, Fail> {
         let d = SessionConfig::default();
-        SessionArgs {
+        // TLS is on by default once there is a certificate, and needs one.
+        let policy = match (g.tls, &g.tls_cert) {
+            (Some(p), None) if p.enabled() => {
+                return Err(Fail::usage("--tls needs --tls-cert FILE"));
+            }
+            (Some(p), _) => p,
+            (None, Some(_)) => TlsPolicy::Optional,
+            (None, None) => TlsPolicy::Off,
+        };
+        if g.tls_key.is_some() && g.tls_cert.is_none() {
+            return Err(Fail::usage("--tls-key needs --tls-cert FILE"));
+        }
+        let tls = match g.tls_cert {
+            Some(cert) if policy.enabled() => Some(TlsFiles {
+                key: g.tls_key.unwrap_or_else(|| cert.clone()),
+                cert,
+            }),
+            _ => None,
+        };
+        Ok(SessionArgs {
             config: SessionConfig {
                 greeting: !g.no_greeting,
                 idle_timeout: g.timeout.unwrap_or(d.idle_timeout),
@@ -91,6 +128,7 @@ impl From<Given> for SessionArgs {
                 welcome: None,
                 dir_messages: g.dir_messages,
                 vhosts: g.vhosts,
+                tls: policy,
             },
             log: if g.syslog {
                 LogTo::Syslog
@@ -108,7 +146,8 @@ impl From<Given> for SessionArgs {
                 welcome: g.welcome,
             },
             proxy: None,
-        }
+            tls,
+        })
     }
 }
 
@@ -130,7 +169,15 @@ pub fn proxy_policy(on: bool, from: &[Net]) -> Result<Option<ProxyPolicy>, Strin
 
 impl Default for SessionArgs {
     fn default() -> SessionArgs {
-        Given::default().into()
+        SessionArgs {
+            config: SessionConfig::default(),
+            log: LogTo::Stderr,
+            xferlog: None,
+            sandbox: Sandbox::Enter,
+            messages: MessagePaths::default(),
+            proxy: None,
+            tls: None,
+        }
     }
 }
 
@@ -227,6 +274,23 @@ macro_rules! with_session_options {
                 from_str_fn($crate::core::proxy::Net::parse)
             )]
             pub proxy_from: Vec<$crate::core::proxy::Net>,
+            /// FTPS: the certificate chain (PEM), read before the chroot;
+            /// turns TLS on (--tls optional)
+            #[argh(option, arg_name = "FILE")]
+            pub tls_cert: Option<std::path::PathBuf>,
+            /// FTPS: the certificate's private key (PEM; default: the
+            /// --tls-cert file), read before the chroot
+            #[argh(option, arg_name = "FILE")]
+            pub tls_key: Option<std::path::PathBuf>,
+            /// FTPS: off, optional (AUTH TLS offered; the default with a
+            /// certificate), required (no login or transfer in clear) or
+            /// implicit (TLS from the first byte, as on port 990)
+            #[argh(
+                option,
+                arg_name = "MODE",
+                from_str_fn($crate::core::config::parse_tls_policy)
+            )]
+            pub tls: Option<$crate::core::config::TlsPolicy>,
         }
 
         impl $name {
@@ -254,8 +318,11 @@ macro_rules! with_session_options {
                     welcome: self.welcome.clone(),
                     dir_messages: self.dir_messages,
                     vhosts: self.vhosts,
+                    tls_cert: self.tls_cert.clone(),
+                    tls_key: self.tls_key.clone(),
+                    tls: self.tls,
                 }
-                .into();
+                .try_into()?;
                 Ok($crate::setup::options::SessionArgs { proxy, ..args })
             }
         }
@@ -508,8 +575,42 @@ mod tests {
                 "--vhosts",
                 "--proxy-protocol",
                 "--proxy-from",
+                "--tls-cert",
+                "--tls-key",
+                "--tls",
             ]
         );
+    }
+
+    #[test]
+    fn tls_options() {
+        let s = session(&[]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Off);
+        assert_eq!(s.tls, None);
+        let s = session(&["--tls-cert", "/c.pem"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Optional);
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/c.pem".into()
+            })
+        );
+        let s = session(&["--tls-cert", "/c", "--tls-key", "/k", "--tls", "required"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Required);
+        assert_eq!(s.tls.unwrap().key, PathBuf::from("/k"));
+        let s = session(&["--tls", "implicit", "--tls-cert", "/c"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Implicit);
+        let s = session(&["--tls", "off", "--tls-cert", "/c"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Off);
+        assert_eq!(s.tls, None);
+        assert_eq!(
+            session(&["--tls", "off"]).unwrap().config.tls,
+            TlsPolicy::Off
+        );
+        assert!(error(&["--tls", "required"]).contains("--tls-cert"));
+        assert!(error(&["--tls-key", "/k"]).contains("--tls-cert"));
+        assert!(error(&["--tls", "yes", "--tls-cert", "/c"]).contains("want off, optional"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aftpd::core::clock::Now;
-use aftpd::core::config::SessionConfig;
+use aftpd::core::config::{SessionConfig, TlsPolicy};
 use aftpd::core::listing::ListFormat;
 use aftpd::core::memfs::{Mem, MemFs};
 use aftpd::core::message::Message;
@@ -357,6 +357,14 @@ pub fn session(data: &[u8]) {
         welcome: (cfg & 64 != 0).then(|| Message::parse(b"Hello\n230-nor this\n")),
         dir_messages: cfg & 32 != 0,
         vhosts,
+        // The last bit: FTPS (off in the older corpora), its policy by the
+        // first two.
+        tls: match (cfg & 128 != 0, cfg & 3) {
+            (false, _) => TlsPolicy::Off,
+            (true, 0) => TlsPolicy::Optional,
+            (true, 1) => TlsPolicy::Required,
+            (true, _) => TlsPolicy::Implicit,
+        },
     };
     let v6 = cfg & 4 != 0;
     let (local_ip, peer_ip): (IpAddr, IpAddr) = if v6 {
@@ -562,6 +570,8 @@ impl Driver {
                 }
                 Action::Fs { id, tree, request } => self.held.push((id, tree, request)),
                 Action::Close => self.closed = true,
+                // The engine's business: the session goes on in plaintext.
+                Action::StartTls { .. } => {}
                 Action::Log(Record::Transfer(t)) => check_vpath(&t.path),
                 Action::Log(_) => {}
             }

@@ -11,10 +11,11 @@ mod host;
 mod listing;
 mod messages;
 mod pending;
+mod tls;
 
 pub use action::{
     Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record, Source,
-    TransferError, TransferKind, TransferRecord, Tree,
+    TlsFailure, TransferError, TransferKind, TransferRecord, Tree,
 };
 
 use std::collections::VecDeque;
@@ -26,6 +27,7 @@ use self::data::Data;
 use self::listing::Listing;
 use self::messages::Shown;
 use self::pending::Pending;
+use self::tls::Security;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
 use crate::core::listing::Facts;
@@ -89,6 +91,8 @@ pub struct Session<H: Handles> {
     rest: u64,
     facts: Facts,
     epsv_all: bool,
+    /// FTPS: whether the control connection is protected, PBSZ, PROT.
+    security: Security,
     data: Data,
     idle_deadline: Instant,
     /// The time of the last event, for work resumed by `consume_output`.
@@ -124,6 +128,7 @@ impl<H: Handles> Session<H> {
             rest: 0,
             facts: Facts::all(),
             epsv_all: false,
+            security: Security::default(),
             data: Data::None,
             last_now: now,
             next_fs_id: 0,
@@ -133,13 +138,19 @@ impl<H: Handles> Session<H> {
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
+        // Implicit TLS: the greeting already goes inside it.
+        s.start_implicit_tls();
         s.greet();
         s
     }
 
     /// Bytes read from the control connection.
     pub fn on_control(&mut self, input: &[u8], now: Now) {
-        if self.closed {
+        if self.closed || self.tls_starting() {
+            // After AUTH TLS, nothing sent in clear is a command.
+            return;
+        }
+        if self.tls_early_input(input) {
             return;
         }
         self.input.feed(input);
@@ -173,6 +184,7 @@ impl<H: Handles> Session<H> {
     /// `n` bytes of [`Session::output`] were written.
     pub fn consume_output(&mut self, n: usize) {
         self.data_announced(n);
+        self.tls_announced(n);
         self.out.drain(..n.min(self.out.len()));
         if self.out.is_empty() {
             // An idle session holds no buffers: thousands of them wait.
@@ -315,7 +327,7 @@ impl<H: Handles> Session<H> {
             let Some(line) = self.input.peek() else {
                 break;
             };
-            if self.out.len() >= OUTPUT_HIGH_WATER {
+            if self.out.len() >= OUTPUT_HIGH_WATER || self.tls_starting() {
                 break;
             }
             if self.busy() {
@@ -349,6 +361,9 @@ impl<H: Handles> Session<H> {
         };
         if self.login != Login::LoggedIn && !cmd.allowed_before_login() {
             return self.reply(Code::NotLoggedIn, "Please log in with USER and PASS.");
+        }
+        if self.tls_refuses(&cmd) {
+            return;
         }
         self.execute(cmd, now);
     }

@@ -1004,3 +1004,4 @@ fn an_idle_session_is_small() {
 
 /// Banners, welcomes, directory messages and virtual hosts.
 mod messages;
+mod tls;
