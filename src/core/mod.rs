@@ -11,5 +11,6 @@ pub mod listing;
 pub mod memfs;
 pub mod meta;
 pub mod proto;
+pub mod rate;
 pub mod session;
 pub mod vpath;
