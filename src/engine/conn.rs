@@ -14,6 +14,7 @@ use super::datapath::DataPath;
 use super::mover::Mover;
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
+use crate::core::rate::Limiter;
 use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session};
 use crate::fs::exec::Real;
 
@@ -54,6 +55,9 @@ pub trait Core {
     /// Set once the server stops: then sessions with no transfer in flight
     /// are closed with 421, and no input is read.
     fn stop_deadline(&self) -> Option<Instant>;
+    /// The bandwidth limits of a new download by the client at `ip`
+    /// (`core::rate`), or `None` when none applies.
+    fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter>;
 }
 
 /// How an engine writes a session's control output.
@@ -154,11 +158,15 @@ impl<M: Mover> Life<M> {
         self.flags & EOF == 0 && !self.closing() && !stopping && self.session.wants_control_input()
     }
 
-    /// When the session's timer must fire next.
+    /// When the session's timer must fire next: its own deadlines, and
+    /// the end of a wait its bandwidth limit imposes.
     pub fn deadline(&self) -> Option<Instant> {
         match self.close_by {
             Some(by) => Some(by),
-            None => self.session.next_deadline(),
+            None => [self.session.next_deadline(), self.data.wake_at()]
+                .into_iter()
+                .flatten()
+                .min(),
         }
     }
 
@@ -381,8 +389,9 @@ impl<M: Mover, I> Conn<M, I> {
             Action::AbortData => life.data.abort(core.mover()),
             Action::Close => self.start_closing(core, b""),
             Action::Transfer { conn, source } => {
+                let limit = core.limiter(life.peer.map(|p| p.ip()), now.mono);
                 life.data
-                    .start(&mut life.session, core.mover(), conn, source, now)
+                    .start(&mut life.session, core.mover(), conn, source, limit, now)
             }
             Action::Fs { id, request } => {
                 if let Some(answer) = core.fs(slot, life.serial, id, request) {

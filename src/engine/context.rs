@@ -7,6 +7,7 @@ use super::pool::Pool;
 use super::stop::Stop;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
+use crate::core::rate::RateLimits;
 use crate::fs::Root;
 use crate::log::Logger;
 
@@ -15,6 +16,8 @@ pub struct Context {
     pub config: Arc<SessionConfig>,
     pub root: Arc<Root>,
     pub limits: Arc<Limits>,
+    /// Bandwidth limits: per transfer, per client address, in all.
+    pub rates: RateLimits,
     pub log: Logger,
     /// The helper threads that wait for the disk.
     pub pool: Pool,

@@ -26,6 +26,7 @@ use super::datapath::Wait;
 use super::pool::{JobTag, Output, Pool};
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
+use crate::core::rate::{Direction, Limiter, RateLimits};
 use crate::core::session::{FsAnswer, FsRequest, Record, Session};
 use crate::fs::Root;
 use crate::fs::exec::{self, Real};
@@ -48,6 +49,7 @@ pub fn run(
     input: BorrowedFd<'_>,
     output: BorrowedFd<'_>,
     logger: &Logger,
+    rates: RateLimits,
 ) -> io::Result<()> {
     let saved = [
         save_and_set_nonblocking(input)?,
@@ -61,6 +63,7 @@ pub fn run(
         logger,
         mover: CacheFirst::new(pool.clone(), 0),
         pool,
+        rates,
     };
     let mut conn = Conn {
         life: Life::new(session, 0, 0, peer),
@@ -84,6 +87,7 @@ struct PollCore<'l> {
     logger: &'l Logger,
     mover: CacheFirst,
     pool: Pool,
+    rates: RateLimits,
 }
 
 impl conn::Core for PollCore<'_> {
@@ -114,6 +118,10 @@ impl conn::Core for PollCore<'_> {
 
     fn stop_deadline(&self) -> Option<Instant> {
         None
+    }
+
+    fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter> {
+        self.rates.limiter(ip, Direction::Download, now)
     }
 }
 

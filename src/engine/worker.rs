@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use crate::core::admission::{Backoff, PassivePermit, Permit, Refusal};
 use crate::core::clock::Now;
+use crate::core::rate::{Direction, Limiter};
 use crate::core::session::Session;
 use crate::core::session::{FsAnswer, FsRequest, Record};
 use crate::engine::conn;
@@ -232,6 +233,10 @@ impl<T: HasBase> conn::Core for T {
 
     fn stop_deadline(&self) -> Option<Instant> {
         self.base().stop_deadline
+    }
+
+    fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter> {
+        self.base().ctx.rates.limiter(ip, Direction::Download, now)
     }
 }
 

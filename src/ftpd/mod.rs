@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::core::clock::Now;
+use crate::core::rate::RateLimits;
 use crate::core::session::Session;
 use crate::engine::{net, poll};
 use crate::fs::Root;
@@ -86,7 +87,9 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     logger.start_writers();
 
     let config = args.session.config;
-    let session = Session::new(Arc::new(config), ends, Now::get());
+    let now = Now::get();
+    let rates = RateLimits::new(args.session.max_rate, None, None, now.mono);
+    let session = Session::new(Arc::new(config), ends, now);
     poll::run(
         session,
         Arc::new(root),
@@ -94,6 +97,7 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
         control_in,
         control_out,
         logger,
+        rates,
     )
     .map_err(|e| Fail::temporary(format!("I/O failure: {e}")))
 }

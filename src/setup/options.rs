@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::core::config::{PasvRule, SessionConfig};
 use crate::core::listing::ListFormat;
+use crate::core::rate::Rate;
 
 /// Where the log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct SessionArgs {
     /// `--xferlog FILE`, opened before the chroot.
     pub xferlog: Option<PathBuf>,
     pub sandbox: Sandbox,
+    /// `--max-rate`: bytes per second of each data transfer.
+    pub max_rate: Option<Rate>,
 }
 
 /// The session options as given, before the defaults fill the gaps
@@ -55,6 +58,7 @@ pub struct Given {
     pub pasv_address: Vec<PasvRule>,
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
+    pub max_rate: Option<Rate>,
 }
 
 impl From<Given> for SessionArgs {
@@ -80,6 +84,7 @@ impl From<Given> for SessionArgs {
             } else {
                 Sandbox::Enter
             },
+            max_rate: g.max_rate,
         }
     }
 }
@@ -149,6 +154,15 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
+            /// most bytes per second of each data transfer (download or
+            /// listing), K, M or G for 1024, 1024², 1024³: 512K, 10M
+            /// (default: no limit)
+            #[argh(
+                option,
+                arg_name = "RATE",
+                from_str_fn($crate::core::rate::parse_rate)
+            )]
+            pub max_rate: Option<$crate::core::rate::Rate>,
         }
 
         impl $name {
@@ -164,6 +178,7 @@ macro_rules! with_session_options {
                     pasv_address: self.pasv_address.clone(),
                     xferlog: self.xferlog.clone(),
                     no_sandbox: self.no_sandbox,
+                    max_rate: self.max_rate,
                 }
                 .into()
             }
@@ -248,6 +263,7 @@ mod tests {
         assert_eq!(s.log, LogTo::Stderr);
         assert_eq!(s.xferlog, None);
         assert_eq!(s.sandbox, Sandbox::Enter);
+        assert_eq!(s.max_rate, None);
     }
 
     #[test]
@@ -268,6 +284,8 @@ mod tests {
             "--xferlog",
             "/var/log/xferlog",
             "--no-sandbox",
+            "--max-rate",
+            "512K",
         ])
         .unwrap();
         assert_eq!(s.config.idle_timeout, Duration::from_secs(90));
@@ -282,6 +300,7 @@ mod tests {
         assert_eq!(s.log, LogTo::Syslog);
         assert_eq!(s.xferlog, Some(PathBuf::from("/var/log/xferlog")));
         assert_eq!(s.sandbox, Sandbox::Skip);
+        assert_eq!(s.max_rate.map(Rate::get), Some(512 * 1024));
     }
 
     #[test]
@@ -311,6 +330,7 @@ mod tests {
             ("--list-format", "ls"),
             ("--pasv-ports", "2000-3000"),
             ("--xferlog", "5"),
+            ("--max-rate", "1M"),
         ] {
             let e = error(&[opt, v, opt, v]);
             assert!(e.contains(&format!("'{opt}'")), "{e}");
@@ -345,6 +365,11 @@ mod tests {
             ),
             (&["--timeout"], "'--timeout'"),
             (&["--xferlog"], "'--xferlog'"),
+            (
+                &["--max-rate", "1"],
+                "'--max-rate' with value '1': want bytes per second",
+            ),
+            (&["--max-rate", "5X"], "'--max-rate' with value '5X'"),
             // `--opt=value` is not a form argh reads: an unknown option.
             (&["--timeout=5"], "--timeout=5"),
             (&["--syslog=yes"], "--syslog=yes"),
@@ -369,6 +394,7 @@ mod tests {
                 "--pasv-address",
                 "--xferlog",
                 "--no-sandbox",
+                "--max-rate",
             ]
         );
     }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::core::rate::{Rate, parse_rate};
 use crate::setup::Fail;
 use crate::setup::cli::{self, Help, Parsed};
 use crate::setup::options::{SessionArgs, seconds, with_session_options};
@@ -73,6 +74,14 @@ with_session_options! {
         /// (default 50)
         #[argh(option, arg_name = "N", from_str_fn(whole_number))]
         pub max_per_ip: Option<u32>,
+        /// most bytes per second of all downloads together, shared fairly
+        /// among them (K, M, G as for --max-rate; default: no limit)
+        #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
+        pub max_rate_total: Option<Rate>,
+        /// most bytes per second of all downloads of one client address
+        /// together (default: no limit)
+        #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
+        pub max_rate_per_ip: Option<Rate>,
         /// on SIGTERM/SIGINT, how long transfers in flight may take to
         /// finish before the remaining sessions are closed with 421
         /// (default 10)
@@ -100,6 +109,9 @@ pub struct Args {
     pub max_sessions: Option<usize>,
     /// 0 for no limit.
     pub max_per_ip: u32,
+    /// `--max-rate-total`, `--max-rate-per-ip`.
+    pub max_rate_total: Option<Rate>,
+    pub max_rate_per_ip: Option<Rate>,
     pub shutdown_timeout: Duration,
     pub user: Option<String>,
     /// `None`: the current directory.
@@ -118,6 +130,8 @@ impl TryFrom<Options> for Args {
             engine: o.engine.unwrap_or(Engine::Auto),
             max_sessions: o.max_sessions,
             max_per_ip: o.max_per_ip.unwrap_or(50),
+            max_rate_total: o.max_rate_total,
+            max_rate_per_ip: o.max_rate_per_ip,
             shutdown_timeout: o.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
             user: o.user,
             root,
@@ -267,6 +281,10 @@ mod tests {
             "0",
             "--user",
             "ftp",
+            "--max-rate-total",
+            "100M",
+            "--max-rate-per-ip",
+            "2M",
         ]);
         assert_eq!(a.threads, Some(3));
         assert_eq!(a.engine, Engine::Epoll);
@@ -274,6 +292,8 @@ mod tests {
         assert_eq!(a.max_per_ip, 0);
         assert_eq!(a.shutdown_timeout, Duration::ZERO);
         assert_eq!(a.user.as_deref(), Some("ftp"));
+        assert_eq!(a.max_rate_total.map(Rate::get), Some(100 << 20));
+        assert_eq!(a.max_rate_per_ip.map(Rate::get), Some(2 << 20));
     }
 
     #[test]
@@ -324,6 +344,11 @@ mod tests {
             (&["--threads", "2", "--threads", "2"], "'--threads'"),
             (&["/a", "/b"], "unexpected argument \"/b\""),
             (&["--timeout", "0"], "'--timeout' with value '0'"),
+            (
+                &["--max-rate-total", "0"],
+                "'--max-rate-total' with value '0'",
+            ),
+            (&["--max-rate-per-ip", "1.5M"], "'--max-rate-per-ip'"),
         ] {
             let e = usage(args);
             assert!(e.contains(want), "{args:?}: {e:?}");
@@ -363,7 +388,8 @@ mod tests {
             assert!(own < at && at < shared, "{opt} not among the own options");
         }
         for opt in crate::setup::options::SessionOptions::names() {
-            let at = text.find(&format!("\n  {opt}")).unwrap();
+            // "--max-rate " (with its value), not "--max-rate-total".
+            let at = text.find(&format!("\n  {opt} ")).unwrap();
             assert!(at > shared, "{opt} not among the session options");
         }
         for line in text.lines() {

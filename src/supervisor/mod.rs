@@ -27,6 +27,7 @@ use crate::setup::{self, Exit, Fail, fds};
 use self::cli::{Args, Engine};
 use self::signals::{Outcome, Signals};
 use crate::core::admission::Limits;
+use crate::core::rate::RateLimits;
 use crate::engine::context::Context;
 use crate::engine::pool::Pool;
 use crate::engine::stop::Stop;
@@ -169,6 +170,12 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         root,
         pool,
         limits: Arc::new(Limits::new(max_sessions, args.max_per_ip).with_passive_ports(pasv_ports)),
+        rates: RateLimits::new(
+            args.session.max_rate,
+            args.max_rate_per_ip,
+            args.max_rate_total,
+            std::time::Instant::now(),
+        ),
         log,
         stop: Stop::new(threads).map_err(|e| Fail::temporary(format!("eventfd: {e}")))?,
         shutdown_timeout: args.shutdown_timeout,
@@ -205,12 +212,13 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // already, and a log reader sees the start line before any session's.
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {}{} root={} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={} open-files={} {sandbox}",
+        "listening on {}{} root={} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={}{} open-files={} {sandbox}",
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
         engine_name,
         args.max_per_ip,
+        ctx.rates.describe(),
         nofile.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
     ));
     // Only a limit the operator chose can be too much for the descriptors;
