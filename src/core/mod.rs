@@ -13,4 +13,5 @@ pub mod meta;
 pub mod proto;
 pub mod rate;
 pub mod session;
+pub mod tally;
 pub mod vpath;

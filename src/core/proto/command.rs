@@ -101,14 +101,14 @@ pub enum ParseError {
 }
 
 /// Verbs that would modify the archive.
-const WRITE_VERBS: [&str; 13] = [
+pub const WRITE_VERBS: [&str; 13] = [
     "STOR", "STOU", "APPE", "DELE", "MKD", "XMKD", "RMD", "XRMD", "RNFR", "RNTO", "MFMT", "MFF",
     "MFCT",
 ];
 
 /// Verbs recognised but not offered: security extensions, REIN, SMNT,
 /// RFC 1639's long-address LPRT/LPSV (EPRT/EPSV do their work)...
-const NOT_OFFERED: [&str; 13] = [
+pub const NOT_OFFERED: [&str; 13] = [
     "SMNT", "REIN", "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "LANG", "LPRT",
     "LPSV",
 ];

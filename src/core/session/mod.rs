@@ -9,11 +9,13 @@ mod commands;
 mod data;
 mod listing;
 mod pending;
+mod status;
 
 pub use action::{
     Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, Listed, Record, Source, TransferError,
     TransferKind, TransferRecord,
 };
+pub use status::{SessionStatus, TransferStatus};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +31,7 @@ use crate::core::listing::Facts;
 use crate::core::proto::command::{self, Command, ParseError};
 use crate::core::proto::reply::{self, Code};
 use crate::core::proto::telnet::{Line, LineReader};
+use crate::core::tally::{Tally, Verb};
 use crate::core::vpath::VPath;
 
 /// The two ends of the control connection, where known.
@@ -93,6 +96,10 @@ pub struct Session<H: Handles> {
     /// The id of the next filesystem request.
     next_fs_id: u32,
     closed: bool,
+    /// The verb of the last command, for a status listing.
+    verb: Verb,
+    /// The worker's counts, for the metrics (`None`: not counted).
+    tally: Option<Arc<Tally>>,
 }
 
 impl<H: Handles> Session<H> {
@@ -121,6 +128,8 @@ impl<H: Handles> Session<H> {
             last_now: now,
             next_fs_id: 0,
             closed: false,
+            verb: Verb::NONE,
+            tally: None,
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
@@ -326,6 +335,7 @@ impl<H: Handles> Session<H> {
                 break;
             };
             self.idle_deadline = now.mono + self.config.idle_timeout;
+            self.counted(&line);
             match line {
                 Line::TooLong => self.reply(Code::Unknown, "Command line too long."),
                 Line::Text(text) => self.dispatch(&text, now),
