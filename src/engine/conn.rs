@@ -58,6 +58,9 @@ pub trait Core {
     /// The bandwidth limits of a new download by the client at `ip`
     /// (`core::rate`), or `None` when none applies.
     fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter>;
+    /// For the metrics: bytes sent on data connections since the last
+    /// call, and data connections from other addresses closed.
+    fn count_data(&mut self, _sent: u64, _foreign: u32) {}
 }
 
 /// How an engine writes a session's control output.
@@ -343,6 +346,10 @@ impl<M: Mover, I> Conn<M, I> {
             }
         }
         let refused = self.life.data.take_refused();
+        let sent = self.life.data.take_sent();
+        if sent > 0 || refused > 0 {
+            core.count_data(sent, refused);
+        }
         if refused > 0 {
             core.note(format_args!(
                 "closed {refused} data connection(s) from addresses other than peer={}",

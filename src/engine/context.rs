@@ -10,6 +10,8 @@ use crate::core::config::SessionConfig;
 use crate::core::rate::RateLimits;
 use crate::fs::Root;
 use crate::log::Logger;
+use crate::monitor::board::Board;
+use crate::monitor::counters::Stats;
 
 /// What every worker shares.
 pub struct Context {
@@ -18,6 +20,11 @@ pub struct Context {
     pub limits: Arc<Limits>,
     /// Bandwidth limits: per transfer, per client address, in all.
     pub rates: RateLimits,
+    /// The counters for the metrics (`None`: no `--metrics`, nothing
+    /// counted).
+    pub stats: Option<Stats>,
+    /// Where the workers answer the monitor thread.
+    pub board: Board,
     pub log: Logger,
     /// The helper threads that wait for the disk.
     pub pool: Pool,

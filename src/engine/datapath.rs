@@ -73,6 +73,8 @@ pub struct DataPath<M: Mover> {
     wake: Option<Instant>,
     /// Connections refused since the engine last asked: for the log.
     refused: u32,
+    /// Bytes sent since the engine last asked: for the metrics.
+    sent: u64,
 }
 
 impl<M: Mover> DataPath<M> {
@@ -87,6 +89,7 @@ impl<M: Mover> DataPath<M> {
             wait: Wait::Nothing,
             wake: None,
             refused: 0,
+            sent: 0,
         }
     }
 
@@ -154,6 +157,11 @@ impl<M: Mover> DataPath<M> {
     /// last call.
     pub fn take_refused(&mut self) -> u32 {
         std::mem::take(&mut self.refused)
+    }
+
+    /// How many bytes were sent since the last call.
+    pub fn take_sent(&mut self) -> u64 {
+        std::mem::take(&mut self.sent)
     }
 
     /// Opens a passive listener, replacing whatever there was.
@@ -363,6 +371,7 @@ impl<M: Mover> DataPath<M> {
         let before = x.sent;
         let step = x.run(sock, session, mover, tag, now.mono);
         if x.sent > before {
+            self.sent += x.sent - before;
             session.on_data_progress(x.sent, now);
         }
         self.wake = None;

@@ -268,6 +268,7 @@ impl Worker {
             }
             let now = Instant::now();
             self.fire_timers(now);
+            worker::answer_board(&self.core.base, &self.conns, None, |_| true);
             let resume = self.admission.resume_at.is_some_and(|t| t <= now);
             if resume && self.core.base.stop_deadline.is_none() {
                 self.admission.resume_at = None;
@@ -497,7 +498,8 @@ impl Worker {
     /// A new control connection: checked against the limits, then a
     /// session.
     fn admit(&mut self, stream: TcpStream) {
-        let Some((session, permit, peer)) = self.admission.admit(&self.core.base.ctx, &stream)
+        let Some((session, permit, peer)) =
+            self.admission.admit(&self.core.base.ctx, self.id, &stream)
         else {
             return;
         };

@@ -41,7 +41,9 @@ const READ_SIZE: usize = 4096;
 /// socket under tcpserver and inetd, or two pipes) until it ends. Both fds
 /// are made non-blocking for the duration. Errors are failures of the
 /// engine itself (poll, fcntl), never of the client: a client that goes
-/// away just ends the session.
+/// away just ends the session. `watch` sees the session after every turn
+/// (ftpd's status file).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     session: Session<Real>,
     root: Arc<Root>,
@@ -50,6 +52,7 @@ pub fn run(
     output: BorrowedFd<'_>,
     logger: &Logger,
     rates: RateLimits,
+    watch: &mut dyn FnMut(&Session<Real>),
 ) -> io::Result<()> {
     let saved = [
         save_and_set_nonblocking(input)?,
@@ -69,7 +72,7 @@ pub fn run(
         life: Life::new(session, 0, 0, peer),
         io: PollIo { output },
     };
-    let result = serve(&mut conn, &mut core, input);
+    let result = serve(&mut conn, &mut core, input, watch);
     // Leave a shared terminal or pipe as we found it.
     let _ = rustix::fs::fcntl_setfl(input, saved[0]);
     let _ = rustix::fs::fcntl_setfl(output, saved[1]);
@@ -160,10 +163,12 @@ fn serve(
     conn: &mut PollConn<'_>,
     core: &mut PollCore<'_>,
     input: BorrowedFd<'_>,
+    watch: &mut dyn FnMut(&Session<Real>),
 ) -> io::Result<()> {
     let mut fate = conn.settle(core, 0);
     let mut done = Vec::new();
     while fate == Fate::Keep {
+        watch(&conn.life.session);
         let ready = wait(conn, input, &core.pool)?;
         if ready.pool {
             core.pool.take(0, &mut done);

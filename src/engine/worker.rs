@@ -26,6 +26,8 @@ use crate::engine::mover::{Mover, Tag};
 use crate::engine::net;
 use crate::engine::pool::{Done, JobTag, Output, Pool, Work};
 use crate::fs::exec::Real;
+use crate::monitor::board::{Gauges, PipeUse};
+use crate::monitor::row::Row;
 
 /// The shortest timer: see [`Timers::schedule`].
 pub const MIN_TIMER: Duration = Duration::from_millis(10);
@@ -217,7 +219,11 @@ impl<T: HasBase> conn::Core for T {
     }
 
     fn record(&mut self, r: &Record) {
-        self.base().ctx.log.record(r);
+        let b = self.base();
+        if let Some(s) = b.ctx.stats.as_ref().and_then(|s| s.worker(b.id)) {
+            s.record(r);
+        }
+        b.ctx.log.record(r);
     }
 
     fn note(&mut self, args: fmt::Arguments<'_>) {
@@ -238,6 +244,48 @@ impl<T: HasBase> conn::Core for T {
     fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter> {
         self.base().ctx.rates.limiter(ip, Direction::Download, now)
     }
+
+    fn count_data(&mut self, sent: u64, foreign: u32) {
+        let b = self.base();
+        if let Some(s) = b.ctx.stats.as_ref().and_then(|s| s.worker(b.id)) {
+            s.data(sent, foreign);
+        }
+    }
+}
+
+/// At the end of a worker's loop turn: answers the monitor thread's
+/// question, if one came, with the worker's gauges and (if asked) a row
+/// per session. `live` tells sessions from those only waiting for their
+/// last completions.
+pub fn answer_board<M: Mover, I>(
+    base: &Base<M>,
+    conns: &Slab<conn::Conn<M, I>>,
+    pipes: Option<PipeUse>,
+    live: impl Fn(&conn::Conn<M, I>) -> bool,
+) {
+    let board = &base.ctx.board;
+    let Some(ask) = board.asked(base.id) else {
+        return;
+    };
+    let (now, pid) = (Now::get(), std::process::id());
+    let mut gauges = Gauges {
+        pipes,
+        ..Gauges::default()
+    };
+    let mut rows = Vec::new();
+    for c in (0..conns.bound())
+        .filter_map(|i| conns.get(i))
+        .filter(|c| live(c))
+    {
+        gauges.sessions += 1;
+        if c.life.data.in_transfer() {
+            gauges.transfers += 1;
+        }
+        if ask.rows() {
+            rows.push(Row::of(&c.life.session.status(), pid, now));
+        }
+    }
+    board.answer(base.id, ask, gauges, rows);
 }
 
 /// A helper-thread job's result, for the session that asked, if it is
@@ -339,6 +387,7 @@ impl Admission {
     pub fn admit(
         &mut self,
         ctx: &Context,
+        id: usize,
         stream: &TcpStream,
     ) -> Option<(Session<Real>, Permit, SocketAddr)> {
         self.backoff.reset();
@@ -355,7 +404,12 @@ impl Admission {
             Session::new(Arc::clone(&ctx.config), ends, Now::get())
         }));
         match made {
-            Ok(session) => Some((session, permit, peer)),
+            Ok(mut session) => {
+                if let Some(w) = ctx.stats.as_ref().and_then(|s| s.worker(id)) {
+                    session.set_tally(Arc::clone(&w.tally));
+                }
+                Some((session, permit, peer))
+            }
             Err(_) => {
                 ctx.log
                     .error(format_args!("session setup panicked (peer={peer})"));
@@ -370,6 +424,9 @@ impl Admission {
         // A fresh socket's send buffer is empty: one non-blocking write.
         let mut w = stream;
         let _ = w.write(why.reply());
+        if let Some(s) = &ctx.stats {
+            s.refused(why);
+        }
         let peer = stream.peer_addr().ok().map(net::canonical);
         self.refused += 1;
         let now = Instant::now();
@@ -400,6 +457,11 @@ impl Admission {
         listener: &TcpListener,
         e: &io::Error,
     ) -> AcceptError {
+        if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            && let Some(s) = &ctx.stats
+        {
+            s.refused_by_sandbox();
+        }
         if net::is_per_connection(e) {
             return AcceptError::Continue;
         }

@@ -15,6 +15,10 @@ with_session_options! {
         /// the directory to serve
         #[argh(positional, arg_name = "ROOT")]
         pub root: Vec<String>,
+        /// keep this session's status (for aftpd-status --dir DIR) in a
+        /// file of DIR, claimed before the chroot (default: none)
+        #[argh(option, arg_name = "DIR")]
+        pub status_dir: Option<PathBuf>,
     }
 }
 
@@ -25,6 +29,8 @@ pub struct Args {
     pub session: SessionArgs,
     /// The directory to serve.
     pub root: PathBuf,
+    /// `--status-dir DIR`.
+    pub status_dir: Option<PathBuf>,
 }
 
 impl TryFrom<Options> for Args {
@@ -35,6 +41,7 @@ impl TryFrom<Options> for Args {
         Ok(Args {
             session: o.session(),
             root,
+            status_dir: o.status_dir,
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::engine::{net, poll};
 use crate::fs::Root;
 use crate::log::Logger;
 use crate::log::xferlog::Xferlog;
+use crate::monitor::statusfile::StatusFile;
 use crate::setup::cli::{Parsed, program_name};
 use crate::setup::options::Sandbox;
 use crate::setup::{self, Fail, fds};
@@ -77,6 +78,16 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     let ends = net::control_endpoints(control_in);
     net::set_control_options(control_in);
 
+    // Claimed before the chroot hides the directory; written through the
+    // descriptor afterwards.
+    let mut status = match &args.status_dir {
+        Some(dir) => Some(
+            StatusFile::claim(dir, std::process::id())
+                .map_err(|e| Fail::temporary(format!("cannot claim a status file: {e}")))?,
+        ),
+        None => None,
+    };
+
     // Read before the chroot hides /proc.
     net::ephemeral_ports();
     start::drop_privileges(root_path)?;
@@ -98,6 +109,11 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
         control_out,
         logger,
         rates,
+        &mut |session| {
+            if let Some(s) = &mut status {
+                s.publish(&session.status(), Now::get());
+            }
+        },
     )
     .map_err(|e| Fail::temporary(format!("I/O failure: {e}")))
 }

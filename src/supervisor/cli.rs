@@ -92,6 +92,15 @@ with_session_options! {
         /// ftp, else nobody)
         #[argh(option, arg_name = "NAME")]
         pub user: Option<String>,
+        /// serve the status of the open sessions (read by aftpd-status) on
+        /// a UNIX socket made at PATH, mode 0600, before the chroot
+        /// (default: none)
+        #[argh(option, arg_name = "PATH")]
+        pub control: Option<PathBuf>,
+        /// serve Prometheus metrics over HTTP on ADDR:PORT, e.g.
+        /// 127.0.0.1:9121 (default: none, and nothing is counted)
+        #[argh(option, arg_name = "ADDR:PORT", from_str_fn(listen_address))]
+        pub metrics: Option<SocketAddr>,
     }
 }
 
@@ -116,6 +125,10 @@ pub struct Args {
     pub user: Option<String>,
     /// `None`: the current directory.
     pub root: Option<PathBuf>,
+    /// `--control PATH`: the status socket.
+    pub control: Option<PathBuf>,
+    /// `--metrics ADDR:PORT`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl TryFrom<Options> for Args {
@@ -135,6 +148,8 @@ impl TryFrom<Options> for Args {
             shutdown_timeout: o.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
             user: o.user,
             root,
+            control: o.control,
+            metrics: o.metrics,
         })
     }
 }
@@ -285,6 +300,10 @@ mod tests {
             "100M",
             "--max-rate-per-ip",
             "2M",
+            "--control",
+            "/run/aftpd/control",
+            "--metrics",
+            "127.0.0.1:9121",
         ]);
         assert_eq!(a.threads, Some(3));
         assert_eq!(a.engine, Engine::Epoll);
@@ -294,6 +313,8 @@ mod tests {
         assert_eq!(a.user.as_deref(), Some("ftp"));
         assert_eq!(a.max_rate_total.map(Rate::get), Some(100 << 20));
         assert_eq!(a.max_rate_per_ip.map(Rate::get), Some(2 << 20));
+        assert_eq!(a.control, Some(PathBuf::from("/run/aftpd/control")));
+        assert_eq!(a.metrics, Some("127.0.0.1:9121".parse().unwrap()));
     }
 
     #[test]
@@ -349,6 +370,8 @@ mod tests {
                 "'--max-rate-total' with value '0'",
             ),
             (&["--max-rate-per-ip", "1.5M"], "'--max-rate-per-ip'"),
+            (&["--metrics", "9121"], "'--metrics' with value '9121'"),
+            (&["--control"], "'--control'"),
         ] {
             let e = usage(args);
             assert!(e.contains(want), "{args:?}: {e:?}");

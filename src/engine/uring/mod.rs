@@ -185,6 +185,8 @@ impl Worker {
             }
             let now = Instant::now();
             self.fire_timers(now);
+            let pipes = Some(self.core.base.mover.pipe_use());
+            worker::answer_board(&self.core.base, &self.conns, pipes, |c| !c.io.gone);
             if self.admission.resume_at.is_some_and(|t| t <= now)
                 && self.core.base.stop_deadline.is_none()
             {
@@ -527,7 +529,8 @@ impl Worker {
     /// A new control connection: checked against the limits, then a
     /// session.
     fn admit(&mut self, stream: TcpStream) {
-        let Some((session, permit, peer)) = self.admission.admit(&self.core.base.ctx, &stream)
+        let Some((session, permit, peer)) =
+            self.admission.admit(&self.core.base.ctx, self.id, &stream)
         else {
             return;
         };

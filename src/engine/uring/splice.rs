@@ -78,6 +78,11 @@ impl SpliceRing {
         }
     }
 
+    /// How the worker's pool of pipes is used, for the metrics.
+    pub fn pipe_use(&self) -> crate::monitor::board::PipeUse {
+        self.pipes.usage()
+    }
+
     /// Splices in flight for transfers already over, in `slot`.
     #[cfg(test)]
     fn retired_in(&self, slot: usize) -> usize {
