@@ -242,14 +242,23 @@ fn ftpd_sessions_show_in_a_directory(kind: Kind) {
     wait_for(&args, "the ended session gone", |s| {
         !s.contains_key(&a) && s.contains_key(&b)
     });
-    // A new session takes a free slot: no more files than sessions at
-    // once.
+    // New sessions take free slots: however many come and go, the files
+    // stay within 16 (where sessions start looking) of the most
+    // sessions at once.
+    for _ in 0..40 {
+        let mut c = Client::login(&server, Family::V4);
+        c.expect("QUIT", 221);
+    }
     let again = Client::login(&server, Family::V4);
     wait_for(&args, "the new session", |s| {
         s.contains_key(&peer_of(&again))
     });
     let files = std::fs::read_dir(&dir).unwrap().count();
-    assert!(files <= 3, "{files} status files for at most 3 sessions");
+    // (An ended ftpd may linger for a moment, holding its file.)
+    assert!(
+        files <= 16 + 10,
+        "{files} status files for at most 3 sessions at once"
+    );
     drop((again, busy));
     server.assert_alive();
     assert_table_reads(&args);

@@ -7,7 +7,8 @@
 //! it ends, so a reader shows exactly the files that are locked, and
 //! only lines written by the lock's owner; a slot whose session ended is
 //! taken by the next one. No file is ever removed, and there are never
-//! more than [`MAX_SLOTS`].
+//! more than [`MAX_SLOTS`], nor more than a few ([`SPREAD`]) beyond the
+//! most sessions that ran at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read};
@@ -26,9 +27,12 @@ use crate::core::session::{SessionStatus, TransferKind};
 pub const RECORD: usize = 1024;
 /// Slot files at most.
 pub const MAX_SLOTS: u32 = 4096;
-/// Where a session starts looking: its pid modulo this, so a few
-/// sessions rarely look at the same files.
-const SPREAD: u32 = 1024;
+/// Where a session starts looking: its pid modulo this, so sessions
+/// starting together rarely try the same file first, while the files
+/// stay no more than this many beyond the most sessions at once. (A
+/// session tries the files one by one: with many sessions at once a
+/// start costs an open and a lock attempt for each running session.)
+const SPREAD: u32 = 16;
 const PREFIX: &str = "ftpd.";
 /// How often a transfer's progress is written.
 const EVERY: Duration = Duration::from_secs(1);
