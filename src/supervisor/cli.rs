@@ -231,6 +231,13 @@ Notes:
   system calls its workers need.
   SIGHUP: reopen the --xferlog file (after a log rotation); logs go to
   standard error or syslog (facility FTP), which need no reopening.
+  --max-rate, --max-rate-per-ip and --max-rate-total are token buckets on
+  the data path: files still go without a copy, in smaller slices, and the
+  transfers under a shared limit take turns, about 1/N each.
+  --control makes its socket before the chroot, mode 0600, for
+  aftpd-status; it stays after a stop, and the next start replaces it.
+  --metrics serves GET /metrics (Prometheus text format), read-only, one
+  bounded request at a time.
 
 Exit codes:
   0    stopped by SIGTERM or SIGINT
