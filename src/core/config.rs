@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::listing::ListFormat;
+use super::message::Message;
 
 /// How every session behaves, whichever program runs it.
 #[derive(Debug, Clone)]
@@ -24,6 +25,17 @@ pub struct SessionConfig {
     /// network holds the client's address wins; the control connection's
     /// local address otherwise.
     pub pasv_address: Vec<PasvRule>,
+    /// `--banner`: the text of the 220 greeting.
+    pub banner: Option<Message>,
+    /// `--welcome`: shown in the 230 reply to PASS (unless the host's tree
+    /// has its own).
+    pub welcome: Option<Message>,
+    /// `--dir-messages`: a directory's `.message` is shown in the 250
+    /// reply to CWD into it, once a session.
+    pub dir_messages: bool,
+    /// `--vhosts`: HOST selects the tree ROOT/NAME; without it a session
+    /// gets ROOT/0.
+    pub vhosts: bool,
 }
 
 impl Default for SessionConfig {
@@ -35,6 +47,10 @@ impl Default for SessionConfig {
             list_format: ListFormat::Ls,
             pasv_ports: None,
             pasv_address: Vec::new(),
+            banner: None,
+            welcome: None,
+            dir_messages: false,
+            vhosts: false,
         }
     }
 }

@@ -2,12 +2,14 @@
 //! the same publishing rules as the real one (`crate::fs`): the core's
 //! unit tests and the `session` fuzz target drive a session with it, so
 //! they need no disk. Symlinks are the real layer's business and are not
-//! modelled here.
+//! modelled here. With [`MemFs::vhosts`] it has publicfile's layout: the
+//! default tree is `/0`, a host's tree `/NAME`.
 
 use std::collections::BTreeMap;
 
+use super::message::{self, MessageFile};
 use super::meta::{FsError, Kind, Meta};
-use super::session::{FsAnswer, FsRequest, Handles, Listed};
+use super::session::{FsAnswer, FsRequest, Handles, HostTree, Listed, Tree};
 use super::vpath::VPath;
 
 /// Entries a `ReadDir` answer holds at most: small, so that tests see
@@ -21,7 +23,12 @@ pub struct Mem;
 impl Handles for Mem {
     type File = MemFile;
     type Dir = MemDir;
+    type Tree = MemTree;
 }
+
+/// A host's tree: the directory it is, `/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemTree(pub Vec<u8>);
 
 /// An open file: its bytes as they were when opened.
 #[derive(Debug, Clone)]
@@ -55,6 +62,8 @@ pub struct MemFs {
     nodes: BTreeMap<Vec<u8>, Node>,
     /// Modification time of every entry, seconds since the epoch.
     pub mtime: i64,
+    /// Publicfile's layout: the default tree is `/0`, HOST finds `/NAME`.
+    vhosts: bool,
 }
 
 impl Default for MemFs {
@@ -71,7 +80,14 @@ impl MemFs {
         MemFs {
             nodes,
             mtime: 1_700_000_000,
+            vhosts: false,
         }
+    }
+
+    /// Serves `/0` by default and `/NAME` to HOST NAME (`--vhosts`).
+    pub fn vhosts(&mut self) -> &mut MemFs {
+        self.vhosts = true;
+        self
     }
 
     /// Adds a directory (its parent must be added first to be reachable).
@@ -92,22 +108,39 @@ impl MemFs {
         self
     }
 
-    /// Answers `request` as the real filesystem layer would.
-    pub fn answer(&self, request: FsRequest<Mem>) -> FsAnswer<Mem> {
+    /// Answers `request` for `tree` as the real filesystem layer would.
+    pub fn answer(&self, tree: &Tree<Mem>, request: FsRequest<Mem>) -> FsAnswer<Mem> {
+        let top: &[u8] = match tree {
+            Tree::Host(MemTree(dir)) => dir,
+            Tree::Default if self.vhosts => b"/0",
+            Tree::Default => b"",
+        };
+        // A path of the tree, as a path of the whole.
+        let at = |p: &VPath| -> Vec<u8> {
+            match p.is_root() {
+                true if top.is_empty() => b"/".to_vec(),
+                true => top.to_vec(),
+                false => [top, p.as_bytes()].concat(),
+            }
+        };
         match request {
-            FsRequest::Stat(p) => FsAnswer::Stat(self.published(p.as_bytes())),
-            FsRequest::OpenFile(p) => FsAnswer::File(self.published(p.as_bytes()).and_then(|m| {
-                match self.nodes.get(p.as_bytes()) {
-                    Some(Node::File { body, .. }) => Ok((MemFile { body: body.clone() }, m)),
-                    _ => Err(FsError::NotFile),
-                }
-            })),
+            FsRequest::Stat(p) => FsAnswer::Stat(self.published(&at(&p))),
+            FsRequest::OpenFile(p) => {
+                FsAnswer::File(self.published(&at(&p)).and_then(
+                    |m| match self.nodes.get(&at(&p)) {
+                        Some(Node::File { body, .. }) => Ok((MemFile { body: body.clone() }, m)),
+                        _ => Err(FsError::NotFile),
+                    },
+                ))
+            }
             FsRequest::OpenList(p) => {
-                FsAnswer::List(self.published(p.as_bytes()).map(|m| match m.kind {
-                    Kind::Dir => Listed::Dir(self.open_dir(&p)),
+                FsAnswer::List(self.published(&at(&p)).map(|m| match m.kind {
+                    Kind::Dir => Listed::Dir(self.open_dir(&at(&p))),
                     _ => Listed::File(m),
                 }))
             }
+            FsRequest::Message { dir, file } => FsAnswer::Message(self.message(&at(&dir), file)),
+            FsRequest::Host(name) => FsAnswer::Host(self.host(&name)),
             FsRequest::ReadDir(mut dir, mut out) => {
                 for (name, meta) in dir.entries.iter().skip(dir.next).take(BATCH) {
                     out.push(name, *meta);
@@ -119,11 +152,41 @@ impl MemFs {
         }
     }
 
-    fn open_dir(&self, dir: &VPath) -> MemDir {
-        let prefix = if dir.is_root() {
+    /// A message file of the published directory `dir`: a world-readable
+    /// regular file, its first `MAX_BYTES`.
+    fn message(&self, dir: &[u8], file: MessageFile) -> Result<Vec<u8>, FsError> {
+        if self.published(dir)?.kind != Kind::Dir {
+            return Err(FsError::NotFound);
+        }
+        let path = [dir.strip_suffix(b"/").unwrap_or(dir), b"/", file.name()].concat();
+        match self.nodes.get(&path) {
+            Some(Node::File { mode, body }) if mode & 0o004 != 0 => {
+                Ok(body[..body.len().min(message::MAX_BYTES)].to_vec())
+            }
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// The tree of host `name`: the published directory `/NAME`.
+    fn host(&self, name: &[u8]) -> Result<HostTree<Mem>, FsError> {
+        let dir = VPath::root().child(name).ok_or(FsError::NotFound)?;
+        if !self.vhosts || self.published(dir.as_bytes())?.kind != Kind::Dir {
+            return Err(FsError::NotFound);
+        }
+        let banner = self
+            .message(dir.as_bytes(), MessageFile::Banner)
+            .unwrap_or_default();
+        Ok(HostTree {
+            tree: MemTree(dir.as_bytes().to_vec()),
+            banner,
+        })
+    }
+
+    fn open_dir(&self, dir: &[u8]) -> MemDir {
+        let prefix = if dir == b"/" {
             b"/".to_vec()
         } else {
-            let mut p = dir.as_bytes().to_vec();
+            let mut p = dir.to_vec();
             p.push(b'/');
             p
         };

@@ -14,16 +14,20 @@ use crate::core::vpath::VPath;
 
 /// The handles of the real tree: an open file (shared, so that an
 /// operation in flight on a helper thread or in the kernel can hold it
-/// while the transfer it belongs to is dropped), a directory being read.
+/// while the transfer it belongs to is dropped), a directory being read,
+/// a virtual host's tree (shared by its sessions, see `fs::trees`).
 #[derive(Debug)]
 pub struct Real;
 
 impl Handles for Real {
     type File = Arc<File>;
     type Dir = Box<DirReader>;
+    type Tree = Arc<Root>;
 }
 
-/// Answers `request`. What is not published is `NotFound`.
+/// Answers `request` in the tree `root`. What is not published is
+/// `NotFound`. (`FsRequest::Host` is for `fs::trees::Trees`, which knows
+/// the hosts; a lone tree has none.)
 pub fn execute(root: &Arc<Root>, request: FsRequest<Real>) -> FsAnswer<Real> {
     match request {
         FsRequest::Stat(path) => FsAnswer::Stat(published(root, &path)),
@@ -35,6 +39,10 @@ pub fn execute(root: &Arc<Root>, request: FsRequest<Real>) -> FsAnswer<Real> {
             let result = dir.read_batch(&mut entries).map_err(FsError::Io);
             FsAnswer::ReadDir(dir, entries, result)
         }
+        FsRequest::Message { dir, file } => {
+            FsAnswer::Message(super::message::read(root, &dir, file))
+        }
+        FsRequest::Host(_) => FsAnswer::Host(Err(FsError::NotFound)),
     }
 }
 
@@ -52,6 +60,6 @@ fn open_list(root: &Arc<Root>, path: VPath) -> Result<Listed<Real>, FsError> {
         return Ok(Listed::File(meta));
     }
     let (fd, _) = root.open_dir(&path)?;
-    let reader = DirReader::new(Arc::clone(root), fd, path).map_err(FsError::Io)?;
+    let reader = DirReader::new(Arc::clone(root), fd).map_err(FsError::Io)?;
     Ok(Listed::Dir(Box::new(reader)))
 }

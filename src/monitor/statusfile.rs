@@ -7,7 +7,7 @@
 //! it ends, so a reader shows exactly the files that are locked, and
 //! only lines written by the lock's owner; a slot whose session ended is
 //! taken by the next one. No file is ever removed, and there are never
-//! more than [`MAX_SLOTS`], nor more than a few ([`SPREAD`]) beyond the
+//! more than [`MAX_SLOTS`], nor more than a few (16) beyond the
 //! most sessions that ran at once.
 
 use std::fs::{File, OpenOptions};

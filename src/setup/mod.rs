@@ -9,8 +9,10 @@
 
 pub mod cli;
 pub mod fds;
+pub mod messages;
 pub mod options;
 pub mod privs;
+pub mod vhosts;
 
 use std::fmt;
 use std::process::ExitCode;

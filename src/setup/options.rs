@@ -43,6 +43,16 @@ pub struct SessionArgs {
     pub sandbox: Sandbox,
     /// `--max-rate`: bytes per second of each data transfer.
     pub max_rate: Option<Rate>,
+    /// `--banner FILE` and `--welcome FILE`, read before the chroot into
+    /// `config` (see [`crate::setup::messages`]).
+    pub messages: MessagePaths,
+}
+
+/// Where the banner and the welcome are read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessagePaths {
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
 }
 
 /// The session options as given, before the defaults fill the gaps
@@ -58,6 +68,10 @@ pub struct Given {
     pub pasv_address: Vec<PasvRule>,
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
+    pub dir_messages: bool,
+    pub vhosts: bool,
     pub max_rate: Option<Rate>,
 }
 
@@ -72,6 +86,11 @@ impl From<Given> for SessionArgs {
                 list_format: g.list_format.unwrap_or(d.list_format),
                 pasv_ports: g.pasv_ports,
                 pasv_address: g.pasv_address,
+                // The texts are read by the program, before the chroot.
+                banner: None,
+                welcome: None,
+                dir_messages: g.dir_messages,
+                vhosts: g.vhosts,
             },
             log: if g.syslog {
                 LogTo::Syslog
@@ -83,6 +102,10 @@ impl From<Given> for SessionArgs {
                 Sandbox::Skip
             } else {
                 Sandbox::Enter
+            },
+            messages: MessagePaths {
+                banner: g.banner,
+                welcome: g.welcome,
             },
             max_rate: g.max_rate,
         }
@@ -154,6 +177,25 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
+            /// the text of the 220 greeting, read from FILE (before the
+            /// chroot; the supervisor reads it again on SIGHUP), shown as
+            /// a multi-line reply
+            #[argh(option, arg_name = "FILE")]
+            pub banner: Option<std::path::PathBuf>,
+            /// a text read from FILE as --banner is, shown in the 230
+            /// reply after login
+            #[argh(option, arg_name = "FILE")]
+            pub welcome: Option<std::path::PathBuf>,
+            /// show a directory's .message file in the 250 reply to CWD
+            /// into it, the first time a session enters it
+            #[argh(switch)]
+            pub dir_messages: bool,
+            /// virtual hosts with publicfile's layout: ROOT/0 is served to
+            /// a client that sends no HOST, ROOT/NAME to one that sends
+            /// HOST NAME (unknown names are answered 504); each tree may
+            /// hold a .banner and a .welcome
+            #[argh(switch)]
+            pub vhosts: bool,
             /// most bytes per second of each data transfer (download or
             /// listing), K, M or G for 1024, 1024², 1024³: 512K, 10M
             /// (default: no limit)
@@ -178,6 +220,10 @@ macro_rules! with_session_options {
                     pasv_address: self.pasv_address.clone(),
                     xferlog: self.xferlog.clone(),
                     no_sandbox: self.no_sandbox,
+                    banner: self.banner.clone(),
+                    welcome: self.welcome.clone(),
+                    dir_messages: self.dir_messages,
+                    vhosts: self.vhosts,
                     max_rate: self.max_rate,
                 }
                 .into()
@@ -263,6 +309,9 @@ mod tests {
         assert_eq!(s.log, LogTo::Stderr);
         assert_eq!(s.xferlog, None);
         assert_eq!(s.sandbox, Sandbox::Enter);
+        assert_eq!(s.messages, MessagePaths::default());
+        assert!(!s.config.dir_messages);
+        assert!(!s.config.vhosts);
         assert_eq!(s.max_rate, None);
     }
 
@@ -284,6 +333,12 @@ mod tests {
             "--xferlog",
             "/var/log/xferlog",
             "--no-sandbox",
+            "--banner",
+            "/etc/aftpd/banner",
+            "--welcome",
+            "/etc/aftpd/welcome",
+            "--dir-messages",
+            "--vhosts",
             "--max-rate",
             "512K",
         ])
@@ -300,6 +355,13 @@ mod tests {
         assert_eq!(s.log, LogTo::Syslog);
         assert_eq!(s.xferlog, Some(PathBuf::from("/var/log/xferlog")));
         assert_eq!(s.sandbox, Sandbox::Skip);
+        assert_eq!(s.messages.banner, Some(PathBuf::from("/etc/aftpd/banner")));
+        assert_eq!(
+            s.messages.welcome,
+            Some(PathBuf::from("/etc/aftpd/welcome"))
+        );
+        assert!(s.config.dir_messages);
+        assert!(s.config.vhosts);
         assert_eq!(s.max_rate.map(Rate::get), Some(512 * 1024));
     }
 
@@ -330,6 +392,8 @@ mod tests {
             ("--list-format", "ls"),
             ("--pasv-ports", "2000-3000"),
             ("--xferlog", "5"),
+            ("--banner", "b"),
+            ("--welcome", "w"),
             ("--max-rate", "1M"),
         ] {
             let e = error(&[opt, v, opt, v]);
@@ -394,6 +458,10 @@ mod tests {
                 "--pasv-address",
                 "--xferlog",
                 "--no-sandbox",
+                "--banner",
+                "--welcome",
+                "--dir-messages",
+                "--vhosts",
                 "--max-rate",
             ]
         );

@@ -7,13 +7,15 @@
 mod action;
 mod commands;
 mod data;
+mod host;
 mod listing;
+mod messages;
 mod pending;
 mod status;
 
 pub use action::{
-    Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, Listed, Record, Source, TransferError,
-    TransferKind, TransferRecord,
+    Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record, Source,
+    TransferError, TransferKind, TransferRecord, Tree,
 };
 pub use status::{SessionStatus, TransferStatus};
 
@@ -24,6 +26,7 @@ use std::time::Instant;
 
 use self::data::Data;
 use self::listing::Listing;
+use self::messages::Shown;
 use self::pending::Pending;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
@@ -95,6 +98,10 @@ pub struct Session<H: Handles> {
     last_now: Now,
     /// The id of the next filesystem request.
     next_fs_id: u32,
+    /// The tree the filesystem requests are for (HOST may change it).
+    tree: Tree<H>,
+    /// The directories whose `.message` was shown.
+    shown: Shown,
     closed: bool,
     /// The verb of the last command, for a status listing.
     verb: Verb,
@@ -127,15 +134,15 @@ impl<H: Handles> Session<H> {
             data: Data::None,
             last_now: now,
             next_fs_id: 0,
+            tree: Tree::Default,
+            shown: Shown::default(),
             closed: false,
             verb: Verb::NONE,
             tally: None,
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
-        if s.config.greeting {
-            s.reply(Code::Ready, "aftpd: anonymous read-only FTP server ready.");
-        }
+        s.greet();
         s
     }
 
@@ -237,8 +244,9 @@ impl<H: Handles> Session<H> {
             .as_ref()
             .is_some_and(|p| now.mono >= p.deadline)
         {
-            self.pending = None;
-            self.reply(Code::FileBusy, "Temporarily unavailable; try again later.");
+            if let Some(p) = self.pending.take() {
+                self.gave_up(p.then, now);
+            }
             self.idle_deadline = now.mono + self.config.idle_timeout;
             self.process(now);
             return;
@@ -298,7 +306,8 @@ impl<H: Handles> Session<H> {
     fn request(&mut self, request: FsRequest<H>) -> u32 {
         let id = self.next_fs_id;
         self.next_fs_id = self.next_fs_id.wrapping_add(1);
-        self.actions.push_back(Action::Fs { id, request });
+        let tree = self.tree.clone();
+        self.actions.push_back(Action::Fs { id, tree, request });
         id
     }
 

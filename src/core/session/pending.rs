@@ -38,6 +38,12 @@ pub(super) enum Then {
         kind: TransferKind,
     },
     Stat(VPath),
+    /// HOST's lookup of the host's tree.
+    Host,
+    /// The tree's welcome, for the 230 after PASS.
+    Welcome,
+    /// The message of the directory CWD entered, for the 250.
+    DirMessage(VPath),
 }
 
 /// How a failed request is answered: LIST, NLST and STAT have no 550 in
@@ -65,7 +71,7 @@ impl<H: Handles> Session<H> {
     /// absent (the filesystem layer says `NotFound` for both).
     pub(super) fn refuse(&mut self, e: &FsError, refusal: Refusal) {
         let text = match e {
-            FsError::NotFound | FsError::Denied => "No such file or directory.",
+            FsError::NotFound => "No such file or directory.",
             FsError::NotFile => "Not a plain file.",
             FsError::NotDir => "Not a directory.",
             FsError::Busy(_) => "Temporarily unavailable; try again later.",
@@ -82,10 +88,7 @@ impl<H: Handles> Session<H> {
     pub(super) fn resume(&mut self, then: Then, answer: FsAnswer<H>, now: Now) {
         match (then, answer) {
             (Then::Cwd(path), FsAnswer::Stat(r)) => match r {
-                Ok(m) if m.kind == Kind::Dir => {
-                    self.cwd = path;
-                    self.reply(Code::FileOk, "Directory changed.");
-                }
+                Ok(m) if m.kind == Kind::Dir => self.entered(path, now),
                 Ok(_) => self.reply(Code::FileUnavailable, "Not a directory."),
                 Err(e) => self.refuse(&e, Refusal::Code550),
             },
@@ -131,9 +134,25 @@ impl<H: Handles> Session<H> {
                 }
                 Err(e) => self.refuse(&e, Refusal::Code450),
             },
+            (Then::Host, FsAnswer::Host(r)) => self.host_found(r, now),
+            // A message that cannot be read is left out.
+            (Then::Welcome, FsAnswer::Message(r)) => self.welcome(r.ok()),
+            (Then::DirMessage(dir), FsAnswer::Message(r)) => self.dir_message(&dir, r.ok()),
             // An answer of another kind than asked: an engine bug. Say so
             // rather than hang the command.
             _ => self.reply(Code::LocalError, "Internal error; try again."),
+        }
+    }
+
+    /// No answer came in time. A login or a CWD has happened already and
+    /// goes without its message; HOST cannot go on; anything else may be
+    /// tried again.
+    pub(super) fn gave_up(&mut self, then: Then, now: Now) {
+        match then {
+            Then::Welcome => self.welcome(None),
+            Then::DirMessage(dir) => self.dir_message(&dir, None),
+            Then::Host => self.host_unavailable(now),
+            _ => self.reply(Code::FileBusy, "Temporarily unavailable; try again later."),
         }
     }
 
