@@ -14,7 +14,7 @@ use super::datapath::DataPath;
 use super::mover::Mover;
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
-use crate::core::rate::Limiter;
+use crate::core::rate::{Direction, Limiter};
 use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Tree};
 use crate::fs::exec::Real;
 
@@ -56,9 +56,11 @@ pub trait Core {
     /// Set once the server stops: then sessions with no transfer in flight
     /// are closed with 421, and no input is read.
     fn stop_deadline(&self) -> Option<Instant>;
-    /// The bandwidth limits of a new download by the client at `ip`
-    /// (`core::rate`), or `None` when none applies.
-    fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter>;
+    /// The bandwidth limits of a new transfer of the client at `ip` in
+    /// direction `dir` (`core::rate`), or `None` when none applies. A
+    /// receiving path bounds each read by [`Limiter::allow`] and reports
+    /// with [`Limiter::spend`], as `xfer` does for sends.
+    fn limiter(&mut self, ip: Option<IpAddr>, dir: Direction, now: Instant) -> Option<Limiter>;
     /// For the metrics: bytes sent on data connections since the last
     /// call, and data connections from other addresses closed.
     fn count_data(&mut self, _sent: u64, _foreign: u32) {}
@@ -397,7 +399,8 @@ impl<M: Mover, I> Conn<M, I> {
             Action::AbortData => life.data.abort(core.mover()),
             Action::Close => self.start_closing(core, b""),
             Action::Transfer { conn, source } => {
-                let limit = core.limiter(life.peer.map(|p| p.ip()), now.mono);
+                let ip = life.peer.map(|p| p.ip());
+                let limit = core.limiter(ip, Direction::Download, now.mono);
                 life.data
                     .start(&mut life.session, core.mover(), conn, source, limit, now)
             }

@@ -130,8 +130,8 @@ impl conn::Core for PollCore<'_> {
         None
     }
 
-    fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter> {
-        self.rates.limiter(ip, Direction::Download, now)
+    fn limiter(&mut self, ip: Option<IpAddr>, dir: Direction, now: Instant) -> Option<Limiter> {
+        self.rates.limiter(ip, dir, now)
     }
 }
 

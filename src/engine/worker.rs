@@ -242,8 +242,8 @@ impl<T: HasBase> conn::Core for T {
         self.base().stop_deadline
     }
 
-    fn limiter(&mut self, ip: Option<IpAddr>, now: Instant) -> Option<Limiter> {
-        self.base().ctx.rates.limiter(ip, Direction::Download, now)
+    fn limiter(&mut self, ip: Option<IpAddr>, dir: Direction, now: Instant) -> Option<Limiter> {
+        self.base().ctx.rates.limiter(ip, dir, now)
     }
 
     fn count_data(&mut self, sent: u64, foreign: u32) {
