@@ -12,6 +12,7 @@ pub mod memfs;
 pub mod message;
 pub mod meta;
 pub mod proto;
+pub mod proxy;
 pub mod rate;
 pub mod session;
 pub mod tally;

@@ -16,9 +16,14 @@ use crate::core::rate::{Allow, Limiter};
 use crate::core::session::{DataOut, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
-/// Bytes one turn moves at most, so that a fast reader of a large file
-/// cannot hold a worker that serves other sessions too.
+/// Bytes one turn moves at most, so that a fast reader cannot hold a
+/// worker that serves other sessions too. The bound is on work, not bytes:
+/// a zero-copy send costs the worker next to nothing a byte, a copy
+/// (TYPE A) a read and a pass over each byte, a listing the formatting of
+/// each line (16 KiB is some two hundred lines).
 pub const BUDGET: u64 = 4 << 20;
+const COPY_BUDGET: u64 = 1 << 20;
+const STREAM_BUDGET: u64 = 64 << 10;
 /// Bytes read from a file at a time on the copying path.
 pub const COPY_CHUNK: usize = 64 * 1024;
 
@@ -106,7 +111,7 @@ impl<M: Mover> Xfer<M> {
     }
 
     /// Moves bytes until the socket is full, the source has nothing now,
-    /// an operation is in flight, everything is sent, [`BUDGET`] bytes
+    /// an operation is in flight, everything is sent, this turn's budget
     /// went out in this call, or the limit allows no more before a later
     /// instant than `now`.
     pub fn run(
@@ -131,7 +136,14 @@ impl<M: Mover> Xfer<M> {
         tag: Tag,
         now: Instant,
     ) -> Result<Step, TransferError> {
-        let end = self.sent + BUDGET;
+        let budget = match &self.src {
+            Src::Stream => STREAM_BUDGET,
+            Src::File {
+                zero_copy: true, ..
+            } => BUDGET,
+            Src::File { .. } => COPY_BUDGET,
+        };
+        let end = self.sent + budget;
         loop {
             if self.at < self.out.len() {
                 let room = match room(&mut self.limit, self.sent, end, now) {
