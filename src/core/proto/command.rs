@@ -108,7 +108,7 @@ pub enum ParseError {
 }
 
 /// Verbs that would modify the archive.
-const WRITE_VERBS: [&str; 13] = [
+pub const WRITE_VERBS: [&str; 13] = [
     "STOR", "STOU", "APPE", "DELE", "MKD", "XMKD", "RMD", "XRMD", "RNFR", "RNTO", "MFMT", "MFF",
     "MFCT",
 ];
@@ -116,7 +116,7 @@ const WRITE_VERBS: [&str; 13] = [
 /// Verbs recognised but not offered: the security extensions other than
 /// AUTH, PBSZ and PROT, REIN, SMNT, RFC 1639's long-address LPRT/LPSV
 /// (EPRT/EPSV do their work)...
-const NOT_OFFERED: [&str; 10] = [
+pub const NOT_OFFERED: [&str; 10] = [
     "SMNT", "REIN", "ADAT", "CCC", "MIC", "CONF", "ENC", "LANG", "LPRT", "LPSV",
 ];
 

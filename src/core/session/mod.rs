@@ -11,12 +11,14 @@ mod host;
 mod listing;
 mod messages;
 mod pending;
+mod status;
 mod tls;
 
 pub use action::{
     Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record, Source,
     TlsFailure, TransferError, TransferKind, TransferRecord, Tree,
 };
+pub use status::{SessionStatus, TransferStatus};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +36,7 @@ use crate::core::listing::Facts;
 use crate::core::proto::command::{self, Command, ParseError};
 use crate::core::proto::reply::{self, Code};
 use crate::core::proto::telnet::{Line, LineReader};
+use crate::core::tally::{Tally, Verb};
 use crate::core::vpath::VPath;
 
 /// The two ends of the control connection, where known.
@@ -104,6 +107,10 @@ pub struct Session<H: Handles> {
     /// The directories whose `.message` was shown.
     shown: Shown,
     closed: bool,
+    /// The verb of the last command, for a status listing.
+    verb: Verb,
+    /// The worker's counts, for the metrics (`None`: not counted).
+    tally: Option<Arc<Tally>>,
 }
 
 impl<H: Handles> Session<H> {
@@ -135,6 +142,8 @@ impl<H: Handles> Session<H> {
             tree: Tree::Default,
             shown: Shown::default(),
             closed: false,
+            verb: Verb::NONE,
+            tally: None,
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
@@ -347,6 +356,7 @@ impl<H: Handles> Session<H> {
                 break;
             };
             self.idle_deadline = now.mono + self.config.idle_timeout;
+            self.counted(&line);
             match line {
                 Line::TooLong => self.reply(Code::Unknown, "Command line too long."),
                 Line::Text(text) => self.dispatch(&text, now),
