@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use super::mover::{Mover, Tag};
 use super::net;
+use super::slow::Pace;
 use super::tls::data::DataTls;
 use super::xfer::{Step, Xfer, finish_socket};
 use crate::core::clock::Now;
@@ -78,6 +79,8 @@ pub struct DataPath<M: Mover> {
     tls: Option<Box<DataTls>>,
     /// Bytes sent since the engine last asked: for the metrics.
     sent: u64,
+    /// The current transfer's pace (a slow reader gets a short queue).
+    pace: Pace,
 }
 
 impl<M: Mover> DataPath<M> {
@@ -94,6 +97,7 @@ impl<M: Mover> DataPath<M> {
             refused: 0,
             tls: None,
             sent: 0,
+            pace: Pace::default(),
         }
     }
 
@@ -212,6 +216,7 @@ impl<M: Mover> DataPath<M> {
         limit: Option<Limiter>,
         now: Now,
     ) {
+        self.pace = Pace::default();
         let mut xfer = Box::new(Xfer::new(source, limit));
         if let Some(tls) = self.tls.take() {
             xfer.protect(tls);
@@ -386,6 +391,7 @@ impl<M: Mover> DataPath<M> {
         let step = x.run(sock, session, mover, tag, now.mono);
         if x.sent > before {
             self.sent += x.sent - before;
+            self.pace.observe(sock, x.sent, now.mono);
             session.on_data_progress(x.sent, now);
         }
         self.wake = None;
