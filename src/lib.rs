@@ -10,6 +10,7 @@ pub mod core;
 pub mod engine;
 pub mod fs;
 pub mod ftpd;
+pub mod hook;
 pub mod log;
 pub mod sandbox;
 pub mod setup;

@@ -138,7 +138,17 @@ pub fn restrict_filesystem(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
 ) -> io::Result<Enforced> {
-    landlock::restrict(root, writable)
+    landlock::restrict(root, writable, None)
+}
+
+/// [`restrict_filesystem`], and with `incoming` (the drop box of
+/// `--incoming`) where files may be written, made and removed.
+pub fn restrict_filesystem_uploads(
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+    incoming: Option<BorrowedFd<'_>>,
+) -> io::Result<Enforced> {
+    landlock::restrict(root, writable, incoming)
 }
 
 /// What became of the seccomp filter.
@@ -162,7 +172,17 @@ impl fmt::Display for Filtered {
 /// it creates later), or with `all_threads` on every thread of the
 /// process (`SECCOMP_FILTER_FLAG_TSYNC`). Sets no_new_privs.
 pub fn restrict_syscalls(profile: Profile, all_threads: bool) -> io::Result<Filtered> {
-    let program = match filter(profile) {
+    restrict_syscalls_uploads(profile, false, all_threads)
+}
+
+/// [`restrict_syscalls`], with the calls of the upload path
+/// ([`UPLOADS`]) when `uploads` (`--incoming`) is on.
+pub fn restrict_syscalls_uploads(
+    profile: Profile,
+    uploads: bool,
+    all_threads: bool,
+) -> io::Result<Filtered> {
+    let program = match filter_uploads(profile, uploads) {
         Ok(p) => p,
         Err(FilterError::Arch) => {
             return Ok(Filtered::Unsupported(format!(
@@ -194,8 +214,19 @@ pub fn enter(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
 ) -> io::Result<Report> {
-    let landlock = restrict_filesystem(root, writable)?;
-    let seccomp = restrict_syscalls(profile, false)?;
+    enter_uploads(profile, root, writable, None)
+}
+
+/// [`enter`], with the drop box `incoming` writable and the upload
+/// path's calls allowed when it is given.
+pub fn enter_uploads(
+    profile: Profile,
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+    incoming: Option<BorrowedFd<'_>>,
+) -> io::Result<Report> {
+    let landlock = restrict_filesystem_uploads(root, writable, incoming)?;
+    let seccomp = restrict_syscalls_uploads(profile, incoming.is_some(), false)?;
     Ok(Report { landlock, seccomp })
 }
 
@@ -251,8 +282,13 @@ const ARCH: Option<seccompiler::TargetArch> = None;
 
 /// The compiled filter of `profile`.
 pub fn filter(profile: Profile) -> Result<BpfProgram, FilterError> {
+    filter_uploads(profile, false)
+}
+
+/// The compiled filter of `profile`, with [`UPLOADS`] if `uploads`.
+pub fn filter_uploads(profile: Profile, uploads: bool) -> Result<BpfProgram, FilterError> {
     let arch = ARCH.ok_or(FilterError::Arch)?;
-    let rules = rules(profile).map_err(FilterError::Build)?;
+    let rules = rules(profile, uploads).map_err(FilterError::Build)?;
     let f = SeccompFilter::new(
         rules,
         SeccompAction::Errno(DENIED as u32),
@@ -339,9 +375,14 @@ pub fn allowed(profile: Profile) -> Vec<i64> {
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
 
-fn rules(profile: Profile) -> Result<Rules, seccompiler::BackendError> {
+fn rules(profile: Profile, uploads: bool) -> Result<Rules, seccompiler::BackendError> {
     let mut map: Rules = BTreeMap::new();
-    for nr in common().into_iter().chain(extra(profile)) {
+    let upload_calls = if uploads { &UPLOADS[..] } else { &[] };
+    for nr in common()
+        .into_iter()
+        .chain(extra(profile))
+        .chain(upload_calls.iter().copied())
+    {
         map.insert(nr, Vec::new());
     }
     let dword = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value);
@@ -489,6 +530,22 @@ fn extra(profile: Profile) -> Vec<i64> {
     }
 }
 
+/// What the upload path adds (only with `--incoming`): fchmod of a new
+/// file to the operator's mode, pwrite of its data (helper threads; the
+/// io_uring workers write through their ring), fstatfs for the free
+/// space, fsync of the file and its directory, linkat to name it,
+/// unlinkat of a temporary name or an upload given up, readlinkat to find
+/// where a symlink's file lies (the write-only rule).
+pub const UPLOADS: [i64; 7] = [
+    libc::SYS_fchmod,
+    libc::SYS_pwrite64,
+    libc::SYS_fstatfs,
+    libc::SYS_fsync,
+    libc::SYS_linkat,
+    libc::SYS_unlinkat,
+    libc::SYS_readlinkat,
+];
+
 /// `cachestat(2)`, the same number on every architecture: engines ask
 /// whether a file's next bytes are in the page cache before sending them
 /// (`engine::cache_first`).
@@ -527,6 +584,16 @@ mod tests {
             let list = allowed(p);
             for nr in never {
                 assert!(!list.contains(&nr), "{p} allows syscall {nr}");
+            }
+        }
+        for nr in never {
+            assert!(!UPLOADS.contains(&nr), "uploads allow syscall {nr}");
+        }
+        for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
+            assert!(filter_uploads(p, true).is_ok());
+            // Without --incoming, none of the write side.
+            for nr in UPLOADS {
+                assert!(!allowed(p).contains(&nr), "{p} allows syscall {nr}");
             }
         }
         assert!(!allowed(Profile::Poll).contains(&libc::SYS_epoll_ctl));

@@ -317,7 +317,10 @@ impl<M: Mover, I> Conn<M, I> {
                 self.perform(core, slot, a);
             }
             let stopping = core.stop_deadline().is_some();
-            if stopping && !self.life.closing() && !self.life.data.in_transfer() {
+            // A transfer in flight, or an upload being committed (its
+            // client waits for the 226), may finish first.
+            let busy = self.life.data.in_transfer() || self.life.session.storing();
+            if stopping && !self.life.closing() && !busy {
                 self.start_closing(core, SHUTDOWN_REPLY);
             }
             self.io.flush(core, slot, &mut self.life);

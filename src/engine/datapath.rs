@@ -27,7 +27,8 @@ const ACCEPT_BATCH: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     Nothing,
-    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener.
+    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener, or
+    /// an upload's connection.
     Readable,
     /// Its descriptor to be writable: a connect in progress, or a full
     /// socket.
@@ -90,6 +91,7 @@ impl<M: Mover> DataPath<M> {
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match (&self.state, self.wait) {
             (State::Listening(l) | State::Accepting(l, _), Wait::Readable) => Some(l.as_fd()),
+            (State::Open(s, _), Wait::Readable) => Some(s.as_fd()),
             (State::Connecting(s, _) | State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
             _ => None,
         }
@@ -345,10 +347,11 @@ impl<M: Mover> DataPath<M> {
         }
         self.wait = match step {
             Step::Blocked => Wait::Writable,
+            Step::Incoming => Wait::Readable,
             Step::Pending => Wait::Mover,
             Step::Session => Wait::Session,
             Step::Done => {
-                let sent = x.sent;
+                let sent = x.total();
                 finish_socket(sock);
                 self.abort(mover);
                 session.on_transfer_done(Ok(sent), now);

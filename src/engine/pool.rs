@@ -49,14 +49,28 @@ pub enum Work {
         offset: u64,
         len: u64,
     },
+    /// Writes all of `buf` to `file` at `offset` (an upload's data).
+    Write {
+        file: Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+    },
 }
 
 /// The result of a job.
 pub enum Output {
     Fs(FsAnswer<Real>),
+    /// For a transfer's mover.
+    Mover(Helped),
+}
+
+/// What a helper thread did for a transfer.
+pub enum Helped {
     /// Bytes now in the page cache from the offset (fewer than asked: the
     /// file ended).
     Warm(io::Result<u64>),
+    /// The buffer written (back, to be reused), or why it could not be.
+    Wrote(Vec<u8>, io::Result<()>),
 }
 
 /// A finished job, for the worker that submitted it.
@@ -72,10 +86,19 @@ struct Job {
 }
 
 impl Job {
+    /// Directory batches, file reads and writes, and commits (an fsync
+    /// may take seconds) are bulk; what a command waits for is quick.
     fn is_bulk(&self) -> bool {
         !matches!(
             self.work,
-            Work::Fs(FsRequest::Stat(_) | FsRequest::OpenFile(_) | FsRequest::OpenList(_))
+            Work::Fs(
+                FsRequest::Stat(_)
+                    | FsRequest::OpenFile(_)
+                    | FsRequest::OpenList(_)
+                    | FsRequest::Create { .. }
+                    | FsRequest::Space(_)
+                    | FsRequest::Discard(_)
+            )
         )
     }
 }
@@ -204,7 +227,13 @@ impl Inner {
             let bulk = job.is_bulk();
             let output = match job.work {
                 Work::Fs(request) => Output::Fs(exec::execute(&self.root, request)),
-                Work::Warm { file, offset, len } => Output::Warm(warm(&file, offset, len)),
+                Work::Warm { file, offset, len } => {
+                    Output::Mover(Helped::Warm(warm(&file, offset, len)))
+                }
+                Work::Write { file, offset, buf } => {
+                    let r = write_all_at(&file, offset, &buf);
+                    Output::Mover(Helped::Wrote(buf, r))
+                }
             };
             self.finished(job.worker, job.tag, output);
             let mut q = lock(&self.queues);
@@ -254,6 +283,22 @@ fn warm(file: &File, offset: u64, len: u64) -> io::Result<u64> {
         }
         Ok(done)
     })
+}
+
+/// Writes all of `buf` at `offset` of `file`.
+fn write_all_at(file: &File, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(file, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = buf.get(n..).unwrap_or_default();
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

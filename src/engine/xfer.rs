@@ -9,6 +9,7 @@ use rustix::io::Errno;
 use rustix::net::SendFlags;
 
 use super::mover::{FileRange, Moved, Mover, Read, Tag};
+use super::recv::Recv;
 use crate::core::session::{DataOut, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
@@ -24,6 +25,9 @@ pub enum Step {
     /// The socket is full, or this turn's share is spent: wait until the
     /// socket is writable (it may be at once).
     Blocked,
+    /// Receiving (an upload): wait until the socket is readable (it may be
+    /// at once).
+    Incoming,
     /// A mover operation is in flight.
     Pending,
     /// The session has nothing to send yet (a listing batch is on its way).
@@ -46,6 +50,8 @@ enum Src {
         copy_once: bool,
     },
     Stream,
+    /// An upload: from the socket to the file.
+    Upload(Box<Recv>),
 }
 
 /// A transfer in progress. Its buffer lives only while it copies.
@@ -78,6 +84,9 @@ impl<M: Mover> Xfer<M> {
                 copy_once: false,
             },
             Source::Stream => Src::Stream,
+            Source::Upload { file, ascii, limit } => {
+                Src::Upload(Box::new(Recv::new(file, ascii, limit)))
+            }
         };
         Xfer {
             src,
@@ -92,7 +101,16 @@ impl<M: Mover> Xfer<M> {
     pub fn completed(&mut self, mover: &mut M, done: M::Done) -> Result<(), TransferError> {
         match &mut self.src {
             Src::File { range, .. } => mover.completed(&mut self.mover, range, done),
+            Src::Upload(r) => r.completed(mover, &mut self.mover, done),
             Src::Stream => Ok(()),
+        }
+    }
+
+    /// The bytes the transfer moved: sent, or for an upload stored.
+    pub fn total(&self) -> u64 {
+        match &self.src {
+            Src::Upload(r) => r.stored(),
+            _ => self.sent,
         }
     }
 
@@ -106,6 +124,12 @@ impl<M: Mover> Xfer<M> {
         mover: &mut M,
         tag: Tag,
     ) -> Step {
+        if let Src::Upload(r) = &mut self.src {
+            let step = r.run(sock, mover, &mut self.mover, tag);
+            // Progress is what the client sent.
+            self.sent = r.received;
+            return step;
+        }
         match self.steps(sock, session, mover, tag) {
             Ok(step) => step,
             Err(e) => Step::Fail(e),
@@ -139,6 +163,8 @@ impl<M: Mover> Xfer<M> {
                     DataOut::Wait => return Ok(Step::Session),
                     DataOut::End => return Ok(Step::Done),
                 },
+                // Received by `Recv`, in `run`.
+                Src::Upload(_) => return Ok(Step::Incoming),
                 Src::File { range, .. } if range.left == 0 && !mover.holds(&self.mover) => {
                     return Ok(Step::Done);
                 }

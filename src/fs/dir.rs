@@ -44,6 +44,14 @@ impl DirReader {
         })
     }
 
+    /// A reader of `dir` that lists nothing: the drop box is write-only
+    /// (`fs::incoming`).
+    pub fn empty(root: Arc<Root>, dir: OwnedFd, path: VPath) -> io::Result<DirReader> {
+        let mut r = DirReader::new(root, dir, path)?;
+        r.eof = true;
+        Ok(r)
+    }
+
     /// Appends the listable entries among the next `BATCH` names of the
     /// directory to `out`. `Ok(true)` once the directory is exhausted.
     pub fn read_batch(&mut self, out: &mut Entries) -> io::Result<bool> {
@@ -276,6 +284,13 @@ impl Lookup<'_> {
             let child = self.path.child(name.to_bytes())?;
             let meta = self.root.stat_entry(&child).ok()?;
             if meta.kind == Kind::Dir && self.loops_back(&meta) {
+                return None;
+            }
+            // An upload reached through a link stays unlisted.
+            if let Some(inc) = self.root.incoming()
+                && meta.kind == Kind::File
+                && inc.holds_file(self.root, &child).unwrap_or(true)
+            {
                 return None;
             }
             meta

@@ -33,7 +33,7 @@ impl TryFrom<Options> for Args {
     fn try_from(o: Options) -> Result<Args, Fail> {
         let root = cli::one_root(&o.root, true)?.unwrap_or_default().into();
         Ok(Args {
-            session: o.session(),
+            session: o.session()?,
             root,
         })
     }

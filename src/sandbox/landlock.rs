@@ -261,8 +261,13 @@ fn restrict_self(ruleset: &OwnedFd) -> io::Result<()> {
 }
 
 /// The policy of [`super::restrict_filesystem`]: read beneath `root`,
-/// write and create files in `writable`, every other handled right denied.
-pub fn restrict(root: BorrowedFd<'_>, writable: Option<BorrowedFd<'_>>) -> io::Result<Enforced> {
+/// write and create files in `writable`, write, create and remove files
+/// in `incoming` (the drop box), every other handled right denied.
+pub fn restrict(
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+    incoming: Option<BorrowedFd<'_>>,
+) -> io::Result<Enforced> {
     let no_new_privs = || {
         rustix::thread::set_no_new_privs(true)
             .map_err(|e| io::Error::new(e.kind(), format!("landlock: no_new_privs: {e}")))
@@ -286,6 +291,13 @@ pub fn restrict(root: BorrowedFd<'_>, writable: Option<BorrowedFd<'_>>) -> io::R
     if let Some(dir) = writable {
         let write = (ACCESS_FS_WRITE_FILE | ACCESS_FS_MAKE_REG) & attr.handled_access_fs;
         add_path_beneath(&ruleset, dir, write)?;
+    }
+    // The drop box (`fs::incoming`): files written, made (and linked
+    // under their names), and removed (a temporary name, an upload given
+    // up); no directories, no other kind of file.
+    if let Some(dir) = incoming {
+        let upload = ACCESS_FS_WRITE_FILE | ACCESS_FS_MAKE_REG | ACCESS_FS_REMOVE_FILE;
+        add_path_beneath(&ruleset, dir, upload & attr.handled_access_fs)?;
     }
     // Without no_new_privs (or CAP_SYS_ADMIN) restrict_self is EPERM.
     no_new_privs()?;

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod fds;
 pub mod options;
 pub mod privs;
+pub mod uploads;
 
 use std::fmt;
 use std::process::ExitCode;

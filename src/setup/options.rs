@@ -8,8 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::config::{PasvRule, SessionConfig};
+use crate::core::config::{PasvRule, SessionConfig, Uploads};
 use crate::core::listing::ListFormat;
+use crate::core::vpath::VPath;
+use crate::setup::Fail;
 
 /// Where the log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,31 @@ pub struct SessionArgs {
     /// `--xferlog FILE`, opened before the chroot.
     pub xferlog: Option<PathBuf>,
     pub sandbox: Sandbox,
+    /// `--incoming` and the options that go with it.
+    pub uploads: Option<UploadArgs>,
 }
+
+/// The drop box: what the filesystem layer and the upload hook need
+/// (the session's part is `SessionConfig::uploads`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadArgs {
+    /// `--incoming DIR`, beneath the root.
+    pub incoming: VPath,
+    /// `--min-free SIZE`: bytes an upload must leave free.
+    pub min_free: u64,
+    /// `--upload-mode MODE`: the permission bits of stored files.
+    pub mode: u32,
+    /// `--upload-hook PROG`.
+    pub hook: Option<PathBuf>,
+    /// `--upload-hook-max N`: hooks running at once.
+    pub hook_max: usize,
+}
+
+/// Defaults of the upload options.
+pub const MAX_UPLOAD: u64 = 1 << 30;
+pub const MIN_FREE: u64 = 1 << 30;
+pub const UPLOAD_MODE: u32 = 0o600;
+pub const HOOK_MAX: usize = 4;
 
 /// The session options as given, before the defaults fill the gaps
 /// (what `with_session_options!` hands over).
@@ -55,12 +81,44 @@ pub struct Given {
     pub pasv_address: Vec<PasvRule>,
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
+    pub incoming: Option<VPath>,
+    pub max_upload: Option<u64>,
+    pub min_free: Option<u64>,
+    pub upload_mode: Option<u32>,
+    pub upload_hook: Option<PathBuf>,
+    pub upload_hook_max: Option<usize>,
 }
 
-impl From<Given> for SessionArgs {
-    fn from(g: Given) -> SessionArgs {
+impl TryFrom<Given> for SessionArgs {
+    type Error = Fail;
+
+    fn try_from(g: Given) -> Result<SessionArgs, Fail> {
         let d = SessionConfig::default();
-        SessionArgs {
+        let uploads = match &g.incoming {
+            Some(dir) => Some(UploadArgs {
+                incoming: dir.clone(),
+                min_free: g.min_free.unwrap_or(MIN_FREE),
+                mode: g.upload_mode.unwrap_or(UPLOAD_MODE),
+                hook: g.upload_hook.clone(),
+                hook_max: g.upload_hook_max.unwrap_or(HOOK_MAX),
+            }),
+            None => {
+                // An upload option alone is a mistake: say so rather than
+                // serve read-only while the operator expects uploads.
+                let alone = [
+                    ("--max-upload", g.max_upload.is_some()),
+                    ("--min-free", g.min_free.is_some()),
+                    ("--upload-mode", g.upload_mode.is_some()),
+                    ("--upload-hook", g.upload_hook.is_some()),
+                    ("--upload-hook-max", g.upload_hook_max.is_some()),
+                ];
+                if let Some((name, _)) = alone.iter().find(|(_, given)| *given) {
+                    return Err(Fail::usage(format!("{name} needs --incoming")));
+                }
+                None
+            }
+        };
+        Ok(SessionArgs {
             config: SessionConfig {
                 greeting: !g.no_greeting,
                 idle_timeout: g.timeout.unwrap_or(d.idle_timeout),
@@ -68,6 +126,10 @@ impl From<Given> for SessionArgs {
                 list_format: g.list_format.unwrap_or(d.list_format),
                 pasv_ports: g.pasv_ports,
                 pasv_address: g.pasv_address,
+                uploads: g.incoming.map(|incoming| Uploads {
+                    incoming,
+                    max_size: g.max_upload.unwrap_or(MAX_UPLOAD),
+                }),
             },
             log: if g.syslog {
                 LogTo::Syslog
@@ -80,13 +142,42 @@ impl From<Given> for SessionArgs {
             } else {
                 Sandbox::Enter
             },
-        }
+            uploads,
+        })
     }
 }
 
 impl Default for SessionArgs {
     fn default() -> SessionArgs {
-        Given::default().into()
+        let d = SessionConfig::default();
+        SessionArgs {
+            config: d,
+            log: LogTo::Stderr,
+            xferlog: None,
+            sandbox: Sandbox::Enter,
+            uploads: None,
+        }
+    }
+}
+
+/// Parses `--upload-mode`: octal permission bits, at most 0777 (no
+/// set-id or sticky bits); the error says what was wanted.
+pub fn upload_mode(text: &str) -> Result<u32, String> {
+    let bad = || "want octal permission bits, 0 to 0777, e.g. 0640".to_owned();
+    if text.is_empty() || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    match u32::from_str_radix(text, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses `--upload-hook-max`: 1 to 64 hooks at once.
+pub fn hook_max(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err("want 1 to 64".to_owned()),
     }
 }
 
@@ -149,11 +240,58 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
+            /// take anonymous uploads (STOR, STOU) into DIR, a directory
+            /// beneath ROOT given relative to it, and the directories made
+            /// beneath it; what is uploaded is neither listed nor served
+            /// (default: no uploads, every write refused)
+            #[argh(
+                option,
+                arg_name = "DIR",
+                from_str_fn($crate::core::config::parse_incoming)
+            )]
+            pub incoming: Option<$crate::core::vpath::VPath>,
+            /// the largest upload, in bytes or with K, M or G (default 1G)
+            #[argh(
+                option,
+                arg_name = "SIZE",
+                from_str_fn($crate::core::config::parse_size)
+            )]
+            pub max_upload: Option<u64>,
+            /// refuse (452) an upload that would leave less than SIZE free
+            /// on the incoming directory's filesystem (default 1G)
+            #[argh(
+                option,
+                arg_name = "SIZE",
+                from_str_fn($crate::core::config::parse_size)
+            )]
+            pub min_free: Option<u64>,
+            /// permission bits of stored uploads, in octal (default 0600)
+            #[argh(
+                option,
+                arg_name = "MODE",
+                from_str_fn($crate::setup::options::upload_mode)
+            )]
+            pub upload_mode: Option<u32>,
+            /// run PROG for each stored upload, with its path relative to
+            /// ROOT as argument and AFTPD_PEER, AFTPD_SIZE, AFTPD_NAME set,
+            /// as the server's user, outside the sandbox
+            #[argh(option, arg_name = "PROG")]
+            pub upload_hook: Option<std::path::PathBuf>,
+            /// most upload hooks running at once, more wait (default 4)
+            #[argh(
+                option,
+                arg_name = "N",
+                from_str_fn($crate::setup::options::hook_max)
+            )]
+            pub upload_hook_max: Option<usize>,
         }
 
         impl $name {
-            /// The session options given, with the defaults for the rest.
-            pub fn session(&self) -> $crate::setup::options::SessionArgs {
+            /// The session options given, with the defaults for the rest;
+            /// an upload option without `--incoming` is a usage error.
+            pub fn session(
+                &self,
+            ) -> Result<$crate::setup::options::SessionArgs, $crate::setup::Fail> {
                 $crate::setup::options::Given {
                     timeout: self.timeout,
                     data_timeout: self.data_timeout,
@@ -164,8 +302,14 @@ macro_rules! with_session_options {
                     pasv_address: self.pasv_address.clone(),
                     xferlog: self.xferlog.clone(),
                     no_sandbox: self.no_sandbox,
+                    incoming: self.incoming.clone(),
+                    max_upload: self.max_upload,
+                    min_free: self.min_free,
+                    upload_mode: self.upload_mode,
+                    upload_hook: self.upload_hook.clone(),
+                    upload_hook_max: self.upload_hook_max,
                 }
-                .into()
+                .try_into()
             }
         }
     };
@@ -220,7 +364,7 @@ mod tests {
     /// Reads `args` as nothing but session options.
     fn session(args: &[&str]) -> Result<SessionArgs, String> {
         match cli::parse::<SessionOptions>("t", args) {
-            Ok(Parsed::Run(o)) => Ok(o.session()),
+            Ok(Parsed::Run(o)) => o.session().map_err(|f| f.message),
             Ok(Parsed::Help(_)) => panic!("{args:?}: help"),
             Err(f) => Err(f.message),
         }
@@ -369,8 +513,75 @@ mod tests {
                 "--pasv-address",
                 "--xferlog",
                 "--no-sandbox",
+                "--incoming",
+                "--max-upload",
+                "--min-free",
+                "--upload-mode",
+                "--upload-hook",
+                "--upload-hook-max",
             ]
         );
+    }
+
+    #[test]
+    fn upload_options() {
+        let s = session(&[]).unwrap();
+        assert_eq!(s.uploads, None);
+        assert_eq!(s.config.uploads, None);
+        let s = session(&["--incoming", "pub/incoming"]).unwrap();
+        let u = s.uploads.unwrap();
+        assert_eq!(u.incoming.as_bytes(), b"/pub/incoming");
+        assert_eq!((u.min_free, u.mode, u.hook_max), (1 << 30, 0o600, 4));
+        assert_eq!(u.hook, None);
+        let c = s.config.uploads.unwrap();
+        assert_eq!(
+            (c.incoming.as_bytes(), c.max_size),
+            (&b"/pub/incoming"[..], 1 << 30)
+        );
+        let s = session(&[
+            "--incoming",
+            "in",
+            "--max-upload",
+            "5M",
+            "--min-free",
+            "0",
+            "--upload-mode",
+            "0640",
+            "--upload-hook",
+            "/usr/local/bin/scan",
+            "--upload-hook-max",
+            "2",
+        ])
+        .unwrap();
+        let u = s.uploads.unwrap();
+        assert_eq!((u.min_free, u.mode, u.hook_max), (0, 0o640, 2));
+        assert_eq!(u.hook, Some(PathBuf::from("/usr/local/bin/scan")));
+        assert_eq!(s.config.uploads.unwrap().max_size, 5 << 20);
+        for (args, want) in [
+            (&["--max-upload", "1M"][..], "--max-upload needs --incoming"),
+            (
+                &["--upload-hook", "/bin/true"],
+                "--upload-hook needs --incoming",
+            ),
+            (&["--incoming", "."], "'--incoming' with value '.'"),
+            (&["--incoming", "a/.b"], "'--incoming'"),
+            (
+                &["--incoming", "a", "--upload-mode", "4755"],
+                "'--upload-mode'",
+            ),
+            (
+                &["--incoming", "a", "--upload-mode", "rw"],
+                "'--upload-mode'",
+            ),
+            (&["--incoming", "a", "--max-upload", "1T"], "'--max-upload'"),
+            (
+                &["--incoming", "a", "--upload-hook-max", "0"],
+                "'--upload-hook-max'",
+            ),
+        ] {
+            let e = error(args);
+            assert!(e.contains(want), "{args:?}: {e:?}");
+        }
     }
 
     #[test]

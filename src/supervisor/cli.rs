@@ -112,7 +112,7 @@ impl TryFrom<Options> for Args {
     fn try_from(o: Options) -> Result<Args, Fail> {
         let root = cli::one_root(&o.root, false)?.map(PathBuf::from);
         Ok(Args {
-            session: o.session(),
+            session: o.session()?,
             listen: o.listen,
             threads: o.threads,
             engine: o.engine.unwrap_or(Engine::Auto),

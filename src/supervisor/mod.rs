@@ -134,6 +134,23 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         .map(|s| s.iter().filter_map(|l| l.local_addr().ok()).collect())
         .unwrap_or_default();
 
+    // The upload hook's helper: forked while this is the only thread,
+    // before the chroot.
+    let hook = match &args.session.uploads {
+        Some(u) => {
+            let syslog = args.session.log == LogTo::Syslog;
+            crate::setup::uploads::hook(&root_dir, u, target.as_ref(), move || {
+                let log = if syslog {
+                    Logger::syslog(NAME).unwrap_or_else(|_| Logger::discard())
+                } else {
+                    Logger::stderr(NAME)
+                };
+                log.with_backlog(LOG_BACKLOG)
+            })?
+        }
+        None => None,
+    };
+
     // Read before the chroot hides /proc.
     crate::engine::net::ephemeral_ports();
     privs::confine(&root_dir, target.as_ref())?;
@@ -145,6 +162,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     };
     let root = Root::open(root_now)
         .map_err(|e| Fail::temporary(format!("cannot open {}: {e}", root_dir.display())))?;
+    if let Some(u) = &args.session.uploads {
+        crate::setup::uploads::drop_box(&root, u, hook)?;
+    }
     let user = match &target {
         Some(who) => who.to_string(),
         None => format!(
@@ -183,8 +203,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         None
     } else {
         let dir = ctx.log.xferlog_dir();
+        let incoming = ctx.root.incoming().map(|i| i.fd());
         Some(
-            crate::sandbox::restrict_filesystem(ctx.root.fd(), dir)
+            crate::sandbox::restrict_filesystem_uploads(ctx.root.fd(), dir, incoming)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?,
         )
     };
@@ -195,7 +216,8 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     let sandbox = match landlock {
         None => "sandbox=off".to_owned(),
         Some(landlock) => {
-            let seccomp = crate::sandbox::restrict_syscalls(profile, true)
+            let uploads = ctx.root.incoming().is_some();
+            let seccomp = crate::sandbox::restrict_syscalls_uploads(profile, uploads, true)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?;
             crate::sandbox::Report { landlock, seccomp }.to_string()
         }
@@ -205,10 +227,14 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // already, and a log reader sees the start line before any session's.
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {}{} root={} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={} open-files={} {sandbox}",
+        "listening on {}{} root={}{} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={} open-files={} {sandbox}",
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
+        ctx.root.incoming().map_or_else(String::new, |i| format!(
+            " incoming={}",
+            String::from_utf8_lossy(i.settings().dir.as_bytes())
+        )),
         engine_name,
         args.max_per_ip,
         nofile.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),

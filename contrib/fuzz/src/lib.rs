@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aftpd::core::clock::Now;
-use aftpd::core::config::SessionConfig;
+use aftpd::core::config::{SessionConfig, Uploads};
 use aftpd::core::listing::ListFormat;
 use aftpd::core::memfs::{Mem, MemFs};
 use aftpd::core::proto::addr::{EprtError, parse_eprt, parse_port};
@@ -223,6 +223,8 @@ pub fn tree() -> MemFs {
         .dir("privdir", 0o700)
         .dir("nox", 0o744)
         .dir(".git", 0o755)
+        .dir("pub/in", 0o733)
+        .file("pub/in/dropped", 0o644, SECRET)
         .file("readme", 0o644, b"read me\nline two\n")
         .file("empty", 0o644, b"")
         .file("pub/file", 0o644, &[7u8; 3000])
@@ -241,6 +243,8 @@ pub fn tree() -> MemFs {
     for i in 0..40 {
         t.file(&format!("pub/a/n{i:02}"), 0o644, b"n");
     }
+    // The drop box: what is in it is never listed or handed out.
+    t.incoming("/pub/in");
     t
 }
 
@@ -282,6 +286,10 @@ pub fn session(data: &[u8]) {
         },
         pasv_ports: None,
         pasv_address: Vec::new(),
+        uploads: (cfg & 16 != 0).then(|| Uploads {
+            incoming: VPath::resolve(&VPath::root(), b"/pub/in").unwrap_or_else(|_| VPath::root()),
+            max_size: 1 << 20,
+        }),
     };
     let v6 = cfg & 4 != 0;
     let (local_ip, peer_ip): (IpAddr, IpAddr) = if v6 {
@@ -351,11 +359,14 @@ pub fn session(data: &[u8]) {
                     d.connected = false;
                     let how = take(1).first().copied().unwrap_or(0);
                     let e = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-                    let result = match how % 5 {
+                    let result = match how % 8 {
                         0 => Ok(d.sent),
                         1 => Err(TransferError::Connect(e())),
                         2 => Err(TransferError::Connection(e())),
                         3 => Err(TransferError::Shrunk),
+                        4 => Err(TransferError::TooLarge),
+                        5 => Err(TransferError::NoSpace),
+                        6 => Err(TransferError::Sink(e())),
                         _ => Err(TransferError::Source(e())),
                     };
                     s.on_transfer_done(result, now);
@@ -508,6 +519,11 @@ fn check_source(source: Source<Mem>) -> u64 {
             len
         }
         Source::Stream => 0,
+        // An upload's file is fresh: nothing in it to leak.
+        Source::Upload { file, .. } => {
+            assert!(file.body.is_empty(), "an upload into a file with data");
+            0
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub enum Code {
     TransferAborted = 426,
     FileBusy = 450,
     LocalError = 451,
+    NoStorage = 452,
     Unknown = 500,
     BadArguments = 501,
     NotImplemented = 502,
@@ -40,6 +41,7 @@ pub enum Code {
     NetProtocol = 522,
     NotLoggedIn = 530,
     FileUnavailable = 550,
+    StorageExceeded = 552,
     NameNotAllowed = 553,
     BadRestart = 554,
 }

@@ -121,6 +121,8 @@ impl<H: Handles> Session<H> {
                 self.close("quit", now);
             }
             Command::Clnt => self.reply(Code::Ok, "Noted."),
+            Command::Stor(arg) => self.stor(arg, false, now),
+            Command::Stou(arg) => self.stor(arg, true, now),
             Command::Write(verb) => self.refuse_write(verb),
             Command::Site => self.reply(Code::Unknown, "No SITE commands here."),
             Command::NotOffered(verb) => {
@@ -133,7 +135,7 @@ impl<H: Handles> Session<H> {
     /// §5.4 allows for it: STOR and STOU have no 550 (553, file name not
     /// allowed); RNTO only follows an accepted RNFR, which never comes
     /// here (503); the others 550.
-    fn refuse_write(&mut self, verb: &str) {
+    pub(super) fn refuse_write(&mut self, verb: &str) {
         const READ_ONLY: &str = "Permission denied: this is a read-only archive.";
         match verb {
             "STOR" | "STOU" => self.reply(Code::NameNotAllowed, READ_ONLY),

@@ -53,7 +53,7 @@ impl Data {
 
 /// A transfer in progress.
 pub(super) struct Transfer {
-    kind: TransferKind,
+    pub(super) kind: TransferKind,
     pub(super) path: VPath,
     ascii: bool,
     /// The 150 text, sent once the data connection is up.
@@ -143,6 +143,9 @@ impl<H: Handles> Session<H> {
         {
             t.sent = total;
             t.deadline = now.mono + timeout;
+            if t.kind == TransferKind::Stor {
+                self.upload_progress(total, now);
+            }
         }
     }
 
@@ -192,8 +195,13 @@ impl<H: Handles> Session<H> {
     /// The current transfer ended: all `Ok(bytes)` sent and the data
     /// connection closed, or failed.
     pub fn on_transfer_done(&mut self, result: Result<u64, TransferError>, now: Now) {
-        if !matches!(self.data, Data::Transfer(_)) {
-            return;
+        let kind = match &self.data {
+            Data::Transfer(t) => t.kind,
+            _ => return,
+        };
+        if let (TransferKind::Stor, Ok(stored)) = (kind, &result) {
+            // Received, not yet stored: the 226 waits for the commit.
+            return self.upload_received(*stored, now);
         }
         let (code, text, outcome) = match &result {
             Ok(_) => (Code::TransferDone, "Transfer complete.", "ok"),
@@ -216,6 +224,21 @@ impl<H: Handles> Session<H> {
                 Code::LocalError,
                 "Read error; transfer aborted.",
                 "read-error",
+            ),
+            Err(TransferError::TooLarge) => (
+                Code::StorageExceeded,
+                "Upload larger than this server takes; nothing was stored.",
+                "too-large",
+            ),
+            Err(TransferError::NoSpace) => (
+                Code::NoStorage,
+                "Insufficient storage space; nothing was stored.",
+                "no-space",
+            ),
+            Err(TransferError::Sink(_)) => (
+                Code::LocalError,
+                "Write error; nothing was stored.",
+                "write-error",
             ),
         };
         if let Ok(n) = result
@@ -277,7 +300,7 @@ impl<H: Handles> Session<H> {
         now: Now,
     ) {
         let ascii = match &source {
-            Source::File { ascii, .. } => *ascii,
+            Source::File { ascii, .. } | Source::Upload { ascii, .. } => *ascii,
             Source::Stream => true,
         };
         self.data = Data::Transfer(Box::new(Transfer {
@@ -341,8 +364,20 @@ impl<H: Handles> Session<H> {
     }
 
     pub(super) fn finish_transfer(&mut self, outcome: &'static str, now: Now) {
-        let Data::Transfer(t) = std::mem::replace(&mut self.data, Data::None) else {
+        let Some(t) = self.take_transfer() else {
             return;
+        };
+        if t.kind == TransferKind::Stor {
+            // Whatever ended it, an upload not stored leaves nothing.
+            self.discard_upload();
+        }
+        self.log_transfer(*t, outcome, now);
+    }
+
+    /// Takes the transfer in progress out, releasing its data connection.
+    pub(super) fn take_transfer(&mut self) -> Option<Box<Transfer>> {
+        let Data::Transfer(t) = std::mem::replace(&mut self.data, Data::None) else {
+            return None;
         };
         // A listing for the data connection ends with it.
         if self.listing.as_ref().is_some_and(|l| l.to_data()) {
@@ -351,6 +386,11 @@ impl<H: Handles> Session<H> {
         self.data_out = Vec::new();
         // The listener or socket is spent either way: release it.
         self.actions.push_back(Action::AbortData);
+        Some(t)
+    }
+
+    /// The log record of transfer `t`, which ended with `outcome`.
+    pub(super) fn log_transfer(&mut self, t: Transfer, outcome: &'static str, now: Now) {
         self.actions
             .push_back(Action::Log(Record::Transfer(TransferRecord {
                 peer: self.ends.peer,

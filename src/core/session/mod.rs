@@ -9,11 +9,13 @@ mod commands;
 mod data;
 mod listing;
 mod pending;
+mod upload;
 
 pub use action::{
-    Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, Listed, Record, Source, TransferError,
-    TransferKind, TransferRecord,
+    Action, Created, DataConn, DataOut, FsAnswer, FsRequest, Handles, Listed, Record, Source,
+    TransferError, TransferKind, TransferRecord, UploadName,
 };
+pub use upload::{NAME_MAX, name_allowed};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,7 @@ use std::time::Instant;
 use self::data::Data;
 use self::listing::Listing;
 use self::pending::Pending;
+use self::upload::Uploading;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
 use crate::core::listing::Facts;
@@ -79,6 +82,8 @@ pub struct Session<H: Handles> {
     listing: Option<Box<Listing<H>>>,
     /// A command waiting for the answer to its filesystem request.
     pending: Option<Box<Pending>>,
+    /// The upload being received or committed.
+    upload: Option<Box<Uploading<H>>>,
     actions: VecDeque<Action<H>>,
     login: Login,
     cwd: VPath,
@@ -110,6 +115,7 @@ impl<H: Handles> Session<H> {
             data_out: Vec::new(),
             listing: None,
             pending: None,
+            upload: None,
             actions: VecDeque::new(),
             login: Login::Start,
             cwd: VPath::root(),
@@ -207,6 +213,8 @@ impl<H: Handles> Session<H> {
                 self.resume(p.then, answer, now);
             }
             self.process(now);
+        } else if self.on_space(id, &answer, now) {
+            self.process(now);
         } else if let FsAnswer::ReadDir(dir, entries, result) = answer
             && self.listing.as_ref().is_some_and(|l| l.reading(id))
         {
@@ -228,12 +236,14 @@ impl<H: Handles> Session<H> {
             .as_ref()
             .is_some_and(|p| now.mono >= p.deadline)
         {
-            self.pending = None;
-            self.reply(Code::FileBusy, "Temporarily unavailable; try again later.");
+            if let Some(p) = self.pending.take() {
+                self.pending_expired(p.then, now);
+            }
             self.idle_deadline = now.mono + self.config.idle_timeout;
             self.process(now);
             return;
         }
+        self.space_check_expired(now);
         if self.listing_timed_out(now) {
             return;
         }
@@ -262,6 +272,7 @@ impl<H: Handles> Session<H> {
             self.pending.as_ref().map(|p| p.deadline),
             self.listing.as_ref().and_then(|l| l.deadline()),
             self.data.deadline(),
+            self.space_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -365,7 +376,10 @@ impl<H: Handles> Session<H> {
         }
         self.closed = true;
         self.listing = None;
-        self.pending = None;
+        if let Some(p) = self.pending.take() {
+            self.pending_dropped(p.then, now);
+        }
+        self.discard_upload();
         self.actions.push_back(Action::Log(Record::SessionEnd {
             peer: self.ends.peer,
             seconds: now

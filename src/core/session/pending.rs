@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::data::Transfer;
 use super::listing::{ListTo, Listing};
 use super::{DataConn, FsAnswer, FsRequest, Handles, Listed, Session, Source, TransferKind};
 use crate::core::calendar;
@@ -38,6 +39,13 @@ pub(super) enum Then {
         kind: TransferKind,
     },
     Stat(VPath),
+    /// STOR or STOU: the upload's temporary file.
+    Stor {
+        conn: DataConn,
+        unique: bool,
+    },
+    /// An upload received whole, being committed; its transfer's record.
+    Commit(Box<Transfer>),
 }
 
 /// How a failed request is answered: LIST, NLST and STAT have no 550 in
@@ -70,6 +78,7 @@ impl<H: Handles> Session<H> {
             FsError::NotDir => "Not a directory.",
             FsError::Busy(_) => "Temporarily unavailable; try again later.",
             FsError::Io(_) => "Cannot read that.",
+            FsError::Exists | FsError::BadName | FsError::NoSpace => "Not possible here.",
         };
         let code = match (e, refusal) {
             (FsError::Busy(_), _) | (_, Refusal::Code450) => Code::FileBusy,
@@ -131,9 +140,30 @@ impl<H: Handles> Session<H> {
                 }
                 Err(e) => self.refuse(&e, Refusal::Code450),
             },
+            (Then::Stor { conn, unique }, FsAnswer::Created(r)) => {
+                self.created(conn, unique, r, now)
+            }
+            (Then::Commit(t), FsAnswer::Committed(r)) => self.committed(*t, r, now),
             // An answer of another kind than asked: an engine bug. Say so
             // rather than hang the command.
             _ => self.reply(Code::LocalError, "Internal error; try again."),
+        }
+    }
+
+    /// The answer to a request did not come in time.
+    pub(super) fn pending_expired(&mut self, then: Then, now: Now) {
+        match then {
+            Then::Commit(t) => self.commit_expired(*t, now),
+            _ => self.reply(Code::FileBusy, "Temporarily unavailable; try again later."),
+        }
+    }
+
+    /// The session closed while waiting for an answer.
+    pub(super) fn pending_dropped(&mut self, then: Then, now: Now) {
+        if let Then::Commit(t) = then {
+            // The client never heard 226: what it sent is not kept.
+            self.discard_upload();
+            self.log_transfer(*t, "control-closed", now);
         }
     }
 

@@ -982,3 +982,5 @@ fn an_idle_session_is_small() {
     assert!(t.s.out.capacity() <= 256, "output buffer released");
     assert_eq!(t.s.input.buffered(), 0);
 }
+
+mod uploads;
