@@ -286,6 +286,8 @@ impl Incoming {
         dir_id: (u64, u64),
         name: &[u8],
     ) -> Result<OwnedFd, FsError> {
+        // A name taken already is refused before anything is touched.
+        absent(dir, name)?;
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let lock = rustix::fs::openat2(
             &self.fd,
@@ -299,17 +301,8 @@ impl Incoming {
         }
         // Held: no other session can be storing this name now, and one
         // that stored it has linked it already.
-        match rustix::fs::statx(
-            dir,
-            name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            rustix::fs::StatxFlags::TYPE,
-        ) {
-            Ok(_) => Err(FsError::Exists),
-            Err(Errno::NOENT) => Ok(lock),
-            Err(Errno::NAMETOOLONG | Errno::INVAL | Errno::ILSEQ) => Err(FsError::BadName),
-            Err(e) => Err(e.into()),
-        }
+        absent(dir, name)?;
+        Ok(lock)
     }
 
     /// The file the data goes to: unnamed where that works, else a hidden
@@ -611,6 +604,22 @@ fn write_error(e: Errno) -> FsError {
         Errno::NOSPC | Errno::DQUOT => FsError::NoSpace,
         Errno::NAMETOOLONG | Errno::ILSEQ => FsError::BadName,
         e => e.into(),
+    }
+}
+
+/// `Ok` when `dir` has no entry `name` (of any kind), else `Exists` (or
+/// `BadName` for a name the filesystem cannot have).
+fn absent(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), FsError> {
+    match rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        rustix::fs::StatxFlags::TYPE,
+    ) {
+        Ok(_) => Err(FsError::Exists),
+        Err(Errno::NOENT) => Ok(()),
+        Err(Errno::NAMETOOLONG | Errno::INVAL | Errno::ILSEQ) => Err(FsError::BadName),
+        Err(e) => Err(e.into()),
     }
 }
 
