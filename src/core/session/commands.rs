@@ -24,7 +24,14 @@ impl<H: Handles> Session<H> {
                 Login::Start => self.reply(Code::BadSequence, "Log in with USER first."),
                 Login::User => {
                     self.login = Login::LoggedIn;
-                    self.reply(Code::LoggedIn, "Logged in: anonymous read-only access.");
+                    let text = match &self.config.uploads {
+                        None => "Logged in: anonymous read-only access.".to_owned(),
+                        Some(u) => format!(
+                            "Logged in: anonymous access, uploads into {} only.",
+                            String::from_utf8_lossy(u.incoming.as_bytes())
+                        ),
+                    };
+                    self.reply(Code::LoggedIn, text);
                 }
                 Login::LoggedIn => self.reply(Code::NotNeeded, "Already logged in."),
             },
@@ -296,9 +303,14 @@ impl<H: Handles> Session<H> {
     }
 
     fn stat_server(&mut self) {
-        if let Some((path, sent)) = self.transfer_status() {
+        if let Some((path, sent, kind)) = self.transfer_status() {
+            let verb = if kind == TransferKind::Stor {
+                "received"
+            } else {
+                "sent"
+            };
             let text = format!(
-                "Transfer in progress: {} of {} bytes sent.",
+                "Transfer in progress: {} of {} bytes {verb}.",
                 String::from_utf8_lossy(path.as_bytes()),
                 sent
             );
@@ -319,7 +331,14 @@ impl<H: Handles> Session<H> {
                 " Idle timeout: {} seconds",
                 self.config.idle_timeout.as_secs()
             ),
-            format!(" aftpd {}: read-only", env!("CARGO_PKG_VERSION")),
+            match &self.config.uploads {
+                None => format!(" aftpd {}: read-only", env!("CARGO_PKG_VERSION")),
+                Some(u) => format!(
+                    " aftpd {}: read-only, uploads into {}",
+                    env!("CARGO_PKG_VERSION"),
+                    String::from_utf8_lossy(u.incoming.as_bytes())
+                ),
+            },
         ];
         reply::multi(
             &mut self.out,

@@ -281,9 +281,9 @@ impl<H: Handles> Session<H> {
     }
 
     /// The outcome of the transfer in progress, with `sent` so far.
-    pub(super) fn transfer_status(&self) -> Option<(&VPath, u64)> {
+    pub(super) fn transfer_status(&self) -> Option<(&VPath, u64, TransferKind)> {
         match &self.data {
-            Data::Transfer(t) => Some((&t.path, t.sent)),
+            Data::Transfer(t) => Some((&t.path, t.sent, t.kind)),
             _ => None,
         }
     }

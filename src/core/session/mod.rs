@@ -131,7 +131,12 @@ impl<H: Handles> Session<H> {
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
         if s.config.greeting {
-            s.reply(Code::Ready, "aftpd: anonymous read-only FTP server ready.");
+            let text = if s.config.uploads.is_some() {
+                "aftpd: anonymous FTP server ready (read-only, but for a drop box)."
+            } else {
+                "aftpd: anonymous read-only FTP server ready."
+            };
+            s.reply(Code::Ready, text);
         }
         s
     }

@@ -91,6 +91,10 @@ fn stor_receives_commits_then_226() {
     // The name is taken while it is being uploaded.
     assert!(t.fs.stage("/incoming/a.bin", b"hello "));
     t.s.on_data_progress(6, t.now);
+    assert_eq!(
+        t.send("STAT\r\n"),
+        "213 Transfer in progress: /incoming/a.bin of 6 bytes received.\r\n"
+    );
     assert!(t.fs.stage("/incoming/a.bin", b"world"));
     t.s.on_data_progress(11, t.now);
     assert_eq!(

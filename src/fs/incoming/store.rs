@@ -1,219 +1,26 @@
-//! The drop box (`--incoming`): anonymous uploads, and the rule that
-//! keeps them write-only.
-//!
-//! Writing. An upload is written to a file with no name (`O_TMPFILE`) in
-//! the directory it goes to, its name reserved meanwhile by a lock on one
-//! byte of a lock file (an OFD lock, `F_OFD_SETLK`, at an offset hashed
-//! from the directory and the name: it conflicts between sessions of one
-//! process as between processes, and goes away with the process). Once the
-//! data is complete the file is `fsync`ed, linked under its name with
-//! `linkat(AT_EMPTY_PATH)`, which never replaces anything (EEXIST), and
-//! the directory is `fsync`ed. Until then nothing is under the final name,
-//! and a failed upload leaves nothing at all: the kernel frees an unnamed
-//! file when its last descriptor closes, crash included. Where the kernel
-//! cannot link an unnamed file (Linux before 6.10 without
-//! CAP_DAC_READ_SEARCH) or the filesystem has no `O_TMPFILE`, the data
-//! goes to a hidden temporary name in the same directory instead, linked
-//! the same way and removed on every failure the server sees (a crash
-//! leaves it: a dot-file, never listed or served).
-//!
-//! Reading. What is in the incoming directory is not published: the
-//! directory and the directories beneath it can be entered (to upload)
-//! whatever their mode, and list as empty; a file there does not exist for
-//! anonymous users, by its name or through a symlink from elsewhere (the
-//! rule applies to the physical directory of what is opened, found by
-//! walking `..` up from it). An operator publishes an upload by moving it
-//! out.
+//! The write side of the drop box (see [`super`]): a new upload's
+//! reservation and temporary file, its commit, and its end.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::{PATH_ONLY, RESOLVE, Root, fstat};
-use crate::core::config::within;
-use crate::core::meta::{FsError, Kind, Meta};
+use super::{Incoming, LOCK_FILE, ident};
+use crate::core::meta::FsError;
 use crate::core::session::{NAME_MAX, UploadName, name_allowed};
 use crate::core::vpath::VPath;
-use crate::hook::Hook;
+use crate::fs::Root;
 
-/// The lock file whose bytes reserve the names being uploaded, in the
-/// incoming directory (hidden, so never listed or served).
-const LOCK_FILE: &str = ".aftpd-uploads";
-/// How far `..` is followed up when looking for the incoming directory.
-const MAX_DEPTH: usize = 256;
-/// Symlinks followed when finding the physical directory of a file.
-const MAX_LINKS: usize = 40;
 /// Names tried for one STOU.
 const UNIQUE_TRIES: usize = 100;
 
-/// `--incoming` and the options the filesystem applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    /// The incoming directory, beneath the root.
-    pub dir: VPath,
-    /// Bytes an upload must leave free on the filesystem.
-    pub min_free: u64,
-    /// The permission bits of stored files.
-    pub mode: u32,
-}
-
-/// The incoming directory of a served tree.
-pub struct Incoming {
-    settings: Settings,
-    /// The directory itself (`O_PATH`): the sandbox's write rule, the
-    /// lock file's place.
-    fd: OwnedFd,
-    /// (device, inode) of the incoming directory and of the root.
-    id: (u64, u64),
-    root_id: (u64, u64),
-    /// Whether unnamed files can be made and linked here (probed at the
-    /// first upload, as the user that serves).
-    unnamed: OnceLock<bool>,
-    hook: Option<Hook>,
-}
-
-impl std::fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Incoming")
-            .field("settings", &self.settings)
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Incoming {
-    /// The incoming directory `settings.dir` of `root`, which must exist;
-    /// `hook` runs for every stored upload.
-    pub fn open(root: &Root, settings: Settings, hook: Option<Hook>) -> std::io::Result<Incoming> {
-        let flags = PATH_ONLY | OFlags::DIRECTORY;
-        let fd = root.lookup(&settings.dir, flags).map_err(|e| {
-            std::io::Error::new(
-                std::io::Error::from(e).kind(),
-                format!(
-                    "--incoming {}: {}",
-                    String::from_utf8_lossy(settings.dir.relative()),
-                    std::io::Error::from(e)
-                ),
-            )
-        })?;
-        let id = ident(&fd)?;
-        let root_id = ident(&root.dir)?;
-        Ok(Incoming {
-            settings,
-            fd,
-            id,
-            root_id,
-            unnamed: OnceLock::new(),
-            hook,
-        })
-    }
-
-    /// The incoming directory, for the sandbox's write rule.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// Whether the virtual path `path` lies in the drop box.
-    pub fn covers(&self, path: &VPath) -> bool {
-        within(path, &self.settings.dir)
-    }
-
-    // ---- reading: the write-only rule ----
-
-    /// The facts of `path`, which lies in the drop box: a directory
-    /// physically inside it (enterable whatever its mode); nothing else
-    /// exists. The directories above the drop box are checked as usual.
-    pub fn stat(&self, root: &Root, path: &VPath) -> Result<Meta, FsError> {
-        root.stat(&self.settings.dir)?;
-        let fd = root.lookup(path, PATH_ONLY)?;
-        let meta = fstat(&fd)?;
-        if meta.kind != Kind::Dir || !self.inside(fd.as_fd())? {
-            return Err(FsError::NotFound);
-        }
-        Ok(meta)
-    }
-
-    /// Whether the directory `dir` is the drop box or lies beneath it,
-    /// physically: `..` is followed up from it.
-    pub fn inside(&self, dir: BorrowedFd<'_>) -> Result<bool, FsError> {
-        let mut cur = ident(&dir).map_err(FsError::Io)?;
-        let mut owned: Option<OwnedFd> = None;
-        for _ in 0..MAX_DEPTH {
-            if cur == self.id {
-                return Ok(true);
-            }
-            if cur == self.root_id {
-                return Ok(false);
-            }
-            let at = owned.as_ref().map_or(dir, |o| o.as_fd());
-            let up = rustix::fs::openat2(
-                at,
-                "..",
-                PATH_ONLY | OFlags::DIRECTORY,
-                Mode::empty(),
-                ResolveFlags::empty(),
-            )?;
-            let next = ident(&up).map_err(FsError::Io)?;
-            if next == cur {
-                return Ok(false); // `/` (of a chroot)
-            }
-            cur = next;
-            owned = Some(up);
-        }
-        Ok(false)
-    }
-
-    /// Whether the file at `path` (found public by the caller) lies,
-    /// physically, in the drop box: the directory that holds it, after
-    /// every symlink on the way, is checked.
-    pub fn holds_file(&self, root: &Root, path: &VPath) -> Result<bool, FsError> {
-        let mut rel = path.relative().to_vec();
-        for _ in 0..MAX_LINKS {
-            let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
-                Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
-                None => (b".".to_vec(), rel.clone()),
-            };
-            if name.is_empty() || name == b"." || name == b".." {
-                return Ok(false); // a directory, not a file
-            }
-            let dir = if dir.is_empty() { b"/".to_vec() } else { dir };
-            let dfd = lookup_raw(root, &dir, PATH_ONLY | OFlags::DIRECTORY)?;
-            let st = rustix::fs::statx(
-                &dfd,
-                name.as_slice(),
-                AtFlags::SYMLINK_NOFOLLOW,
-                rustix::fs::StatxFlags::TYPE,
-            )?;
-            if FileType::from_raw_mode(u32::from(st.stx_mode) as _) != FileType::Symlink {
-                return self.inside(dfd.as_fd());
-            }
-            let target = rustix::fs::readlinkat(&dfd, name.as_slice(), Vec::new())?;
-            let target = target.as_bytes();
-            rel = if target.first() == Some(&b'/') {
-                // Absolute targets start at the root (RESOLVE_IN_ROOT).
-                target.to_vec()
-            } else {
-                let mut r = dir;
-                r.push(b'/');
-                r.extend_from_slice(target);
-                r
-            };
-        }
-        Err(FsError::NotFound)
-    }
-
-    // ---- writing ----
-
     /// Makes a new upload (see `FsRequest::Create`).
     pub fn create(
         &self,
@@ -267,7 +74,6 @@ impl Incoming {
             _lock: lock,
             state: Mutex::new(State::Open),
             peer,
-            min_free: self.settings.min_free,
         })))
     }
 
@@ -395,7 +201,7 @@ impl Incoming {
     /// `FsError::NoSpace` once the upload's filesystem has less free than
     /// the operator keeps.
     pub fn space(&self, u: &Upload) -> Result<(), FsError> {
-        space(u.0.file.as_fd(), u.0.min_free)
+        space(u.0.file.as_fd(), self.settings.min_free)
     }
 }
 
@@ -426,7 +232,6 @@ struct Inner {
     _lock: OwnedFd,
     state: Mutex<State>,
     peer: Option<SocketAddr>,
-    min_free: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -623,12 +428,6 @@ fn absent(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), FsError> {
     }
 }
 
-/// (device, inode) of an open file.
-fn ident(fd: &impl AsFd) -> std::io::Result<(u64, u64)> {
-    let st = rustix::fs::fstat(fd)?;
-    Ok((st.st_dev, st.st_ino))
-}
-
 /// The byte of the lock file that stands for `name` in directory
 /// `dir_id`: a hash, kept to 62 bits (a positive `off_t` with room).
 fn lock_offset(dir_id: (u64, u64), name: &[u8]) -> i64 {
@@ -676,18 +475,265 @@ fn lock_byte(fd: &OwnedFd, offset: i64) -> Result<bool, FsError> {
     }
 }
 
-/// `openat2` of a raw relative path beneath the root, confined as every
-/// lookup is (`..` in it is the kernel's to resolve, after symlinks).
-fn lookup_raw(root: &Root, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(&root.dir, rel, flags, Mode::empty(), RESOLVE) {
-            Err(Errno::AGAIN | Errno::INTR) if tries < 8 => tries += 1,
-            r => return r,
-        }
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::core::meta::Kind;
+    use crate::core::session::{FsAnswer, FsRequest};
+    use crate::fs::exec;
+    use crate::fs::incoming::Settings;
+    use crate::fs::test_tree::TempTree;
+
+    fn vp(s: &str) -> VPath {
+        VPath::resolve(&VPath::root(), s.as_bytes()).unwrap()
+    }
+
+    /// A tree with a drop box `in` (0733) and `in/sub`, a public `pub`.
+    fn tree() -> (TempTree, Arc<Root>) {
+        let t = TempTree::new("incoming");
+        t.dir("pub", 0o755);
+        t.file("pub/readme", 0o644, b"public\n");
+        t.dir("in", 0o733);
+        t.dir("in/sub", 0o700);
+        let root = Root::open(&t.path).unwrap();
+        let settings = Settings {
+            dir: vp("/in"),
+            min_free: 0,
+            mode: 0o640,
+        };
+        let inc = Incoming::open(&root, settings, None).unwrap();
+        root.set_incoming(inc);
+        (t, Arc::new(root))
+    }
+
+    fn inc(root: &Root) -> &Incoming {
+        root.incoming().unwrap()
+    }
+
+    fn named(root: &Root, path: &str) -> Result<Upload, FsError> {
+        inc(root).create(root, UploadName::Named(vp(path)), None)
+    }
+
+    fn write(u: &Upload, body: &[u8]) {
+        (&*u.file()).write_all(body).unwrap();
+    }
+
+    /// The entries of a directory, the lock file left out.
+    fn entries(t: &TempTree, dir: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(t.at(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != LOCK_FILE)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn stored_only_at_the_commit_never_replacing() {
+        let (t, root) = tree();
+        let u = named(&root, "/in/a").unwrap();
+        assert_eq!(u.path().as_bytes(), b"/in/a");
+        write(&u, b"hello");
+        assert_eq!(entries(&t, "in"), ["sub"], "named before the commit");
+        // Reserved meanwhile.
+        assert!(matches!(named(&root, "/in/a"), Err(FsError::Exists)));
+        inc(&root).commit(&u).unwrap();
+        assert_eq!(std::fs::read(t.at("in/a")).unwrap(), b"hello");
+        let mode = std::fs::metadata(t.at("in/a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o640);
+        drop(u);
+        // Taken for good.
+        assert!(matches!(named(&root, "/in/a"), Err(FsError::Exists)));
+        // A file an operator put there meanwhile is never replaced.
+        let v = named(&root, "/in/b").unwrap();
+        write(&v, b"mine");
+        t.file("in/b", 0o644, b"the operator's");
+        assert!(matches!(inc(&root).commit(&v), Err(FsError::Exists)));
+        assert_eq!(std::fs::read(t.at("in/b")).unwrap(), b"the operator's");
+        inc(&root).discard(&v);
+        assert_eq!(std::fs::read(t.at("in/b")).unwrap(), b"the operator's");
+        assert_eq!(entries(&t, "in"), ["a", "b", "sub"]);
+    }
+
+    #[test]
+    fn a_discarded_upload_leaves_nothing() {
+        let (t, root) = tree();
+        let u = named(&root, "/in/sub/x").unwrap();
+        write(&u, b"partial");
+        inc(&root).discard(&u);
+        assert!(inc(&root).commit(&u).is_err(), "committed after a discard");
+        drop(u);
+        assert_eq!(entries(&t, "in/sub"), Vec::<String>::new());
+        // The name is free again.
+        let u = named(&root, "/in/sub/x").unwrap();
+        inc(&root).commit(&u).unwrap();
+        // A discard after the commit (its session gave up) undoes it.
+        inc(&root).discard(&u);
+        assert_eq!(entries(&t, "in/sub"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn hidden_temporary_names_where_unnamed_files_cannot_be() {
+        let (t, root) = tree();
+        let _ = inc(&root).unnamed.set(false);
+        let u = named(&root, "/in/t").unwrap();
+        write(&u, b"data");
+        let temps = entries(&t, "in");
+        assert_eq!(temps.len(), 2, "{temps:?}");
+        assert!(
+            temps.iter().any(|n| n.starts_with(".aftpd-upload.")),
+            "{temps:?}"
+        );
+        inc(&root).commit(&u).unwrap();
+        assert_eq!(entries(&t, "in"), ["sub", "t"]);
+        // Given up, or just dropped: the temporary name goes.
+        let v = named(&root, "/in/v").unwrap();
+        inc(&root).discard(&v);
+        let w = named(&root, "/in/w").unwrap();
+        drop((v, w));
+        assert_eq!(entries(&t, "in"), ["sub", "t"]);
+    }
+
+    #[test]
+    fn only_in_the_drop_box() {
+        let (t, root) = tree();
+        t.symlink("in/out", "../pub");
+        for p in ["/pub/x", "/x", "/in/out/x"] {
+            assert!(matches!(named(&root, p), Err(FsError::BadName)), "{p}");
+        }
+        assert!(matches!(named(&root, "/in/none/x"), Err(FsError::NotFound)));
+        assert!(matches!(
+            named(&root, "/in/readme/x"),
+            Err(FsError::NotFound)
+        ));
+        assert_eq!(entries(&t, "pub"), ["readme"]);
+    }
+
+    #[test]
+    fn unique_names() {
+        let (t, root) = tree();
+        let unique = |base: Option<&str>| {
+            let name = UploadName::Unique {
+                dir: vp("/in"),
+                base: base.map(|b| b.as_bytes().to_vec()),
+            };
+            let u = inc(&root).create(&root, name, None).unwrap();
+            inc(&root).commit(&u).unwrap();
+            u.path().name().to_vec()
+        };
+        assert_eq!(unique(Some("r")), b"r");
+        assert_eq!(unique(Some("r")), b"r.1");
+        assert_eq!(unique(Some("r")), b"r.2");
+        let made = String::from_utf8(unique(None)).unwrap();
+        assert!(made.starts_with("upload."), "{made}");
+        assert_eq!(entries(&t, "in").len(), 5);
+    }
+
+    #[test]
+    fn space_below_the_minimum_is_refused() {
+        let (_t, root) = tree();
+        let u = named(&root, "/in/s").unwrap();
+        assert!(inc(&root).space(&u).is_ok());
+        let huge = Settings {
+            dir: vp("/in"),
+            min_free: u64::MAX,
+            mode: 0o600,
+        };
+        let greedy = Incoming::open(&root, huge, None).unwrap();
+        assert!(matches!(greedy.space(&u), Err(FsError::NoSpace)));
+        assert!(matches!(
+            greedy.create(&root, UploadName::Named(vp("/in/t")), None),
+            Err(FsError::NoSpace)
+        ));
+    }
+
+    /// What is in the drop box is not published, by its path or through
+    /// symlinks; its directories can be entered and list empty.
+    #[test]
+    fn write_only() {
+        let (t, root) = tree();
+        let u = named(&root, "/in/up").unwrap();
+        write(&u, b"SECRET");
+        inc(&root).commit(&u).unwrap();
+        t.chmod("in/up", 0o644);
+        t.symlink("pub/rel", "../in/up");
+        t.symlink("pub/abs", "/in/up");
+        t.symlink("pub/chain", "rel");
+        t.symlink("pub/dir", "../in");
+        t.symlink("pub/ok", "readme");
+        let ask = |r| exec::execute(&root, r);
+        for p in [
+            "/in/up",
+            "/pub/rel",
+            "/pub/abs",
+            "/pub/chain",
+            "/pub/dir/up",
+        ] {
+            // (Denied: through a directory that is not public; the
+            // session answers both as absent.)
+            match ask(FsRequest::OpenFile(vp(p))) {
+                FsAnswer::File(Err(FsError::NotFound | FsError::Denied)) => {}
+                _ => panic!("{p} served"),
+            }
+            match ask(FsRequest::Stat(vp(p))) {
+                FsAnswer::Stat(Err(FsError::NotFound | FsError::Denied)) => {}
+                _ => panic!("{p} reported"),
+            }
+        }
+        assert!(matches!(
+            ask(FsRequest::OpenFile(vp("/pub/ok"))),
+            FsAnswer::File(Ok(_))
+        ));
+        // The drop box (0733) and its subdirectory (0700) can be entered.
+        for p in ["/in", "/in/sub"] {
+            match ask(FsRequest::Stat(vp(p))) {
+                FsAnswer::Stat(Ok(m)) => assert_eq!(m.kind, Kind::Dir, "{p}"),
+                _ => panic!("{p} cannot be entered"),
+            }
+        }
+        // Listed empty, by its name or through a link (once public).
+        t.chmod("in", 0o755);
+        for p in ["/in", "/pub/dir"] {
+            let FsAnswer::List(Ok(crate::core::session::Listed::Dir(mut d))) =
+                ask(FsRequest::OpenList(vp(p)))
+            else {
+                panic!("{p} not listed");
+            };
+            let mut e = crate::core::meta::Entries::default();
+            assert!(d.read_batch(&mut e).unwrap());
+            assert!(e.is_empty(), "{p} listed {e:?}");
+        }
+        // The public directory lists its links to the box's directories,
+        // not those to its files.
+        let FsAnswer::List(Ok(crate::core::session::Listed::Dir(mut d))) =
+            ask(FsRequest::OpenList(vp("/pub")))
+        else {
+            panic!("/pub not listed");
+        };
+        let mut e = crate::core::meta::Entries::default();
+        while !d.read_batch(&mut e).unwrap() {}
+        let mut names: Vec<&[u8]> = e.iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, [&b"dir"[..], b"ok", b"readme"]);
+    }
+
+    #[test]
+    fn lock_offsets_differ_by_directory_and_name() {
+        let a = lock_offset((1, 2), b"x");
+        assert!(a >= 0);
+        assert_ne!(a, lock_offset((1, 3), b"x"));
+        assert_ne!(a, lock_offset((1, 2), b"y"));
+        assert_ne!(fnv(&[b"ab", b"c"]), fnv(&[b"a", b"bc"]));
+    }
 }
