@@ -5,7 +5,9 @@
 //! helper thread for `ftpd` and epoll, the ring for io_uring) while the
 //! next one fills. At most one write is in flight and one buffer fills,
 //! so an upload holds two buffers at most, and none while it waits for
-//! its client. Bounded per turn like sends ([`BUDGET`]).
+//! its client with nothing received (a few bytes wait in a buffer until
+//! more come, the end, or the data timeout). Bounded per turn like sends
+//! ([`BUDGET`]).
 
 use std::fs::File;
 use std::io;
@@ -22,6 +24,11 @@ use crate::core::session::TransferError;
 
 /// Bytes a buffer holds before it is written.
 pub const CHUNK: usize = 512 * 1024;
+/// When the socket has nothing more for now, a buffer holding at least
+/// this much is written anyway (a smaller one waits to fill): large
+/// writes for fast clients, and a slow one holds little (only the pages
+/// its bytes touched are resident).
+const FLUSH_MIN: usize = 128 * 1024;
 /// Bytes read from the socket at a time in TYPE A (then converted).
 const ASCII_READ: usize = 16 * 1024;
 
@@ -134,7 +141,7 @@ impl Recv {
                             // Waiting for the client: hold no buffer.
                             self.filling = Vec::new();
                             self.spare = None;
-                        } else {
+                        } else if self.filling.len() >= FLUSH_MIN {
                             self.write(mover, mx, tag);
                         }
                     }
