@@ -2,7 +2,8 @@
 //! descriptors are open: Landlock confines the filesystem to reading the
 //! served root, and a seccomp filter allows only the system calls the
 //! driver in use makes. Both are defence in depth: `fs::Root` already
-//! confines every lookup with `openat2(RESOLVE_IN_ROOT)`, and the sandbox
+//! confines every lookup beneath the root (`openat2` a component at a
+//! time, symlinks read with `readlinkat` and expanded), and the sandbox
 //! is what is left should a bug (or an exploit) get past it.
 //!
 //! # Landlock
@@ -22,9 +23,8 @@
 //! says which, for the log. The rights are those of the ABI this was
 //! written and tested for ([`LANDLOCK_ABI`]), not whatever a newer kernel
 //! offers, so that a new kernel cannot deny something the server needs.
-//! The binding is our own, over the three system calls (`landlock.rs`
-//! beside this file): the crate of that name needs proc-macros, which a
-//! `crt-static` build cannot make.
+//! The binding is the `landlock` crate, the Landlock maintainers' own
+//! (`landlock.rs` beside this file holds the policy).
 //!
 //! # seccomp
 //!
@@ -32,12 +32,23 @@
 //! and sending files, sockets for the data channel, memory, time, futex)
 //! plus those of the event mechanism. Anything else fails with `EPERM`
 //! ([`DENIED`]). The arguments are checked where that is cheap and
-//! meaningful: `socket` only for IPv4, IPv6 and UNIX, `mmap`/`mprotect`
+//! meaningful: `socket` only for TCP over IPv4 and IPv6, `sendto` only
+//! without an address (a send on a connected socket), `mmap`/`mprotect`
 //! never executable, `tgkill` only within the process, `clone` only for a
 //! thread (`clone3`, whose flags a filter cannot see, fails with `ENOSYS`
 //! so that glibc falls back to `clone`). There is no `open`/`openat`
 //! (only `openat2`, which `fs` uses), no `execve`, no fork, no `ioctl`,
-//! no `ptrace`, no `mount`.
+//! no `ptrace`, no `mount`, no `sendmsg`.
+//!
+//! No profile makes a UNIX socket: syslog's is connected before the
+//! filter (before the chroot, too, which hides `/dev/log`), and is then
+//! only written to (`send`, or `write` on a stream socket). What stays
+//! allowed because a filter cannot tell good from bad: `connect` (active
+//! data connections, PORT/EPRT) and `bind` (passive listeners, and the
+//! local address of an active connection) to any address, as the
+//! address is behind a pointer; the session core allows only the control
+//! connection's peer, ports 1024 and up. contrib/SECURITY.md lists these
+//! as residual risks.
 //!
 //! Why `EPERM` rather than killing the process: a call missing from the
 //! list (a libc that changed how it does something, a rare error path)
@@ -45,6 +56,11 @@
 //! error reply and a log line, and a supervisor holding thousands of
 //! sessions does not vanish without a word. An attacker gains nothing
 //! from the difference: every call off the list fails either way.
+//!
+//! The allow-lists are compiled into BPF when aftpd is built
+//! (`seccomp.rs`, through the small compiler in `bpf.rs`): a process only
+//! copies its program, writes its own id in, and loads it, which ftpd
+//! does once a connection.
 //!
 //! io_uring operations are not system calls and bypass seccomp: the uring
 //! engine restricts its own ring (`IORING_REGISTER_RESTRICTIONS`) to the
@@ -62,23 +78,16 @@
 //! sandbox are a large listing's short-lived second thread (see
 //! `listing`), which inherits both.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
-};
-
+mod bpf;
 mod landlock;
+mod seccomp;
 
-/// The Landlock ABI whose rights are handled (Linux 6.12: scopes).
-pub const LANDLOCK_ABI: u32 = 6;
-
-/// The errno of a system call off the allow-list.
-pub const DENIED: i32 = libc::EPERM;
+pub use self::landlock::LANDLOCK_ABI;
+pub use self::seccomp::DENIED;
 
 /// Which driver runs in the sandbox: each needs its own calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,22 +185,19 @@ pub fn restrict_syscalls(profile: Profile, all_threads: bool) -> io::Result<Filt
 }
 
 /// [`restrict_syscalls`], with the calls of the upload path
-/// ([`UPLOADS`]) when `uploads` (`--incoming`) is on.
+/// ([`seccomp::UPLOADS`]) when `uploads` (`--incoming`) is on.
 pub fn restrict_syscalls_uploads(
     profile: Profile,
     uploads: bool,
     all_threads: bool,
 ) -> io::Result<Filtered> {
-    let program = match filter_uploads(profile, uploads) {
-        Ok(p) => p,
-        Err(FilterError::Arch) => {
-            return Ok(Filtered::Unsupported(format!(
-                "no allow-list for {}",
-                std::env::consts::ARCH
-            )));
-        }
-        Err(FilterError::Build(e)) => return Err(io::Error::other(format!("seccomp: {e}"))),
+    let Some(program) = seccomp::program(profile, uploads) else {
+        return Ok(Filtered::Unsupported(format!(
+            "no allow-list for {}",
+            std::env::consts::ARCH
+        )));
     };
+    let program = program.with_pid(std::process::id());
     let applied = if all_threads {
         seccompiler::apply_filter_all_threads(&program)
     } else {
@@ -250,318 +256,107 @@ impl fmt::Display for Report {
     }
 }
 
-/// Why no filter could be built.
-#[derive(Debug)]
-pub enum FilterError {
-    /// No allow-list for this architecture.
-    Arch,
-    Build(seccompiler::BackendError),
-}
-
-impl fmt::Display for FilterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FilterError::Arch => f.write_str("no allow-list for this architecture"),
-            FilterError::Build(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-const ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArch::x86_64);
-#[cfg(target_arch = "aarch64")]
-const ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArch::aarch64);
-#[cfg(target_arch = "riscv64")]
-const ARCH: Option<seccompiler::TargetArch> = Some(seccompiler::TargetArch::riscv64);
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64"
-)))]
-const ARCH: Option<seccompiler::TargetArch> = None;
-
-/// The compiled filter of `profile`.
-pub fn filter(profile: Profile) -> Result<BpfProgram, FilterError> {
-    filter_uploads(profile, false)
-}
-
-/// The compiled filter of `profile`, with [`UPLOADS`] if `uploads`.
-pub fn filter_uploads(profile: Profile, uploads: bool) -> Result<BpfProgram, FilterError> {
-    let arch = ARCH.ok_or(FilterError::Arch)?;
-    let rules = rules(profile, uploads).map_err(FilterError::Build)?;
-    let f = SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(DENIED as u32),
-        SeccompAction::Allow,
-        arch,
-    )
-    .map_err(FilterError::Build)?;
-    let allow_list: BpfProgram = f.try_into().map_err(FilterError::Build)?;
-    Ok(clone3_prefix().into_iter().chain(allow_list).collect())
-}
-
-/// The flags glibc's `pthread_create` passes to `clone`: a thread of this
-/// process, sharing everything. Any other `clone` (a fork, new
-/// namespaces) is refused.
-const THREAD_FLAGS: u64 = (libc::CLONE_VM
-    | libc::CLONE_FS
-    | libc::CLONE_FILES
-    | libc::CLONE_SIGHAND
-    | libc::CLONE_THREAD
-    | libc::CLONE_SYSVSEM
-    | libc::CLONE_SETTLS
-    | libc::CLONE_PARENT_SETTID
-    | libc::CLONE_CHILD_CLEARTID) as u64;
-
-/// The audit architecture of this build, as `seccomp_data.arch` has it
-/// (include/uapi/linux/audit.h: EM_* | 64-bit | little-endian).
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 183 | 0x8000_0000 | 0x4000_0000;
-#[cfg(target_arch = "riscv64")]
-const AUDIT_ARCH: u32 = 243 | 0x8000_0000 | 0x4000_0000;
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64"
-)))]
-const AUDIT_ARCH: u32 = 0;
-
-/// Instructions put before the allow-list: `clone3` fails with `ENOSYS`.
-/// A filter cannot look into `clone3`'s flags (they are behind a
-/// pointer), so it is refused, and `ENOSYS` is what makes glibc fall back
-/// to `clone`, whose flags the allow-list checks. (seccompiler gives one
-/// errno to every refusal, and a second filter could not be installed
-/// once the first forbids `seccomp` itself.) Anything of another
-/// architecture goes straight on to the allow-list, which refuses it.
-fn clone3_prefix() -> [seccompiler::sock_filter; 5] {
-    let op = |code: u32| code as u16;
-    let insn = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
-    // Offsets in struct seccomp_data: nr at 0, arch at 4.
-    [
-        insn(op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS), 0, 0, 4),
-        insn(
-            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
-            0,
-            3,
-            AUDIT_ARCH,
-        ),
-        insn(op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS), 0, 0, 0),
-        insn(
-            op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
-            0,
-            1,
-            libc::SYS_clone3 as u32,
-        ),
-        insn(
-            op(libc::BPF_RET | libc::BPF_K),
-            0,
-            0,
-            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        ),
-    ]
-}
-
-/// The system calls `profile` allows, by number; all of them, with the
-/// conditions (ORed rules of ANDed conditions) on those that have some.
+/// The system calls `profile` allows, by number, those with argument
+/// checks included.
 pub fn allowed(profile: Profile) -> Vec<i64> {
-    let mut v: Vec<i64> = common().into_iter().chain(extra(profile)).collect();
-    v.extend(CONDITIONAL);
-    v.sort_unstable();
-    v.dedup();
-    v
+    seccomp::policy(profile)
+        .rules()
+        .iter()
+        .filter(|r| matches!(r.action, bpf::Action::Allow | bpf::Action::Check(_)))
+        .map(|r| i64::from(r.nr))
+        .collect()
 }
-
-type Rules = BTreeMap<i64, Vec<SeccompRule>>;
-
-fn rules(profile: Profile, uploads: bool) -> Result<Rules, seccompiler::BackendError> {
-    let mut map: Rules = BTreeMap::new();
-    let upload_calls = if uploads { &UPLOADS[..] } else { &[] };
-    for nr in common()
-        .into_iter()
-        .chain(extra(profile))
-        .chain(upload_calls.iter().copied())
-    {
-        map.insert(nr, Vec::new());
-    }
-    let dword = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value);
-    let qword = |arg, op, value| SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value);
-    // socket(domain, ...): the data channel (IPv4, IPv6) and syslog (UNIX).
-    let mut socket = Vec::new();
-    for family in [libc::AF_INET, libc::AF_INET6, libc::AF_UNIX] {
-        socket.push(SeccompRule::new(vec![dword(
-            0,
-            SeccompCmpOp::Eq,
-            family as u64,
-        )?])?);
-    }
-    map.insert(libc::SYS_socket, socket);
-    // Memory is never made executable: no code can be loaded.
-    let no_exec = |arg| qword(arg, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0);
-    map.insert(libc::SYS_mmap, vec![SeccompRule::new(vec![no_exec(2)?])?]);
-    map.insert(
-        libc::SYS_mprotect,
-        vec![SeccompRule::new(vec![no_exec(2)?])?],
-    );
-    // clone(flags, ...): threads only (a large listing's second thread).
-    map.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![qword(
-            0,
-            SeccompCmpOp::Eq,
-            THREAD_FLAGS,
-        )?])?],
-    );
-    // tgkill(pid, tid, sig): abort() signals its own thread, nothing else.
-    let pid = u64::from(std::process::id());
-    map.insert(
-        libc::SYS_tgkill,
-        vec![SeccompRule::new(vec![dword(0, SeccompCmpOp::Eq, pid)?])?],
-    );
-    Ok(map)
-}
-
-/// Calls with argument conditions (see [`rules`]).
-const CONDITIONAL: [i64; 5] = [
-    libc::SYS_clone,
-    libc::SYS_socket,
-    libc::SYS_mmap,
-    libc::SYS_mprotect,
-    libc::SYS_tgkill,
-];
-
-/// What every driver needs once serving.
-fn common() -> Vec<i64> {
-    let mut v = vec![
-        // Control and data connections, files, listings.
-        libc::SYS_read,
-        libc::SYS_write,
-        libc::SYS_readv,
-        libc::SYS_writev,
-        // Log lines, written without blocking (RWF_NOWAIT).
-        libc::SYS_pwritev2,
-        libc::SYS_pread64,
-        libc::SYS_preadv2,
-        SYS_CACHESTAT,
-        libc::SYS_close,
-        libc::SYS_fcntl,
-        libc::SYS_fstat,
-        libc::SYS_newfstatat,
-        libc::SYS_statx,
-        libc::SYS_getdents64,
-        libc::SYS_openat2,
-        libc::SYS_sendfile,
-        // The data channel (socket is conditional), syslog.
-        libc::SYS_bind,
-        libc::SYS_listen,
-        libc::SYS_accept4,
-        libc::SYS_connect,
-        libc::SYS_getsockname,
-        libc::SYS_getpeername,
-        libc::SYS_setsockopt,
-        libc::SYS_getsockopt,
-        libc::SYS_shutdown,
-        libc::SYS_sendto,
-        libc::SYS_recvfrom,
-        libc::SYS_sendmsg,
-        // Memory (mmap and mprotect are conditional).
-        libc::SYS_brk,
-        libc::SYS_munmap,
-        libc::SYS_mremap,
-        libc::SYS_madvise,
-        // Threads, time, signals, the end.
-        libc::SYS_futex,
-        libc::SYS_sched_yield,
-        libc::SYS_clock_gettime,
-        libc::SYS_clock_nanosleep,
-        libc::SYS_nanosleep,
-        libc::SYS_gettimeofday,
-        libc::SYS_getrandom,
-        libc::SYS_rt_sigreturn,
-        libc::SYS_rt_sigprocmask,
-        libc::SYS_rt_sigaction,
-        libc::SYS_sigaltstack,
-        libc::SYS_restart_syscall,
-        libc::SYS_getpid,
-        libc::SYS_gettid,
-        // A thread's set-up (clone is conditional).
-        libc::SYS_set_robust_list,
-        libc::SYS_rseq,
-        libc::SYS_sched_getaffinity,
-        libc::SYS_exit,
-        libc::SYS_exit_group,
-        libc::SYS_ppoll,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    v.push(libc::SYS_poll);
-    v
-}
-
-/// What the event mechanism of `profile` adds. Both supervisor engines
-/// re-create their reserve descriptor (an eventfd) after using it.
-fn extra(profile: Profile) -> Vec<i64> {
-    match profile {
-        // The eventfd of the helper thread that reads cold files.
-        Profile::Poll => vec![libc::SYS_eventfd2],
-        Profile::Epoll => {
-            let mut v = vec![
-                libc::SYS_epoll_create1,
-                libc::SYS_epoll_ctl,
-                libc::SYS_epoll_pwait,
-                libc::SYS_epoll_pwait2,
-                libc::SYS_eventfd2,
-            ];
-            #[cfg(target_arch = "x86_64")]
-            v.push(libc::SYS_epoll_wait);
-            v
-        }
-        // The rings are set up (io_uring_setup, the buffer ring's mmap,
-        // the restrictions) before the filter; a worker enables its ring
-        // (io_uring_register) and then only enters it. Its splice pipes
-        // are made on demand, and emptied into sockets with splice.
-        Profile::Uring => vec![
-            libc::SYS_io_uring_enter,
-            libc::SYS_io_uring_register,
-            libc::SYS_eventfd2,
-            libc::SYS_pipe2,
-            libc::SYS_splice,
-        ],
-    }
-}
-
-/// What the upload path adds (only with `--incoming`): fchmod of a new
-/// file to the operator's mode, pwrite of its data (helper threads; the
-/// io_uring workers write through their ring), fstatfs for the free
-/// space, fsync of the file and its directory, linkat to name it,
-/// unlinkat of a temporary name or an upload given up, readlinkat to find
-/// where a symlink's file lies (the write-only rule).
-pub const UPLOADS: [i64; 7] = [
-    libc::SYS_fchmod,
-    libc::SYS_pwrite64,
-    libc::SYS_fstatfs,
-    libc::SYS_fsync,
-    libc::SYS_linkat,
-    libc::SYS_unlinkat,
-    libc::SYS_readlinkat,
-];
-
-/// `cachestat(2)`, the same number on every architecture: engines ask
-/// whether a file's next bytes are in the page cache before sending them
-/// (`engine::cache_first`).
-const SYS_CACHESTAT: i64 = 451;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const PROFILES: [Profile; 3] = [Profile::Poll, Profile::Epoll, Profile::Uring];
+
+    /// Each profile's program, run by the test interpreter, gives every
+    /// system call number (x32's, 0x40000000 and up, among them) what its
+    /// policy says, for a few sets of arguments: all zero, and those of
+    /// calls the engines make.
     #[test]
-    fn every_profile_compiles() {
-        for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
-            let prog = filter(p).unwrap();
-            assert!(!prog.is_empty());
-            assert!(prog.len() < u16::MAX as usize);
+    fn every_program_follows_its_policy() {
+        let arch = seccomp::AUDIT_ARCH.unwrap();
+        let pid = std::process::id();
+        let me = u64::from(pid);
+        let arg_sets = [
+            [0; 6],
+            [libc::AF_INET6 as u64, 0o4001, 6, 0, 0, 0],
+            [me, me, 6, 0, 0, 0],
+            [0, 4096, 3, 0x22, u64::MAX, 0],
+            [seccomp_thread_flags(), 0, 0, 0, 0, 0],
+        ];
+        for p in PROFILES {
+            let policy = seccomp::policy(p);
+            let prog = seccomp::program(p, false).unwrap().with_pid(pid);
+            for nr in (0..1024).chain([0x4000_0000, 0x4000_0000 | 1, u32::MAX]) {
+                for args in arg_sets {
+                    let want = bpf::expected(&policy, arch, nr, args, pid);
+                    let got = bpf::run(&prog, arch, nr, args);
+                    assert_eq!(got, want, "{p}: nr {nr} {args:?}");
+                }
+            }
+            // Another architecture's calls: all refused.
+            let other = arch ^ 0x4000_0000;
+            assert_eq!(bpf::run(&prog, other, 0, [0; 6]) & 0xffff, DENIED as u32);
+            let clone3 = libc::SYS_clone3 as u32;
+            let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+            assert_eq!(bpf::run(&prog, arch, clone3, [0; 6]), enosys);
+            assert!(prog.len() < 256, "{p}: {} instructions", prog.len());
         }
+    }
+
+    #[test]
+    fn the_checks_let_through_what_the_engines_do() {
+        let arch = seccomp::AUDIT_ARCH.unwrap();
+        let pid = std::process::id();
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let refuse = libc::SECCOMP_RET_ERRNO | DENIED as u32;
+        for p in PROFILES {
+            let prog = seccomp::program(p, false).unwrap().with_pid(pid);
+            let call = |nr: i64, args: [u64; 6]| bpf::run(&prog, arch, nr as u32, args);
+            let (inet, inet6, unix) = (libc::AF_INET as u64, libc::AF_INET6 as u64, 1);
+            let stream = (libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64;
+            let tcp = libc::IPPROTO_TCP as u64;
+            assert_eq!(call(libc::SYS_socket, [inet, stream, tcp, 0, 0, 0]), allow);
+            assert_eq!(call(libc::SYS_socket, [inet6, 1, 0, 0, 0, 0]), allow);
+            assert_eq!(call(libc::SYS_socket, [unix, 1, 0, 0, 0, 0]), refuse);
+            assert_eq!(call(libc::SYS_socket, [inet, 2, 0, 0, 0, 0]), refuse);
+            assert_eq!(call(libc::SYS_socket, [inet, 1, 132, 0, 0, 0]), refuse);
+            assert_eq!(call(libc::SYS_sendto, [3, 1, 1, 0, 0, 0]), allow);
+            assert_eq!(call(libc::SYS_sendto, [3, 1, 1, 0, 0x1000, 16]), refuse);
+            let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+            let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+            assert_eq!(call(libc::SYS_mmap, [0, 4096, rw, 0x22, 0, 0]), allow);
+            assert_eq!(call(libc::SYS_mmap, [0, 4096, rx, 0x22, 0, 0]), refuse);
+            assert_eq!(
+                call(libc::SYS_mprotect, [0x1000, 4096, rx, 0, 0, 0]),
+                refuse
+            );
+            let thread = seccomp_thread_flags();
+            assert_eq!(call(libc::SYS_clone, [thread, 0, 0, 0, 0, 0]), allow);
+            let fork = libc::SIGCHLD as u64;
+            assert_eq!(call(libc::SYS_clone, [fork, 0, 0, 0, 0, 0]), refuse);
+            let me = u64::from(pid);
+            assert_eq!(call(libc::SYS_tgkill, [me, me, 6, 0, 0, 0]), allow);
+            assert_eq!(call(libc::SYS_tgkill, [1, 1, 9, 0, 0, 0]), refuse);
+        }
+    }
+
+    /// What glibc's pthread_create passes to clone.
+    fn seccomp_thread_flags() -> u64 {
+        (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64
     }
 
     #[test]
@@ -579,6 +374,8 @@ mod tests {
             libc::SYS_chroot,
             libc::SYS_unshare,
             libc::SYS_bpf,
+            libc::SYS_sendmsg,
+            libc::SYS_sendmmsg,
         ];
         for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
             let list = allowed(p);
@@ -587,13 +384,26 @@ mod tests {
             }
         }
         for nr in never {
-            assert!(!UPLOADS.contains(&nr), "uploads allow syscall {nr}");
+            assert!(
+                !seccomp::UPLOADS.contains(&nr),
+                "uploads allow syscall {nr}"
+            );
         }
+        // Without --incoming, none of the write side; with it, all of it.
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let arch = seccomp::AUDIT_ARCH.unwrap();
+        let pid = std::process::id();
         for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
-            assert!(filter_uploads(p, true).is_ok());
-            // Without --incoming, none of the write side.
-            for nr in UPLOADS {
+            let with = seccomp::program(p, true).unwrap().with_pid(pid);
+            let without = seccomp::program(p, false).unwrap().with_pid(pid);
+            for &nr in seccomp::UPLOADS {
                 assert!(!allowed(p).contains(&nr), "{p} allows syscall {nr}");
+                assert_eq!(bpf::run(&with, arch, nr as u32, [0; 6]), allow, "{p}: {nr}");
+                assert_ne!(
+                    bpf::run(&without, arch, nr as u32, [0; 6]),
+                    allow,
+                    "{p}: {nr}"
+                );
             }
         }
         assert!(!allowed(Profile::Poll).contains(&libc::SYS_epoll_ctl));

@@ -14,11 +14,12 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("command_line", harness::command_line),
     ("vpath", harness::vpath),
     ("addr", harness::addr),
     ("session", harness::session),
+    ("fs", harness::fs),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -44,6 +45,8 @@ fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
 fn saved_inputs_then_pseudo_random_ones() {
     regressions_and_seeds();
     pseudo_random_smoke();
+    // The tree the fs target serves (one per process).
+    harness::remove_tree();
 }
 
 fn regressions_and_seeds() {
@@ -124,7 +127,10 @@ fn pseudo_random_smoke() {
             .map(|(_, d)| d)
             .chain([Vec::new()])
             .collect();
-        let rounds = if target == "session" { 5000 } else { 20_000 };
+        let rounds = match target {
+            "session" | "fs" => 5000,
+            _ => 20_000,
+        };
         for _ in 0..rounds {
             let seed = &seeds[rng.below(seeds.len())];
             let data = mutate(&mut rng, seed);

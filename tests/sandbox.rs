@@ -17,11 +17,13 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aftpd::log::Severity;
+use aftpd::log::syslog;
 use aftpd::sandbox::{self, Filtered, Profile};
 
 const CASE_VAR: &str = "AFTPD_SANDBOX_CASE";
@@ -249,6 +251,17 @@ fn seccomp_test(profile: Profile) {
     for k in [
         "socket_packet",
         "socket_netlink",
+        // No socket but TCP over IPv4/IPv6.
+        "socket_unix",
+        "socket_unix_dgram",
+        "socket_udp",
+        "socket_raw",
+        "socket_sctp",
+        "socket_mptcp",
+        // No send with an address (TCP Fast Open would connect), no
+        // sendmsg.
+        "sendto_address",
+        "sendmsg",
         "execve",
         "fork",
         "ptrace",
@@ -267,6 +280,12 @@ fn seccomp_test(profile: Profile) {
     for k in [
         "socket_inet",
         "socket_inet6",
+        "socket_tcp_as_the_engines_make_it",
+        "send_connected",
+        // Syslog's socket, connected before the filter, datagram or
+        // stream: the line arrives.
+        "syslog_dgram",
+        "syslog_stream",
         "bind_listen",
         "openat2_inside",
         "read_inside",
@@ -304,6 +323,8 @@ fn both_test() {
     expect(&r, "inside", "ok");
     expect(&r, "socket_packet", "EPERM");
     expect(&r, "openat", "EPERM");
+    expect(&r, "socket_unix", "EPERM");
+    expect(&r, "syslog_dgram", "ok");
     if get(&r, "enforced").contains("landlock=off") {
         expect(&r, "outside_openat2", "ok");
     } else {
@@ -434,6 +455,8 @@ fn child(case: &str) {
                 "seccomp-epoll" => Profile::Epoll,
                 _ => Profile::Uring,
             };
+            let log = PathBuf::from(std::env::var_os(LOG_VAR).unwrap());
+            let syslogs = Syslogs::connect(&log);
             match sandbox::restrict_syscalls(profile, false).unwrap() {
                 Filtered::Installed(p) => println!("enforced=seccomp={p}"),
                 other => println!("enforced={other}"),
@@ -442,15 +465,20 @@ fn child(case: &str) {
             println!("seccomp={}", field(&st, "Seccomp:"));
             println!("no_new_privs={}", field(&st, "NoNewPrivs:"));
             seccomp_probes(&root);
+            syslogs.probe();
         }
         "both" => {
+            let log = PathBuf::from(std::env::var_os(LOG_VAR).unwrap());
+            let syslogs = Syslogs::connect(&log);
             let rep = sandbox::enter(Profile::Poll, root.fd(), None).unwrap();
             println!("enforced={rep}");
             println!("seccomp={}", field(&read_status(status), "Seccomp:"));
             report("inside", open2(&root_path.join("pub/inside.txt")));
             report("outside_openat2", open2(&outside));
             report("socket_packet", socket(libc::AF_PACKET));
+            report("socket_unix", socket3(libc::AF_UNIX, libc::SOCK_STREAM, 0));
             report("openat", openat(&outside));
+            syslogs.probe();
         }
         "threads" => {
             // As the supervisor does: Landlock, then a worker thread, then
@@ -529,6 +557,88 @@ fn socket(family: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// socket(2) with all three arguments; closed at once.
+fn socket3(family: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain socket(2); closed at once.
+    let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, protocol) };
+    check(fd.into())?;
+    // SAFETY: fd was just opened here.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// The local syslog as the servers reach it (connected before the
+/// sandbox, written with a non-blocking `send` after), here at sockets of
+/// the test's own, one of each kind syslog daemons offer: the server's
+/// end connected, the daemon's end kept to read what arrives.
+struct Syslogs {
+    dgram: (syslog::Socket, UnixDatagram),
+    stream: (syslog::Socket, UnixListener),
+}
+
+impl Syslogs {
+    fn connect(dir: &Path) -> Syslogs {
+        let dgram_path = dir.join("log-dgram");
+        let daemon = UnixDatagram::bind(&dgram_path).unwrap();
+        // Now: once filtered, ioctl(FIONBIO) is refused.
+        daemon.set_nonblocking(true).unwrap();
+        let logger = syslog::connect_at(&dgram_path).unwrap();
+        assert!(!logger.stream);
+        let stream_path = dir.join("log-stream");
+        let listener = UnixListener::bind(&stream_path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stream_logger = syslog::connect_at(&stream_path).unwrap();
+        assert!(stream_logger.stream);
+        Syslogs {
+            dgram: (logger, daemon),
+            stream: (stream_logger, listener),
+        }
+    }
+
+    /// Logs a line through each, inside the sandbox, and reads it back.
+    fn probe(self) {
+        let (logger, daemon) = self.dgram;
+        let got = send_line(&logger, "through the datagram socket").and_then(|()| {
+            let mut buf = [0u8; 512];
+            let n = daemon.recv(&mut buf)?;
+            arrived(&buf[..n], "through the datagram socket")
+        });
+        report("syslog_dgram", got);
+        let (logger, listener) = self.stream;
+        let got = send_line(&logger, "through the stream socket").and_then(|()| {
+            let (mut conn, _) = listener.accept()?;
+            let mut buf = [0u8; 512];
+            let n = conn.read(&mut buf)?;
+            arrived(&buf[..n], "through the stream socket")
+        });
+        report("syslog_stream", got);
+    }
+}
+
+/// One line, framed and sent as the logger sends it (`send(2)`, never
+/// waiting).
+fn send_line(s: &syslog::Socket, text: &str) -> io::Result<()> {
+    let msg = syslog::frame(
+        "sandbox-test",
+        std::process::id(),
+        Severity::Info,
+        s.stream,
+        text,
+    );
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    rustix::net::send(&s.fd, &msg, flags)?;
+    Ok(())
+}
+
+fn arrived(got: &[u8], text: &str) -> io::Result<()> {
+    let got = String::from_utf8_lossy(got);
+    if got.contains(text) && got.contains("sandbox-test[") {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("syslog got {got:?}")))
+    }
+}
+
 fn landlock_probes(root: &Path, outside: &Path) {
     report("inside", fs::read(root.join("pub/inside.txt")).map(drop));
     report("inside_dir", fs::read_dir(root.join("pub")).map(drop));
@@ -546,6 +656,59 @@ fn landlock_probes(root: &Path, outside: &Path) {
         fs::File::create(root.join("pub/new.txt")).map(drop),
     );
     report("mkdir_inside", fs::create_dir(root.join("pub/newdir")));
+}
+
+/// sendto(2) with a destination, MSG_FASTOPEN on a fresh TCP socket: where
+/// allowed, this connects to the listener (and sends the byte with the
+/// SYN).
+fn sendto_address() -> io::Result<()> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    // SAFETY: plain socket(2); closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd.into())?;
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a live one-byte buffer and a sockaddr_in of the size given.
+    let rc = unsafe {
+        libc::sendto(
+            fd,
+            b"x".as_ptr().cast(),
+            1,
+            libc::MSG_FASTOPEN,
+            std::ptr::from_ref(&addr).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let r = check(rc as libc::c_long);
+    // SAFETY: fd was opened above.
+    unsafe { libc::close(fd) };
+    r
+}
+
+/// sendmsg(2) of one byte on a connected TCP socket.
+fn sendmsg() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let c = std::net::TcpStream::connect(l.local_addr()?)?;
+    let mut byte = [b'x'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: an all-zero msghdr is a valid "no name, no control" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: msg points at one live iovec of one live byte.
+    let rc = unsafe { libc::sendmsg(c.as_raw_fd(), &msg, 0) };
+    check(rc as libc::c_long)
 }
 
 fn map_result(p: *mut libc::c_void) -> io::Result<()> {
@@ -640,9 +803,48 @@ fn seccomp_probes(root: &aftpd::fs::Root) {
     let ep = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC);
     report("epoll", ep.map(drop).map_err(io::Error::from));
 
+    report("socket_unix", socket3(libc::AF_UNIX, libc::SOCK_STREAM, 0));
+    report(
+        "socket_unix_dgram",
+        socket3(libc::AF_UNIX, libc::SOCK_DGRAM, 0),
+    );
+    report("socket_udp", socket3(libc::AF_INET, libc::SOCK_DGRAM, 0));
+    report(
+        "socket_raw",
+        socket3(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP),
+    );
+    report(
+        "socket_sctp",
+        socket3(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP),
+    );
+    report(
+        "socket_mptcp",
+        socket3(libc::AF_INET6, libc::SOCK_STREAM, libc::IPPROTO_MPTCP),
+    );
+    report("sendto_address", sendto_address());
+    report("sendmsg", sendmsg());
+
     // On the list: what the session and drivers do.
     report("socket_inet", socket(libc::AF_INET));
     report("socket_inet6", socket(libc::AF_INET6));
+    report(
+        "socket_tcp_as_the_engines_make_it",
+        socket3(
+            libc::AF_INET6,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+            libc::IPPROTO_TCP,
+        ),
+    );
+    let sent = (|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let mut c = std::net::TcpStream::connect(l.local_addr()?)?;
+        let (mut s, _) = l.accept()?;
+        // std's TcpStream::write is send(2): sendto without an address.
+        c.write_all(b"x")?;
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b)
+    })();
+    report("send_connected", sent);
     report(
         "bind_listen",
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr().map(drop)),

@@ -6,7 +6,11 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,6 +31,11 @@ server_tests!(
     hostile_input_does_not_crash,
     tree_owned_by_the_server_user,
     sandboxed_unless_told_not_to,
+    links_do_not_publish_what_the_rules_hide,
+    unpublished_answers_like_missing,
+    devices_answer_like_missing_when_root,
+    swapping_links_never_leaks,
+    server_users_private_dir_not_served_through_links,
 );
 
 fn traversal_attempts_550(kind: Kind) {
@@ -414,6 +423,332 @@ fn hostile_input_does_not_crash(kind: Kind) {
     c.expect("QUIT", 221);
     s.assert_no_crash();
     assert_eq!(before, t.snapshot(), "the tree changed");
+}
+
+// ---------------------------------------------------------------------
+// Issue 18: symlinks must not publish what the rules hide, and what is
+// unpublished must answer exactly what a missing name answers.
+
+/// Contents of files in a 0711 directory: never sent.
+const SECRET_711: &[u8] = b"IN-0711-DIR-5c2e\n";
+const SECRET_711_SUB: &[u8] = b"IN-0711-SUB-81fa\n";
+const DECOY: &[u8] = b"public decoy\n";
+
+/// Every verb that takes a path, in the form the tests send it.
+const PATH_VERBS: [&str; 9] = [
+    "RETR", "SIZE", "MDTM", "CWD", "LIST", "NLST", "MLSD", "MLST", "STAT",
+];
+
+/// A name that does not exist: what every unpublished one must look like.
+const MISSING: &str = "/no-such-name-18";
+
+fn mkdir(root: &Path, rel: &str, mode: u32) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn put(root: &Path, rel: &str, body: &[u8], mode: u32) {
+    let p = root.join(rel);
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn ln(root: &Path, rel: &str, target: &str) {
+    std::os::unix::fs::symlink(target, root.join(rel)).unwrap();
+}
+
+/// p711/ (0711) with s.txt and a public sub/ with inner.txt; links from a
+/// public directory into it, to a dotfile, and one that is fine.
+fn add_issue_tree(root: &Path) {
+    mkdir(root, "p711", 0o711);
+    put(root, "p711/s.txt", SECRET_711, 0o644);
+    mkdir(root, "p711/sub", 0o755);
+    put(root, "p711/sub/inner.txt", SECRET_711_SUB, 0o644);
+    mkdir(root, "lnk", 0o755);
+    ln(root, "lnk/a", "../p711/s.txt");
+    ln(root, "lnk/b", "../.secret");
+    ln(root, "lnk/c", "../p711/sub");
+    ln(root, "lnk/ok", "../one-byte");
+}
+
+/// Everything the server answers to `line`, as bytes: its reply lines,
+/// and for a data command (over a passive connection) the data and the
+/// final reply when it starts one.
+fn answer(c: &mut Client, line: &str) -> Vec<u8> {
+    let verb = line.split(' ').next().unwrap_or("");
+    let mut data = match verb {
+        "RETR" | "LIST" | "NLST" | "MLSD" => {
+            let addr = c.pasv();
+            Some(client::connect_tuned(addr, None, None).unwrap())
+        }
+        _ => None,
+    };
+    let join = |r: &common::Reply| r.lines.join(&b"\r\n"[..]);
+    let first = c.cmd(line);
+    let mut out = join(&first);
+    if (100..200).contains(&first.code)
+        && let Some(d) = &mut data
+    {
+        let bytes = client::read_to_eof(d, client::TIMEOUT).unwrap();
+        c.data_received.extend_from_slice(&bytes);
+        out.extend_from_slice(b"\r\n[data]");
+        out.extend_from_slice(&bytes);
+        out.extend_from_slice(b"[/data]\r\n");
+        out.extend_from_slice(&join(&c.reply()));
+    }
+    out
+}
+
+/// Panics unless every path verb answers `path` exactly as it answers a
+/// missing name.
+#[track_caller]
+fn answers_like_missing(c: &mut Client, path: &str) {
+    for verb in PATH_VERBS {
+        let missing = answer(c, &format!("{verb} {MISSING}"));
+        let got = answer(c, &format!("{verb} {path}"));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&missing),
+            "{verb} {path} does not answer as {verb} {MISSING}"
+        );
+        assert_eq!(got, missing, "{verb} {path}: not byte for byte");
+    }
+}
+
+/// The names each listing of the working directory shows (the last field
+/// of each line: NLST, LIST, MLSD, and the lines of STAT).
+fn listed_names(c: &mut Client) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for verb in ["NLST", "LIST", "MLSD"] {
+        for line in client::crlf_lines(&c.get(verb)) {
+            let name = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
+            out.push((verb.to_string(), String::from_utf8_lossy(name).into_owned()));
+        }
+    }
+    let r = c.expect("STAT .", 213);
+    for line in r.inner() {
+        let name = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
+        out.push((
+            "STAT".to_string(),
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    out
+}
+
+#[track_caller]
+fn assert_lists_only(c: &mut Client, dir: &str, wanted: &[&str]) {
+    c.expect(&format!("CWD {dir}"), 250);
+    let listed = listed_names(c);
+    for (verb, name) in &listed {
+        assert!(
+            wanted.contains(&name.as_str()),
+            "{verb} in {dir} shows {name:?}: {listed:?}"
+        );
+    }
+    for verb in ["NLST", "LIST", "MLSD", "STAT"] {
+        for w in wanted {
+            assert!(
+                listed.iter().any(|(v, n)| v == verb && n == w),
+                "{verb} in {dir} lacks {w}: {listed:?}"
+            );
+        }
+    }
+    c.expect("CWD /", 250);
+}
+
+#[track_caller]
+fn assert_no_secret(c: &Client, secrets: &[&[u8]]) {
+    c.assert_nothing_leaked();
+    for s in secrets {
+        assert!(client::find(&c.received, s).is_none(), "LEAK on control");
+        assert!(client::find(&c.data_received, s).is_none(), "LEAK on data");
+    }
+}
+
+/// Issue 18 part 1: a link into a 0711 directory, to a dotfile, or to a
+/// public directory inside a 0711 one publishes nothing, by any command;
+/// listings leave those links out.
+fn links_do_not_publish_what_the_rules_hide(kind: Kind) {
+    let (t, s) = setup(kind, Opts::new());
+    add_issue_tree(&t.root);
+    let mut c = Client::login(&s, Family::V4);
+    for p in [
+        "/p711/s.txt",
+        "/lnk/a",
+        "/lnk/b",
+        "/lnk/c",
+        "/lnk/c/inner.txt",
+    ] {
+        answers_like_missing(&mut c, p);
+    }
+    assert_lists_only(&mut c, "/lnk", &["ok"]);
+    assert_eq!(c.get("RETR /lnk/ok"), b"x");
+    assert_no_secret(&c, &[SECRET_711, SECRET_711_SUB]);
+    s.assert_no_crash();
+}
+
+/// Issue 18 part 2: a 0700 or 0711 directory, what is inside them, a
+/// FIFO, a unix socket, a 0600 file, and a symlink to each answer every
+/// command byte for byte as a missing name does.
+fn unpublished_answers_like_missing(kind: Kind) {
+    let (t, s) = setup(kind, Opts::new());
+    let root = &t.root;
+    mkdir(root, "d700", 0o700);
+    put(root, "d700/f", SECRET_711, 0o644);
+    mkdir(root, "d711", 0o711);
+    put(root, "d711/f", SECRET_711, 0o644);
+    mkdir(root, "d711/sub", 0o755);
+    put(root, "d711/sub/g", SECRET_711_SUB, 0o644);
+    drop(std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap());
+    std::fs::set_permissions(root.join("sock"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    mkdir(root, "kinds", 0o755);
+    let targets = [
+        "d700",
+        "d700/f",
+        "d711",
+        "d711/f",
+        "d711/sub",
+        "d711/sub/g",
+        "fifo",
+        "sock",
+        "private.txt",
+    ];
+    for target in targets {
+        ln(
+            root,
+            &format!("kinds/{}", target.replace('/', "-")),
+            &format!("../{target}"),
+        );
+    }
+    let mut c = Client::login(&s, Family::V4);
+    for target in targets {
+        answers_like_missing(&mut c, &format!("/{target}"));
+        answers_like_missing(&mut c, &format!("/kinds/{}", target.replace('/', "-")));
+    }
+    answers_like_missing(&mut c, "/kinds/d711/f");
+    assert_lists_only(&mut c, "/kinds", &[]);
+    assert_no_secret(&c, &[SECRET_711, SECRET_711_SUB]);
+    s.assert_no_crash();
+}
+
+/// As [`unpublished_answers_like_missing`], for a character device and a
+/// link to it. Only root can make a device: not as root, this test says
+/// so and checks nothing.
+fn devices_answer_like_missing_when_root(kind: Kind) {
+    if !is_root() {
+        eprintln!("note: not root; no device can be made, devices are not covered");
+        return;
+    }
+    let (t, s) = setup(kind, Opts::new());
+    let dev =
+        std::ffi::CString::new(t.root.join("null").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; makes /dev/null's twin.
+    let rc = unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
+    std::fs::set_permissions(t.root.join("null"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    ln(&t.root, "null-link", "null");
+    let mut c = Client::login(&s, Family::V4);
+    answers_like_missing(&mut c, "/null");
+    answers_like_missing(&mut c, "/null-link");
+    s.assert_no_crash();
+}
+
+/// Issue 18 part 1: a symlink swapped (RENAME_EXCHANGE) between a public
+/// decoy and the private file or directory while RETRs go on never
+/// serves the private one: the check and the use are one walk.
+fn swapping_links_never_leaks(kind: Kind) {
+    let (t, s) = setup(kind, Opts::new());
+    let root = t.root.clone();
+    add_issue_tree(&root);
+    mkdir(&root, "decoy", 0o755);
+    put(&root, "decoy/s.txt", DECOY, 0o644);
+    mkdir(&root, "race", 0o755);
+    ln(&root, "race/f", "../decoy/s.txt");
+    ln(&root, "race/g", "../p711/s.txt");
+    ln(&root, "race/d", "../decoy");
+    ln(&root, "race/e", "../p711");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let c = |rel: &str| {
+                std::ffi::CString::new(root.join(rel).into_os_string().into_encoded_bytes())
+                    .unwrap()
+            };
+            let pairs = [(c("race/f"), c("race/g")), (c("race/d"), c("race/e"))];
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 100_000_000 && Instant::now() < deadline {
+                for (a, b) in &pairs {
+                    // SAFETY: valid NUL-terminated paths.
+                    let rc = unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
+                    assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut c = Client::login(&s, Family::V4);
+    let missing = answer(&mut c, &format!("RETR {MISSING}"));
+    let (mut served, mut leaked) = (0, 0);
+    for i in 0..300 {
+        let path = if i % 2 == 0 {
+            "/race/f"
+        } else {
+            "/race/d/s.txt"
+        };
+        let got = answer(&mut c, &format!("RETR {path}"));
+        if client::find(&got, SECRET_711).is_some() {
+            leaked += 1;
+        } else if got != missing {
+            assert!(client::find(&got, DECOY).is_some(), "{path}: {got:?}");
+            served += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert_eq!(
+        leaked, 0,
+        "the private file was served {leaked} times of 300"
+    );
+    assert!(served > 0 && swaps > 0, "served {served}, swaps {swaps}");
+    assert_no_secret(&c, &[SECRET_711]);
+    s.assert_no_crash();
+}
+
+/// Issue 18 part 1, run as the tree's owner (ftpd_setpriv, or any server
+/// not started as root): the kernel would let the server read its own
+/// 0700 directory, so only the rules keep it private, through links too.
+fn server_users_private_dir_not_served_through_links(kind: Kind) {
+    let tree = Tree::new();
+    let root = &tree.root;
+    mkdir(root, "lnk", 0o755);
+    ln(root, "lnk/x", "../privdir/inside.txt");
+    ln(root, "lnk/y", "../privdir");
+    ln(root, "lnk/z", "../private.txt");
+    ln(root, "lnk/ok", "../one-byte");
+    if is_root() {
+        tree.chown_root(DROP_UID, DROP_GID);
+    }
+    let s = Server::start(kind, &tree, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    for p in ["/lnk/x", "/lnk/y", "/lnk/y/inside.txt", "/lnk/z"] {
+        answers_like_missing(&mut c, p);
+    }
+    assert_lists_only(&mut c, "/lnk", &["ok"]);
+    assert_no_secret(&c, &[]);
+    s.assert_no_crash();
 }
 
 // ---------------------------------------------------------------------

@@ -965,7 +965,7 @@ fn root_without_a_user_becomes_ftp_or_nobody() {
             c
         };
         let server = start_as(&tree, program, &["--threads", "1"]);
-        let log = server.log_text();
+        let log = server.log_when(|l| l.contains("listening on"));
         let start = log.lines().find(|l| l.contains("listening on")).unwrap();
         assert!(start.contains(want), "{start}");
         // unshare and sh exec: the child is the supervisor itself.
@@ -989,7 +989,8 @@ fn defaults_fit_the_open_files_limit() {
     let tree = Tree::new("nofile-default", false);
     for limit in [20_000, 1024] {
         let server = start_with(&tree, Mode::NoFile(limit), &["--threads", "2"]);
-        let log = server.log_text();
+        // The log is written by a thread: wait for the start line.
+        let log = server.log_when(|l| l.contains("listening on"));
         assert!(!log.contains("may not hold"), "{log}");
         let start = log.lines().find(|l| l.contains("listening on")).unwrap();
         let n: u64 = start

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::listing::ListFormat;
+use super::message::Message;
 use super::vpath::VPath;
 
 /// How every session behaves, whichever program runs it.
@@ -28,6 +29,17 @@ pub struct SessionConfig {
     /// Uploads into a drop box (`--incoming`); `None`: every write verb
     /// is refused.
     pub uploads: Option<Uploads>,
+    /// `--banner`: the text of the 220 greeting.
+    pub banner: Option<Message>,
+    /// `--welcome`: shown in the 230 reply to PASS (unless the host's tree
+    /// has its own).
+    pub welcome: Option<Message>,
+    /// `--dir-messages`: a directory's `.message` is shown in the 250
+    /// reply to CWD into it, once a session.
+    pub dir_messages: bool,
+    /// `--vhosts`: HOST selects the tree ROOT/NAME; without it a session
+    /// gets ROOT/0.
+    pub vhosts: bool,
 }
 
 /// Uploads as the session sees them (the filesystem layer applies the
@@ -64,6 +76,10 @@ impl Default for SessionConfig {
             pasv_ports: None,
             pasv_address: Vec::new(),
             uploads: None,
+            banner: None,
+            welcome: None,
+            dir_messages: false,
+            vhosts: false,
         }
     }
 }

@@ -2,16 +2,19 @@
 //! the same publishing rules as the real one (`crate::fs`): the core's
 //! unit tests and the `session` fuzz target drive a session with it, so
 //! they need no disk. Symlinks are the real layer's business and are not
-//! modelled here. Its write side models the drop box: uploads staged in
-//! memory (the test plays the data path with [`MemFs::stage`]), names
-//! reserved while they are, committed without replacing anything, and
-//! the incoming directory write-only ([`MemFs::incoming`]).
+//! modelled here. With [`MemFs::vhosts`] it has publicfile's layout: the
+//! default tree is `/0`, a host's tree `/NAME`. Its write side models the
+//! drop box: uploads staged in memory (the test plays the data path with
+//! [`MemFs::stage`]), names reserved while they are, committed without
+//! replacing anything, and the incoming directory write-only
+//! ([`MemFs::incoming`]).
 
 use std::collections::BTreeMap;
 
 use super::config::within;
+use super::message::{self, MessageFile};
 use super::meta::{FsError, Kind, Meta};
-use super::session::{Created, FsAnswer, FsRequest, Handles, Listed, UploadName};
+use super::session::{Created, FsAnswer, FsRequest, Handles, HostTree, Listed, Tree, UploadName};
 use super::vpath::VPath;
 
 /// Entries a `ReadDir` answer holds at most: small, so that tests see
@@ -25,6 +28,7 @@ pub struct Mem;
 impl Handles for Mem {
     type File = MemFile;
     type Dir = MemDir;
+    type Tree = MemTree;
     type Upload = MemUpload;
 }
 
@@ -34,12 +38,16 @@ pub struct MemUpload {
     pub id: u64,
 }
 
-/// An upload's data so far, and the path it will have.
+/// An upload's data so far, and the path (of the whole) it will have.
 #[derive(Debug, Clone)]
 struct Staged {
-    path: VPath,
+    path: Vec<u8>,
     body: Vec<u8>,
 }
+
+/// A host's tree: the directory it is, `/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemTree(pub Vec<u8>);
 
 /// An open file: its bytes as they were when opened.
 #[derive(Debug, Clone)]
@@ -73,13 +81,15 @@ pub struct MemFs {
     nodes: BTreeMap<Vec<u8>, Node>,
     /// Modification time of every entry, seconds since the epoch.
     pub mtime: i64,
-    /// The write-only incoming directory, if any.
+    /// Publicfile's layout: the default tree is `/0`, HOST finds `/NAME`.
+    vhosts: bool,
+    /// The write-only incoming directory (a path of the whole), if any.
     incoming: Option<VPath>,
     /// Uploads in progress, by number.
     staged: BTreeMap<u64, Staged>,
     /// Uploads committed, by number: a discard after the commit (its
     /// session gave up waiting) removes what it stored.
-    committed: BTreeMap<u64, VPath>,
+    committed: BTreeMap<u64, Vec<u8>>,
     next_upload: u64,
     /// Free bytes, and what must stay free (`--min-free`).
     pub free: u64,
@@ -102,6 +112,7 @@ impl MemFs {
         MemFs {
             nodes,
             mtime: 1_700_000_000,
+            vhosts: false,
             incoming: None,
             staged: BTreeMap::new(),
             committed: BTreeMap::new(),
@@ -113,8 +124,8 @@ impl MemFs {
     }
 
     /// Makes `path` (an existing directory) the write-only incoming
-    /// directory: it and the directories beneath it are listed empty,
-    /// whatever their mode; no file beneath it is served.
+    /// directory: it and the directories beneath it can be entered and
+    /// list empty, whatever their mode; no file beneath it is served.
     pub fn incoming(&mut self, path: &str) -> &mut MemFs {
         self.incoming = VPath::resolve(&VPath::root(), path.as_bytes()).ok();
         self
@@ -124,7 +135,7 @@ impl MemFs {
     /// path would write them; false if there is none.
     pub fn stage(&mut self, path: &str, bytes: &[u8]) -> bool {
         let key = abs(path);
-        match self.staged.values_mut().find(|s| s.path.as_bytes() == key) {
+        match self.staged.values_mut().find(|s| s.path == key) {
             Some(s) => {
                 s.body.extend_from_slice(bytes);
                 true
@@ -147,6 +158,12 @@ impl MemFs {
         }
     }
 
+    /// Serves `/0` by default and `/NAME` to HOST NAME (`--vhosts`).
+    pub fn vhosts(&mut self) -> &mut MemFs {
+        self.vhosts = true;
+        self
+    }
+
     /// Adds a directory (its parent must be added first to be reachable).
     pub fn dir(&mut self, path: &str, mode: u32) -> &mut MemFs {
         self.nodes.insert(abs(path), Node::Dir { mode });
@@ -165,22 +182,39 @@ impl MemFs {
         self
     }
 
-    /// Answers `request` as the real filesystem layer would.
-    pub fn answer(&mut self, request: FsRequest<Mem>) -> FsAnswer<Mem> {
+    /// Answers `request` for `tree` as the real filesystem layer would.
+    pub fn answer(&mut self, tree: &Tree<Mem>, request: FsRequest<Mem>) -> FsAnswer<Mem> {
+        let top: &[u8] = match tree {
+            Tree::Host(MemTree(dir)) => dir,
+            Tree::Default if self.vhosts => b"/0",
+            Tree::Default => b"",
+        };
+        // A path of the tree, as a path of the whole.
+        let at = |p: &VPath| -> Vec<u8> {
+            match p.is_root() {
+                true if top.is_empty() => b"/".to_vec(),
+                true => top.to_vec(),
+                false => [top, p.as_bytes()].concat(),
+            }
+        };
         match request {
-            FsRequest::Stat(p) => FsAnswer::Stat(self.published(p.as_bytes())),
-            FsRequest::OpenFile(p) => FsAnswer::File(self.published(p.as_bytes()).and_then(|m| {
-                match self.nodes.get(p.as_bytes()) {
-                    Some(Node::File { body, .. }) => Ok((MemFile { body: body.clone() }, m)),
-                    _ => Err(FsError::NotFile),
-                }
-            })),
+            FsRequest::Stat(p) => FsAnswer::Stat(self.published(&at(&p))),
+            FsRequest::OpenFile(p) => {
+                FsAnswer::File(self.published(&at(&p)).and_then(
+                    |m| match self.nodes.get(&at(&p)) {
+                        Some(Node::File { body, .. }) => Ok((MemFile { body: body.clone() }, m)),
+                        _ => Err(FsError::NotFile),
+                    },
+                ))
+            }
             FsRequest::OpenList(p) => {
-                FsAnswer::List(self.published(p.as_bytes()).map(|m| match m.kind {
-                    Kind::Dir => Listed::Dir(self.open_dir(&p)),
+                FsAnswer::List(self.published(&at(&p)).map(|m| match m.kind {
+                    Kind::Dir => Listed::Dir(self.open_dir(&at(&p))),
                     _ => Listed::File(m),
                 }))
             }
+            FsRequest::Message { dir, file } => FsAnswer::Message(self.message(&at(&dir), file)),
+            FsRequest::Host(name) => FsAnswer::Host(self.host(&name)),
             FsRequest::ReadDir(mut dir, mut out) => {
                 for (name, meta) in dir.entries.iter().skip(dir.next).take(BATCH) {
                     out.push(name, *meta);
@@ -189,7 +223,7 @@ impl MemFs {
                 let eof = dir.next == dir.entries.len();
                 FsAnswer::ReadDir(dir, out, Ok(eof))
             }
-            FsRequest::Create { name, .. } => FsAnswer::Created(self.create(name)),
+            FsRequest::Create { name, .. } => FsAnswer::Created(self.create(top, name)),
             FsRequest::Space(_) => FsAnswer::Space(if self.free >= self.min_free {
                 Ok(())
             } else {
@@ -199,14 +233,22 @@ impl MemFs {
             FsRequest::Discard(u) => {
                 self.staged.remove(&u.id);
                 if let Some(p) = self.committed.remove(&u.id) {
-                    self.nodes.remove(p.as_bytes());
+                    self.nodes.remove(&p);
                 }
                 FsAnswer::Discarded
             }
         }
     }
 
-    fn create(&mut self, name: UploadName) -> Result<Created<Mem>, FsError> {
+    /// A new upload in the tree at `top` (a path prefix of the whole).
+    fn create(&mut self, top: &[u8], name: UploadName) -> Result<Created<Mem>, FsError> {
+        let whole = |p: &VPath| -> Vec<u8> {
+            if top.is_empty() {
+                p.as_bytes().to_vec()
+            } else {
+                [top, p.as_bytes()].concat()
+            }
+        };
         let path = match name {
             UploadName::Named(p) => p,
             UploadName::Unique { dir, base } => {
@@ -217,16 +259,16 @@ impl MemFs {
                         name.extend_from_slice(format!(".{i}").as_bytes());
                     }
                     let p = dir.child(&name)?;
-                    (!self.taken(&p)).then_some(p)
+                    (!self.taken(&whole(&p))).then_some(p)
                 });
                 free.ok_or(FsError::Exists)?
             }
         };
-        match self.nodes.get(path.parent().as_bytes()) {
+        match self.nodes.get(&whole(&path.parent())) {
             Some(Node::Dir { .. }) => {}
             _ => return Err(FsError::NotFound),
         }
-        if self.taken(&path) {
+        if self.taken(&whole(&path)) {
             return Err(FsError::Exists);
         }
         if self.free < self.min_free {
@@ -234,13 +276,11 @@ impl MemFs {
         }
         let id = self.next_upload;
         self.next_upload += 1;
-        self.staged.insert(
-            id,
-            Staged {
-                path: path.clone(),
-                body: Vec::new(),
-            },
-        );
+        let staged = Staged {
+            path: whole(&path),
+            body: Vec::new(),
+        };
+        self.staged.insert(id, staged);
         Ok(Created {
             upload: MemUpload { id },
             file: MemFile { body: Vec::new() },
@@ -249,25 +289,26 @@ impl MemFs {
     }
 
     /// Whether `path` names an entry or an upload in progress.
-    fn taken(&self, path: &VPath) -> bool {
-        self.nodes.contains_key(path.as_bytes()) || self.staged.values().any(|s| s.path == *path)
+    fn taken(&self, path: &[u8]) -> bool {
+        self.nodes.contains_key(path) || self.staged.values().any(|s| s.path == path)
     }
 
     fn commit(&mut self, u: &MemUpload) -> Result<(), FsError> {
         let s = self.staged.remove(&u.id).ok_or(FsError::NotFound)?;
-        if self.nodes.contains_key(s.path.as_bytes()) {
+        if self.nodes.contains_key(&s.path) {
             return Err(FsError::Exists);
         }
         let node = Node::File {
             mode: self.upload_mode,
             body: s.body,
         };
-        self.nodes.insert(s.path.as_bytes().to_vec(), node);
+        self.nodes.insert(s.path.clone(), node);
         self.committed.insert(u.id, s.path);
         Ok(())
     }
 
-    /// Whether `path` lies in the write-only incoming directory.
+    /// Whether `path` (of the whole) lies in the write-only incoming
+    /// directory.
     fn in_incoming(&self, path: &[u8]) -> bool {
         let Some(inc) = &self.incoming else {
             return false;
@@ -275,18 +316,48 @@ impl MemFs {
         VPath::resolve(&VPath::root(), path).is_ok_and(|p| within(&p, inc))
     }
 
-    fn open_dir(&self, dir: &VPath) -> MemDir {
-        if self.in_incoming(dir.as_bytes()) {
+    /// A message file of the published directory `dir`: a world-readable
+    /// regular file, its first `MAX_BYTES`.
+    fn message(&self, dir: &[u8], file: MessageFile) -> Result<Vec<u8>, FsError> {
+        if self.published(dir)?.kind != Kind::Dir {
+            return Err(FsError::NotFound);
+        }
+        let path = [dir.strip_suffix(b"/").unwrap_or(dir), b"/", file.name()].concat();
+        match self.nodes.get(&path) {
+            Some(Node::File { mode, body }) if mode & 0o004 != 0 => {
+                Ok(body[..body.len().min(message::MAX_BYTES)].to_vec())
+            }
+            _ => Err(FsError::NotFound),
+        }
+    }
+
+    /// The tree of host `name`: the published directory `/NAME`.
+    fn host(&self, name: &[u8]) -> Result<HostTree<Mem>, FsError> {
+        let dir = VPath::root().child(name).ok_or(FsError::NotFound)?;
+        if !self.vhosts || self.published(dir.as_bytes())?.kind != Kind::Dir {
+            return Err(FsError::NotFound);
+        }
+        let banner = self
+            .message(dir.as_bytes(), MessageFile::Banner)
+            .unwrap_or_default();
+        Ok(HostTree {
+            tree: MemTree(dir.as_bytes().to_vec()),
+            banner,
+        })
+    }
+
+    fn open_dir(&self, dir: &[u8]) -> MemDir {
+        if self.in_incoming(dir) {
             // Write-only: nothing uploaded is listed.
             return MemDir {
                 entries: Vec::new(),
                 next: 0,
             };
         }
-        let prefix = if dir.is_root() {
+        let prefix = if dir == b"/" {
             b"/".to_vec()
         } else {
-            let mut p = dir.as_bytes().to_vec();
+            let mut p = dir.to_vec();
             p.push(b'/');
             p
         };

@@ -85,13 +85,14 @@ impl Entries {
 /// Why a filesystem request failed, in the terms a reply needs.
 #[derive(Debug)]
 pub enum FsError {
-    /// No such entry (also: a symlink that leads nowhere inside the root).
+    /// Nothing published by that name: missing, or there but not
+    /// published (private, hidden, a FIFO, socket or device, a symlink
+    /// leading to any of these, out of the root, nowhere or round in
+    /// circles). One variant for all, so that no reply can tell them apart.
     NotFound,
-    /// Exists but is not public (mode bits, or the kernel said EACCES).
-    Denied,
-    /// A regular file was required.
+    /// A regular file was required; the name is a published directory.
     NotFile,
-    /// A directory was required.
+    /// A directory was required; the name is a published file.
     NotDir,
     /// A temporary failure (EMFILE, ENFILE, ENOMEM, EAGAIN): try later, 450.
     Busy(io::Error),

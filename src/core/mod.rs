@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod listing;
 pub mod memfs;
+pub mod message;
 pub mod meta;
 pub mod proto;
 pub mod session;

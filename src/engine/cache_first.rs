@@ -242,7 +242,10 @@ mod tests {
         let t = TempTree::new("cache-first");
         t.file("f", 0o644, &[1u8; 4096]);
         let root = Arc::new(Root::open(&t.path).unwrap());
-        let mut m = CacheFirst::new(Pool::new(root, 1, 2).unwrap(), 0);
+        let mut m = CacheFirst::new(
+            Pool::new(Arc::new(crate::fs::trees::Trees::single(root)), 1, 2).unwrap(),
+            0,
+        );
         let file = Arc::new(std::fs::File::open(t.at("f")).unwrap());
         let mut range = FileRange {
             file,

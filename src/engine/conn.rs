@@ -14,7 +14,7 @@ use super::datapath::DataPath;
 use super::mover::Mover;
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
-use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session};
+use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Tree};
 use crate::fs::exec::Real;
 
 /// How long a closing session may take to flush its last replies.
@@ -35,13 +35,14 @@ pub trait Core {
     type Mover: Mover;
     fn mover(&mut self) -> &mut Self::Mover;
     /// Starts filesystem request `id` of the session in `slot` (with serial
-    /// number `serial`): the answer now, or `None` when it comes later
-    /// (through [`Conn::on_fs`]).
+    /// number `serial`) for `tree`: the answer now, or `None` when it
+    /// comes later (through [`Conn::on_fs`]).
     fn fs(
         &mut self,
         slot: usize,
         serial: u64,
         id: u32,
+        tree: Tree<Real>,
         request: FsRequest<Real>,
     ) -> Option<FsAnswer<Real>>;
     /// A session's log record.
@@ -387,8 +388,8 @@ impl<M: Mover, I> Conn<M, I> {
                 life.data
                     .start(&mut life.session, core.mover(), conn, source, now)
             }
-            Action::Fs { id, request } => {
-                if let Some(answer) = core.fs(slot, life.serial, id, request) {
+            Action::Fs { id, tree, request } => {
+                if let Some(answer) = core.fs(slot, life.serial, id, tree, request) {
                     life.session.on_fs(id, answer, now);
                 }
             }

@@ -1,6 +1,6 @@
 //! What every worker of the supervisor shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::pool::Pool;
@@ -12,7 +12,10 @@ use crate::log::Logger;
 
 /// What every worker shares.
 pub struct Context {
-    pub config: Arc<SessionConfig>,
+    /// How new sessions behave. SIGHUP replaces it (with the messages read
+    /// again); a session keeps the one it began with.
+    pub config: Latest<SessionConfig>,
+    /// ROOT (the sandbox's bound; the trees served are the pool's).
     pub root: Arc<Root>,
     pub limits: Arc<Limits>,
     pub log: Logger,
@@ -21,4 +24,22 @@ pub struct Context {
     pub stop: Stop,
     /// How long transfers in flight may run on after a stop request.
     pub shutdown_timeout: Duration,
+}
+
+/// The latest of a value that is replaced now and then while readers
+/// take it: each reader keeps the one it took.
+pub struct Latest<T>(Mutex<Arc<T>>);
+
+impl<T> Latest<T> {
+    pub fn new(value: Arc<T>) -> Latest<T> {
+        Latest(Mutex::new(value))
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        Arc::clone(&self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn set(&self, value: Arc<T>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
 }

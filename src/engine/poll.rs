@@ -26,9 +26,9 @@ use super::datapath::Wait;
 use super::pool::{JobTag, Output, Pool};
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
-use crate::core::session::{FsAnswer, FsRequest, Record, Session};
-use crate::fs::Root;
-use crate::fs::exec::{self, Real};
+use crate::core::session::{FsAnswer, FsRequest, Record, Session, Tree};
+use crate::fs::exec::Real;
+use crate::fs::trees::Trees;
 use crate::log::Logger;
 
 /// The longest single wait, whatever the deadlines say.
@@ -43,7 +43,7 @@ const READ_SIZE: usize = 4096;
 /// away just ends the session.
 pub fn run(
     session: Session<Real>,
-    root: Arc<Root>,
+    trees: Arc<Trees>,
     peer: Option<SocketAddr>,
     input: BorrowedFd<'_>,
     output: BorrowedFd<'_>,
@@ -55,9 +55,9 @@ pub fn run(
     ];
     // One helper thread, made on the first read of a file not in the
     // page cache.
-    let pool = Pool::new(Arc::clone(&root), 1, 2)?;
+    let pool = Pool::new(Arc::clone(&trees), 1, 2)?;
     let mut core = PollCore {
-        root,
+        trees,
         logger,
         mover: CacheFirst::new(pool.clone(), 0),
         pool,
@@ -80,7 +80,7 @@ fn save_and_set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<OFlags> {
 }
 
 struct PollCore<'l> {
-    root: Arc<Root>,
+    trees: Arc<Trees>,
     logger: &'l Logger,
     mover: CacheFirst,
     pool: Pool,
@@ -95,8 +95,15 @@ impl conn::Core for PollCore<'_> {
 
     /// One session per process: the answer at once, disk wait included
     /// (the session has nothing else to do meanwhile).
-    fn fs(&mut self, _: usize, _: u64, _: u32, request: FsRequest<Real>) -> Option<FsAnswer<Real>> {
-        Some(exec::execute(&self.root, request))
+    fn fs(
+        &mut self,
+        _: usize,
+        _: u64,
+        _: u32,
+        tree: Tree<Real>,
+        request: FsRequest<Real>,
+    ) -> Option<FsAnswer<Real>> {
+        Some(self.trees.execute(tree, request))
     }
 
     fn record(&mut self, r: &Record) {

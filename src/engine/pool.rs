@@ -20,9 +20,9 @@ use rustix::event::{EventfdFlags, eventfd};
 use rustix::io::Errno;
 
 use super::mover::Tag;
-use crate::core::session::{FsAnswer, FsRequest};
-use crate::fs::Root;
-use crate::fs::exec::{self, Real};
+use crate::core::session::{FsAnswer, FsRequest, Tree};
+use crate::fs::exec::Real;
+use crate::fs::trees::Trees;
 
 /// Bytes read per `pread` while warming the page cache.
 const WARM_READ: usize = 128 * 1024;
@@ -41,7 +41,8 @@ pub enum JobTag {
 
 /// Work for a helper thread.
 pub enum Work {
-    Fs(FsRequest<Real>),
+    /// A session's filesystem request, for its tree.
+    Fs(Tree<Real>, FsRequest<Real>),
     /// Reads `len` bytes of `file` from `offset` into the page cache (and
     /// discards them), so that the worker's `sendfile` will not wait.
     Warm {
@@ -92,9 +93,12 @@ impl Job {
         !matches!(
             self.work,
             Work::Fs(
+                _,
                 FsRequest::Stat(_)
                     | FsRequest::OpenFile(_)
                     | FsRequest::OpenList(_)
+                    | FsRequest::Message { .. }
+                    | FsRequest::Host(_)
                     | FsRequest::Create { .. }
                     | FsRequest::Space(_)
                     | FsRequest::Discard(_)
@@ -118,7 +122,7 @@ struct Completions {
 }
 
 struct Inner {
-    root: Arc<Root>,
+    trees: Arc<Trees>,
     queues: Mutex<Queues>,
     work: Condvar,
     max_threads: usize,
@@ -134,7 +138,7 @@ pub struct Pool {
 impl Pool {
     /// A pool for `workers` workers with at most `max_threads` threads (at
     /// least 2), made as they are needed.
-    pub fn new(root: Arc<Root>, workers: usize, max_threads: usize) -> io::Result<Pool> {
+    pub fn new(trees: Arc<Trees>, workers: usize, max_threads: usize) -> io::Result<Pool> {
         let workers = (0..workers)
             .map(|_| {
                 Ok(Completions {
@@ -145,7 +149,7 @@ impl Pool {
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Pool {
             inner: Arc::new(Inner {
-                root,
+                trees,
                 queues: Mutex::new(Queues {
                     quick: VecDeque::new(),
                     bulk: VecDeque::new(),
@@ -226,7 +230,7 @@ impl Inner {
             };
             let bulk = job.is_bulk();
             let output = match job.work {
-                Work::Fs(request) => Output::Fs(exec::execute(&self.root, request)),
+                Work::Fs(tree, request) => Output::Fs(self.trees.execute(tree, request)),
                 Work::Warm { file, offset, len } => {
                     Output::Mover(Helped::Warm(warm(&file, offset, len)))
                 }

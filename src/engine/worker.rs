@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use crate::core::admission::{Backoff, PassivePermit, Permit, Refusal};
 use crate::core::clock::Now;
 use crate::core::session::Session;
-use crate::core::session::{FsAnswer, FsRequest, Record};
+use crate::core::session::{FsAnswer, FsRequest, Record, Tree};
 use crate::engine::conn;
 use crate::engine::context::Context;
 use crate::engine::mover::{Mover, Tag};
@@ -207,11 +207,12 @@ impl<T: HasBase> conn::Core for T {
         slot: usize,
         serial: u64,
         id: u32,
+        tree: Tree<Real>,
         request: FsRequest<Real>,
     ) -> Option<FsAnswer<Real>> {
         let b = self.base();
-        b.pool
-            .submit(b.id, JobTag::Fs { slot, serial, id }, Work::Fs(request));
+        let work = Work::Fs(tree, request);
+        b.pool.submit(b.id, JobTag::Fs { slot, serial, id }, work);
         None
     }
 
@@ -348,7 +349,7 @@ impl Admission {
             }
         };
         let made = catch_unwind(AssertUnwindSafe(|| {
-            Session::new(Arc::clone(&ctx.config), ends, Now::get())
+            Session::new(ctx.config.get(), ends, Now::get())
         }));
         match made {
             Ok(session) => Some((session, permit, peer)),

@@ -1,53 +1,56 @@
 //! Reading a directory for a listing: a batch of names at a time, each
 //! stat-ed against the directory's descriptor, with the publishing rules
 //! applied (hidden and control-character names, entries that are not
-//! public, symlinks that do not resolve inside the root or that lead back
-//! up). What is left goes to the core as [`Entries`] to format.
+//! published, symlinks whose target is not, or that lead back up). What
+//! is left goes to the core as [`Entries`] to format.
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rustix::fs::{AtFlags, Dir, FileType, statx};
 
-use super::{Root, STATX_FIELDS, meta_from_statx};
-use crate::core::listing::{Style, format_line, listable_name};
-use crate::core::meta::{Entries, Kind, Meta};
-use crate::core::vpath::VPath;
+use super::walk::{Chain, Found, Walk};
+use super::{OpenDir, Root, STATX_FIELDS, meta_from_statx};
+use crate::core::listing::listable_name;
+use crate::core::meta::{Entries, Meta};
 
 /// A directory being read, a batch at a time.
 pub struct DirReader {
     root: Arc<Root>,
     dir: Dir,
-    path: VPath,
+    /// The physical path of the directory: symlink entries resolve from it.
+    chain: Chain,
     batch: Batch,
     /// The directory has no more entries.
     eof: bool,
-    /// (device, inode) of the listed directory and of each one above it,
-    /// found when a symlink to a directory first needs them.
-    lineage: OnceLock<Vec<(u64, u64)>>,
+    /// (device, inode) of the root, of each directory on the way and of
+    /// the listed one: a symlink entry to any of them is left out.
+    lineage: Vec<(u64, u64)>,
 }
 
 impl DirReader {
-    /// Reads the directory `dir` (an fd from [`Root::open_dir`]) whose
-    /// virtual path is `path`.
-    pub fn new(root: Arc<Root>, dir: OwnedFd, path: VPath) -> io::Result<DirReader> {
+    /// Reads the directory `dir` (from [`Root::open_dir`]). Its entries
+    /// resolve from where it physically is.
+    pub fn new(root: Arc<Root>, dir: OpenDir) -> io::Result<DirReader> {
+        let OpenDir { fd, chain } = dir;
+        let lineage = chain.ids().collect();
         Ok(DirReader {
             root,
-            dir: Dir::new(dir)?,
-            path,
+            dir: Dir::new(fd)?,
+            chain,
             batch: Batch::default(),
             eof: false,
-            lineage: OnceLock::new(),
+            lineage,
         })
     }
 
     /// A reader of `dir` that lists nothing: the drop box is write-only
     /// (`fs::incoming`).
-    pub fn empty(root: Arc<Root>, dir: OwnedFd, path: VPath) -> io::Result<DirReader> {
-        let mut r = DirReader::new(root, dir, path)?;
+    pub fn empty(root: Arc<Root>, dir: OpenDir) -> io::Result<DirReader> {
+        let mut r = DirReader::new(root, dir)?;
         r.eof = true;
         Ok(r)
     }
@@ -94,107 +97,11 @@ impl DirReader {
         let lookup = Lookup {
             root: &self.root,
             dir: self.dir.fd()?,
-            path: &self.path,
+            chain: &self.chain,
             lineage: &self.lineage,
         };
         lookup.stat_all(&batch.names, &batch.spans, &mut batch.metas);
         Ok(())
-    }
-}
-
-/// A listing in progress, formatted a batch at a time.
-pub struct Lister {
-    state: State,
-}
-
-enum State {
-    Dir {
-        reader: Box<DirReader>,
-        style: Style,
-        now_unix: i64,
-        entries: Entries,
-        next: usize,
-    },
-    /// One formatted line, not yet handed out.
-    Line(Vec<u8>),
-    /// The directory could not be read; reported by the next `fill`.
-    Failed(io::Error),
-    Done,
-}
-
-impl Lister {
-    /// Lists the directory `dir` (an fd from [`Root::open_dir`]) whose
-    /// virtual path is `path`. `now_unix` decides the `ls -l` date form
-    /// (time of day within six months, year otherwise).
-    pub fn dir(root: Arc<Root>, dir: OwnedFd, path: VPath, style: Style, now_unix: i64) -> Lister {
-        let state = match DirReader::new(root, dir, path) {
-            Ok(reader) => State::Dir {
-                reader: Box::new(reader),
-                style,
-                now_unix,
-                entries: Entries::default(),
-                next: 0,
-            },
-            Err(e) => State::Failed(e),
-        };
-        Lister { state }
-    }
-
-    /// A listing of one entry (LIST or NLST naming a file).
-    pub fn single(name: &[u8], meta: &Meta, style: Style, now_unix: i64) -> Lister {
-        let mut line = Vec::new();
-        format_line(&mut line, name, meta, style, now_unix);
-        Lister {
-            state: State::Line(line),
-        }
-    }
-
-    /// Appends whole lines to `out` until it holds at least `limit` bytes or
-    /// the listing ends. Returns `Ok(true)` once the listing is complete.
-    pub fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
-        match std::mem::replace(&mut self.state, State::Done) {
-            State::Dir {
-                mut reader,
-                style,
-                now_unix,
-                mut entries,
-                mut next,
-            } => {
-                let mut eof = false;
-                while out.len() < limit {
-                    if next == entries.len() {
-                        if eof {
-                            return Ok(true);
-                        }
-                        entries.clear();
-                        next = 0;
-                        eof = reader.read_batch(&mut entries)?;
-                        continue;
-                    }
-                    if let Some((name, meta)) = entries.get(next) {
-                        format_line(out, name, meta, style, now_unix);
-                    }
-                    next += 1;
-                }
-                if eof && next == entries.len() {
-                    return Ok(true);
-                }
-                self.state = State::Dir {
-                    reader,
-                    style,
-                    now_unix,
-                    entries,
-                    next,
-                };
-                Ok(false)
-            }
-            State::Line(line) => {
-                out.extend_from_slice(&line);
-                Ok(true)
-            }
-            State::Failed(e) => Err(e),
-            State::Done => Ok(true),
-        }
     }
 }
 
@@ -236,8 +143,8 @@ fn name_at(names: &[u8], (start, end): (usize, usize)) -> &CStr {
 struct Lookup<'a> {
     root: &'a Root,
     dir: BorrowedFd<'a>,
-    path: &'a VPath,
-    lineage: &'a OnceLock<Vec<(u64, u64)>>,
+    chain: &'a Chain,
+    lineage: &'a [(u64, u64)],
 }
 
 impl Lookup<'_> {
@@ -273,52 +180,48 @@ impl Lookup<'_> {
     }
 
     /// The facts to list for entry `name`, or `None` to leave it out: not
-    /// public, gone, unreadable, a symlink that does not resolve inside
-    /// the root, or one that leads back up ([`Lookup::loops_back`]). One
-    /// `statx` against the directory fd; a symlink costs one more lookup,
-    /// confined like every other.
+    /// published, gone, unreadable, a symlink whose target is not
+    /// published, or one that leads back up ([`Lookup::loops_back`]). One
+    /// `statx` against the directory fd; a symlink is resolved from the
+    /// directory's physical place by the same walk as any lookup, its
+    /// target checked as if it had been named (bounded work: at most
+    /// `walk::MAX_LINKS` links, `walk::MAX_STEPS` components).
     fn entry_meta(self, name: &CStr) -> Option<Meta> {
         let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
         let st = statx(self.dir, name, flags, STATX_FIELDS).ok()?;
-        let meta = if FileType::from_raw_mode(u32::from(st.stx_mode) as _) == FileType::Symlink {
-            let child = self.path.child(name.to_bytes())?;
-            let meta = self.root.stat_entry(&child).ok()?;
-            if meta.kind == Kind::Dir && self.loops_back(&meta) {
-                return None;
-            }
-            // An upload reached through a link stays unlisted.
-            if let Some(inc) = self.root.incoming()
-                && meta.kind == Kind::File
-                && inc.holds_file(self.root, &child).unwrap_or(true)
-            {
-                return None;
-            }
-            meta
-        } else {
-            meta_from_statx(&st)
-        };
-        meta.is_public().then_some(meta)
+        if FileType::from_raw_mode(u32::from(st.stx_mode) as _) != FileType::Symlink {
+            let meta = meta_from_statx(&st);
+            return meta.is_public().then_some(meta);
+        }
+        self.link_meta(name)
     }
-}
 
-impl Lookup<'_> {
+    /// [`Lookup::entry_meta`] for a symlink: kept out of the loop over
+    /// plain entries, which is the whole cost of a large listing.
+    #[inline(never)]
+    fn link_meta(self, name: &CStr) -> Option<Meta> {
+        let mut walk = Walk::from_dir(self.root, self.chain, self.dir);
+        let found = walk.resolve(name.to_bytes()).ok()?;
+        // An upload reached through a link stays unlisted (`fs::incoming`).
+        if let (Some(inc), Found::File { .. }) = (self.root.incoming(), &found)
+            && inc.holds(&walk.into_chain())
+        {
+            return None;
+        }
+        match found {
+            Found::File { meta, .. } => Some(meta),
+            Found::Dir(meta) if self.loops_back(&meta) => None,
+            Found::Dir(meta) => Some(meta),
+        }
+    }
+
     /// Whether directory `meta` is the listed one or one above it. Links
     /// are listed as what they point to, so a link to `.`, `..` or `/`
     /// would show a directory that contains itself, and a mirroring
     /// client would copy the tree again inside itself until the kernel's
     /// limit on symlinks in a path.
     fn loops_back(self, meta: &Meta) -> bool {
-        let lineage = self.lineage.get_or_init(|| {
-            let root = VPath::root();
-            let here = (*self.path != root).then(|| self.path.clone());
-            std::iter::once(root)
-                .chain(self.path.ancestors())
-                .chain(here)
-                .filter_map(|d| self.root.stat_entry(&d).ok())
-                .map(|m| (m.dev, m.ino))
-                .collect()
-        });
-        lineage.contains(&(meta.dev, meta.ino))
+        self.lineage.contains(&(meta.dev, meta.ino))
     }
 }
 
@@ -334,12 +237,111 @@ fn may_be_public(t: FileType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::listing::{Facts, ListFormat};
+    use crate::core::listing::{Facts, ListFormat, Style, format_line};
+    use crate::core::meta::Kind;
+    use crate::core::vpath::VPath;
     use crate::fs::test_tree::TempTree;
     use std::collections::HashMap;
 
     /// 2023-11-14 22:13:20 UTC.
     const NOW: i64 = 1_700_000_000;
+
+    /// A listing formatted a batch at a time, as the session formats one: for
+    /// the tests of what a directory lists.
+    pub struct Lister {
+        state: State,
+    }
+
+    enum State {
+        Dir {
+            reader: Box<DirReader>,
+            style: Style,
+            now_unix: i64,
+            entries: Entries,
+            next: usize,
+        },
+        /// One formatted line, not yet handed out.
+        Line(Vec<u8>),
+        /// The directory could not be read; reported by the next `fill`.
+        Failed(io::Error),
+        Done,
+    }
+
+    impl Lister {
+        /// Lists the directory `dir` (from [`Root::open_dir`]) whose virtual
+        /// path is `path`. `now_unix` decides the `ls -l` date form (time of
+        /// day within six months, year otherwise).
+        pub fn dir(root: Arc<Root>, dir: OpenDir, style: Style, now_unix: i64) -> Lister {
+            let state = match DirReader::new(root, dir) {
+                Ok(reader) => State::Dir {
+                    reader: Box::new(reader),
+                    style,
+                    now_unix,
+                    entries: Entries::default(),
+                    next: 0,
+                },
+                Err(e) => State::Failed(e),
+            };
+            Lister { state }
+        }
+
+        /// A listing of one entry (LIST or NLST naming a file).
+        pub fn single(name: &[u8], meta: &Meta, style: Style, now_unix: i64) -> Lister {
+            let mut line = Vec::new();
+            format_line(&mut line, name, meta, style, now_unix);
+            Lister {
+                state: State::Line(line),
+            }
+        }
+
+        /// Appends whole lines to `out` until it holds at least `limit` bytes or
+        /// the listing ends. Returns `Ok(true)` once the listing is complete.
+        pub fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+            match std::mem::replace(&mut self.state, State::Done) {
+                State::Dir {
+                    mut reader,
+                    style,
+                    now_unix,
+                    mut entries,
+                    mut next,
+                } => {
+                    let mut eof = false;
+                    while out.len() < limit {
+                        if next == entries.len() {
+                            if eof {
+                                return Ok(true);
+                            }
+                            entries.clear();
+                            next = 0;
+                            eof = reader.read_batch(&mut entries)?;
+                            continue;
+                        }
+                        if let Some((name, meta)) = entries.get(next) {
+                            format_line(out, name, meta, style, now_unix);
+                        }
+                        next += 1;
+                    }
+                    if eof && next == entries.len() {
+                        return Ok(true);
+                    }
+                    self.state = State::Dir {
+                        reader,
+                        style,
+                        now_unix,
+                        entries,
+                        next,
+                    };
+                    Ok(false)
+                }
+                State::Line(line) => {
+                    out.extend_from_slice(&line);
+                    Ok(true)
+                }
+                State::Failed(e) => Err(e),
+                State::Done => Ok(true),
+            }
+        }
+    }
 
     fn file(size: u64, mtime: i64, mode: u32) -> Meta {
         Meta {
@@ -381,7 +383,7 @@ mod tests {
     fn list(root: &Arc<Root>, path: &str, style: Style) -> Vec<Vec<u8>> {
         let path = VPath::resolve(&VPath::root(), path.as_bytes()).unwrap();
         let (fd, _) = root.open_dir(&path).unwrap();
-        let mut lister = Lister::dir(root.clone(), fd, path, style, NOW);
+        let mut lister = Lister::dir(root.clone(), fd, style, NOW);
         let mut out = Vec::new();
         // `limit` counts what `out` holds, so each batch grows it by ~100.
         loop {
@@ -557,7 +559,7 @@ mod tests {
         let root = Arc::new(Root::open(&t.path).unwrap());
         let path = VPath::resolve(&VPath::root(), b"/big").unwrap();
         let (fd, _) = root.open_dir(&path).unwrap();
-        let mut lister = Lister::dir(root, fd, path, Style::List(ListFormat::Ls), NOW);
+        let mut lister = Lister::dir(root, fd, Style::List(ListFormat::Ls), NOW);
         let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut calls = 0;
         let mut out = Vec::new();
@@ -585,5 +587,183 @@ mod tests {
         out.clear();
         assert!(lister.fill(&mut out, LIMIT).unwrap());
         assert!(out.is_empty());
+    }
+
+    /// Issue 18: a listing shows a symlink only where its target is
+    /// published: not into a 0711 directory, not to a dotfile, not to a
+    /// public directory inside a private one.
+    #[test]
+    fn links_to_unpublished_targets_are_left_out() {
+        let t = TempTree::new("issue18-list");
+        t.dir("p711", 0o711);
+        t.file("p711/s.txt", 0o644, b"S\n");
+        t.dir("p711/sub", 0o755);
+        t.file(".hidden", 0o644, b"H\n");
+        t.dir("d700", 0o700);
+        t.fifo("fifo", 0o644);
+        t.socket("socket", 0o777);
+        t.dir("up", 0o755);
+        t.symlink("up/a", "../p711/s.txt");
+        t.symlink("up/b", "../.hidden");
+        t.symlink("up/c", "../p711/sub");
+        t.symlink("up/d", "../d700");
+        t.symlink("up/e", "../fifo");
+        t.symlink("up/f", "../socket");
+        t.symlink("up/g", "/p711/sub/../s.txt");
+        t.file("up/plain", 0o644, b"x");
+        t.symlink("up/ok", "plain");
+        let root = Arc::new(Root::open(&t.path).unwrap());
+        let names = list(&root, "/up", Style::Nlst);
+        let expected: Vec<&[u8]> = vec![b"ok", b"plain"];
+        assert_eq!(names, expected);
+    }
+
+    /// A symlink entry resolves from where the listed directory physically
+    /// is: listed through a link, `..` is the real parent.
+    #[test]
+    fn entries_resolve_from_the_physical_directory() {
+        let t = TempTree::new("physical-list");
+        t.dir("real", 0o755);
+        t.dir("real/dir", 0o755);
+        t.file("real/f", 0o644, b"12345");
+        t.symlink("real/dir/up", "../f");
+        t.dir("elsewhere", 0o755);
+        t.file("elsewhere/f", 0o644, b"1");
+        t.symlink("elsewhere/dir", "../real/dir");
+        let root = Arc::new(Root::open(&t.path).unwrap());
+        let lines = list(&root, "/elsewhere/dir", Style::List(ListFormat::Ls));
+        assert_eq!(lines.len(), 1);
+        let line = String::from_utf8(lines[0].clone()).unwrap();
+        assert!(
+            line.starts_with("-rw-r--r--    1 ftp      ftp             5 "),
+            "{line}"
+        );
+    }
+
+    /// Deeper than the levels a listing holds open: an entry that climbs
+    /// to the top walks down again, and is still checked on the way.
+    #[test]
+    fn entries_that_climb_far() {
+        let t = TempTree::new("climb-list");
+        let depth = 3 * super::super::LISTING_HELD;
+        let mut path = String::from("d");
+        t.dir(&path, 0o755);
+        for _ in 1..depth {
+            path.push_str("/d");
+            t.dir(&path, 0o755);
+        }
+        t.file("d/top", 0o644, b"top");
+        t.symlink(
+            format!("{path}/top"),
+            format!("{}top", "../".repeat(depth - 1)),
+        );
+        t.symlink(format!("{path}/self"), "../".repeat(depth / 2));
+        let root = Arc::new(Root::open(&t.path).unwrap());
+        let names = list(&root, &format!("/{path}"), Style::Nlst);
+        assert_eq!(names, vec![b"top".to_vec()]);
+        t.chmod("d/d", 0o711);
+        let p = VPath::resolve(&VPath::root(), path.as_bytes()).unwrap();
+        assert!(matches!(
+            root.open_dir(&p),
+            Err(crate::fs::FsError::NotFound)
+        ));
+    }
+
+    /// Many entries, each a long chain of links: each costs at most the
+    /// expansion limit, and none past it is listed.
+    #[test]
+    fn chains_of_links_are_bounded_per_entry() {
+        const N: usize = 200;
+        let t = TempTree::new("chains");
+        t.dir("c", 0o755);
+        t.file("c/end", 0o644, b"end");
+        let links = crate::fs::walk::MAX_LINKS as usize;
+        for i in 0..links {
+            let target = if i == 0 {
+                "end".to_string()
+            } else {
+                format!("k{}", i - 1)
+            };
+            t.symlink(format!("c/k{i}"), target);
+        }
+        t.dir("d", 0o755);
+        for i in 0..N {
+            // e{i} -> ../c/k{k} -> ... -> k0 -> end: k + 2 links.
+            t.symlink(format!("d/e{i:03}"), format!("../c/k{}", i % links));
+        }
+        let root = Arc::new(Root::open(&t.path).unwrap());
+        let names = list(&root, "/d", Style::Nlst);
+        let expected: Vec<Vec<u8>> = (0..N)
+            .filter(|i| i % links + 2 <= links)
+            .map(|i| format!("e{i:03}").into_bytes())
+            .collect();
+        assert_eq!(names, expected);
+    }
+
+    /// Not a test: times listing a directory of 100,000 plain files, to
+    /// compare builds (prints, asserts nothing about time). Run with
+    /// `cargo test --release --lib bench_listing -- --ignored --nocapture`;
+    /// with `AFTPD_BENCH_ROOT=DIR`, lists DIR/big as it is (made once,
+    /// so that two builds list the very same directory).
+    #[test]
+    #[ignore]
+    fn bench_listing_100k() {
+        const N: usize = 100_000;
+        let t = TempTree::new("bench");
+        let at = match std::env::var_os("AFTPD_BENCH_ROOT") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => {
+                t.dir("big", 0o755);
+                for i in 0..N {
+                    t.file(format!("big/file-{i:06}"), 0o644, b"");
+                }
+                t.path.clone()
+            }
+        };
+        let root = Arc::new(Root::open(&at).unwrap());
+        let path = VPath::resolve(&VPath::root(), b"/big").unwrap();
+        // CPU time of the whole process (both threads): steadier than the
+        // wall clock on a shared machine.
+        let cpu = || {
+            let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+            // SAFETY: getrusage fills the struct it is given.
+            let u = unsafe {
+                libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr());
+                u.assume_init()
+            };
+            let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+            t(u.ru_utime) + t(u.ru_stime)
+        };
+        let mut times = Vec::new();
+        let mut cpus = Vec::new();
+        for _ in 0..25 {
+            let start = std::time::Instant::now();
+            let cpu_start = cpu();
+            let (fd, _) = root.open_dir(&path).unwrap();
+            let mut lister = Lister::dir(root.clone(), fd, Style::List(ListFormat::Ls), NOW);
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            while !lister.fill(&mut out, 64 * 1024).unwrap() {
+                bytes += out.len();
+                out.clear();
+            }
+            bytes += out.len();
+            assert!(bytes > N * 40);
+            times.push(start.elapsed());
+            cpus.push(std::time::Duration::from_secs_f64(cpu() - cpu_start));
+        }
+        times.sort();
+        cpus.sort();
+        eprintln!(
+            "bench_listing_100k cpu: min {:?} median {:?}",
+            cpus[0],
+            cpus[cpus.len() / 2]
+        );
+        eprintln!(
+            "bench_listing_100k: min {:?} median {:?} max {:?}",
+            times[0],
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
     }
 }

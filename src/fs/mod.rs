@@ -1,23 +1,31 @@
-//! The served tree: every lookup happens beneath the root directory fd with
-//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so `..`, absolute
-//! symlinks and rename races resolve inside the root, exactly as they would
-//! after a chroot. Only public entries are handed out: world-readable
-//! regular files, world-readable and -searchable directories.
+//! The served tree: every lookup walks beneath the root directory fd one
+//! component at a time (module `walk`), so that `..`, absolute symlinks and
+//! rename races resolve inside the root, exactly as they would after a
+//! chroot, and the publishing rules apply to the physical path of what is
+//! opened. Only published entries are handed out: world-readable regular
+//! files and world-readable and -searchable directories, every directory
+//! on the way world-readable and -searchable, no name starting with `.`
+//! anywhere (typed or inside a symlink's target). Whatever is not
+//! published is `FsError::NotFound`, exactly like a missing name.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 pub mod dir;
 pub mod exec;
 pub mod incoming;
+pub mod message;
+pub mod trees;
+mod walk;
 
 pub use crate::core::meta::{FsError, Kind, Meta};
 use crate::core::vpath::VPath;
+use walk::{Chain, Found, STEP_RESOLVE, Walk};
 
 /// The facts of a `stat` result. The field types of `struct stat`
 /// differ between architectures, hence the casts.
@@ -69,13 +77,19 @@ pub(crate) const STATX_FIELDS: rustix::fs::StatxFlags = rustix::fs::StatxFlags::
 impl From<Errno> for FsError {
     fn from(e: Errno) -> FsError {
         match e {
-            // ELOOP and EXDEV: a symlink loop, or a magic link refused by
-            // RESOLVE_NO_MAGICLINKS; either way nothing to serve. ENOTDIR:
-            // an intermediate component is not a directory.
-            Errno::NOENT | Errno::LOOP | Errno::XDEV | Errno::NAMETOOLONG | Errno::NOTDIR => {
-                FsError::NotFound
-            }
-            Errno::ACCESS | Errno::PERM => FsError::Denied,
+            // ELOOP: a symlink where none may be (a swap during the
+            // lookup). ENOTDIR: a component is not a directory. EACCES,
+            // EPERM: the kernel refuses what the rules would publish (the
+            // server's user lacks a right the world has); to a client it
+            // is not there, like everything it may not have.
+            Errno::NOENT
+            | Errno::LOOP
+            | Errno::XDEV
+            | Errno::NAMETOOLONG
+            | Errno::NOTDIR
+            | Errno::ACCESS
+            | Errno::PERM
+            | Errno::NXIO => FsError::NotFound,
             Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::AGAIN | Errno::INTR => {
                 FsError::Busy(e.into())
             }
@@ -84,17 +98,14 @@ impl From<Errno> for FsError {
     }
 }
 
-/// How often a lookup is retried when `openat2` reports a concurrent rename
-/// (EAGAIN under RESOLVE_IN_ROOT) before giving up with `Busy`.
-const LOOKUP_RETRIES: usize = 8;
-
-/// Confinement for every lookup: `..` stops at the root, absolute symlinks
-/// start at the root, `/proc` magic links are refused.
-const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
-
 /// Flags for a lookup that only needs the inode, never its contents: opens
 /// nothing (no FIFO can block, no device is touched).
 const PATH_ONLY: OFlags = OFlags::PATH.union(OFlags::CLOEXEC);
+
+/// A listing holds the fds of the deepest few directories of its chain,
+/// for symlink entries that climb (`../x`); a climb above them walks down
+/// again from the root.
+pub(crate) const LISTING_HELD: usize = 8;
 
 /// The root of the served tree, held as a directory fd.
 #[derive(Debug)]
@@ -102,6 +113,29 @@ pub struct Root {
     dir: OwnedFd,
     /// The drop box, if uploads are on (`fs::incoming`).
     incoming: std::sync::OnceLock<incoming::Incoming>,
+}
+
+/// A published directory opened for listing ([`Root::open_dir`]): its fd,
+/// and the physical path that leads to it, from which the symlinks among
+/// its entries are resolved.
+pub struct OpenDir {
+    pub(crate) fd: OwnedFd,
+    pub(crate) chain: Chain,
+}
+
+impl From<OpenDir> for OwnedFd {
+    fn from(dir: OpenDir) -> OwnedFd {
+        dir.fd
+    }
+}
+
+impl std::fmt::Debug for OpenDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenDir")
+            .field("fd", &self.fd)
+            .field("depth", &self.chain.len())
+            .finish()
+    }
 }
 
 impl Root {
@@ -122,7 +156,7 @@ impl Root {
     /// Checks that `openat2` with our resolve flags works here. ENOSYS is an
     /// old kernel; EPERM is a seccomp profile that refuses unknown syscalls.
     fn probe_openat2(&self) -> io::Result<()> {
-        match rustix::fs::openat2(&self.dir, ".", PATH_ONLY, Mode::empty(), RESOLVE) {
+        match rustix::fs::openat2(&self.dir, ".", PATH_ONLY, Mode::empty(), STEP_RESOLVE) {
             Ok(_) => Ok(()),
             Err(Errno::NOSYS | Errno::PERM) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -148,101 +182,59 @@ impl Root {
         self.dir.as_fd()
     }
 
-    /// Facts about the entry at `path`, following symlinks inside the root.
-    /// Every directory on the way must be public (else `Denied`); the entry
-    /// itself is not checked: callers decide with [`Meta::is_public`].
+    /// Facts about the published file or directory at `path`, following
+    /// symlinks inside the root. Anything unpublished is `NotFound`.
     pub fn stat(&self, path: &VPath) -> Result<Meta, FsError> {
-        self.check_ancestors(path)?;
-        self.stat_entry(path)
-    }
-
-    /// [`Root::stat`] for an entry of a directory already found public with
-    /// its ancestors (a listing's symlinks): the walk is not done again.
-    pub(crate) fn stat_entry(&self, path: &VPath) -> Result<Meta, FsError> {
-        let fd = self.lookup(path, PATH_ONLY)?;
-        fstat(&fd)
-    }
-
-    /// Publicfile's rule for the whole path: a file in a directory that is
-    /// not world-readable and -searchable is not published, even where the
-    /// server's own user could enter that directory (it owns the tree, or
-    /// runs as root without a chroot). One lookup per directory.
-    fn check_ancestors(&self, path: &VPath) -> Result<(), FsError> {
-        for dir in path.ancestors() {
-            match self.stat_entry(&dir)? {
-                m if m.kind == Kind::Dir && m.is_public() => {}
-                m if m.kind == Kind::Dir => return Err(FsError::Denied),
-                _ => return Err(FsError::NotFound),
-            }
+        match Walk::from_root(self)?.resolve(path.relative())? {
+            Found::Dir(meta) | Found::File { meta, .. } => Ok(meta),
         }
-        Ok(())
     }
 
-    /// Opens a public regular file for reading. Never blocks on a FIFO and
-    /// never opens a device for reading.
+    /// Opens a published regular file for reading; `NotFile` when `path`
+    /// is a published directory. Never blocks on a FIFO and never opens a
+    /// device for reading.
     pub fn open_file(&self, path: &VPath) -> Result<(File, Meta), FsError> {
-        // Look before opening, so that a device or FIFO is never opened
-        // (opening a device can have side effects, e.g. rewinding a tape).
-        require_public_file(&self.stat(path)?)?;
-        // The entry may be swapped between the two lookups: O_NONBLOCK keeps
-        // a FIFO from blocking, and the fstat of what was opened decides.
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        let fd = self.lookup(path, flags)?;
+        let mut walk = Walk::from_root(self)?;
+        // The walk looked at the entry through an O_PATH fd, so a device or
+        // FIFO is never opened (opening a device can have side effects,
+        // e.g. rewinding a tape). The name is opened again from the same
+        // checked directory, no symlink allowed: should the entry be
+        // swapped in between, O_NONBLOCK keeps a FIFO from blocking, and
+        // the fstat of what was opened decides.
+        let name = match walk.resolve(path.relative())? {
+            Found::File { name, .. } => name,
+            Found::Dir(_) => return Err(FsError::NotFile),
+        };
+        let flags =
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = walk::open_beneath(walk.top(), &name, flags)?;
         let meta = fstat(&fd)?;
-        require_public_file(&meta)?;
+        if meta.kind != Kind::File || !meta.is_public() {
+            return Err(FsError::NotFound);
+        }
         Ok((File::from(fd), meta))
     }
 
-    /// Opens a public directory for listing.
-    pub fn open_dir(&self, path: &VPath) -> Result<(OwnedFd, Meta), FsError> {
-        self.check_ancestors(path)?;
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = match self.lookup(path, flags) {
-            Ok(fd) => fd,
-            // ENOTDIR: either the target is not a directory (NotDir), or a
-            // component on the way is not (NotFound). Look again to tell.
-            Err(Errno::NOTDIR) => return Err(self.not_dir_reason(path)),
-            Err(e) => return Err(e.into()),
+    /// Opens a published directory for listing; `NotDir` when `path` is a
+    /// published file.
+    pub fn open_dir(&self, path: &VPath) -> Result<(OpenDir, Meta), FsError> {
+        let mut walk = Walk::from_root(self)?;
+        let meta = match walk.resolve(path.relative())? {
+            Found::Dir(meta) => meta,
+            Found::File { .. } => return Err(FsError::NotDir),
         };
-        let meta = fstat(&fd)?;
-        if !meta.is_public() {
-            return Err(FsError::Denied);
-        }
-        Ok((fd, meta))
-    }
-
-    fn not_dir_reason(&self, path: &VPath) -> FsError {
-        match self.stat(path) {
-            // Exists, so the target itself is the non-directory (if it has
-            // just become a directory, report what the open saw).
-            Ok(_) => FsError::NotDir,
-            Err(e) => e,
-        }
-    }
-
-    /// `openat2` beneath the root, retried when a concurrent rename makes
-    /// the kernel refuse a `..` resolution (EAGAIN) or a signal interrupts.
-    fn lookup(&self, path: &VPath, flags: OFlags) -> Result<OwnedFd, Errno> {
-        let mut tries = 0;
-        loop {
-            match rustix::fs::openat2(&self.dir, path.relative(), flags, Mode::empty(), RESOLVE) {
-                Err(Errno::AGAIN | Errno::INTR) if tries < LOOKUP_RETRIES => tries += 1,
-                result => return result,
-            }
-        }
+        // `.` of the fd that was checked: the same directory, no lookup.
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = walk::open_beneath(walk.top(), b".", flags)?;
+        let mut chain = walk.into_chain();
+        chain.trim(LISTING_HELD);
+        chain.release_top();
+        Ok((OpenDir { fd, chain }, meta))
     }
 }
 
 fn fstat(fd: &OwnedFd) -> Result<Meta, FsError> {
     Ok(meta_from_stat(&rustix::fs::fstat(fd)?))
-}
-
-fn require_public_file(meta: &Meta) -> Result<(), FsError> {
-    match meta.kind {
-        Kind::File if meta.is_public() => Ok(()),
-        Kind::File => Err(FsError::Denied),
-        Kind::Dir | Kind::Other => Err(FsError::NotFile),
-    }
 }
 
 /// Temporary trees for tests, removed on drop.
@@ -316,6 +308,32 @@ pub(crate) mod test_tree {
         }
     }
 
+    impl TempTree {
+        /// A unix socket (bound, then its listener closed: the inode stays).
+        pub(crate) fn socket(&self, rel: impl AsRef<[u8]>, mode: u32) {
+            drop(std::os::unix::net::UnixListener::bind(self.at(&rel)).unwrap());
+            self.chmod(rel, mode);
+        }
+
+        /// A character device (1, 3: what /dev/null is). Only root may
+        /// make one: false, and nothing made, otherwise.
+        pub(crate) fn device(&self, rel: impl AsRef<[u8]>, mode: u32) -> bool {
+            use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
+            let made = mknodat(
+                CWD,
+                self.at(&rel),
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(mode),
+                makedev(1, 3),
+            );
+            if made.is_err() {
+                return false;
+            }
+            self.chmod(rel, mode);
+            true
+        }
+    }
+
     impl Drop for TempTree {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.path);
@@ -324,211 +342,4 @@ pub(crate) mod test_tree {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::test_tree::TempTree;
-    use super::*;
-    use std::io::Read;
-
-    fn vp(s: &str) -> VPath {
-        VPath::resolve(&VPath::root(), s.as_bytes()).unwrap()
-    }
-
-    fn read_all(root: &Root, path: &str) -> Result<Vec<u8>, FsError> {
-        let (mut file, meta) = root.open_file(&vp(path))?;
-        let mut body = Vec::new();
-        file.read_to_end(&mut body).unwrap();
-        assert_eq!(meta.size, body.len() as u64);
-        Ok(body)
-    }
-
-    /// A small archive: public and private files and directories, a FIFO,
-    /// and symlinks that stay inside, dangle, loop or try to leave.
-    fn archive() -> TempTree {
-        let t = TempTree::new("fs");
-        t.dir("pub", 0o755);
-        t.file("pub/readme", 0o644, b"hello\n");
-        t.file("pub/secret", 0o600, b"secret\n");
-        t.dir("pub/private", 0o700);
-        t.file("pub/private/inner", 0o644, b"inner\n");
-        t.fifo("pub/fifo", 0o644);
-        t.file("pub/.hidden", 0o644, b"hidden\n");
-        t.symlink("pub/link", "readme");
-        t.symlink("pub/dirlink", "../pub");
-        t.symlink("pub/passwd", "/etc/passwd");
-        t.symlink("pub/escape", "../../..");
-        t.symlink("pub/dangling", "nothere");
-        t.symlink("pub/loop", "loop");
-        t.symlink("pub/fifolink", "fifo");
-        t
-    }
-
-    #[test]
-    fn open_serves_public_files() {
-        let t = archive();
-        let root = Root::open(&t.path).unwrap();
-        assert_eq!(read_all(&root, "/pub/readme").unwrap(), b"hello\n");
-        assert_eq!(read_all(&root, "/pub/link").unwrap(), b"hello\n");
-        assert_eq!(read_all(&root, "/pub/dirlink/readme").unwrap(), b"hello\n");
-        let meta = root.stat(&vp("/pub/readme")).unwrap();
-        assert_eq!(meta.kind, Kind::File);
-        assert_eq!(meta.mode, 0o644);
-        assert_eq!(meta.size, 6);
-        assert_eq!(meta.nlink, 1);
-        assert!(meta.is_public());
-    }
-
-    #[test]
-    fn private_entries_are_denied() {
-        // Tests run as root, which the kernel lets read anything: the mode
-        // checks must be ours.
-        let t = archive();
-        let root = Root::open(&t.path).unwrap();
-        assert!(matches!(
-            read_all(&root, "/pub/secret"),
-            Err(FsError::Denied)
-        ));
-        assert!(matches!(
-            root.open_dir(&vp("/pub/private")),
-            Err(FsError::Denied)
-        ));
-        let meta = root.stat(&vp("/pub/secret")).unwrap();
-        assert!(!meta.is_public());
-        // A world-readable file inside a private directory is not published
-        // either: every directory on the way is checked.
-        assert!(matches!(
-            read_all(&root, "/pub/private/inner"),
-            Err(FsError::Denied)
-        ));
-        assert!(matches!(
-            root.stat(&vp("/pub/private/inner")),
-            Err(FsError::Denied)
-        ));
-        assert!(matches!(
-            root.stat(&vp("/pub/readme/x")),
-            Err(FsError::NotFound)
-        ));
-    }
-
-    #[test]
-    fn fifo_is_not_a_file_and_never_blocks() {
-        let t = archive();
-        let root = Root::open(&t.path).unwrap();
-        assert!(matches!(
-            read_all(&root, "/pub/fifo"),
-            Err(FsError::NotFile)
-        ));
-        assert!(matches!(
-            read_all(&root, "/pub/fifolink"),
-            Err(FsError::NotFile)
-        ));
-        assert_eq!(root.stat(&vp("/pub/fifo")).unwrap().kind, Kind::Other);
-        assert!(matches!(
-            root.open_dir(&vp("/pub/fifo")),
-            Err(FsError::NotDir)
-        ));
-    }
-
-    #[test]
-    fn kinds_are_checked() {
-        let t = archive();
-        let root = Root::open(&t.path).unwrap();
-        assert!(matches!(read_all(&root, "/pub"), Err(FsError::NotFile)));
-        assert!(matches!(
-            root.open_dir(&vp("/pub/readme")),
-            Err(FsError::NotDir)
-        ));
-        assert!(matches!(
-            root.open_dir(&vp("/pub/link")),
-            Err(FsError::NotDir)
-        ));
-        // A file used as a directory on the way: nothing there.
-        assert!(matches!(
-            root.open_dir(&vp("/pub/readme/x")),
-            Err(FsError::NotFound)
-        ));
-        assert!(matches!(
-            root.stat(&vp("/pub/readme/x")),
-            Err(FsError::NotFound)
-        ));
-        let (_, meta) = root.open_dir(&vp("/pub/dirlink")).unwrap();
-        assert_eq!(meta.kind, Kind::Dir);
-        let (_, meta) = root.open_dir(&vp("/")).unwrap();
-        assert_eq!(meta.mode, 0o755);
-    }
-
-    #[test]
-    fn broken_links_are_not_found() {
-        let t = archive();
-        let root = Root::open(&t.path).unwrap();
-        for p in ["/pub/dangling", "/pub/loop", "/pub/nothing", "/pub/passwd"] {
-            assert!(matches!(root.stat(&vp(p)), Err(FsError::NotFound)), "{p}");
-            assert!(matches!(read_all(&root, p), Err(FsError::NotFound)), "{p}");
-        }
-    }
-
-    #[test]
-    fn absolute_link_resolves_inside_the_root() {
-        let t = archive();
-        t.dir("etc", 0o755);
-        t.file("etc/passwd", 0o644, b"inside\n");
-        let root = Root::open(&t.path).unwrap();
-        assert_eq!(read_all(&root, "/pub/passwd").unwrap(), b"inside\n");
-    }
-
-    #[test]
-    fn escaping_links_stay_inside() {
-        let t = archive();
-        let outside = TempTree::new("outside");
-        outside.file("secret", 0o644, b"outside\n");
-        // Absolute, and relative with more `..` than the depth of the root.
-        t.symlink("pub/abs_out", outside.at("secret"));
-        let up = "../".repeat(t.path.components().count() + 2);
-        let rel = format!("{up}{}", outside.at("secret").display());
-        t.symlink("pub/rel_out", &rel);
-        let root = Root::open(&t.path).unwrap();
-        for p in ["/pub/abs_out", "/pub/rel_out"] {
-            assert!(matches!(read_all(&root, p), Err(FsError::NotFound)), "{p}");
-        }
-        // `../../..` from /pub is the root itself.
-        let (_, meta) = root.open_dir(&vp("/pub/escape")).unwrap();
-        let top = root.stat(&VPath::root()).unwrap();
-        assert_eq!((meta.dev, meta.ino), (top.dev, top.ino));
-        // The same absolute path recreated inside the root is what is served.
-        let inside = outside.path.strip_prefix("/").unwrap();
-        std::fs::create_dir_all(t.path.join(inside)).unwrap();
-        t.file(
-            inside.join("secret").as_os_str().as_encoded_bytes(),
-            0o644,
-            b"in\n",
-        );
-        assert_eq!(read_all(&root, "/pub/abs_out").unwrap(), b"in\n");
-        assert_eq!(read_all(&root, "/pub/rel_out").unwrap(), b"in\n");
-    }
-
-    #[test]
-    fn dotdot_cannot_leave() {
-        let t = archive();
-        let root = Root::open(&t.path).unwrap();
-        let p = VPath::resolve(&vp("/pub"), b"../../../../pub/readme").unwrap();
-        assert_eq!(read_all(&root, &p.to_string()).unwrap(), b"hello\n");
-    }
-
-    #[test]
-    fn odd_names_are_bytes() {
-        let t = archive();
-        t.file(b"pub/caf\xe9", 0o644, b"x");
-        t.file("pub/new\nline", 0o644, b"y");
-        let root = Root::open(&t.path).unwrap();
-        let p = VPath::resolve(&VPath::root(), b"/pub/caf\xe9").unwrap();
-        assert!(root.open_file(&p).is_ok());
-        let p = VPath::resolve(&VPath::root(), b"/pub/new\nline").unwrap();
-        assert!(root.open_file(&p).is_ok());
-    }
-
-    #[test]
-    fn root_must_be_a_directory() {
-        let t = archive();
-        assert!(Root::open(&t.at("pub/readme")).is_err());
-        assert!(Root::open(&t.at("missing")).is_err());
-    }
-}
+mod tests;

@@ -16,8 +16,9 @@ use crate::fs::Root;
 use crate::log::Logger;
 use crate::log::xferlog::Xferlog;
 use crate::setup::cli::{Parsed, program_name};
+use crate::setup::messages::MessageFiles;
 use crate::setup::options::Sandbox;
-use crate::setup::{self, Fail, fds};
+use crate::setup::{self, Fail, fds, vhosts};
 
 use self::cli::Args;
 
@@ -65,9 +66,13 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
             .map_err(|e| Fail::temporary(format!("cannot open the xferlog {e}")))?;
         logger.set_xferlog(x);
     }
+    // Before the chroot too: the paths may be outside ROOT.
+    let config = MessageFiles::open(&args.session.messages)?.apply(args.session.config)?;
     let root_path = args.root.as_path();
     let root = Root::open(root_path)
         .map_err(|e| Fail::temporary(format!("cannot open {}: {e}", root_path.display())))?;
+    let root = Arc::new(root);
+    let trees = vhosts::trees(Arc::clone(&root), config.vhosts, root_path)?;
 
     // The super-server passes the control connection as fds 0 and 1.
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
@@ -94,11 +99,10 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     // Sandboxed: a log writer thread, if one is needed, is confined too.
     logger.start_writers();
 
-    let config = args.session.config;
     let session = Session::new(Arc::new(config), ends, Now::get());
     poll::run(
         session,
-        Arc::new(root),
+        Arc::new(trees),
         ends.peer,
         control_in,
         control_out,

@@ -10,6 +10,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
 
 use super::format::Severity;
 
@@ -32,29 +33,32 @@ pub struct Socket {
 /// socket, or a stream socket where the daemon listens so.
 pub fn connect() -> io::Result<Socket> {
     for path in PATHS {
-        let dgram = UnixDatagram::unbound()?;
-        match dgram.connect(path) {
-            Ok(()) => {
-                return Ok(Socket {
-                    fd: dgram.into(),
-                    stream: false,
-                });
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
-                let s = UnixStream::connect(path)?;
-                return Ok(Socket {
-                    fd: s.into(),
-                    stream: true,
-                });
-            }
+        match connect_at(Path::new(path)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
+            ok => return ok,
         }
     }
     Err(io::Error::new(
         io::ErrorKind::NotFound,
         "no syslog socket (/dev/log)",
     ))
+}
+
+/// Connects to a syslog socket at `path`, a datagram one or a stream one.
+pub fn connect_at(path: &Path) -> io::Result<Socket> {
+    let dgram = UnixDatagram::unbound()?;
+    match dgram.connect(path) {
+        Ok(()) => Ok(Socket {
+            fd: dgram.into(),
+            stream: false,
+        }),
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => Ok(Socket {
+            fd: UnixStream::connect(path)?.into(),
+            stream: true,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// The message for `msg`, framed for the socket.

@@ -9,9 +9,11 @@
 
 pub mod cli;
 pub mod fds;
+pub mod messages;
 pub mod options;
 pub mod privs;
 pub mod uploads;
+pub mod vhosts;
 
 use std::fmt;
 use std::process::ExitCode;

@@ -44,6 +44,16 @@ pub struct SessionArgs {
     pub sandbox: Sandbox,
     /// `--incoming` and the options that go with it.
     pub uploads: Option<UploadArgs>,
+    /// `--banner FILE` and `--welcome FILE`, read before the chroot into
+    /// `config` (see [`crate::setup::messages`]).
+    pub messages: MessagePaths,
+}
+
+/// Where the banner and the welcome are read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessagePaths {
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
 }
 
 /// The drop box: what the filesystem layer and the upload hook need
@@ -87,6 +97,10 @@ pub struct Given {
     pub upload_mode: Option<u32>,
     pub upload_hook: Option<PathBuf>,
     pub upload_hook_max: Option<usize>,
+    pub banner: Option<PathBuf>,
+    pub welcome: Option<PathBuf>,
+    pub dir_messages: bool,
+    pub vhosts: bool,
 }
 
 impl TryFrom<Given> for SessionArgs {
@@ -94,6 +108,11 @@ impl TryFrom<Given> for SessionArgs {
 
     fn try_from(g: Given) -> Result<SessionArgs, Fail> {
         let d = SessionConfig::default();
+        if g.vhosts && g.incoming.is_some() {
+            // Each host has its own tree: one drop box for all of them is
+            // not a thing this server does (yet).
+            return Err(Fail::usage("--incoming cannot be used with --vhosts"));
+        }
         let uploads = match &g.incoming {
             Some(dir) => Some(UploadArgs {
                 incoming: dir.clone(),
@@ -130,6 +149,11 @@ impl TryFrom<Given> for SessionArgs {
                     incoming,
                     max_size: g.max_upload.unwrap_or(MAX_UPLOAD),
                 }),
+                // The texts are read by the program, before the chroot.
+                banner: None,
+                welcome: None,
+                dir_messages: g.dir_messages,
+                vhosts: g.vhosts,
             },
             log: if g.syslog {
                 LogTo::Syslog
@@ -141,6 +165,10 @@ impl TryFrom<Given> for SessionArgs {
                 Sandbox::Skip
             } else {
                 Sandbox::Enter
+            },
+            messages: MessagePaths {
+                banner: g.banner,
+                welcome: g.welcome,
             },
             uploads,
         })
@@ -156,6 +184,7 @@ impl Default for SessionArgs {
             xferlog: None,
             sandbox: Sandbox::Enter,
             uploads: None,
+            messages: MessagePaths::default(),
         }
     }
 }
@@ -240,6 +269,25 @@ macro_rules! with_session_options {
             /// privileges: for debugging, or a kernel that misbehaves
             #[argh(switch)]
             pub no_sandbox: bool,
+            /// the text of the 220 greeting, read from FILE (before the
+            /// chroot; the supervisor reads it again on SIGHUP), shown as
+            /// a multi-line reply
+            #[argh(option, arg_name = "FILE")]
+            pub banner: Option<std::path::PathBuf>,
+            /// a text read from FILE as --banner is, shown in the 230
+            /// reply after login
+            #[argh(option, arg_name = "FILE")]
+            pub welcome: Option<std::path::PathBuf>,
+            /// show a directory's .message file in the 250 reply to CWD
+            /// into it, the first time a session enters it
+            #[argh(switch)]
+            pub dir_messages: bool,
+            /// virtual hosts with publicfile's layout: ROOT/0 is served to
+            /// a client that sends no HOST, ROOT/NAME to one that sends
+            /// HOST NAME (unknown names are answered 504); each tree may
+            /// hold a .banner and a .welcome
+            #[argh(switch)]
+            pub vhosts: bool,
             /// take anonymous uploads (STOR, STOU) into DIR, a directory
             /// beneath ROOT given relative to it, and the directories made
             /// beneath it; what is uploaded is neither listed nor served
@@ -302,6 +350,10 @@ macro_rules! with_session_options {
                     pasv_address: self.pasv_address.clone(),
                     xferlog: self.xferlog.clone(),
                     no_sandbox: self.no_sandbox,
+                    banner: self.banner.clone(),
+                    welcome: self.welcome.clone(),
+                    dir_messages: self.dir_messages,
+                    vhosts: self.vhosts,
                     incoming: self.incoming.clone(),
                     max_upload: self.max_upload,
                     min_free: self.min_free,
@@ -392,6 +444,9 @@ mod tests {
         assert_eq!(s.log, LogTo::Stderr);
         assert_eq!(s.xferlog, None);
         assert_eq!(s.sandbox, Sandbox::Enter);
+        assert_eq!(s.messages, MessagePaths::default());
+        assert!(!s.config.dir_messages);
+        assert!(!s.config.vhosts);
     }
 
     #[test]
@@ -412,6 +467,12 @@ mod tests {
             "--xferlog",
             "/var/log/xferlog",
             "--no-sandbox",
+            "--banner",
+            "/etc/aftpd/banner",
+            "--welcome",
+            "/etc/aftpd/welcome",
+            "--dir-messages",
+            "--vhosts",
         ])
         .unwrap();
         assert_eq!(s.config.idle_timeout, Duration::from_secs(90));
@@ -426,6 +487,13 @@ mod tests {
         assert_eq!(s.log, LogTo::Syslog);
         assert_eq!(s.xferlog, Some(PathBuf::from("/var/log/xferlog")));
         assert_eq!(s.sandbox, Sandbox::Skip);
+        assert_eq!(s.messages.banner, Some(PathBuf::from("/etc/aftpd/banner")));
+        assert_eq!(
+            s.messages.welcome,
+            Some(PathBuf::from("/etc/aftpd/welcome"))
+        );
+        assert!(s.config.dir_messages);
+        assert!(s.config.vhosts);
     }
 
     #[test]
@@ -455,6 +523,8 @@ mod tests {
             ("--list-format", "ls"),
             ("--pasv-ports", "2000-3000"),
             ("--xferlog", "5"),
+            ("--banner", "b"),
+            ("--welcome", "w"),
         ] {
             let e = error(&[opt, v, opt, v]);
             assert!(e.contains(&format!("'{opt}'")), "{e}");
@@ -513,6 +583,10 @@ mod tests {
                 "--pasv-address",
                 "--xferlog",
                 "--no-sandbox",
+                "--banner",
+                "--welcome",
+                "--dir-messages",
+                "--vhosts",
                 "--incoming",
                 "--max-upload",
                 "--min-free",
@@ -559,6 +633,10 @@ mod tests {
         assert_eq!(s.config.uploads.unwrap().max_size, 5 << 20);
         for (args, want) in [
             (&["--max-upload", "1M"][..], "--max-upload needs --incoming"),
+            (
+                &["--incoming", "in", "--vhosts"],
+                "--incoming cannot be used with --vhosts",
+            ),
             (
                 &["--upload-hook", "/bin/true"],
                 "--upload-hook needs --incoming",

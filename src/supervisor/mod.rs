@@ -20,14 +20,15 @@ use std::time::Duration;
 use crate::fs::Root;
 use crate::log::xferlog::Xferlog;
 use crate::setup::cli::{Parsed, program_name};
+use crate::setup::messages::MessageFiles;
 use crate::setup::options::{LogTo, Sandbox};
 use crate::setup::privs::{self, Unnamed};
-use crate::setup::{self, Exit, Fail, fds};
+use crate::setup::{self, Exit, Fail, fds, vhosts};
 
 use self::cli::{Args, Engine};
 use self::signals::{Outcome, Signals};
 use crate::core::admission::Limits;
-use crate::engine::context::Context;
+use crate::engine::context::{Context, Latest};
 use crate::engine::pool::Pool;
 use crate::engine::stop::Stop;
 use crate::log::Logger;
@@ -71,8 +72,10 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     fds::close_from(activation::FIRST_FD as u32 + passed as u32)
         .map_err(|e| Fail::temporary(format!("cannot close inherited descriptors: {e}")))?;
     // The command line has checked every value (--threads 1 to 1024,
-    // --max-sessions at least 1, ...).
-    let config = Arc::new(args.session.config);
+    // --max-sessions at least 1, ...). The message files are opened now,
+    // before the chroot, and kept for SIGHUP.
+    let messages = MessageFiles::open(&args.session.messages)?;
+    let config = Arc::new(messages.apply(args.session.config)?);
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -181,11 +184,12 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // Before any worker exists, so that every thread inherits the mask.
     let signals = Signals::block().map_err(|e| Fail::temporary(format!("signals: {e}")))?;
     let root = Arc::new(root);
-    let pool = Pool::new(Arc::clone(&root), threads, DISK_THREADS)
+    let trees = vhosts::trees(Arc::clone(&root), config.vhosts, &root_dir)?;
+    let pool = Pool::new(Arc::new(trees), threads, DISK_THREADS)
         .map_err(|e| Fail::temporary(format!("cannot set up the disk helpers: {e}")))?;
     let pasv_ports = config.pasv_ports;
     let ctx = Arc::new(Context {
-        config,
+        config: Latest::new(config),
         root,
         pool,
         limits: Arc::new(Limits::new(max_sessions, args.max_per_ip).with_passive_ports(pasv_ports)),
@@ -256,7 +260,10 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         let _ = gate.send(());
     }
 
-    let outcome = signals.wait(&workers, || ctx.log.reopen());
+    let outcome = signals.wait(&workers, || {
+        ctx.log.reopen();
+        reread_messages(&ctx, &messages);
+    });
     ctx.stop.trigger();
     let bound = ctx.shutdown_timeout + Duration::from_secs(5);
     match outcome {
@@ -282,6 +289,21 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
             Ok(Exit::Temporary.into())
         }
     }
+}
+
+/// SIGHUP: the banner and welcome read again, for the sessions that
+/// start from now on (those open keep theirs).
+fn reread_messages(ctx: &Context, messages: &MessageFiles) {
+    if !messages.any() {
+        return;
+    }
+    let (config, notes) = messages.reread(&ctx.config.get());
+    for note in notes {
+        ctx.log.warn(format_args!("SIGHUP: {note}"));
+    }
+    ctx.config.set(config);
+    ctx.log
+        .info(format_args!("SIGHUP: read the banner and welcome again"));
 }
 
 /// ROOT as an absolute, existing directory.

@@ -13,6 +13,14 @@ fn check<T>(r: std::io::Result<T>, what: &str) -> T {
     r.unwrap_or_else(|e| die(&format!("{what}: {e}")))
 }
 
+fn dir(path: &Path) {
+    check(fs::create_dir_all(path), "mkdir");
+    check(
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)),
+        "chmod",
+    );
+}
+
 /// A file of `len` bytes of a non-trivial pattern (not a sparse file, so
 /// the page cache and sendfile see real pages), rewritten only when its
 /// size is wrong.
@@ -58,6 +66,8 @@ pub fn mkdata(dir: &str, big_mib: u64, entries: usize) {
     );
     file(&root.join(format!("big-{big_mib}M")), big_mib << 20);
     file(&root.join("small"), 4096);
+    file(&root.join("tiny"), 15);
+    file(&root.join("slow-64M"), 64 << 20);
 
     let d = root.join("dir");
     check(fs::create_dir_all(&d), "mkdir dir");
@@ -93,4 +103,33 @@ pub fn mkdata(dir: &str, big_mib: u64, entries: usize) {
         }
     }
     println!("{{\"kind\":\"data\",\"dir\":\"{dir}\",\"big_mib\":{big_mib},\"entries\":{entries}}}");
+}
+
+/// The slow-disk scenario's tree, served through the latency-injecting
+/// filesystem (slowfs.c): DIR/small (4 KiB, hot: the probe's file),
+/// DIR/cold/fI (files of `file_mib` MiB, one per downloader) and
+/// DIR/cold/dI/eJ (directories of `entries` small files, for the metadata
+/// loopers). slowfs treats everything under DIR/cold as cold.
+pub fn mkslow(dir: &str, files: usize, file_mib: u64, dirs: usize, entries: usize) {
+    let root = Path::new(dir);
+    self::dir(root);
+    file(&root.join("small"), 4096);
+    let cold = root.join("cold");
+    self::dir(&cold);
+    for i in 0..files {
+        file(&cold.join(format!("f{i}")), file_mib << 20);
+    }
+    for i in 0..dirs {
+        let d = cold.join(format!("d{i}"));
+        self::dir(&d);
+        for j in 0..entries {
+            let p = d.join(format!("e{j}"));
+            if !p.exists() {
+                file(&p, ((i * 131 + j * 37) % 4096) as u64);
+            }
+        }
+    }
+    println!(
+        "{{\"kind\":\"slowdata\",\"dir\":\"{dir}\",\"files\":{files},\"file_mib\":{file_mib},\"dirs\":{dirs},\"entries\":{entries}}}"
+    );
 }

@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use crate::fail::{Class, tagged};
+
 /// Bound on every wait of the client: a stuck server fails the session
 /// instead of hanging the benchmark.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -18,10 +20,46 @@ pub fn err(msg: String) -> io::Error {
     io::Error::other(msg)
 }
 
+/// How a client ends its connections.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Close {
+    /// A normal close (FIN), as curl, lftp and every real client do: the
+    /// side that closes first keeps a TIME_WAIT socket for 60 s, which is
+    /// what a server's passive ports must live with.
+    Fin,
+    /// SO_LINGER 0: a RST, so no TIME_WAIT socket is left on either end.
+    /// Not what clients do; kept as an option to separate a server's cost
+    /// from the cost of TIME_WAIT.
+    Rst,
+}
+
+impl Close {
+    pub fn parse(s: &str) -> Option<Close> {
+        match s {
+            "fin" => Some(Close::Fin),
+            "rst" => Some(Close::Rst),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Close::Fin => "fin",
+            Close::Rst => "rst",
+        }
+    }
+}
+
+pub fn close(s: TcpStream, how: Close) {
+    match how {
+        Close::Fin => drop(s),
+        Close::Rst => abort(s),
+    }
+}
+
 /// Close with SO_LINGER 0: the connection ends with a RST, so neither end
-/// keeps a TIME_WAIT socket. Tens of thousands of sessions a minute over one
-/// loopback address would otherwise exhaust the ephemeral ports, a limit of
-/// the benchmark set-up and not of any server.
+/// keeps a TIME_WAIT socket. Used where the close is not what is measured
+/// (tearing down thousands of idle sessions, a probe's end).
 pub fn abort(s: TcpStream) {
     let l = libc::linger {
         l_onoff: 1,
@@ -95,10 +133,10 @@ impl Ctrl {
                 let coded = line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit);
                 match multi {
                     None if !coded => {
-                        return Err(err(format!(
-                            "bad reply line {:?}",
-                            String::from_utf8_lossy(line)
-                        )));
+                        return Err(tagged(
+                            Class::Reply,
+                            format!("bad reply line {:?}", String::from_utf8_lossy(line)),
+                        ));
                     }
                     None if line[3] == b'-' => multi = Some([line[0], line[1], line[2]]),
                     None => return Ok(code(line)),
@@ -122,7 +160,7 @@ impl Ctrl {
             }
             let n = self.sock.read(&mut self.buf[self.end..])?;
             if n == 0 {
-                return Err(err("control connection closed".into()));
+                return Err(tagged(Class::Reset, "control connection closed".into()));
             }
             self.end += n;
         }
@@ -132,13 +170,20 @@ impl Ctrl {
     pub fn expect(&mut self, what: &str, ok: &[u16]) -> io::Result<u16> {
         let c = self.reply()?;
         if ok.contains(&c) {
-            Ok(c)
-        } else {
-            Err(err(format!(
+            return Ok(c);
+        }
+        let class = match c {
+            425 => Class::R425,
+            421 => Class::R421,
+            _ => Class::Reply,
+        };
+        Err(tagged(
+            class,
+            format!(
                 "{what}: unexpected reply {:?}",
                 String::from_utf8_lossy(self.last_line())
-            )))
-        }
+            ),
+        ))
     }
 
     pub fn cmd(&mut self, line: &[u8], ok: &[u16]) -> io::Result<u16> {
@@ -150,11 +195,17 @@ impl Ctrl {
     /// Greeting, USER anonymous, PASS: a logged-in session.
     pub fn login(addr: SocketAddr) -> io::Result<Ctrl> {
         let mut c = Ctrl::connect(addr)?;
-        c.expect("greeting", &[220])?;
-        if c.cmd(b"USER anonymous\r\n", &[230, 331])? == 331 {
-            c.cmd(b"PASS bench@example.org\r\n", &[230])?;
-        }
+        c.log_in()?;
         Ok(c)
+    }
+
+    /// Greeting, USER anonymous, PASS on a connected control connection.
+    pub fn log_in(&mut self) -> io::Result<()> {
+        self.expect("greeting", &[220])?;
+        if self.cmd(b"USER anonymous\r\n", &[230, 331])? == 331 {
+            self.cmd(b"PASS bench@example.org\r\n", &[230])?;
+        }
+        Ok(())
     }
 
     /// EPSV, then a data connection to the advertised port on the control
@@ -164,7 +215,12 @@ impl Ctrl {
         let port = parse_epsv(self.last_line())
             .ok_or_else(|| err(format!("bad EPSV reply {:?}", self.last_line())))?;
         let ip: IpAddr = self.sock.peer_addr()?.ip();
-        connect(SocketAddr::new(ip, port))
+        connect(SocketAddr::new(ip, port)).map_err(|e| {
+            tagged(
+                Class::DataConnect,
+                format!("data connection to port {port}: {e}"),
+            )
+        })
     }
 }
 
@@ -184,6 +240,38 @@ pub fn parse_epsv(line: &[u8]) -> Option<u16> {
     let digits = &rest[3..];
     let end = digits.iter().position(|&b| b == d)?;
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+}
+
+/// Reads a data connection to its end, discarding the bytes in the kernel
+/// and adding them to `ctr` as they come, so that another thread can read
+/// a rate at any moment. Returns the bytes of this connection.
+pub fn drain_counted(s: &TcpStream, ctr: &std::sync::atomic::AtomicU64) -> io::Result<u64> {
+    let mut total = 0;
+    loop {
+        // SAFETY: with MSG_TRUNC a TCP socket discards up to len bytes
+        // without writing to the buffer; the buffer is valid anyway.
+        let mut b = [0u8; 1];
+        let r = unsafe {
+            libc::recv(
+                s.as_raw_fd(),
+                b.as_mut_ptr() as *mut libc::c_void,
+                1 << 30,
+                libc::MSG_TRUNC,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Ok(total);
+        }
+        total += r as u64;
+        ctr.fetch_add(r as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Reads a data connection to its end. With `discard`, the kernel drops the

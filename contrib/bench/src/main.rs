@@ -2,26 +2,55 @@
 //! contrib/bench/run. Each subcommand measures one thing against one
 //! running server and prints one JSON record on standard output.
 
+mod bulk;
 mod data;
+mod fail;
 mod ftp;
-mod measure;
+mod idle;
+mod listing;
 mod out;
 mod procfs;
+mod sessions;
+mod slowread;
+mod sockmem;
+mod stats;
+mod underload;
 
 use out::{Args, die};
 
 const USAGE: &str = "\
 usage: aftpd-bench COMMAND [OPTIONS] [--label KEY=VALUE ...]
 
-Commands (each prints one JSON record; --label pairs are copied into it):
+Commands (each prints one JSON record; --label pairs are copied into it).
+Every rate comes with its failures, by class (refused, data_connect, 425,
+421, reply, timeout, reset, bytes, other).
   sessions --addr A [--path /small] [-n N] [-c C] [--max-secs S] [--warmup W]
-           [--size BYTES] [--server-pid P]
+           [--size BYTES] [--close fin|rst] [--server-pid P]
       N whole sessions (connect, USER anonymous, PASS, TYPE I, EPSV, RETR,
-      QUIT) on C threads, at most S seconds: sessions/s, p50/p99 latency,
-      the generator's own CPU.
-  bulk --addr A --path /big [--copy] [--server-pid P]
-      One download: MB/s (10^6 bytes), whole-machine CPU seconds per GiB.
-      Without --copy the client discards the bytes in the kernel.
+      QUIT) on C threads, at most S seconds, closing normally (fin, the
+      default) or with a RST: sessions/s, p50/p99 latency, successes and
+      failures per second, the generator's own CPU.
+  bulk --addr A --path /big [--repeat R] [--reader own|curl] [--copy]
+       [--server-pid P]
+      R downloads: MB/s (10^6 bytes), CPU seconds per GiB of the server
+      and of the machine. Our reader discards the bytes in the kernel
+      (unless --copy); curl runs one session per download.
+  underload --addr A --secs S [--probe ctl|session] [--probe-path P]
+            [--probe-size B] [--interval-ms I] [--load none|retr|list|meta]
+            [-n N] [--load-path PATTERN] [--load-files F] [--load-size B]
+            [--meta-files M] [--ramp R] [--server-pid P]
+      N load clients (retr: download PATTERN again and again; list: LIST it;
+      meta: LIST it, then SIZE and MDTM of PATTERN/eJ in turn; {i} in the
+      pattern is the client's index modulo F) and, after R seconds, a
+      probe for S seconds: ctl times NOOP and a RETR of P on one session,
+      session times whole short sessions. Probe p50/p99, load throughput.
+  slowread --addr A -n N --path P [--rate BYTES_PER_S] [--burst B]
+           [--login-c C] [--settle S] [--window W] --server-pid P
+           [--memcg DIR]
+      N concurrent downloads, each read at RATE (a token bucket): each
+      client's rate over the window (slowest/median), server CPU per GiB,
+      memory per active download (Pss, kernel, the server's socket buffers
+      from ss).
   idle --addr A -k K [-c C] [--hold S] --server-pid P [--memcg DIR]
        [--client-memcg DIR] [--min-avail-mib M]
       K logged-in idle sessions held for S seconds: memory per session
@@ -30,8 +59,13 @@ Commands (each prints one JSON record; --label pairs are copied into it):
   list --addr A --cmd LIST|NLST|MLSD --path /dir --server-pid P
       One listing: wall time, bytes, lines, the server's peak RSS.
   mkdata DIR [--big-mib M] [--entries E]
-      The data set: DIR/big-MM (M MiB), DIR/small (4 KiB), DIR/dir/ (E
-      entries). Idempotent.
+      The data set: DIR/big-MM (M MiB), DIR/small (4 KiB), DIR/tiny (15
+      bytes), DIR/slow-64M, DIR/dir/ (E entries). Idempotent.
+  mkslow DIR [--files F] [--file-mib M] [--dirs D] [--entries E]
+      The slow-disk tree (behind slowfs): DIR/small, DIR/cold/fI (F files
+      of M MiB), DIR/cold/dI/eJ (D directories of E files). Idempotent.
+  sockmem PID
+      The socket buffers of the server whose process tree starts at PID.
   ping --addr A [--secs S]
       Waits (at most S seconds) until a server greets with 220.
   tree PID
@@ -47,11 +81,20 @@ fn main() {
     raise_nofile();
     let rest = &argv[1..];
     match cmd.as_str() {
-        "sessions" => measure::sessions(&Args::parse(rest)),
-        "bulk" => measure::bulk(&Args::parse(rest)),
-        "idle" => measure::idle(&Args::parse(rest)),
-        "list" => measure::list(&Args::parse(rest)),
-        "ping" => measure::ping(&Args::parse(rest)),
+        "sessions" => sessions::sessions(&Args::parse(rest)),
+        "bulk" => bulk::bulk(&Args::parse(rest)),
+        "underload" => underload::underload(&Args::parse(rest)),
+        "slowread" => slowread::slowread(&Args::parse(rest)),
+        "idle" => idle::idle(&Args::parse(rest)),
+        "list" => listing::list(&Args::parse(rest)),
+        "ping" => listing::ping(&Args::parse(rest)),
+        "sockmem" => {
+            let pid = rest
+                .first()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| die("sockmem PID"));
+            println!("{:?}", sockmem::server(pid));
+        }
         "mkdata" => {
             let dir = rest
                 .first()
@@ -59,6 +102,20 @@ fn main() {
                 .unwrap_or_else(|| die("mkdata DIR"));
             let a = Args::parse(&rest[1..]);
             data::mkdata(dir, a.num("big-mib", 1024), a.num("entries", 100_000));
+        }
+        "mkslow" => {
+            let dir = rest
+                .first()
+                .filter(|d| !d.starts_with("--"))
+                .unwrap_or_else(|| die("mkslow DIR"));
+            let a = Args::parse(&rest[1..]);
+            data::mkslow(
+                dir,
+                a.num("files", 32),
+                a.num("file-mib", 64),
+                a.num("dirs", 8),
+                a.num("entries", 50),
+            );
         }
         "tree" => {
             let pid = rest

@@ -67,6 +67,11 @@ impl Args {
     pub fn server_pid(&self) -> Option<i32> {
         self.str("server-pid").map(|_| self.num("server-pid", 0))
     }
+
+    /// The server's CPU time, from --cpu-cg or --server-pid.
+    pub fn server_cpu(&self) -> crate::procfs::ServerCpu {
+        crate::procfs::ServerCpu::new(self.server_pid(), self.str("cpu-cg"))
+    }
 }
 
 pub fn die(msg: &str) -> ! {
@@ -108,19 +113,49 @@ impl Record {
     pub fn num(&mut self, k: &str, v: f64) {
         self.key(k);
         if v.is_finite() {
-            if v == v.trunc() && v.abs() < 1e15 {
-                let _ = write!(self.s, "{}", v as i64);
-            } else {
-                let _ = write!(self.s, "{v:.6}");
-            }
+            let _ = write!(self.s, "{}", Num(v));
         } else {
             self.s.push_str("null");
         }
     }
 
-    pub fn print(mut self) {
+    /// A list of numbers (per-second counts, per-client rates).
+    pub fn list(&mut self, k: &str, v: &[f64]) {
+        self.key(k);
+        self.s.push('[');
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                self.s.push(',');
+            }
+            if x.is_finite() {
+                let _ = write!(self.s, "{}", Num(*x));
+            } else {
+                self.s.push_str("null");
+            }
+        }
+        self.s.push(']');
+    }
+
+    pub fn finish(mut self) -> String {
         self.s.push('}');
-        println!("{}", self.s);
+        self.s
+    }
+
+    pub fn print(self) {
+        println!("{}", self.finish());
+    }
+}
+
+/// A finite number as JSON: integers without a fraction.
+struct Num(f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == self.0.trunc() && self.0.abs() < 1e15 {
+            write!(f, "{}", self.0 as i64)
+        } else {
+            write!(f, "{:.6}", self.0)
+        }
     }
 }
 
@@ -158,9 +193,10 @@ mod tests {
         let mut r = Record::new("bulk", &args);
         r.num("mb_s", 1.5);
         r.str("err", "a\"b\n");
+        r.list("l", &[1.0, 0.5, f64::NAN]);
         assert_eq!(
-            r.s,
-            r#"{"kind":"bulk","target":"vsftpd","rep":2,"mb_s":1.500000,"err":"a\"b\u000a""#
+            r.finish(),
+            r#"{"kind":"bulk","target":"vsftpd","rep":2,"mb_s":1.500000,"err":"a\"b\u000a","l":[1,0.500000,null]}"#
         );
     }
 }

@@ -83,19 +83,81 @@ pub fn clk_tck() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
-/// CPU seconds of a process tree: user+system of each process plus that of
-/// its reaped children (cutime/cstime), so sessions that ended in between
+/// CPU seconds of a process tree: each process's own time plus that of its
+/// reaped children (cutime/cstime), so sessions that ended in between
 /// still count once (a child's own time while it lives, its parent's
 /// cutime after it was waited for).
+///
+/// A single-threaded process's own time comes from /proc/PID/schedstat, in
+/// nanoseconds: /proc/PID/stat counts in clock ticks (10 ms), and 2,000
+/// session processes that each ran a millisecond would sum to nothing. A
+/// process with threads (the supervisor) keeps ticks: its stat also holds
+/// the time of threads that have exited (io_uring's workers), which the
+/// per-thread schedstat no longer shows.
 pub fn tree_cpu_secs(pids: &[i32]) -> f64 {
-    let mut ticks = 0u64;
+    let tck = clk_tck();
+    let mut secs = 0.0;
     for &p in pids {
-        if let Some(f) = stat_fields(p) {
-            // utime stime cutime cstime are fields 14-17, i.e. 11-14 here.
-            ticks += f[11] + f[12] + f[13] + f[14];
+        // Fields after comm: utime(11) stime(12) cutime(13) cstime(14)
+        // num_threads(17).
+        let Some(f) = stat_fields(p) else { continue };
+        if f.len() < 18 {
+            continue;
         }
+        secs += (f[13] + f[14]) as f64 / tck;
+        secs += match (f[17], schedstat_ns(p)) {
+            (1, Some(ns)) => ns as f64 / 1e9,
+            _ => (f[11] + f[12]) as f64 / tck,
+        };
     }
-    ticks as f64 / clk_tck()
+    secs
+}
+
+/// The server's CPU time: from its own CPU-accounting cgroup when the run
+/// script made one (`--cpu-cg DIR`: every process the server ever ran,
+/// exited ones included, in nanoseconds), else from its process tree in
+/// /proc (exited processes count only if their parent waited for them).
+pub struct ServerCpu {
+    pid: Option<i32>,
+    cg: Option<PathBuf>,
+}
+
+impl ServerCpu {
+    pub fn new(pid: Option<i32>, cg: Option<&str>) -> ServerCpu {
+        let cg = cg
+            .map(PathBuf::from)
+            .filter(|d| d.join("cpuacct.usage").exists() || d.join("cpu.stat").exists());
+        ServerCpu { pid, cg }
+    }
+
+    pub fn method(&self) -> &'static str {
+        if self.cg.is_some() { "cgroup" } else { "proc" }
+    }
+
+    pub fn secs(&self) -> f64 {
+        if let Some(d) = &self.cg {
+            let f = |n: &str| read(d.join(n).to_str().unwrap_or(""));
+            if let Some(ns) = f("cpuacct.usage").and_then(|s| s.trim().parse::<u64>().ok()) {
+                return ns as f64 / 1e9;
+            }
+            if let Some(us) = f("cpu.stat").and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+            }) {
+                return us as f64 / 1e6;
+            }
+        }
+        self.pid.map_or(0.0, |p| tree_cpu_secs(&tree(p)))
+    }
+}
+
+/// Time on CPU of a task so far (the first field of schedstat), in ns.
+fn schedstat_ns(pid: i32) -> Option<u64> {
+    read(&format!("/proc/{pid}/schedstat"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Whole-machine CPU from the first line of /proc/stat: (busy, all) in
@@ -120,6 +182,15 @@ pub fn machine_cpu() -> (f64, f64) {
 pub fn self_cpu_secs() -> f64 {
     let (u, s) = self_cpu_split();
     u + s
+}
+
+/// CPU seconds of this process's waited-for children (curl).
+pub fn children_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// (user, system) CPU seconds of this process so far. Over loopback the
@@ -175,17 +246,7 @@ impl Kernel {
     pub fn read() -> Kernel {
         let m = read("/proc/meminfo").unwrap_or_default();
         let f = |k| kib_field(&m, k).unwrap_or(0);
-        let sock = read("/proc/net/sockstat").unwrap_or_default();
-        // "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1" (mem in pages)
-        let pages = sock
-            .lines()
-            .find(|l| l.starts_with("TCP:"))
-            .and_then(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                let i = w.iter().position(|&x| x == "mem")?;
-                w.get(i + 1)?.parse::<u64>().ok()
-            })
-            .unwrap_or(0);
+        let pages = sockstat("mem");
         Kernel {
             slab: f("Slab:"),
             kernel_stack: f("KernelStack:"),
@@ -197,6 +258,37 @@ impl Kernel {
     pub fn total(&self) -> u64 {
         self.slab + self.kernel_stack + self.page_tables + self.tcp_mem
     }
+}
+
+/// A field of the TCP line of /proc/net/sockstat, machine-wide:
+/// "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1" (mem in pages).
+pub fn sockstat(field: &str) -> u64 {
+    read("/proc/net/sockstat")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|&x| x == field)?;
+            w.get(i + 1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Whether TCP is under memory pressure machine-wide (/proc/net/protocols,
+/// the TCP row's "press" column): above tcp_mem's second threshold the
+/// kernel shrinks every socket's buffers.
+pub fn tcp_memory_pressure() -> bool {
+    let s = read("/proc/net/protocols").unwrap_or_default();
+    let mut lines = s.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let Some(col) = head.iter().position(|&h| h == "press") else {
+        return false;
+    };
+    lines
+        .find(|l| l.starts_with("TCP "))
+        .and_then(|l| l.split_whitespace().nth(col).map(|v| v == "yes"))
+        .unwrap_or(false)
 }
 
 /// A memory cgroup that holds the server and nothing else (the run script
@@ -224,6 +316,21 @@ impl Memcg {
         read(self.dir.join(f).to_str().unwrap_or(""))
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Socket buffer memory charged to the group, KiB (cgroup v2's "sock";
+    /// v1 counts it only once a TCP limit was set, so it is usually 0).
+    pub fn sock_kib(&self) -> u64 {
+        if self.v2 {
+            let stat =
+                read(self.dir.join("memory.stat").to_str().unwrap_or("")).unwrap_or_default();
+            stat.lines()
+                .find_map(|l| l.strip_prefix("sock ")?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                / 1024
+        } else {
+            self.num("memory.kmem.tcp.usage_in_bytes") / 1024
+        }
     }
 
     /// (all charged memory, kernel part) in KiB.

@@ -14,6 +14,9 @@
 //!   engine events (listener bound, data connection up, transfer ended,
 //!   time passing, output written, EOF, filesystem answers now or late)
 //!   chosen by the input too.
+//! - [`fs`]: lookups and listings of the served tree (`fs::Root`,
+//!   `fs::dir::DirReader`) over symlinks, private directories, hidden
+//!   names and special files, against an oracle (see `fs_target.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -23,13 +26,22 @@ use aftpd::core::clock::Now;
 use aftpd::core::config::{SessionConfig, Uploads};
 use aftpd::core::listing::ListFormat;
 use aftpd::core::memfs::{Mem, MemFs};
+use aftpd::core::message::Message;
 use aftpd::core::proto::addr::{EprtError, parse_eprt, parse_port};
 use aftpd::core::proto::command::{self, Command};
 use aftpd::core::proto::telnet::{Line, LineReader, MAX_LINE};
 use aftpd::core::session::{
-    Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TransferError,
+    Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TransferError, Tree,
 };
 use aftpd::core::vpath::{VPath, VPathError};
+
+mod fs_target;
+pub use fs_target::fs_lookups as fs;
+
+/// Removes the trees of this process (for tests; a fuzzer just exits).
+pub fn remove_tree() {
+    fs_target::remove_fs_tree();
+}
 
 const IAC: u8 = 255;
 const DONT: u8 = 254;
@@ -212,10 +224,35 @@ pub const SECRET: &[u8] = b"SECRET-fuzz-not-public";
 /// The tree the session serves: an in-memory one (the core asks for
 /// filesystem work and takes the answers as events, so no disk is
 /// needed), with public files and directories, hidden, private and
-/// special entries, and odd names. The real filesystem layer has its own
-/// target.
-pub fn tree() -> MemFs {
+/// special entries, and odd names, and messages (`.message` files, shown
+/// or not). The real filesystem layer has its own target. With `vhosts`
+/// it has publicfile's layout: the same tree as `/0` and as the host
+/// `/h.example`, and a host that is not published.
+pub fn tree(vhosts: bool) -> MemFs {
     let mut t = MemFs::new();
+    if !vhosts {
+        fill(&mut t, "");
+        // The drop box: what is in it is never listed or handed out.
+        t.incoming("/pub/in");
+        return t;
+    }
+    t.vhosts();
+    for top in ["0", "h.example"] {
+        t.dir(top, 0o755);
+        fill(&mut t, &format!("{top}/"));
+    }
+    t.file("h.example/.banner", 0o644, b"Host H\n220 not the end\n")
+        .file("h.example/.welcome", 0o644, b"Welcome to H\n")
+        .dir("priv.example", 0o700)
+        .file("priv.example/.banner", 0o644, SECRET)
+        .file("priv.example/readme", 0o644, SECRET)
+        .file("secret.example", 0o644, SECRET);
+    t
+}
+
+/// The tree's entries, beneath `top` (empty, or ending in `/`).
+fn fill(fs: &mut MemFs, top: &str) {
+    let mut t = Prefixed { fs, top };
     t.dir("pub", 0o755)
         .dir("pub/a", 0o755)
         .dir("pub/a/b", 0o755)
@@ -239,17 +276,46 @@ pub fn tree() -> MemFs {
         .file("pub/.dot", 0o644, SECRET)
         .file("new\nline", 0o644, b"odd name\n")
         .file("tab\tname", 0o644, b"odd name\n")
+        .file(
+            "pub/.message",
+            0o644,
+            b"About pub\n226 not the end\n\x1b[2J",
+        )
+        .file("pub/a/.message", 0o600, SECRET)
+        .file("privdir/.message", 0o644, SECRET)
+        .file(".welcome", 0o644, b"230 welcome\n")
         .other("fifo");
     for i in 0..40 {
         t.file(&format!("pub/a/n{i:02}"), 0o644, b"n");
     }
-    // The drop box: what is in it is never listed or handed out.
-    t.incoming("/pub/in");
-    t
+}
+
+/// A tree's entries beneath a directory.
+struct Prefixed<'a> {
+    fs: &'a mut MemFs,
+    top: &'a str,
+}
+
+impl Prefixed<'_> {
+    fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
+        self.fs.dir(&format!("{}{path}", self.top), mode);
+        self
+    }
+
+    fn file(&mut self, path: &str, mode: u32, body: &[u8]) -> &mut Self {
+        self.fs.file(&format!("{}{path}", self.top), mode, body);
+        self
+    }
+
+    fn other(&mut self, path: &str) -> &mut Self {
+        self.fs.other(&format!("{}{path}", self.top));
+        self
+    }
 }
 
 /// One whole session, driven by the input: the first byte picks the
-/// configuration, then each op byte picks an event (and takes its
+/// configuration (its bits: no greeting, EPLF, IPv6, answers held,
+/// `--vhosts`, `--dir-messages`, a banner and a welcome), then each op byte picks an event (and takes its
 /// arguments from the bytes after it):
 ///
 /// - `0..=3`: control bytes (a length byte, then that many bytes), fed
@@ -271,10 +337,11 @@ pub fn tree() -> MemFs {
 /// published one and its range within it; listings are CRLF lines naming
 /// nothing hidden; no secret is ever in any of it.
 pub fn session(data: &[u8]) {
-    let fs = tree();
     let Some((&cfg, mut input)) = data.split_first() else {
         return;
     };
+    let vhosts = cfg & 16 != 0;
+    let fs = tree(vhosts);
     let config = SessionConfig {
         greeting: cfg & 1 == 0,
         idle_timeout: Duration::from_secs(60),
@@ -286,7 +353,13 @@ pub fn session(data: &[u8]) {
         },
         pasv_ports: None,
         pasv_address: Vec::new(),
-        uploads: (cfg & 16 != 0).then(|| Uploads {
+        banner: (cfg & 64 != 0).then(|| Message::parse(b"Banner\n220 not the end\n")),
+        welcome: (cfg & 64 != 0).then(|| Message::parse(b"Hello\n230-nor this\n")),
+        dir_messages: cfg & 32 != 0,
+        vhosts,
+        // Uploads into /pub/in (the real server takes no --incoming with
+        // --vhosts).
+        uploads: (cfg & 128 != 0 && !vhosts).then(|| Uploads {
             incoming: VPath::resolve(&VPath::root(), b"/pub/in").unwrap_or_else(|_| VPath::root()),
             max_size: 1 << 20,
         }),
@@ -416,6 +489,8 @@ pub fn session(data: &[u8]) {
     assert!(s.output().is_empty(), "output never drained");
     check_replies(&d.out);
     assert!(find(&d.out, SECRET).is_none());
+    // A message's control characters never reach the client.
+    assert!(find(&d.out, b"\x1b[2J").is_none());
     check_listing(&d.listed);
 }
 
@@ -425,7 +500,7 @@ struct Driver {
     fs: MemFs,
     /// Answer filesystem requests as they come (else they wait).
     answer_now: bool,
-    held: Vec<(u32, FsRequest<Mem>)>,
+    held: Vec<(u32, Tree<Mem>, FsRequest<Mem>)>,
     /// Every byte written on the control connection.
     out: Vec<u8>,
     /// Every byte of listings taken from the session.
@@ -457,8 +532,8 @@ impl Driver {
     }
 
     fn answer_held(&mut self, s: &mut Session<Mem>, now: Now) {
-        for (id, request) in std::mem::take(&mut self.held) {
-            let answer = self.fs.answer(request);
+        for (id, tree, request) in std::mem::take(&mut self.held) {
+            let answer = self.fs.answer(&tree, request);
             s.on_fs(id, answer, now);
         }
     }
@@ -490,11 +565,11 @@ impl Driver {
                     self.stream = false;
                     self.connected = false;
                 }
-                Action::Fs { id, request } if self.answer_now => {
-                    let answer = self.fs.answer(request);
+                Action::Fs { id, tree, request } if self.answer_now => {
+                    let answer = self.fs.answer(&tree, request);
                     s.on_fs(id, answer, now);
                 }
-                Action::Fs { id, request } => self.held.push((id, request)),
+                Action::Fs { id, tree, request } => self.held.push((id, tree, request)),
                 Action::Close => self.closed = true,
                 Action::Log(Record::Transfer(t)) => check_vpath(&t.path),
                 Action::Log(_) => {}
@@ -609,6 +684,13 @@ fn check_replies(raw: &[u8]) {
             Some(c) => {
                 if code == Some(c) && line[3] == b' ' {
                     open = None;
+                } else {
+                    // Clients are looser than RFC 959 (ftplib ends a reply
+                    // at any line that starts with its code).
+                    assert!(
+                        !line.first().is_some_and(u8::is_ascii_digit),
+                        "a middle line that starts with a digit: {line:?}"
+                    );
                 }
             }
         }

@@ -88,12 +88,13 @@ pub fn first(out: &mut Vec<u8>, code: Code, text: impl AsRef<[u8]>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A middle line of a multi-line reply. A line that would look like a
-/// reply's end (`ddd ` or `ddd-`) is indented by one space.
+/// A middle line of a multi-line reply. A line that starts with a digit
+/// is indented by one space: RFC 959 ends a reply at `ddd `, but clients
+/// are looser (Python's ftplib ends it at any line that starts with the
+/// code and no `-`, `2260` or a bare `226` included).
 pub fn middle(out: &mut Vec<u8>, text: impl AsRef<[u8]>) {
     let text = text.as_ref();
-    if text.len() >= 4 && text[..3].iter().all(u8::is_ascii_digit) && matches!(text[3], b' ' | b'-')
-    {
+    if text.first().is_some_and(u8::is_ascii_digit) {
         out.push(b' ');
     }
     push_text(out, text);
@@ -157,7 +158,9 @@ mod tests {
         let mut out = Vec::new();
         middle(&mut out, "226 done");
         middle(&mut out, "2260");
-        assert_eq!(out, b" 226 done\r\n2260\r\n");
+        middle(&mut out, "226");
+        middle(&mut out, "x226 ");
+        assert_eq!(out, b" 226 done\r\n 2260\r\n 226\r\nx226 \r\n");
     }
 
     #[test]

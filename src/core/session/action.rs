@@ -5,6 +5,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::core::message::MessageFile;
 use crate::core::meta::{Entries, FsError, Meta};
 use crate::core::vpath::VPath;
 
@@ -20,6 +21,26 @@ pub trait Handles {
     /// name the same upload (the session keeps one while a request
     /// carries another).
     type Upload: Clone + Send + 'static;
+    /// A virtual host's tree (`--vhosts`), as HOST found it.
+    type Tree: Clone + Send + 'static;
+}
+
+/// Which tree a filesystem request is for.
+pub enum Tree<H: Handles> {
+    /// The one the engine serves by default: ROOT, or ROOT/0 with
+    /// `--vhosts`.
+    Default,
+    /// The tree of the host the session chose with HOST.
+    Host(H::Tree),
+}
+
+impl<H: Handles> Clone for Tree<H> {
+    fn clone(&self) -> Tree<H> {
+        match self {
+            Tree::Default => Tree::Default,
+            Tree::Host(t) => Tree::Host(t.clone()),
+        }
+    }
 }
 
 /// A request from the core to its engine. The engine carries each out in
@@ -43,7 +64,12 @@ pub enum Action<H: Handles> {
     /// the engine does it at once, on a helper thread or through io_uring
     /// is its business; the session waits for the answer (bounded by the
     /// data timeout) and ignores answers to requests it gave up on.
-    Fs { id: u32, request: FsRequest<H> },
+    /// `tree` says which tree the request is for.
+    Fs {
+        id: u32,
+        tree: Tree<H>,
+        request: FsRequest<H>,
+    },
     /// Write out what is left of the control output, then close the session.
     Close,
     /// A line for the session or transfer log.
@@ -64,6 +90,15 @@ pub enum FsRequest<H: Handles> {
     /// The next batch of a directory being listed, into `Entries` (handed
     /// over empty, to be reused).
     ReadDir(H::Dir, Entries),
+    /// The first [`MAX_BYTES`](crate::core::message::MAX_BYTES) bytes of a message file in the
+    /// published directory `dir`: a regular, world-readable file, not a
+    /// symlink. The only way a dotfile is ever read.
+    Message { dir: VPath, file: MessageFile },
+    /// The tree of virtual host `name` (a directory name made by
+    /// [`host_dir`](crate::core::message::host_dir)): the published directory ROOT/NAME, with
+    /// its [`MessageFile::Banner`] if it has one. Answered from ROOT
+    /// whatever the request's tree.
+    Host(Vec<u8>),
     /// A new upload (STOR, STOU): a temporary file beside `name`'s place,
     /// that name reserved against other sessions. Refused with
     /// `FsError::Exists` when the name is taken (a file, or another
@@ -107,12 +142,22 @@ pub enum FsAnswer<H: Handles> {
     /// The directory back, the batch, and whether the directory is
     /// exhausted.
     ReadDir(H::Dir, Entries, Result<bool, FsError>),
+    /// The message file's bytes (at most [`MAX_BYTES`](crate::core::message::MAX_BYTES)).
+    Message(Result<Vec<u8>, FsError>),
+    Host(Result<HostTree<H>, FsError>),
     /// The upload, the file its data is written to, and the path it will
     /// have.
     Created(Result<Created<H>, FsError>),
     Space(Result<(), FsError>),
     Committed(Result<(), FsError>),
     Discarded,
+}
+
+/// What `FsRequest::Host` found.
+pub struct HostTree<H: Handles> {
+    pub tree: H::Tree,
+    /// The bytes of the host's banner file, empty without one.
+    pub banner: Vec<u8>,
 }
 
 /// What `FsRequest::Create` made.

@@ -24,25 +24,12 @@ impl<H: Handles> Session<H> {
                 Login::Start => self.reply(Code::BadSequence, "Log in with USER first."),
                 Login::User => {
                     self.login = Login::LoggedIn;
-                    let text = match &self.config.uploads {
-                        None => "Logged in: anonymous read-only access.".to_owned(),
-                        Some(u) => format!(
-                            "Logged in: anonymous access, uploads into {} only.",
-                            String::from_utf8_lossy(u.incoming.as_bytes())
-                        ),
-                    };
-                    self.reply(Code::LoggedIn, text);
+                    self.logged_in(now);
                 }
                 Login::LoggedIn => self.reply(Code::NotNeeded, "Already logged in."),
             },
             Command::Acct => self.reply(Code::NotNeeded, "ACCT not needed."),
-            Command::Host(_) => {
-                if self.login == Login::Start {
-                    self.reply(Code::Ready, "Host accepted.");
-                } else {
-                    self.reply(Code::BadSequence, "HOST must come before USER.");
-                }
-            }
+            Command::Host(name) => self.host(&name, now),
             Command::Pwd => {
                 let mut text = reply::quoted_path(self.cwd.as_bytes());
                 text.extend_from_slice(b" is the current directory.");

@@ -7,13 +7,15 @@
 mod action;
 mod commands;
 mod data;
+mod host;
 mod listing;
+mod messages;
 mod pending;
 mod upload;
 
 pub use action::{
-    Action, Created, DataConn, DataOut, FsAnswer, FsRequest, Handles, Listed, Record, Source,
-    TransferError, TransferKind, TransferRecord, UploadName,
+    Action, Created, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record,
+    Source, TransferError, TransferKind, TransferRecord, Tree, UploadName,
 };
 pub use upload::{NAME_MAX, name_allowed};
 
@@ -24,6 +26,7 @@ use std::time::Instant;
 
 use self::data::Data;
 use self::listing::Listing;
+use self::messages::Shown;
 use self::pending::Pending;
 use self::upload::Uploading;
 use crate::core::clock::Now;
@@ -97,6 +100,10 @@ pub struct Session<H: Handles> {
     last_now: Now,
     /// The id of the next filesystem request.
     next_fs_id: u32,
+    /// The tree the filesystem requests are for (HOST may change it).
+    tree: Tree<H>,
+    /// The directories whose `.message` was shown.
+    shown: Shown,
     closed: bool,
 }
 
@@ -126,18 +133,13 @@ impl<H: Handles> Session<H> {
             data: Data::None,
             last_now: now,
             next_fs_id: 0,
+            tree: Tree::Default,
+            shown: Shown::default(),
             closed: false,
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
-        if s.config.greeting {
-            let text = if s.config.uploads.is_some() {
-                "aftpd: anonymous FTP server ready (read-only, but for a drop box)."
-            } else {
-                "aftpd: anonymous read-only FTP server ready."
-            };
-            s.reply(Code::Ready, text);
-        }
+        s.greet();
         s
     }
 
@@ -242,7 +244,7 @@ impl<H: Handles> Session<H> {
             .is_some_and(|p| now.mono >= p.deadline)
         {
             if let Some(p) = self.pending.take() {
-                self.pending_expired(p.then, now);
+                self.gave_up(p.then, now);
             }
             self.idle_deadline = now.mono + self.config.idle_timeout;
             self.process(now);
@@ -305,7 +307,8 @@ impl<H: Handles> Session<H> {
     fn request(&mut self, request: FsRequest<H>) -> u32 {
         let id = self.next_fs_id;
         self.next_fs_id = self.next_fs_id.wrapping_add(1);
-        self.actions.push_back(Action::Fs { id, request });
+        let tree = self.tree.clone();
+        self.actions.push_back(Action::Fs { id, tree, request });
         id
     }
 

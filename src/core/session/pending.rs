@@ -39,6 +39,12 @@ pub(super) enum Then {
         kind: TransferKind,
     },
     Stat(VPath),
+    /// HOST's lookup of the host's tree.
+    Host,
+    /// The tree's welcome, for the 230 after PASS.
+    Welcome,
+    /// The message of the directory CWD entered, for the 250.
+    DirMessage(VPath),
     /// STOR or STOU: the upload's temporary file.
     Stor {
         conn: DataConn,
@@ -73,7 +79,7 @@ impl<H: Handles> Session<H> {
     /// absent (the filesystem layer says `NotFound` for both).
     pub(super) fn refuse(&mut self, e: &FsError, refusal: Refusal) {
         let text = match e {
-            FsError::NotFound | FsError::Denied => "No such file or directory.",
+            FsError::NotFound => "No such file or directory.",
             FsError::NotFile => "Not a plain file.",
             FsError::NotDir => "Not a directory.",
             FsError::Busy(_) => "Temporarily unavailable; try again later.",
@@ -91,10 +97,7 @@ impl<H: Handles> Session<H> {
     pub(super) fn resume(&mut self, then: Then, answer: FsAnswer<H>, now: Now) {
         match (then, answer) {
             (Then::Cwd(path), FsAnswer::Stat(r)) => match r {
-                Ok(m) if m.kind == Kind::Dir => {
-                    self.cwd = path;
-                    self.reply(Code::FileOk, "Directory changed.");
-                }
+                Ok(m) if m.kind == Kind::Dir => self.entered(path, now),
                 Ok(_) => self.reply(Code::FileUnavailable, "Not a directory."),
                 Err(e) => self.refuse(&e, Refusal::Code550),
             },
@@ -140,6 +143,10 @@ impl<H: Handles> Session<H> {
                 }
                 Err(e) => self.refuse(&e, Refusal::Code450),
             },
+            (Then::Host, FsAnswer::Host(r)) => self.host_found(r, now),
+            // A message that cannot be read is left out.
+            (Then::Welcome, FsAnswer::Message(r)) => self.welcome(r.ok()),
+            (Then::DirMessage(dir), FsAnswer::Message(r)) => self.dir_message(&dir, r.ok()),
             (Then::Stor { conn, unique }, FsAnswer::Created(r)) => {
                 self.created(conn, unique, r, now)
             }
@@ -150,9 +157,14 @@ impl<H: Handles> Session<H> {
         }
     }
 
-    /// The answer to a request did not come in time.
-    pub(super) fn pending_expired(&mut self, then: Then, now: Now) {
+    /// No answer came in time. A login or a CWD has happened already and
+    /// goes without its message; HOST cannot go on; a commit is given up
+    /// (and undone should it complete); anything else may be tried again.
+    pub(super) fn gave_up(&mut self, then: Then, now: Now) {
         match then {
+            Then::Welcome => self.welcome(None),
+            Then::DirMessage(dir) => self.dir_message(&dir, None),
+            Then::Host => self.host_unavailable(now),
             Then::Commit(t) => self.commit_expired(*t, now),
             _ => self.reply(Code::FileBusy, "Temporarily unavailable; try again later."),
         }

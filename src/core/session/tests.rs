@@ -33,7 +33,7 @@ struct T {
     now: Now,
     /// Answer filesystem requests as they come (else they wait in `held`).
     answer: bool,
-    held: Vec<(u32, FsRequest<Mem>)>,
+    held: Vec<(u32, Tree<Mem>, FsRequest<Mem>)>,
     /// Actions other than filesystem requests, in order.
     seen: Vec<Action<Mem>>,
 }
@@ -72,11 +72,11 @@ impl T {
                 return;
             };
             match a {
-                Action::Fs { id, request } if self.answer => {
-                    let answer = self.fs.answer(request);
+                Action::Fs { id, tree, request } if self.answer => {
+                    let answer = self.fs.answer(&tree, request);
                     self.s.on_fs(id, answer, self.now);
                 }
-                Action::Fs { id, request } => self.held.push((id, request)),
+                Action::Fs { id, tree, request } => self.held.push((id, tree, request)),
                 other => self.seen.push(other),
             }
         }
@@ -592,8 +592,8 @@ fn a_filesystem_answer_that_never_comes() {
         t.out(),
         "450 Temporarily unavailable; try again later.\r\n200 NOOP ok.\r\n"
     );
-    let (id, request) = t.held.pop().unwrap();
-    let late = t.fs.answer(request);
+    let (id, tree, request) = t.held.pop().unwrap();
+    let late = t.fs.answer(&tree, request);
     t.s.on_fs(id, late, t.later(6));
     assert_eq!(t.out(), "");
     t.answer = true;
@@ -795,20 +795,20 @@ fn abort_during_a_listing() {
     t.pasv();
     t.answer = false;
     t.send("LIST pub/sub\r\n");
-    let (id, request) = t.held.pop().unwrap();
-    let answer = t.fs.answer(request);
+    let (id, tree, request) = t.held.pop().unwrap();
+    let answer = t.fs.answer(&tree, request);
     t.s.on_fs(id, answer, t.now);
     t.actions();
     t.s.on_data_connected(t.now);
     t.out();
     // The first batch is asked for; ABOR comes before it.
-    let (id, request) = t.held.pop().unwrap();
+    let (id, tree, request) = t.held.pop().unwrap();
     t.s.on_control(b"ABOR\r\n", t.now);
     assert_eq!(
         t.out(),
         "426 Transfer aborted.\r\n226 Abort successful.\r\n"
     );
-    let answer = t.fs.answer(request);
+    let answer = t.fs.answer(&tree, request);
     t.s.on_fs(id, answer, t.now);
     assert_eq!(t.s.data_output(), DataOut::End);
     assert_eq!(t.out(), "");
@@ -983,4 +983,7 @@ fn an_idle_session_is_small() {
     assert_eq!(t.s.input.buffered(), 0);
 }
 
+/// Banners, welcomes, directory messages and virtual hosts.
+mod messages;
+/// Uploads into the drop box.
 mod uploads;

@@ -151,7 +151,7 @@ impl<H: Handles> Session<H> {
             FsError::NoSpace => (Code::NoStorage, "Insufficient storage space."),
             FsError::Busy(_) => (Code::FileBusy, "Temporarily unavailable; try again later."),
             FsError::Io(_) => (Code::LocalError, "Local error; nothing was stored."),
-            FsError::BadName | FsError::NotFound | FsError::Denied => {
+            FsError::BadName | FsError::NotFound => {
                 (Code::NameNotAllowed, "File name not allowed here.")
             }
             FsError::NotFile | FsError::NotDir => (Code::NameNotAllowed, "Not a directory."),

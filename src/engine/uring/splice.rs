@@ -322,7 +322,13 @@ mod tests {
     fn mover() -> (SpliceRing, TempTree) {
         let t = TempTree::new("splice-root");
         let root = Arc::new(Root::open(&t.path).unwrap());
-        (SpliceRing::new(Pool::new(root, 1, 2).unwrap(), 0), t)
+        (
+            SpliceRing::new(
+                Pool::new(Arc::new(crate::fs::trees::Trees::single(root)), 1, 2).unwrap(),
+                0,
+            ),
+            t,
+        )
     }
 
     fn tag() -> Tag {

@@ -21,17 +21,19 @@
 //! directory and the directories beneath it can be entered (to upload)
 //! whatever their mode, and list as empty; a file there does not exist for
 //! anonymous users, by its name or through a symlink from elsewhere (the
-//! rule applies to the physical directory of what is opened, found by
-//! walking `..` up from it). An operator publishes an upload by moving it
-//! out.
+//! rule applies to the physical path of what is opened: the walk's chain
+//! of directories, see `fs::walk`). An operator publishes an upload by
+//! moving it out. Paths in the drop box are resolved beneath its own
+//! descriptor (`RESOLVE_BENEATH`): nothing there leads out of it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::{PATH_ONLY, RESOLVE, Root, fstat};
+use super::walk::{Chain, Found, Walk, open_beneath};
+use super::{OpenDir, PATH_ONLY, Root, fstat};
 use crate::core::config::within;
 use crate::core::meta::{FsError, Kind, Meta};
 use crate::core::vpath::VPath;
@@ -44,10 +46,11 @@ pub use store::Upload;
 /// The lock file whose bytes reserve the names being uploaded, in the
 /// incoming directory (hidden, so never listed or served).
 const LOCK_FILE: &str = ".aftpd-uploads";
-/// How far `..` is followed up when looking for the incoming directory.
-const MAX_DEPTH: usize = 256;
-/// Symlinks followed when finding the physical directory of a file.
-const MAX_LINKS: usize = 40;
+/// How a path in the drop box is resolved beneath its descriptor: its
+/// own symlinks may be followed while they stay inside it.
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+/// How often such a lookup is retried on EAGAIN and EINTR.
+const RETRIES: usize = 8;
 
 /// `--incoming` and the options the filesystem applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +66,11 @@ pub struct Settings {
 /// The incoming directory of a served tree.
 pub struct Incoming {
     settings: Settings,
-    /// The directory itself (`O_PATH`): the sandbox's write rule, the
-    /// lock file's place.
+    /// The directory itself (`O_PATH`): the base of every lookup in the
+    /// drop box, the sandbox's write rule, the lock file's place.
     fd: OwnedFd,
-    /// (device, inode) of the incoming directory and of the root.
+    /// (device, inode) of the incoming directory.
     id: (u64, u64),
-    root_id: (u64, u64),
     /// Whether unnamed files can be made and linked here (probed at the
     /// first upload, as the user that serves).
     unnamed: OnceLock<bool>,
@@ -85,27 +87,30 @@ impl std::fmt::Debug for Incoming {
 }
 
 impl Incoming {
-    /// The incoming directory `settings.dir` of `root`, which must exist;
-    /// `hook` runs for every stored upload.
+    /// The incoming directory `settings.dir` of `root`: a directory (not
+    /// a symlink) in a published directory. `hook` runs for every stored
+    /// upload.
     pub fn open(root: &Root, settings: Settings, hook: Option<Hook>) -> std::io::Result<Incoming> {
-        let flags = PATH_ONLY | OFlags::DIRECTORY;
-        let fd = root.lookup(&settings.dir, flags).map_err(|e| {
-            std::io::Error::new(
-                std::io::Error::from(e).kind(),
-                format!(
-                    "--incoming {}: {}",
-                    String::from_utf8_lossy(settings.dir.relative()),
-                    std::io::Error::from(e)
-                ),
-            )
-        })?;
+        let dir = &settings.dir;
+        let fail = |why: &dyn std::fmt::Display| {
+            std::io::Error::other(format!(
+                "--incoming {}: {why}",
+                String::from_utf8_lossy(dir.relative())
+            ))
+        };
+        let mut walk = Walk::from_root(root).map_err(|e| fail(&e_text(&e)))?;
+        match walk.resolve(dir.parent().relative()) {
+            Ok(Found::Dir(_)) => {}
+            _ => return Err(fail(&"the directory it is in is not published")),
+        }
+        let flags = PATH_ONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+        let fd = open_beneath(walk.top(), dir.name(), flags)
+            .map_err(|e| fail(&std::io::Error::from(e)))?;
         let id = ident(&fd)?;
-        let root_id = ident(&root.dir)?;
         Ok(Incoming {
             settings,
             fd,
             id,
-            root_id,
             unnamed: OnceLock::new(),
             hook,
         })
@@ -125,88 +130,93 @@ impl Incoming {
         within(path, &self.settings.dir)
     }
 
+    /// `path` (which [`Incoming::covers`]) relative to the drop box: `.`
+    /// for the box itself.
+    fn inner<'p>(&self, path: &'p VPath) -> &'p [u8] {
+        let skip = self.settings.dir.as_bytes().len() + 1;
+        match path.as_bytes().get(skip..) {
+            Some(rest) if !rest.is_empty() => rest,
+            _ => b".",
+        }
+    }
+
+    /// Opens `path` (in the drop box) beneath the drop box's descriptor.
+    fn open_inside(&self, path: &VPath, flags: OFlags) -> Result<OwnedFd, FsError> {
+        let rel = self.inner(path);
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), BENEATH) {
+                Err(Errno::AGAIN | Errno::INTR) if tries < RETRIES => tries += 1,
+                r => return r.map_err(FsError::from),
+            }
+        }
+    }
+
+    /// Whether the way to the drop box is published (its directory's
+    /// directories, as for any path): a box under an unpublished
+    /// directory is neither entered nor written.
+    fn reachable(&self, root: &Root) -> Result<(), FsError> {
+        match root.stat(&self.settings.dir.parent())? {
+            m if m.kind == Kind::Dir => Ok(()),
+            _ => Err(FsError::NotFound),
+        }
+    }
+
     // ---- reading: the write-only rule ----
 
-    /// The facts of `path`, which lies in the drop box: a directory
-    /// physically inside it (enterable whatever its mode); nothing else
-    /// exists. The directories above the drop box are checked as usual.
+    /// The facts of `path`, which lies in the drop box: its directories
+    /// can be entered whatever their mode; nothing else exists.
     pub fn stat(&self, root: &Root, path: &VPath) -> Result<Meta, FsError> {
-        root.stat(&self.settings.dir)?;
-        let fd = root.lookup(path, PATH_ONLY)?;
+        self.reachable(root)?;
+        let fd = self.open_inside(path, PATH_ONLY | OFlags::DIRECTORY)?;
         let meta = fstat(&fd)?;
-        if meta.kind != Kind::Dir || !self.inside(fd.as_fd())? {
+        if meta.kind != Kind::Dir {
             return Err(FsError::NotFound);
         }
         Ok(meta)
     }
 
-    /// Whether the directory `dir` is the drop box or lies beneath it,
-    /// physically: `..` is followed up from it.
-    pub fn inside(&self, dir: BorrowedFd<'_>) -> Result<bool, FsError> {
-        let mut cur = ident(&dir).map_err(FsError::Io)?;
-        let mut owned: Option<OwnedFd> = None;
-        for _ in 0..MAX_DEPTH {
-            if cur == self.id {
-                return Ok(true);
-            }
-            if cur == self.root_id {
-                return Ok(false);
-            }
-            let at = owned.as_ref().map_or(dir, |o| o.as_fd());
-            let up = rustix::fs::openat2(
-                at,
-                "..",
-                PATH_ONLY | OFlags::DIRECTORY,
-                Mode::empty(),
-                ResolveFlags::empty(),
-            )?;
-            let next = ident(&up).map_err(FsError::Io)?;
-            if next == cur {
-                return Ok(false); // `/` (of a chroot)
-            }
-            cur = next;
-            owned = Some(up);
-        }
-        Ok(false)
+    /// A listing of `path`, a directory in the drop box: empty.
+    pub(crate) fn list(
+        &self,
+        root: &std::sync::Arc<Root>,
+        path: &VPath,
+    ) -> Result<OpenDir, FsError> {
+        self.reachable(root)?;
+        let fd = self.open_inside(path, PATH_ONLY | OFlags::DIRECTORY)?;
+        let chain = Walk::from_root(root)?.into_chain();
+        Ok(OpenDir { fd, chain })
     }
 
-    /// Whether the file at `path` (found public by the caller) lies,
-    /// physically, in the drop box: the directory that holds it, after
-    /// every symlink on the way, is checked.
-    pub fn holds_file(&self, root: &Root, path: &VPath) -> Result<bool, FsError> {
-        let mut rel = path.relative().to_vec();
-        for _ in 0..MAX_LINKS {
-            let (dir, name) = match rel.iter().rposition(|&b| b == b'/') {
-                Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
-                None => (b".".to_vec(), rel.clone()),
-            };
-            if name.is_empty() || name == b"." || name == b".." {
-                return Ok(false); // a directory, not a file
-            }
-            let dir = if dir.is_empty() { b"/".to_vec() } else { dir };
-            let dfd = lookup_raw(root, &dir, PATH_ONLY | OFlags::DIRECTORY)?;
-            let st = rustix::fs::statx(
-                &dfd,
-                name.as_slice(),
-                AtFlags::SYMLINK_NOFOLLOW,
-                rustix::fs::StatxFlags::TYPE,
-            )?;
-            if FileType::from_raw_mode(u32::from(st.stx_mode) as _) != FileType::Symlink {
-                return self.inside(dfd.as_fd());
-            }
-            let target = rustix::fs::readlinkat(&dfd, name.as_slice(), Vec::new())?;
-            let target = target.as_bytes();
-            rel = if target.first() == Some(&b'/') {
-                // Absolute targets start at the root (RESOLVE_IN_ROOT).
-                target.to_vec()
-            } else {
-                let mut r = dir;
-                r.push(b'/');
-                r.extend_from_slice(target);
-                r
-            };
-        }
-        Err(FsError::NotFound)
+    /// Whether `path`, outside the drop box by name, physically leads into
+    /// it (through symlinks): what the walk to it passes through, or ends
+    /// on, is the drop box. `Ok(None)` when it is not published at all.
+    pub(crate) fn reached(
+        &self,
+        root: &Root,
+        path: &VPath,
+    ) -> Result<Option<(Found, bool)>, FsError> {
+        let mut walk = Walk::from_root(root)?;
+        let found = match walk.resolve(path.relative()) {
+            Ok(f) => f,
+            Err(FsError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let inside = self.holds(&walk.into_chain());
+        Ok(Some((found, inside)))
+    }
+
+    /// Whether the physical path `chain` passes through the drop box.
+    pub(crate) fn holds(&self, chain: &Chain) -> bool {
+        chain.ids().any(|id| id == self.id)
+    }
+}
+
+/// The text of an error of the walk, for a message at start.
+fn e_text(e: &FsError) -> String {
+    match e {
+        FsError::Busy(e) | FsError::Io(e) => e.to_string(),
+        _ => "ROOT is not a published directory".to_owned(),
     }
 }
 
@@ -214,16 +224,4 @@ impl Incoming {
 fn ident(fd: &impl AsFd) -> std::io::Result<(u64, u64)> {
     let st = rustix::fs::fstat(fd)?;
     Ok((st.st_dev, st.st_ino))
-}
-
-/// `openat2` of a raw relative path beneath the root, confined as every
-/// lookup is (`..` in it is the kernel's to resolve, after symlinks).
-fn lookup_raw(root: &Root, rel: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(&root.dir, rel, flags, Mode::empty(), RESOLVE) {
-            Err(Errno::AGAIN | Errno::INTR) if tries < 8 => tries += 1,
-            r => return r,
-        }
-    }
 }

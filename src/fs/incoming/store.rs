@@ -39,13 +39,12 @@ impl Incoming {
             return Err(FsError::BadName);
         }
         // The way there is checked as for any lookup: a drop box under a
-        // directory that is not published takes nothing.
-        root.stat(&self.settings.dir)?;
+        // directory that is not published takes nothing. Below it, the
+        // directory is found beneath the drop box's own descriptor: a
+        // symlink cannot lead the upload out.
+        self.reachable(root)?;
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let dir = root.lookup(&dir_path, flags)?;
-        if !self.inside(dir.as_fd())? {
-            return Err(FsError::BadName);
-        }
+        let dir = self.open_inside(&dir_path, flags)?;
         self.check_space(dir.as_fd())?;
         let dir_id = ident(&dir).map_err(FsError::Io)?;
         let mut candidates = candidates;
@@ -609,8 +608,13 @@ mod tests {
     fn only_in_the_drop_box() {
         let (t, root) = tree();
         t.symlink("in/out", "../pub");
-        for p in ["/pub/x", "/x", "/in/out/x"] {
+        t.symlink("in/abs", "/pub");
+        for p in ["/pub/x", "/x"] {
             assert!(matches!(named(&root, p), Err(FsError::BadName)), "{p}");
+        }
+        // A link out of the drop box leads nowhere (RESOLVE_BENEATH).
+        for p in ["/in/out/x", "/in/abs/x"] {
+            assert!(matches!(named(&root, p), Err(FsError::NotFound)), "{p}");
         }
         assert!(matches!(named(&root, "/in/none/x"), Err(FsError::NotFound)));
         assert!(matches!(
@@ -680,14 +684,12 @@ mod tests {
             "/pub/chain",
             "/pub/dir/up",
         ] {
-            // (Denied: through a directory that is not public; the
-            // session answers both as absent.)
             match ask(FsRequest::OpenFile(vp(p))) {
-                FsAnswer::File(Err(FsError::NotFound | FsError::Denied)) => {}
+                FsAnswer::File(Err(FsError::NotFound)) => {}
                 _ => panic!("{p} served"),
             }
             match ask(FsRequest::Stat(vp(p))) {
-                FsAnswer::Stat(Err(FsError::NotFound | FsError::Denied)) => {}
+                FsAnswer::Stat(Err(FsError::NotFound)) => {}
                 _ => panic!("{p} reported"),
             }
         }

@@ -191,34 +191,40 @@ fn a_name_being_uploaded_is_taken() {
     let mut fs = MemFs::new();
     fs.dir("incoming", 0o755).incoming("/incoming");
     let path = VPath::resolve(&VPath::root(), b"/incoming/x").unwrap();
-    let create = |fs: &mut MemFs| match fs.answer(FsRequest::Create {
-        name: UploadName::Named(path.clone()),
-        peer: None,
-    }) {
+    let create = |fs: &mut MemFs| match fs.answer(
+        &Tree::Default,
+        FsRequest::Create {
+            name: UploadName::Named(path.clone()),
+            peer: None,
+        },
+    ) {
         FsAnswer::Created(r) => r.map(|c| c.upload),
         _ => panic!("not a Created answer"),
     };
     let first = create(&mut fs).unwrap();
     assert!(matches!(create(&mut fs), Err(FsError::Exists)));
-    fs.answer(FsRequest::Discard(first));
+    fs.answer(&Tree::Default, FsRequest::Discard(first));
     let again = create(&mut fs).unwrap();
     assert!(matches!(
-        fs.answer(FsRequest::Commit(again)),
+        fs.answer(&Tree::Default, FsRequest::Commit(again)),
         FsAnswer::Committed(Ok(()))
     ));
     assert!(matches!(create(&mut fs), Err(FsError::Exists)));
     // A commit to a name that appeared meanwhile is refused.
     let path2 = VPath::resolve(&VPath::root(), b"/incoming/y").unwrap();
-    let late = match fs.answer(FsRequest::Create {
-        name: UploadName::Named(path2),
-        peer: None,
-    }) {
+    let late = match fs.answer(
+        &Tree::Default,
+        FsRequest::Create {
+            name: UploadName::Named(path2),
+            peer: None,
+        },
+    ) {
         FsAnswer::Created(Ok(c)) => c.upload,
         _ => panic!(),
     };
     fs.file("incoming/y", 0o644, b"the operator's");
     assert!(matches!(
-        fs.answer(FsRequest::Commit(late)),
+        fs.answer(&Tree::Default, FsRequest::Commit(late)),
         FsAnswer::Committed(Err(FsError::Exists))
     ));
     assert_eq!(fs.contents("/incoming/y").unwrap().0, b"the operator's");
@@ -326,11 +332,11 @@ fn a_commit_that_never_comes_back_is_given_up() {
     // The commit and then the discard were asked for; the late answer to
     // the commit is ignored, and the discard undoes what it did.
     let held = std::mem::take(&mut t.held);
-    assert!(matches!(held[0].1, FsRequest::Commit(_)));
-    assert!(matches!(held[1].1, FsRequest::Discard(_)));
+    assert!(matches!(held[0].2, FsRequest::Commit(_)));
+    assert!(matches!(held[1].2, FsRequest::Discard(_)));
     t.answer = true;
-    for (id, request) in held {
-        let answer = t.fs.answer(request);
+    for (id, tree, request) in held {
+        let answer = t.fs.answer(&tree, request);
         t.s.on_fs(id, answer, t.now);
     }
     t.run();
@@ -349,8 +355,8 @@ fn a_commit_refused_is_553_and_leaves_the_other_file() {
     // Another session's upload of that name got there first.
     t.fs.file("incoming/race", 0o600, b"theirs");
     t.answer = true;
-    for (id, request) in std::mem::take(&mut t.held) {
-        let answer = t.fs.answer(request);
+    for (id, tree, request) in std::mem::take(&mut t.held) {
+        let answer = t.fs.answer(&tree, request);
         t.s.on_fs(id, answer, t.now);
     }
     assert!(t.out().starts_with("553 "));
@@ -369,11 +375,11 @@ fn closing_while_committing_keeps_nothing() {
     t.run();
     let held = std::mem::take(&mut t.held);
     assert!(matches!(
-        held.last().map(|h| &h.1),
+        held.last().map(|h| &h.2),
         Some(FsRequest::Discard(_))
     ));
-    for (_, request) in held {
-        t.fs.answer(request);
+    for (_, tree, request) in held {
+        t.fs.answer(&tree, request);
     }
     t.left_nothing("/incoming/c");
 }
