@@ -185,7 +185,7 @@ pub fn restrict_syscalls(profile: Profile, all_threads: bool) -> io::Result<Filt
 }
 
 /// [`restrict_syscalls`], with the calls of the upload path
-/// ([`seccomp::UPLOADS`]) when `uploads` (`--incoming`) is on.
+/// (`seccomp::UPLOADS`) when `uploads` (`--incoming`) is on.
 pub fn restrict_syscalls_uploads(
     profile: Profile,
     uploads: bool,

@@ -14,12 +14,13 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("command_line", harness::command_line),
     ("vpath", harness::vpath),
     ("addr", harness::addr),
     ("session", harness::session),
     ("fs", harness::fs),
+    ("proxy_header", harness::proxy_header),
 ];
 
 fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {

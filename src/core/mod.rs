@@ -12,5 +12,6 @@ pub mod memfs;
 pub mod message;
 pub mod meta;
 pub mod proto;
+pub mod proxy;
 pub mod session;
 pub mod vpath;

@@ -7,6 +7,7 @@ use super::pool::Pool;
 use super::stop::Stop;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
+use crate::core::proxy::ProxyPolicy;
 use crate::fs::Root;
 use crate::log::Logger;
 
@@ -24,6 +25,9 @@ pub struct Context {
     pub stop: Stop,
     /// How long transfers in flight may run on after a stop request.
     pub shutdown_timeout: Duration,
+    /// `--proxy-protocol`: control connections begin with a PROXY header
+    /// (see `engine::proxy`).
+    pub proxy: Option<ProxyPolicy>,
 }
 
 /// The latest of a value that is replaced now and then while readers

@@ -32,7 +32,10 @@ use super::context::Context;
 use super::datapath::Wait;
 use super::net;
 use super::pool::Done;
-use super::worker::{self, ACCEPT_BATCH, AcceptError, Admission, Base, Finished, HasBase, Slab};
+use super::proxy::{self, Waiting};
+use super::worker::{
+    self, ACCEPT_BATCH, AcceptError, Admission, Admitted, Base, Finished, HasBase, Slab,
+};
 use crate::core::admission::{Permit, Refusal};
 use crate::core::clock::Now;
 
@@ -44,6 +47,7 @@ const KIND_DATA: u64 = 1;
 const KIND_LISTENER: u64 = 2;
 const KIND_WAKER: u64 = 3;
 const KIND_POOL: u64 = 4;
+const KIND_HEADER: u64 = 5; // a connection waiting for its PROXY header
 
 /// Events fetched per `epoll_wait`. Level-triggered epoll hands back
 /// still-ready descriptors after the others, so a batch smaller than the
@@ -51,6 +55,8 @@ const KIND_POOL: u64 = 4;
 const BATCH: usize = 256;
 /// Control input read per event: more than any command line.
 const SCRATCH: usize = 16 * 1024;
+
+mod header;
 
 fn token(index: usize, kind: u64) -> EventData {
     EventData::new_u64(((index as u64) << KIND_BITS) | kind)
@@ -209,6 +215,8 @@ struct Worker {
     /// Serial numbers for new sessions.
     next_serial: u64,
     done: Vec<Done>,
+    /// Connections waiting for their PROXY header (`--proxy-protocol`).
+    waiting: Waiting,
 }
 
 impl Worker {
@@ -237,6 +245,7 @@ impl Worker {
             admission: Admission::default(),
             next_serial: 0,
             done: Vec::new(),
+            waiting: Waiting::default(),
         };
         w.start_accepting()?;
         Ok(w)
@@ -260,6 +269,7 @@ impl Worker {
                     KIND_LISTENER => self.on_listener(index),
                     KIND_WAKER => self.on_wake(),
                     KIND_POOL => self.on_pool(),
+                    KIND_HEADER => self.on_header(index),
                     KIND_CTRL => {
                         self.with_conn(index, |core, c, slot| on_ctrl(c, core, slot, flags))
                     }
@@ -292,6 +302,7 @@ impl Worker {
     fn timeout(&self, now: Instant) -> Option<rustix::time::Timespec> {
         let next = [
             self.core.base.timers.next(),
+            self.waiting.next_deadline(),
             self.admission.resume_at,
             self.core.base.stop_deadline,
         ]
@@ -361,6 +372,9 @@ impl Worker {
     }
 
     fn fire_timers(&mut self, now: Instant) {
+        while let Some((_, p)) = self.waiting.expired(now) {
+            p.timed_out(&self.core.base.ctx.log);
+        }
         while let Some((slot, key)) = self.core.base.timers.pop_due(now) {
             let current = self.conns.get(slot).and_then(|c| c.life.timer);
             if current.map(|t| t.1) != Some(key) {
@@ -417,6 +431,8 @@ impl Worker {
         self.listeners.clear();
         self.accepting = false;
         self.admission.stop();
+        // No header yet, no session: nothing to say goodbye to.
+        drop(self.waiting.drain());
         for slot in 0..self.conns.bound() {
             self.with_conn(slot, |core, c, slot| c.settle(core, slot));
         }
@@ -495,12 +511,23 @@ impl Worker {
     }
 
     /// A new control connection: checked against the limits, then a
-    /// session.
+    /// session; behind a balancer, first its PROXY header.
     fn admit(&mut self, stream: TcpStream) {
-        let Some((session, permit, peer)) = self.admission.admit(&self.core.base.ctx, &stream)
-        else {
+        if let Some(policy) = &self.core.base.ctx.proxy {
+            self.admission.accepted();
+            if let Some(p) = proxy::start(&self.core.base.ctx, policy, stream) {
+                self.wait_header(p);
+            }
+            return;
+        }
+        let Some(admitted) = self.admission.admit(&self.core.base.ctx, &stream) else {
             return;
         };
+        self.start_session(stream, admitted);
+    }
+
+    /// An admitted session on `stream`.
+    fn start_session(&mut self, stream: TcpStream, (session, permit, peer): Admitted) {
         self.next_serial += 1;
         let serial = self.next_serial;
         let io = EpollIo {

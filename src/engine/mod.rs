@@ -12,6 +12,7 @@ pub mod mover;
 pub mod net;
 pub mod poll;
 pub mod pool;
+pub mod proxy;
 pub mod recv;
 pub mod stop;
 pub mod uring;

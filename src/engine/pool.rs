@@ -5,10 +5,13 @@
 //! ahead of a zero-copy send; each finished job goes back to the worker
 //! that asked, through that worker's completion queue and eventfd.
 //!
-//! Two queues: quick jobs (a lookup, an open: what a command waits for)
-//! before bulk ones (directory batches, file reads: what transfers are
-//! made of), and bulk jobs never take the last thread, so a bystander's
-//! `SIZE` never waits behind fifty listings of huge directories.
+//! Three queues, taken in this order: quick jobs (a lookup, an open: what
+//! a command waits for), directory batches (mostly CPU: at most as many
+//! at once as there are CPUs, so that fifty listings of huge directories
+//! cannot crowd the workers off the CPUs), and disk reads (mostly waiting:
+//! as many as the pool has threads, so that a cold disk is read with many
+//! requests in flight). Neither of the last two ever takes the last
+//! thread, so a bystander's `SIZE` never waits behind them.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -86,33 +89,56 @@ struct Job {
     work: Work,
 }
 
+/// Which queue a job waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// What a command waits for.
+    Quick = 0,
+    /// A directory batch: names read, each stat-ed.
+    Scan = 1,
+    /// A file read: time spent waiting for the disk.
+    Io = 2,
+}
+
 impl Job {
-    /// Directory batches, file reads and writes, and commits (an fsync
-    /// may take seconds) are bulk; what a command waits for is quick.
-    fn is_bulk(&self) -> bool {
-        !matches!(
-            self.work,
-            Work::Fs(
-                _,
-                FsRequest::Stat(_)
-                    | FsRequest::OpenFile(_)
-                    | FsRequest::OpenList(_)
-                    | FsRequest::Message { .. }
-                    | FsRequest::Host(_)
-                    | FsRequest::Create { .. }
-                    | FsRequest::Space(_)
-                    | FsRequest::Discard(_)
-            )
-        )
+    fn class(&self) -> Class {
+        match self.work {
+            Work::Fs(_, FsRequest::ReadDir(..)) => Class::Scan,
+            // An upload's commit (an fsync may take seconds) waits for the
+            // disk like a read.
+            Work::Fs(_, FsRequest::Commit(_)) => Class::Io,
+            Work::Fs(..) => Class::Quick,
+            Work::Warm { .. } | Work::Write { .. } => Class::Io,
+        }
     }
 }
 
 struct Queues {
-    quick: VecDeque<Job>,
-    bulk: VecDeque<Job>,
+    /// By [`Class`].
+    waiting: [VecDeque<Job>; 3],
+    running: [usize; 3],
     threads: usize,
     idle: usize,
-    bulk_running: usize,
+}
+
+impl Queues {
+    /// The next job a free thread may take: quick ones first; the others
+    /// only up to their limits, and never on the last thread.
+    fn next(&mut self, limits: &[usize; 3], max_threads: usize) -> Option<Job> {
+        for class in [Class::Quick, Class::Scan, Class::Io] {
+            let c = class as usize;
+            let background = self.running[Class::Scan as usize] + self.running[Class::Io as usize];
+            let room = class == Class::Quick || background + 1 < max_threads;
+            if room
+                && self.running[c] < limits[c]
+                && let Some(job) = self.waiting[c].pop_front()
+            {
+                self.running[c] += 1;
+                return Some(job);
+            }
+        }
+        None
+    }
 }
 
 /// One worker's finished jobs, and the eventfd its loop waits on.
@@ -126,6 +152,8 @@ struct Inner {
     queues: Mutex<Queues>,
     work: Condvar,
     max_threads: usize,
+    /// How many jobs of each class may run at once.
+    limits: [usize; 3],
     workers: Vec<Completions>,
 }
 
@@ -147,18 +175,21 @@ impl Pool {
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
+        let max_threads = max_threads.max(2);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let limits = [max_threads, cpus.min(max_threads - 1), max_threads - 1];
         Ok(Pool {
             inner: Arc::new(Inner {
                 trees,
                 queues: Mutex::new(Queues {
-                    quick: VecDeque::new(),
-                    bulk: VecDeque::new(),
+                    waiting: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+                    running: [0; 3],
                     threads: 0,
                     idle: 0,
-                    bulk_running: 0,
                 }),
                 work: Condvar::new(),
-                max_threads: max_threads.max(2),
+                max_threads,
+                limits,
                 workers,
             }),
         })
@@ -169,11 +200,7 @@ impl Pool {
     pub fn submit(&self, worker: usize, tag: JobTag, work: Work) {
         let job = Job { worker, tag, work };
         let mut q = lock(&self.inner.queues);
-        if job.is_bulk() {
-            q.bulk.push_back(job);
-        } else {
-            q.quick.push_back(job);
-        }
+        q.waiting[job.class() as usize].push_back(job);
         if q.idle == 0 && q.threads < self.inner.max_threads {
             let inner = Arc::clone(&self.inner);
             let spawned = std::thread::Builder::new()
@@ -213,14 +240,7 @@ impl Inner {
             let job = {
                 let mut q = lock(&self.queues);
                 let job = loop {
-                    if let Some(j) = q.quick.pop_front() {
-                        break j;
-                    }
-                    // Bulk work never takes the last thread.
-                    if q.bulk_running + 1 < self.max_threads
-                        && let Some(j) = q.bulk.pop_front()
-                    {
-                        q.bulk_running += 1;
+                    if let Some(j) = q.next(&self.limits, self.max_threads) {
                         break j;
                     }
                     q = self.work.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -228,7 +248,7 @@ impl Inner {
                 q.idle -= 1;
                 job
             };
-            let bulk = job.is_bulk();
+            let class = job.class();
             let output = match job.work {
                 Work::Fs(tree, request) => Output::Fs(self.trees.execute(tree, request)),
                 Work::Warm { file, offset, len } => {
@@ -242,9 +262,10 @@ impl Inner {
             self.finished(job.worker, job.tag, output);
             let mut q = lock(&self.queues);
             q.idle += 1;
-            if bulk {
-                q.bulk_running -= 1;
-                // A bulk job may be waiting for the place this one held.
+            q.running[class as usize] -= 1;
+            if class != Class::Quick {
+                // A job of this class may be waiting for the place this
+                // one held.
                 drop(q);
                 self.work.notify_one();
             }
@@ -307,4 +328,59 @@ fn write_all_at(file: &File, mut offset: u64, mut buf: &[u8]) -> io::Result<()> 
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::session::Tree;
+    use crate::core::vpath::VPath;
+
+    fn job(work: Work) -> Job {
+        Job {
+            worker: 0,
+            tag: JobTag::Fs {
+                slot: 0,
+                serial: 0,
+                id: 0,
+            },
+            work,
+        }
+    }
+
+    /// Quick jobs go first; directory batches run at most `limits[Scan]` at
+    /// once; background jobs never take the last thread.
+    #[test]
+    fn quick_first_and_the_last_thread_kept() {
+        let stat = || job(Work::Fs(Tree::Default, FsRequest::Stat(VPath::root())));
+        let t = crate::fs::test_tree::TempTree::new("pool");
+        let file = Arc::new(File::open(t.path.clone()).unwrap());
+        let warm = || {
+            job(Work::Warm {
+                file: file.clone(),
+                offset: 0,
+                len: 1,
+            })
+        };
+        let mut q = Queues {
+            waiting: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+            running: [0; 3],
+            threads: 4,
+            idle: 4,
+        };
+        let limits = [4, 1, 3];
+        for _ in 0..5 {
+            q.waiting[Class::Io as usize].push_back(warm());
+        }
+        q.waiting[Class::Quick as usize].push_back(stat());
+        assert_eq!(q.next(&limits, 4).map(|j| j.class()), Some(Class::Quick));
+        // Three background jobs at most of four threads.
+        for _ in 0..3 {
+            assert_eq!(q.next(&limits, 4).map(|j| j.class()), Some(Class::Io));
+        }
+        assert!(q.next(&limits, 4).is_none());
+        // A quick job still gets the last thread.
+        q.waiting[Class::Quick as usize].push_back(stat());
+        assert_eq!(q.next(&limits, 4).map(|j| j.class()), Some(Class::Quick));
+    }
 }

@@ -6,8 +6,8 @@
 //! next one fills. At most one write is in flight and one buffer fills,
 //! so an upload holds two buffers at most, and none while it waits for
 //! its client with nothing received (a few bytes wait in a buffer until
-//! more come, the end, or the data timeout). Bounded per turn like sends
-//! ([`BUDGET`]).
+//! more come, the end, or the data timeout). Bounded per turn like copied
+//! sends ([`COPY_BUDGET`]: every byte is copied once in the worker).
 
 use std::fs::File;
 use std::io;
@@ -19,7 +19,7 @@ use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
 use super::mover::{Mover, Tag};
-use super::xfer::{BUDGET, Step};
+use super::xfer::{COPY_BUDGET, Step};
 use crate::core::session::TransferError;
 
 /// Bytes a buffer holds before it is written.
@@ -78,8 +78,8 @@ impl Recv {
     }
 
     /// Receives and writes until the socket has nothing, a write must
-    /// complete first, the data is all written, or [`BUDGET`] bytes came
-    /// in this call.
+    /// complete first, the data is all written, or [`COPY_BUDGET`] bytes
+    /// came in this call.
     pub fn run<M: Mover>(
         &mut self,
         sock: &TcpStream,
@@ -100,7 +100,7 @@ impl Recv {
         mx: &mut M::Xfer,
         tag: Tag,
     ) -> Result<Step, TransferError> {
-        let limit = self.received + BUDGET;
+        let limit = self.received + COPY_BUDGET;
         loop {
             if self.eof {
                 if !self.writing && !self.filling.is_empty() {

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use crate::core::admission::{Backoff, PassivePermit, Permit, Refusal};
 use crate::core::clock::Now;
-use crate::core::session::Session;
+use crate::core::session::{Endpoints, Session};
 use crate::core::session::{FsAnswer, FsRequest, Record, Tree};
 use crate::engine::conn;
 use crate::engine::context::Context;
@@ -289,6 +289,10 @@ fn show(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "-".to_owned(), |p| p.to_string())
 }
 
+/// An admitted control connection's session, its place in the limits,
+/// and its client's address.
+pub type Admitted = (Session<Real>, Permit, SocketAddr);
+
 /// Admission of new control connections, for one worker: the limits, the
 /// refusals (logged at most once a second, so a flood cannot flood the log
 /// too), the back-off while accept fails, and a descriptor held in
@@ -333,30 +337,49 @@ impl Admission {
     /// A new control connection: checked against the limits, then a
     /// session (greeting and start record queued), with its place in the
     /// limits. `None`: refused, or gone already.
-    pub fn admit(
+    pub fn admit(&mut self, ctx: &Context, stream: &TcpStream) -> Option<Admitted> {
+        self.accepted();
+        let ends = net::prepare_control(stream).ok()?;
+        self.admit_as(ctx, stream, ends, &[])
+    }
+
+    /// An accept succeeded: the next back-off starts short again.
+    pub fn accepted(&mut self) {
+        self.backoff.reset();
+    }
+
+    /// [`Admission::admit`] for a control connection set up already, whose
+    /// ends are `ends` (a PROXY header's client, for the limits too) and
+    /// whose first input, read with its header, is `first`.
+    pub fn admit_as(
         &mut self,
         ctx: &Context,
         stream: &TcpStream,
-    ) -> Option<(Session<Real>, Permit, SocketAddr)> {
-        self.backoff.reset();
-        let ends = net::prepare_control(stream).ok()?;
+        ends: Endpoints,
+        first: &[u8],
+    ) -> Option<Admitted> {
         let peer = ends.peer?;
         let permit = match ctx.limits.admit(peer.ip()) {
             Ok(p) => p,
             Err(why) => {
-                self.refuse(ctx, stream, why);
+                self.refuse_peer(ctx, stream, Some(peer), why);
                 return None;
             }
         };
         let made = catch_unwind(AssertUnwindSafe(|| {
-            Session::new(ctx.config.get(), ends, Now::get())
+            let now = Now::get();
+            let mut session = Session::new(ctx.config.get(), ends, now);
+            if !first.is_empty() {
+                session.on_control(first, now);
+            }
+            session
         }));
         match made {
             Ok(session) => Some((session, permit, peer)),
             Err(_) => {
                 ctx.log
                     .error(format_args!("session setup panicked (peer={peer})"));
-                self.refuse(ctx, stream, Refusal::Internal);
+                self.refuse_peer(ctx, stream, Some(peer), Refusal::Internal);
                 None
             }
         }
@@ -364,10 +387,21 @@ impl Admission {
 
     /// Tells a client why it is turned away; the caller closes it.
     pub fn refuse(&mut self, ctx: &Context, stream: &TcpStream, why: Refusal) {
+        let peer = stream.peer_addr().ok().map(net::canonical);
+        self.refuse_peer(ctx, stream, peer, why);
+    }
+
+    /// [`Admission::refuse`], logged as `peer`'s.
+    fn refuse_peer(
+        &mut self,
+        ctx: &Context,
+        stream: &TcpStream,
+        peer: Option<SocketAddr>,
+        why: Refusal,
+    ) {
         // A fresh socket's send buffer is empty: one non-blocking write.
         let mut w = stream;
         let _ = w.write(why.reply());
-        let peer = stream.peer_addr().ok().map(net::canonical);
         self.refused += 1;
         let now = Instant::now();
         if self

@@ -13,9 +13,14 @@ use super::recv::Recv;
 use crate::core::session::{DataOut, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
-/// Bytes one turn moves at most, so that a fast reader of a large file
-/// cannot hold a worker that serves other sessions too.
+/// Bytes one turn moves at most, so that a fast reader cannot hold a
+/// worker that serves other sessions too. The bound is on work, not bytes:
+/// a zero-copy send costs the worker next to nothing a byte, a copy
+/// (TYPE A) a read and a pass over each byte, a listing the formatting of
+/// each line (16 KiB is some two hundred lines).
 pub const BUDGET: u64 = 4 << 20;
+pub const COPY_BUDGET: u64 = 1 << 20;
+const STREAM_BUDGET: u64 = 64 << 10;
 /// Bytes read from a file at a time on the copying path.
 pub const COPY_CHUNK: usize = 64 * 1024;
 
@@ -115,7 +120,7 @@ impl<M: Mover> Xfer<M> {
     }
 
     /// Moves bytes until the socket is full, the source has nothing now,
-    /// an operation is in flight, everything is sent, or [`BUDGET`] bytes
+    /// an operation is in flight, everything is sent, or this turn's budget
     /// went out in this call.
     pub fn run(
         &mut self,
@@ -143,7 +148,14 @@ impl<M: Mover> Xfer<M> {
         mover: &mut M,
         tag: Tag,
     ) -> Result<Step, TransferError> {
-        let limit = self.sent + BUDGET;
+        let budget = match &self.src {
+            Src::Stream => STREAM_BUDGET,
+            Src::File {
+                zero_copy: true, ..
+            } => BUDGET,
+            Src::File { .. } | Src::Upload(_) => COPY_BUDGET,
+        };
+        let limit = self.sent + budget;
         loop {
             if !self.flush(sock)? {
                 return Ok(Step::Blocked);

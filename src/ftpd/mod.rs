@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::core::clock::Now;
 use crate::core::session::Session;
-use crate::engine::{net, poll};
+use crate::engine::{net, poll, proxy};
 use crate::fs::Root;
 use crate::log::Logger;
 use crate::log::xferlog::Xferlog;
@@ -99,7 +99,27 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     // Sandboxed: a log writer thread, if one is needed, is confined too.
     logger.start_writers();
 
-    let session = Session::new(Arc::new(config), ends, Now::get());
+    // Behind a load balancer, the client's addresses come first, in a
+    // PROXY header (read sandboxed: it is the first thing a peer says).
+    let (ends, first) = match &args.session.proxy {
+        None => (ends, Vec::new()),
+        Some(policy) => {
+            let timeout = policy.timeout(config.idle_timeout);
+            let header = proxy::read_header(policy, ends, control_in, control_out, timeout, logger)
+                .map_err(|e| Fail::temporary(format!("I/O failure: {e}")))?;
+            match header {
+                Some(client) => client,
+                // A health check answered, or a connection refused (and
+                // logged): no session.
+                None => return Ok(()),
+            }
+        }
+    };
+    let now = Now::get();
+    let mut session = Session::new(Arc::new(config), ends, now);
+    if !first.is_empty() {
+        session.on_control(&first, now);
+    }
     poll::run(
         session,
         Arc::new(trees),

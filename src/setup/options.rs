@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::core::config::{PasvRule, SessionConfig, Uploads};
 use crate::core::listing::ListFormat;
+use crate::core::proxy::{Net, ProxyPolicy};
 use crate::core::vpath::VPath;
 use crate::setup::Fail;
 
@@ -47,6 +48,9 @@ pub struct SessionArgs {
     /// `--banner FILE` and `--welcome FILE`, read before the chroot into
     /// `config` (see [`crate::setup::messages`]).
     pub messages: MessagePaths,
+    /// `--proxy-protocol` with its `--proxy-from` networks: every control
+    /// connection begins with a PROXY header from one of them.
+    pub proxy: Option<ProxyPolicy>,
 }
 
 /// Where the banner and the welcome are read from.
@@ -170,8 +174,25 @@ impl TryFrom<Given> for SessionArgs {
                 banner: g.banner,
                 welcome: g.welcome,
             },
+            proxy: None,
             uploads,
         })
+    }
+}
+
+/// `--proxy-protocol` and `--proxy-from`, which only make sense together:
+/// a header believed from anywhere would let anyone choose the address
+/// the limits, the peer checks and the logs see.
+pub fn proxy_policy(on: bool, from: &[Net]) -> Result<Option<ProxyPolicy>, String> {
+    match (on, from.is_empty()) {
+        (false, true) => Ok(None),
+        (true, false) => Ok(Some(ProxyPolicy {
+            from: from.to_vec(),
+        })),
+        (true, true) => Err("--proxy-protocol needs --proxy-from NET/PREFIX: \
+             the load balancers that may send a header"
+            .to_owned()),
+        (false, false) => Err("--proxy-from is for --proxy-protocol: give both".to_owned()),
     }
 }
 
@@ -185,6 +206,7 @@ impl Default for SessionArgs {
             sandbox: Sandbox::Enter,
             uploads: None,
             messages: MessagePaths::default(),
+            proxy: None,
         }
     }
 }
@@ -288,6 +310,21 @@ macro_rules! with_session_options {
             /// hold a .banner and a .welcome
             #[argh(switch)]
             pub vhosts: bool,
+            /// every control connection must begin, within 5 seconds,
+            /// with a PROXY protocol header (v1 or v2, as HAProxy's
+            /// send-proxy writes it) from a --proxy-from address; its
+            /// client address replaces the connection's (others are
+            /// closed unanswered)
+            #[argh(switch)]
+            pub proxy_protocol: bool,
+            /// a load balancer that may send PROXY headers, NET/PREFIX or
+            /// ADDR (repeatable; with --proxy-protocol)
+            #[argh(
+                option,
+                arg_name = "NET/PREFIX",
+                from_str_fn($crate::core::proxy::Net::parse)
+            )]
+            pub proxy_from: Vec<$crate::core::proxy::Net>,
             /// take anonymous uploads (STOR, STOU) into DIR, a directory
             /// beneath ROOT given relative to it, and the directories made
             /// beneath it; what is uploaded is neither listed nor served
@@ -336,11 +373,16 @@ macro_rules! with_session_options {
 
         impl $name {
             /// The session options given, with the defaults for the rest;
-            /// an upload option without `--incoming` is a usage error.
+            /// a usage error for options that do not go together.
             pub fn session(
                 &self,
             ) -> Result<$crate::setup::options::SessionArgs, $crate::setup::Fail> {
-                $crate::setup::options::Given {
+                let proxy = $crate::setup::options::proxy_policy(
+                    self.proxy_protocol,
+                    &self.proxy_from,
+                )
+                .map_err($crate::setup::Fail::usage)?;
+                let args: $crate::setup::options::SessionArgs = $crate::setup::options::Given {
                     timeout: self.timeout,
                     data_timeout: self.data_timeout,
                     list_format: self.list_format,
@@ -361,7 +403,8 @@ macro_rules! with_session_options {
                     upload_hook: self.upload_hook.clone(),
                     upload_hook_max: self.upload_hook_max,
                 }
-                .try_into()
+                .try_into()?;
+                Ok($crate::setup::options::SessionArgs { proxy, ..args })
             }
         }
     };
@@ -444,9 +487,33 @@ mod tests {
         assert_eq!(s.log, LogTo::Stderr);
         assert_eq!(s.xferlog, None);
         assert_eq!(s.sandbox, Sandbox::Enter);
+        assert_eq!(s.proxy, None);
         assert_eq!(s.messages, MessagePaths::default());
         assert!(!s.config.dir_messages);
         assert!(!s.config.vhosts);
+    }
+
+    #[test]
+    fn proxy_options_go_together() {
+        let s = session(&[
+            "--proxy-protocol",
+            "--proxy-from",
+            "10.0.0.0/24",
+            "--proxy-from",
+            "::1",
+        ])
+        .unwrap();
+        let p = s.proxy.unwrap();
+        assert_eq!(p.from.len(), 2);
+        assert!(p.trusts("10.0.0.9".parse().unwrap()));
+        assert!(p.trusts("::1".parse().unwrap()));
+        assert!(!p.trusts("10.0.1.9".parse().unwrap()));
+        let e = error(&["--proxy-protocol"]);
+        assert!(e.contains("--proxy-protocol needs --proxy-from"), "{e}");
+        let e = error(&["--proxy-from", "10.0.0.1"]);
+        assert!(e.contains("--proxy-from is for --proxy-protocol"), "{e}");
+        let e = error(&["--proxy-protocol", "--proxy-from", "10.0.0.0/40"]);
+        assert!(e.contains("'--proxy-from' with value '10.0.0.0/40'"), "{e}");
     }
 
     #[test]
@@ -587,6 +654,8 @@ mod tests {
                 "--welcome",
                 "--dir-messages",
                 "--vhosts",
+                "--proxy-protocol",
+                "--proxy-from",
                 "--incoming",
                 "--max-upload",
                 "--min-free",

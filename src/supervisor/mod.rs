@@ -196,6 +196,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         log,
         stop: Stop::new(threads).map_err(|e| Fail::temporary(format!("eventfd: {e}")))?,
         shutdown_timeout: args.shutdown_timeout,
+        proxy: args.session.proxy,
     });
 
     let engine_name = engine.name();

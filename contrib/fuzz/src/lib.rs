@@ -17,6 +17,8 @@
 //! - [`fs`]: lookups and listings of the served tree (`fs::Root`,
 //!   `fs::dir::DirReader`) over symlinks, private directories, hidden
 //!   names and special files, against an oracle (see `fs_target.rs`).
+//! - [`proxy_header`]: the PROXY protocol header reader
+//!   (`core::proxy::HeaderReader`), the input cut into reads anywhere.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -36,7 +38,9 @@ use aftpd::core::session::{
 use aftpd::core::vpath::{VPath, VPathError};
 
 mod fs_target;
+mod proxy_target;
 pub use fs_target::fs_lookups as fs;
+pub use proxy_target::proxy_header;
 
 /// Removes the trees of this process (for tests; a fuzzer just exits).
 pub fn remove_tree() {

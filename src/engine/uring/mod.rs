@@ -25,6 +25,7 @@
 
 mod bufring;
 mod core;
+mod header;
 mod io;
 mod pipes;
 mod setup;
@@ -50,7 +51,8 @@ use super::conn::{self, Fate, Life};
 use super::context::Context;
 use super::mover::Tag;
 use super::pool::Done;
-use super::worker::{self, AcceptError, Admission, Base, Finished, Slab};
+use super::proxy::{self, Waiting};
+use super::worker::{self, AcceptError, Admission, Admitted, Base, Finished, Slab};
 use crate::core::admission::Refusal;
 use crate::core::clock::Now;
 
@@ -69,6 +71,7 @@ const OP_SEND: u8 = 4; // a session's control output
 const OP_POLL: u8 = 5; // a session's data path descriptor is ready
 const OP_MOVER: u8 = 6; // a transfer's file -> pipe splice
 const OP_POOL: u8 = 7; // the helper threads finished jobs for this worker
+const OP_HEADER: u8 = 8; // a connection waiting for its PROXY header is readable
 
 fn user_data(kind: u8, index: usize, tag: u32) -> u64 {
     ((index as u64) << 32) | (u64::from(tag & GENERATION_MASK) << 8) | u64::from(kind)
@@ -124,6 +127,8 @@ struct Worker {
     own_inflight: usize,
     pool_armed: bool,
     done: Vec<Done>,
+    /// Connections waiting for their PROXY header (`--proxy-protocol`).
+    waiting: Waiting,
 }
 
 impl Worker {
@@ -153,6 +158,7 @@ impl Worker {
             own_inflight: 0,
             pool_armed: false,
             done: Vec::new(),
+            waiting: Waiting::default(),
         };
         w.arm_waker();
         w.arm_pool();
@@ -166,6 +172,7 @@ impl Worker {
             let now = Instant::now();
             let next = [
                 self.core.base.timers.next(),
+                self.waiting.next_deadline(),
                 self.admission.resume_at,
                 self.core.base.stop_deadline,
                 self.forced,
@@ -223,6 +230,7 @@ impl Worker {
                 self.on_pool();
             }
             OP_ACCEPT => self.on_accept(index, res, flags),
+            OP_HEADER => self.on_header(index, tag, res),
             OP_RECV => {
                 self.with_conn(index, |core, c, slot| {
                     c.io.on_recv(core, &mut c.life, res, flags);
@@ -351,6 +359,7 @@ impl Worker {
     }
 
     fn fire_timers(&mut self, now: Instant) {
+        self.expire_headers(now);
         while let Some((slot, key)) = self.core.base.timers.pop_due(now) {
             let current = self
                 .conns
@@ -442,6 +451,8 @@ impl Worker {
         self.core.base.stop_deadline = Some(now + self.core.base.ctx.shutdown_timeout);
         self.admission.stop();
         self.pause_accepting();
+        // No header yet, no session: nothing to say goodbye to.
+        self.drop_headers();
         for i in 0..self.listeners.len() {
             if !self.armed[i] {
                 self.listeners[i] = None;
@@ -526,12 +537,23 @@ impl Worker {
     }
 
     /// A new control connection: checked against the limits, then a
-    /// session.
+    /// session; behind a balancer, first its PROXY header.
     fn admit(&mut self, stream: TcpStream) {
-        let Some((session, permit, peer)) = self.admission.admit(&self.core.base.ctx, &stream)
-        else {
+        if let Some(policy) = &self.core.base.ctx.proxy {
+            self.admission.accepted();
+            if let Some(p) = proxy::start(&self.core.base.ctx, policy, stream) {
+                self.wait_header(p);
+            }
+            return;
+        }
+        let Some(admitted) = self.admission.admit(&self.core.base.ctx, &stream) else {
             return;
         };
+        self.start_session(stream, admitted);
+    }
+
+    /// An admitted session on `stream`.
+    fn start_session(&mut self, stream: TcpStream, (session, permit, peer): Admitted) {
         self.next_serial += 1;
         let serial = self.next_serial;
         let io = UringIo::new(permit, stream);
