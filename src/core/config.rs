@@ -40,6 +40,44 @@ pub struct SessionConfig {
     /// `--vhosts`: HOST selects the tree ROOT/NAME; without it a session
     /// gets ROOT/0.
     pub vhosts: bool,
+    /// FTPS (RFC 4217): whether TLS is offered, required or implicit.
+    pub tls: TlsPolicy,
+}
+
+/// `--tls`: how the session treats TLS (the engine holds the certificate;
+/// the core only decides what is allowed when).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsPolicy {
+    /// No TLS: AUTH, PBSZ and PROT are answered 502, as by a server
+    /// without FTPS.
+    #[default]
+    Off,
+    /// AUTH TLS is offered; plain FTP is served too.
+    Optional,
+    /// No login before AUTH TLS, no data transfer before PROT P.
+    Required,
+    /// TLS from the first byte (the greeting is inside it), PROT P
+    /// implied.
+    Implicit,
+}
+
+impl TlsPolicy {
+    /// Whether the session speaks TLS at all.
+    pub fn enabled(self) -> bool {
+        self != TlsPolicy::Off
+    }
+}
+
+/// Parses `off`, `optional`, `required` or `implicit` for `--tls`; the
+/// error says what was wanted.
+pub fn parse_tls_policy(s: &str) -> Result<TlsPolicy, String> {
+    match s {
+        "off" => Ok(TlsPolicy::Off),
+        "optional" => Ok(TlsPolicy::Optional),
+        "required" => Ok(TlsPolicy::Required),
+        "implicit" => Ok(TlsPolicy::Implicit),
+        _ => Err("want off, optional, required or implicit".to_owned()),
+    }
 }
 
 /// Uploads as the session sees them (the filesystem layer applies the
@@ -76,6 +114,7 @@ impl Default for SessionConfig {
             pasv_ports: None,
             pasv_address: Vec::new(),
             uploads: None,
+            tls: TlsPolicy::Off,
             banner: None,
             welcome: None,
             dir_messages: false,

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use super::datapath::DataPath;
 use super::mover::Mover;
+use super::tls::control::{ControlTls, Input};
+use super::tls::{ServerTls, data as tls_data};
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
 use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Tree};
@@ -55,6 +57,10 @@ pub trait Core {
     /// Set once the server stops: then sessions with no transfer in flight
     /// are closed with 421, and no input is read.
     fn stop_deadline(&self) -> Option<Instant>;
+    /// The server's TLS (FTPS), when it has a certificate.
+    fn tls(&self) -> Option<&ServerTls> {
+        None
+    }
 }
 
 /// How an engine writes a session's control output.
@@ -91,6 +97,11 @@ pub struct Life<M: Mover> {
     /// The engine's own last words (a 421), after the session's output.
     pub farewell: &'static [u8],
     pub flags: u8,
+    /// The control connection's TLS, once the session switched to it:
+    /// everything read and written goes through it.
+    pub tls: Option<Box<ControlTls>>,
+    /// What TLS has to say for the log (a failed handshake).
+    tls_note: Option<String>,
 }
 
 impl<M: Mover> Life<M> {
@@ -113,6 +124,8 @@ impl<M: Mover> Life<M> {
             close_by: None,
             farewell: b"",
             flags: 0,
+            tls: None,
+            tls_note: None,
         }
     }
 
@@ -163,8 +176,43 @@ impl<M: Mover> Life<M> {
         }
     }
 
+    /// Bytes read from the control connection (through TLS once it
+    /// speaks TLS).
+    pub fn on_input(&mut self, input: &[u8], now: Now) {
+        let Some(tls) = &mut self.tls else {
+            return self.session.on_control(input, now);
+        };
+        match tls.input(input, &mut self.session, now) {
+            Input::Ok => {}
+            Input::Closed => self.control_gone(now, false),
+            Input::Failed(why) => {
+                self.tls_note = Some(why);
+                self.session.on_control_tls_failed(now);
+            }
+        }
+    }
+
+    /// Seals what the session has to say into TLS, if it speaks TLS: the
+    /// engines write [`Life::unwritten`] after this.
+    pub fn seal(&mut self) {
+        let closing = self.closing() || self.session.is_closed();
+        if let Some(tls) = &mut self.tls {
+            tls.seal(&self.session, &mut self.farewell, closing);
+        }
+    }
+
+    /// Whether [`Life::unwritten`] is the farewell (in clear; over TLS it
+    /// is sealed with the rest).
+    pub fn writes_farewell(&self) -> bool {
+        self.tls.is_none() && self.session.output().is_empty()
+    }
+
     /// `n` bytes of [`Life::unwritten`] were written.
     pub fn wrote(&mut self, n: usize) {
+        if let Some(tls) = &mut self.tls {
+            tls.wrote(n, &mut self.session);
+            return self.seal();
+        }
         if self.session.output().is_empty() {
             self.wrote_farewell(n);
         } else {
@@ -177,8 +225,12 @@ impl<M: Mover> Life<M> {
         self.farewell = self.farewell.get(n..).unwrap_or_default();
     }
 
-    /// What to write next: the session's output, else the farewell.
+    /// What to write next: the session's output, else the farewell (or
+    /// the ciphertext carrying them).
     pub fn unwritten(&self) -> &[u8] {
+        if let Some(tls) = &self.tls {
+            return tls.pending();
+        }
         let out = self.session.output();
         if out.is_empty() { self.farewell } else { out }
     }
@@ -195,6 +247,7 @@ impl<M: Mover> Life<M> {
             self.session.consume_output(n);
         }
         self.farewell = b"";
+        self.tls = None;
     }
 
     /// At the shutdown deadline: a session not already closing is logged
@@ -207,6 +260,23 @@ impl<M: Mover> Life<M> {
             self.farewell = SHUTDOWN_REPLY;
         }
         self.data.abort(core.mover());
+        let dead = self.dead();
+        if let Some(tls) = &mut self.tls
+            && let Some(mut ctrl) = ctrl.filter(|_| !dead)
+        {
+            // What is sealed already, then the rest and the 421, if the
+            // socket takes it at once.
+            for _ in 0..4 {
+                tls.seal(&self.session, &mut self.farewell, true);
+                let out = tls.pending();
+                let n = ctrl.write(out).unwrap_or(0);
+                if n == 0 || n < out.len() {
+                    break;
+                }
+                tls.wrote(n, &mut self.session);
+            }
+            return;
+        }
         if let Some(mut ctrl) = ctrl.filter(|_| !self.dead()) {
             let out = self.session.output();
             let n = ctrl.write(out).unwrap_or(0);
@@ -324,6 +394,7 @@ impl<M: Mover, I> Conn<M, I> {
             if stopping && !self.life.closing() && !busy {
                 self.start_closing(core, SHUTDOWN_REPLY);
             }
+            self.life.seal();
             self.io.flush(core, slot, &mut self.life);
             let life = &mut self.life;
             if !life.closing()
@@ -337,6 +408,12 @@ impl<M: Mover, I> Conn<M, I> {
             if !acted && !life.session.has_actions() {
                 break;
             }
+        }
+        if let Some(why) = self.life.tls_note.take() {
+            core.note(format_args!(
+                "TLS on the control connection failed (peer={}): {why}",
+                show(self.life.peer)
+            ));
         }
         let refused = self.life.data.take_refused();
         if refused > 0 {
@@ -384,9 +461,32 @@ impl<M: Mover, I> Conn<M, I> {
             }
             Action::AbortData => life.data.abort(core.mover()),
             Action::Close => self.start_closing(core, b""),
+            Action::StartTls { early } => {
+                let started = core.tls().map(|t| match t.token() {
+                    Some(token) => ControlTls::new(t.session_config(token), token),
+                    None => Err("the system's random generator failed".to_owned()),
+                });
+                match started {
+                    Some(Ok(tls)) => life.tls = Some(Box::new(tls)),
+                    Some(Err(why)) => life.tls_note = Some(why),
+                    None => life.tls_note = Some("no certificate".to_owned()),
+                }
+                if life.tls.is_none() {
+                    life.session.on_control_tls_failed(now);
+                } else if !early.is_empty() {
+                    life.on_input(&early, now);
+                }
+            }
             Action::Transfer { conn, source } => {
-                life.data
-                    .start(&mut life.session, core.mover(), conn, source, now)
+                let protect = life.session.data_protected();
+                match tls_data::for_transfer(protect, life.tls.as_deref()) {
+                    Ok(tls) => {
+                        life.data.protect(tls);
+                        life.data
+                            .start(&mut life.session, core.mover(), conn, source, now)
+                    }
+                    Err(e) => life.session.on_transfer_done(Err(e), now),
+                }
             }
             Action::Fs { id, tree, request } => {
                 if let Some(answer) = core.fs(slot, life.serial, id, tree, request) {

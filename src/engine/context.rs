@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::pool::Pool;
 use super::stop::Stop;
+use super::tls::ServerTls;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
 use crate::core::proxy::ProxyPolicy;
@@ -28,6 +29,8 @@ pub struct Context {
     /// `--proxy-protocol`: control connections begin with a PROXY header
     /// (see `engine::proxy`).
     pub proxy: Option<ProxyPolicy>,
+    /// FTPS: the certificate, when there is one (replaced on SIGHUP).
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// The latest of a value that is replaced now and then while readers

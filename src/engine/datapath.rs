@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use super::mover::{Mover, Tag};
 use super::net;
+use super::tls::data::DataTls;
 use super::xfer::{Step, Xfer, finish_socket};
 use crate::core::clock::Now;
 use crate::core::session::{DataConn, Session, Source, TransferError};
@@ -27,8 +28,8 @@ const ACCEPT_BATCH: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     Nothing,
-    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener, or
-    /// an upload's connection.
+    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener, an
+    /// upload's connection, or a TLS handshake waiting for the client.
     Readable,
     /// Its descriptor to be writable: a connect in progress, or a full
     /// socket.
@@ -65,6 +66,8 @@ pub struct DataPath<M: Mover> {
     wait: Wait,
     /// Connections refused since the engine last asked: for the log.
     refused: u32,
+    /// TLS for the next transfer (PROT P), set just before it starts.
+    tls: Option<Box<DataTls>>,
 }
 
 impl<M: Mover> DataPath<M> {
@@ -78,6 +81,7 @@ impl<M: Mover> DataPath<M> {
             generation: 0,
             wait: Wait::Nothing,
             refused: 0,
+            tls: None,
         }
     }
 
@@ -91,6 +95,7 @@ impl<M: Mover> DataPath<M> {
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match (&self.state, self.wait) {
             (State::Listening(l) | State::Accepting(l, _), Wait::Readable) => Some(l.as_fd()),
+            // An upload, or a TLS handshake, waiting for the client.
             (State::Open(s, _), Wait::Readable) => Some(s.as_fd()),
             (State::Connecting(s, _) | State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
             _ => None,
@@ -170,6 +175,11 @@ impl<M: Mover> DataPath<M> {
         self.wait = Wait::Nothing;
     }
 
+    /// The next transfer goes through TLS (`Some`) or in clear.
+    pub fn protect(&mut self, tls: Option<Box<DataTls>>) {
+        self.tls = tls;
+    }
+
     /// Starts the transfer the session asked for.
     pub fn start(
         &mut self,
@@ -179,7 +189,10 @@ impl<M: Mover> DataPath<M> {
         source: Source<Real>,
         now: Now,
     ) {
-        let xfer = Box::new(Xfer::new(source));
+        let mut xfer = Box::new(Xfer::new(source));
+        if let Some(tls) = self.tls.take() {
+            xfer.protect(tls);
+        }
         match (std::mem::replace(&mut self.state, State::Idle), conn) {
             (State::Listening(l), DataConn::Passive) => {
                 self.state = State::Accepting(l, xfer);
@@ -347,7 +360,7 @@ impl<M: Mover> DataPath<M> {
         }
         self.wait = match step {
             Step::Blocked => Wait::Writable,
-            Step::Incoming => Wait::Readable,
+            Step::Readable => Wait::Readable,
             Step::Pending => Wait::Mover,
             Step::Session => Wait::Session,
             Step::Done => {

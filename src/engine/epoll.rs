@@ -555,7 +555,7 @@ fn on_ctrl(c: &mut Conn, core: &mut Core, slot: usize, flags: EventFlags) -> Fat
             Ok(0) => life.control_gone(now, false),
             Ok(n) => {
                 let input = core.scratch.get(..n).unwrap_or_default();
-                life.session.on_control(input, now);
+                life.on_input(input, now);
             }
             Err(e)
                 if matches!(

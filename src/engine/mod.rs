@@ -15,6 +15,7 @@ pub mod pool;
 pub mod proxy;
 pub mod recv;
 pub mod stop;
+pub mod tls;
 pub mod uring;
 pub mod worker;
 pub mod xfer;

@@ -24,6 +24,7 @@ use super::cache_first::CacheFirst;
 use super::conn::{self, Conn, Fate, Life};
 use super::datapath::Wait;
 use super::pool::{JobTag, Output, Pool};
+use super::tls::ServerTls;
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
 use crate::core::session::{FsAnswer, FsRequest, Record, Session, Tree};
@@ -48,6 +49,7 @@ pub fn run(
     input: BorrowedFd<'_>,
     output: BorrowedFd<'_>,
     logger: &Logger,
+    tls: Option<ServerTls>,
 ) -> io::Result<()> {
     let saved = [
         save_and_set_nonblocking(input)?,
@@ -61,6 +63,7 @@ pub fn run(
         logger,
         mover: CacheFirst::new(pool.clone(), 0),
         pool,
+        tls,
     };
     let mut conn = Conn {
         life: Life::new(session, 0, 0, peer),
@@ -84,6 +87,7 @@ struct PollCore<'l> {
     logger: &'l Logger,
     mover: CacheFirst,
     pool: Pool,
+    tls: Option<ServerTls>,
 }
 
 impl conn::Core for PollCore<'_> {
@@ -121,6 +125,10 @@ impl conn::Core for PollCore<'_> {
 
     fn stop_deadline(&self) -> Option<Instant> {
         None
+    }
+
+    fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 }
 
@@ -266,7 +274,7 @@ fn read_input(life: &mut Life<CacheFirst>, input: BorrowedFd<'_>) {
     loop {
         match rustix::io::read(input, &mut buf) {
             Ok(0) => return life.control_gone(Now::get(), false),
-            Ok(n) => return life.session.on_control(&buf[..n], Now::get()),
+            Ok(n) => return life.on_input(&buf[..n], Now::get()),
             Err(Errno::AGAIN) => return,
             Err(Errno::INTR) => {}
             Err(_) => return life.control_gone(Now::get(), true),

@@ -120,7 +120,7 @@ impl Recv {
                 self.write(mover, mx, tag);
             }
             if self.received >= limit {
-                return Ok(Step::Incoming);
+                return Ok(Step::Readable);
             }
             match self.receive(sock)? {
                 Some(0) => {
@@ -145,7 +145,7 @@ impl Recv {
                             self.write(mover, mx, tag);
                         }
                     }
-                    return Ok(Step::Incoming);
+                    return Ok(Step::Readable);
                 }
             }
         }

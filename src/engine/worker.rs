@@ -234,6 +234,10 @@ impl<T: HasBase> conn::Core for T {
     fn stop_deadline(&self) -> Option<Instant> {
         self.base().stop_deadline
     }
+
+    fn tls(&self) -> Option<&super::tls::ServerTls> {
+        self.base().ctx.tls.as_deref()
+    }
 }
 
 /// A helper-thread job's result, for the session that asked, if it is

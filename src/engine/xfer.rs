@@ -10,6 +10,7 @@ use rustix::net::SendFlags;
 
 use super::mover::{FileRange, Moved, Mover, Read, Tag};
 use super::recv::Recv;
+use super::tls::data::{DataTls, Handshake};
 use crate::core::session::{DataOut, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
@@ -30,13 +31,13 @@ pub enum Step {
     /// The socket is full, or this turn's share is spent: wait until the
     /// socket is writable (it may be at once).
     Blocked,
-    /// Receiving (an upload): wait until the socket is readable (it may be
-    /// at once).
-    Incoming,
     /// A mover operation is in flight.
     Pending,
     /// The session has nothing to send yet (a listing batch is on its way).
     Session,
+    /// Receiving (an upload), or TLS waiting for the client (its
+    /// handshake): wait until the socket is readable (it may be at once).
+    Readable,
     /// Everything was sent.
     Done,
     Fail(TransferError),
@@ -67,6 +68,8 @@ pub struct Xfer<M: Mover> {
     at: usize,
     pub sent: u64,
     pub mover: M::Xfer,
+    /// PROT P: the bytes go through TLS (copied: no zero-copy path).
+    tls: Option<Box<DataTls>>,
 }
 
 impl<M: Mover> Xfer<M> {
@@ -99,7 +102,17 @@ impl<M: Mover> Xfer<M> {
             at: 0,
             sent: 0,
             mover: M::Xfer::default(),
+            tls: None,
         }
+    }
+
+    /// Sends through TLS (PROT P): its handshake first, then every byte
+    /// copied and sealed.
+    pub fn protect(&mut self, tls: Box<DataTls>) {
+        if let Src::File { zero_copy, .. } = &mut self.src {
+            *zero_copy = false;
+        }
+        self.tls = Some(tls);
     }
 
     /// An operation of the mover for this transfer completed.
@@ -156,6 +169,14 @@ impl<M: Mover> Xfer<M> {
             Src::File { .. } | Src::Upload(_) => COPY_BUDGET,
         };
         let limit = self.sent + budget;
+        if let Some(t) = &mut self.tls {
+            match t.handshake(sock)? {
+                Handshake::Read => return Ok(Step::Readable),
+                Handshake::Write => return Ok(Step::Blocked),
+                Handshake::Done => {}
+            }
+            t.check_input(sock)?;
+        }
         loop {
             if !self.flush(sock)? {
                 return Ok(Step::Blocked);
@@ -165,7 +186,7 @@ impl<M: Mover> Xfer<M> {
             }
             match &mut self.src {
                 Src::Stream => match session.data_output() {
-                    DataOut::Bytes(b) => match send(sock, b)? {
+                    DataOut::Bytes(b) => match send_via(&mut self.tls, sock, b)? {
                         Some(n) => {
                             self.sent += n as u64;
                             session.consume_data(n);
@@ -173,12 +194,12 @@ impl<M: Mover> Xfer<M> {
                         None => return Ok(Step::Blocked),
                     },
                     DataOut::Wait => return Ok(Step::Session),
-                    DataOut::End => return Ok(Step::Done),
+                    DataOut::End => return self.done(sock),
                 },
                 // Received by `Recv`, in `run`.
-                Src::Upload(_) => return Ok(Step::Incoming),
+                Src::Upload(_) => return Ok(Step::Readable),
                 Src::File { range, .. } if range.left == 0 && !mover.holds(&self.mover) => {
-                    return Ok(Step::Done);
+                    return self.done(sock);
                 }
                 Src::File {
                     range,
@@ -231,10 +252,20 @@ impl<M: Mover> Xfer<M> {
         }
     }
 
+    /// Everything was sent: over TLS, once its close_notify is out too.
+    fn done(&mut self, sock: &TcpStream) -> Result<Step, TransferError> {
+        if let Some(t) = &mut self.tls
+            && !t.finish(sock)?
+        {
+            return Ok(Step::Blocked);
+        }
+        Ok(Step::Done)
+    }
+
     /// Sends what is buffered: `Ok(true)` once it is all gone.
     fn flush(&mut self, sock: &TcpStream) -> Result<bool, TransferError> {
         while self.at < self.out.len() {
-            match send(sock, &self.out[self.at..])? {
+            match send_via(&mut self.tls, sock, &self.out[self.at..])? {
                 Some(n) => {
                     self.at += n;
                     self.sent += n as u64;
@@ -248,6 +279,19 @@ impl<M: Mover> Xfer<M> {
             self.at = 0;
         }
         Ok(true)
+    }
+}
+
+/// One non-blocking send, through TLS if there is one: `Ok(None)` when
+/// the socket is full.
+fn send_via(
+    tls: &mut Option<Box<DataTls>>,
+    sock: &TcpStream,
+    buf: &[u8],
+) -> Result<Option<usize>, TransferError> {
+    match tls {
+        Some(t) => t.send(sock, buf),
+        None => send(sock, buf),
     }
 }
 

@@ -89,6 +89,11 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
             start::open_logger(log_to).unwrap_or_else(|_| Logger::discard())
         })?;
     }
+    // The key may be readable by root only: read before the drop.
+    let tls = match &args.session.tls {
+        Some(files) => Some(crate::setup::tls::load(files)?),
+        None => None,
+    };
 
     // Read before the chroot hides /proc.
     net::ephemeral_ports();
@@ -127,6 +132,7 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
         control_in,
         control_out,
         logger,
+        tls,
     )
     .map_err(|e| Fail::temporary(format!("I/O failure: {e}")))
 }

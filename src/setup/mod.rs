@@ -12,6 +12,7 @@ pub mod fds;
 pub mod messages;
 pub mod options;
 pub mod privs;
+pub mod tls;
 pub mod uploads;
 pub mod vhosts;
 

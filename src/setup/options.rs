@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::config::{PasvRule, SessionConfig, Uploads};
+use crate::core::config::{PasvRule, SessionConfig, TlsPolicy, Uploads};
 use crate::core::listing::ListFormat;
 use crate::core::proxy::{Net, ProxyPolicy};
 use crate::core::vpath::VPath;
@@ -51,6 +51,9 @@ pub struct SessionArgs {
     /// `--proxy-protocol` with its `--proxy-from` networks: every control
     /// connection begins with a PROXY header from one of them.
     pub proxy: Option<ProxyPolicy>,
+    /// `--tls-cert` and `--tls-key`, when TLS is on (read before the
+    /// chroot).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Where the banner and the welcome are read from.
@@ -82,6 +85,15 @@ pub const MIN_FREE: u64 = 1 << 30;
 pub const UPLOAD_MODE: u32 = 0o600;
 pub const HOOK_MAX: usize = 4;
 
+/// Where the certificate chain and its private key are (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    /// The key: `--tls-key`, else the certificate file (one PEM file may
+    /// hold both).
+    pub key: PathBuf,
+}
+
 /// The session options as given, before the defaults fill the gaps
 /// (what `with_session_options!` hands over).
 #[derive(Debug, Default)]
@@ -105,6 +117,9 @@ pub struct Given {
     pub welcome: Option<PathBuf>,
     pub dir_messages: bool,
     pub vhosts: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls: Option<TlsPolicy>,
 }
 
 impl TryFrom<Given> for SessionArgs {
@@ -141,6 +156,25 @@ impl TryFrom<Given> for SessionArgs {
                 None
             }
         };
+        // TLS is on by default once there is a certificate, and needs one.
+        let policy = match (g.tls, &g.tls_cert) {
+            (Some(p), None) if p.enabled() => {
+                return Err(Fail::usage("--tls needs --tls-cert FILE"));
+            }
+            (Some(p), _) => p,
+            (None, Some(_)) => TlsPolicy::Optional,
+            (None, None) => TlsPolicy::Off,
+        };
+        if g.tls_key.is_some() && g.tls_cert.is_none() {
+            return Err(Fail::usage("--tls-key needs --tls-cert FILE"));
+        }
+        let tls = match g.tls_cert {
+            Some(cert) if policy.enabled() => Some(TlsFiles {
+                key: g.tls_key.unwrap_or_else(|| cert.clone()),
+                cert,
+            }),
+            _ => None,
+        };
         Ok(SessionArgs {
             config: SessionConfig {
                 greeting: !g.no_greeting,
@@ -158,6 +192,7 @@ impl TryFrom<Given> for SessionArgs {
                 welcome: None,
                 dir_messages: g.dir_messages,
                 vhosts: g.vhosts,
+                tls: policy,
             },
             log: if g.syslog {
                 LogTo::Syslog
@@ -176,6 +211,7 @@ impl TryFrom<Given> for SessionArgs {
             },
             proxy: None,
             uploads,
+            tls,
         })
     }
 }
@@ -205,6 +241,7 @@ impl Default for SessionArgs {
             xferlog: None,
             sandbox: Sandbox::Enter,
             uploads: None,
+            tls: None,
             messages: MessagePaths::default(),
             proxy: None,
         }
@@ -369,6 +406,23 @@ macro_rules! with_session_options {
                 from_str_fn($crate::setup::options::hook_max)
             )]
             pub upload_hook_max: Option<usize>,
+            /// FTPS: the certificate chain (PEM), read before the chroot;
+            /// turns TLS on (--tls optional)
+            #[argh(option, arg_name = "FILE")]
+            pub tls_cert: Option<std::path::PathBuf>,
+            /// FTPS: the certificate's private key (PEM; default: the
+            /// --tls-cert file), read before the chroot
+            #[argh(option, arg_name = "FILE")]
+            pub tls_key: Option<std::path::PathBuf>,
+            /// FTPS: off, optional (AUTH TLS offered; the default with a
+            /// certificate), required (no login or transfer in clear) or
+            /// implicit (TLS from the first byte, as on port 990)
+            #[argh(
+                option,
+                arg_name = "MODE",
+                from_str_fn($crate::core::config::parse_tls_policy)
+            )]
+            pub tls: Option<$crate::core::config::TlsPolicy>,
         }
 
         impl $name {
@@ -402,6 +456,9 @@ macro_rules! with_session_options {
                     upload_mode: self.upload_mode,
                     upload_hook: self.upload_hook.clone(),
                     upload_hook_max: self.upload_hook_max,
+                    tls_cert: self.tls_cert.clone(),
+                    tls_key: self.tls_key.clone(),
+                    tls: self.tls,
                 }
                 .try_into()?;
                 Ok($crate::setup::options::SessionArgs { proxy, ..args })
@@ -662,6 +719,9 @@ mod tests {
                 "--upload-mode",
                 "--upload-hook",
                 "--upload-hook-max",
+                "--tls-cert",
+                "--tls-key",
+                "--tls",
             ]
         );
     }
@@ -729,6 +789,37 @@ mod tests {
             let e = error(args);
             assert!(e.contains(want), "{args:?}: {e:?}");
         }
+    }
+
+    #[test]
+    fn tls_options() {
+        let s = session(&[]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Off);
+        assert_eq!(s.tls, None);
+        let s = session(&["--tls-cert", "/c.pem"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Optional);
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/c.pem".into()
+            })
+        );
+        let s = session(&["--tls-cert", "/c", "--tls-key", "/k", "--tls", "required"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Required);
+        assert_eq!(s.tls.unwrap().key, PathBuf::from("/k"));
+        let s = session(&["--tls", "implicit", "--tls-cert", "/c"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Implicit);
+        let s = session(&["--tls", "off", "--tls-cert", "/c"]).unwrap();
+        assert_eq!(s.config.tls, TlsPolicy::Off);
+        assert_eq!(s.tls, None);
+        assert_eq!(
+            session(&["--tls", "off"]).unwrap().config.tls,
+            TlsPolicy::Off
+        );
+        assert!(error(&["--tls", "required"]).contains("--tls-cert"));
+        assert!(error(&["--tls-key", "/k"]).contains("--tls-cert"));
+        assert!(error(&["--tls", "yes", "--tls-cert", "/c"]).contains("want off, optional"));
     }
 
     #[test]

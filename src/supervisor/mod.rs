@@ -6,6 +6,7 @@
 //! with `ftpd` (options, privileges, exit codes) is in [`crate::setup`].
 
 pub mod activation;
+pub mod certs;
 pub mod cli;
 pub mod listen;
 pub mod nofile;
@@ -112,6 +113,22 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         .max_sessions
         .unwrap_or_else(|| nofile::default_max_sessions(nofile, threads));
 
+    // The key may be readable by root only: read before the drop.
+    let tls = match &args.session.tls {
+        Some(files) => Some(Arc::new(crate::setup::tls::load(files)?)),
+        None => None,
+    };
+    let ktls = tls.as_ref().map(|_| crate::engine::tls::ktls::probe());
+    // While the process has one thread and its privileges: the helper
+    // that reads the certificate again on SIGHUP.
+    let mut certs =
+        match &args.session.tls {
+            Some(files) => Some(certs::Helper::start(files).map_err(|e| {
+                Fail::temporary(format!("cannot start the certificate helper: {e}"))
+            })?),
+            None => None,
+        };
+
     let activated = inherited.is_some();
     let sets = match inherited {
         Some(listeners) => {
@@ -197,6 +214,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         stop: Stop::new(threads).map_err(|e| Fail::temporary(format!("eventfd: {e}")))?,
         shutdown_timeout: args.shutdown_timeout,
         proxy: args.session.proxy,
+        tls,
     });
 
     let engine_name = engine.name();
@@ -256,6 +274,10 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         ));
     }
 
+    if let Some(k) = &ktls {
+        ctx.log.info(format_args!("{k}"));
+    }
+
     for gate in gates {
         // A worker that is gone already is noticed by the wait below.
         let _ = gate.send(());
@@ -263,6 +285,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
 
     let outcome = signals.wait(&workers, || {
         ctx.log.reopen();
+        if let (Some(helper), Some(tls)) = (certs.as_mut(), &ctx.tls) {
+            reload_tls(helper, tls, &ctx.log);
+        }
         reread_messages(&ctx, &messages);
     });
     ctx.stop.trigger();
@@ -289,6 +314,18 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
             ctx.log.flush(LOG_FLUSH);
             Ok(Exit::Temporary.into())
         }
+    }
+}
+
+/// SIGHUP: the certificate and key as the files hold them now, for new
+/// TLS sessions; sessions in progress keep theirs. On any error the old
+/// ones stay.
+fn reload_tls(helper: &mut certs::Helper, tls: &crate::engine::tls::ServerTls, log: &Logger) {
+    match helper.read().and_then(|pem| tls.reload(&pem)) {
+        Ok(()) => log.info(format_args!("SIGHUP: reloaded the TLS certificate and key")),
+        Err(e) => log.error(format_args!(
+            "SIGHUP: TLS certificate not reloaded ({e}); keeping the old one"
+        )),
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aftpd::core::clock::Now;
-use aftpd::core::config::{SessionConfig, Uploads};
+use aftpd::core::config::{SessionConfig, TlsPolicy, Uploads};
 use aftpd::core::listing::ListFormat;
 use aftpd::core::memfs::{Mem, MemFs};
 use aftpd::core::message::Message;
@@ -33,7 +33,8 @@ use aftpd::core::proto::addr::{EprtError, parse_eprt, parse_port};
 use aftpd::core::proto::command::{self, Command};
 use aftpd::core::proto::telnet::{Line, LineReader, MAX_LINE};
 use aftpd::core::session::{
-    Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TransferError, Tree,
+    Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TlsFailure,
+    TransferError, Tree,
 };
 use aftpd::core::vpath::{VPath, VPathError};
 
@@ -319,8 +320,9 @@ impl Prefixed<'_> {
 
 /// One whole session, driven by the input: the first byte picks the
 /// configuration (its bits: no greeting, EPLF, IPv6, answers held,
-/// `--vhosts`, `--dir-messages`, a banner and a welcome), then each op byte picks an event (and takes its
-/// arguments from the bytes after it):
+/// `--vhosts`, `--dir-messages`, a banner and a welcome, FTPS and
+/// uploads), then each op byte picks an event (and takes its arguments
+/// from the bytes after it):
 ///
 /// - `0..=3`: control bytes (a length byte, then that many bytes), fed
 ///   only while the session wants input, as an engine would;
@@ -361,8 +363,16 @@ pub fn session(data: &[u8]) {
         welcome: (cfg & 64 != 0).then(|| Message::parse(b"Hello\n230-nor this\n")),
         dir_messages: cfg & 32 != 0,
         vhosts,
-        // Uploads into /pub/in (the real server takes no --incoming with
-        // --vhosts).
+        // The last bit: the second round's features, off in the older
+        // corpora. FTPS, its policy by the first two bits (optional
+        // serves clear sessions too), and uploads into /pub/in (the real
+        // server takes no --incoming with --vhosts).
+        tls: match (cfg & 128 != 0, cfg & 3) {
+            (false, _) => TlsPolicy::Off,
+            (true, 0) => TlsPolicy::Optional,
+            (true, 1) => TlsPolicy::Required,
+            (true, _) => TlsPolicy::Implicit,
+        },
         uploads: (cfg & 128 != 0 && !vhosts).then(|| Uploads {
             incoming: VPath::resolve(&VPath::root(), b"/pub/in").unwrap_or_else(|_| VPath::root()),
             max_size: 1 << 20,
@@ -436,7 +446,7 @@ pub fn session(data: &[u8]) {
                     d.connected = false;
                     let how = take(1).first().copied().unwrap_or(0);
                     let e = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-                    let result = match how % 8 {
+                    let result = match how % 11 {
                         0 => Ok(d.sent),
                         1 => Err(TransferError::Connect(e())),
                         2 => Err(TransferError::Connection(e())),
@@ -444,6 +454,9 @@ pub fn session(data: &[u8]) {
                         4 => Err(TransferError::TooLarge),
                         5 => Err(TransferError::NoSpace),
                         6 => Err(TransferError::Sink(e())),
+                        7 => Err(TransferError::Tls(TlsFailure::NotResumed)),
+                        8 => Err(TransferError::Tls(TlsFailure::Handshake)),
+                        9 => Err(TransferError::Tls(TlsFailure::Broken)),
                         _ => Err(TransferError::Source(e())),
                     };
                     s.on_transfer_done(result, now);
@@ -575,6 +588,8 @@ impl Driver {
                 }
                 Action::Fs { id, tree, request } => self.held.push((id, tree, request)),
                 Action::Close => self.closed = true,
+                // The engine's business: the session goes on in plaintext.
+                Action::StartTls { .. } => {}
                 Action::Log(Record::Transfer(t)) => check_vpath(&t.path),
                 Action::Log(_) => {}
             }

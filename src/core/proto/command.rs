@@ -88,8 +88,15 @@ pub enum Command {
     Write(&'static str),
     /// SITE: no site commands are offered.
     Site,
-    /// A verb known but not offered here (AUTH, REIN, SMNT, ...).
+    /// A verb known but not offered here (REIN, SMNT, CCC, ...).
     NotOffered(&'static str),
+    /// RFC 2228 AUTH with its mechanism, if any (the session answers 502
+    /// when TLS is off).
+    Auth(Option<Vec<u8>>),
+    /// RFC 2228 PBSZ with its size, if any.
+    Pbsz(Option<Vec<u8>>),
+    /// RFC 2228 PROT with its level, if any.
+    Prot(Option<Vec<u8>>),
 }
 
 /// Why a line is not a command we can act on, one reply code each.
@@ -110,11 +117,11 @@ const WRITE_VERBS: [&str; 11] = [
     "APPE", "DELE", "MKD", "XMKD", "RMD", "XRMD", "RNFR", "RNTO", "MFMT", "MFF", "MFCT",
 ];
 
-/// Verbs recognised but not offered: security extensions, REIN, SMNT,
-/// RFC 1639's long-address LPRT/LPSV (EPRT/EPSV do their work)...
-const NOT_OFFERED: [&str; 13] = [
-    "SMNT", "REIN", "AUTH", "ADAT", "PBSZ", "PROT", "CCC", "MIC", "CONF", "ENC", "LANG", "LPRT",
-    "LPSV",
+/// Verbs recognised but not offered: the security extensions other than
+/// AUTH, PBSZ and PROT, REIN, SMNT, RFC 1639's long-address LPRT/LPSV
+/// (EPRT/EPSV do their work)...
+const NOT_OFFERED: [&str; 10] = [
+    "SMNT", "REIN", "ADAT", "CCC", "MIC", "CONF", "ENC", "LANG", "LPRT", "LPSV",
 ];
 
 /// Every verb served, for HELP.
@@ -123,6 +130,9 @@ pub const VERBS: [&str; 34] = [
     "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PORT", "PWD", "QUIT", "REST",
     "RETR", "SIZE", "STAT", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XPWD",
 ];
+
+/// The FTPS verbs, served when TLS is on.
+pub const TLS_VERBS: [&str; 3] = ["AUTH", "PBSZ", "PROT"];
 
 impl Command {
     /// Whether the command may be given before logging in.
@@ -143,6 +153,9 @@ impl Command {
                 | Command::Stat(None)
                 | Command::Abor
                 | Command::NotOffered(_)
+                | Command::Auth(_)
+                | Command::Pbsz(_)
+                | Command::Prot(_)
         )
     }
 }
@@ -237,6 +250,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "CLNT" => Command::Clnt,
         "STOR" => Command::Stor(optional()),
         "STOU" => Command::Stou(optional()),
+        "AUTH" => Command::Auth(optional()),
+        "PBSZ" => Command::Pbsz(optional()),
+        "PROT" => Command::Prot(optional()),
         "SITE" => {
             need("SITE needs a command")?;
             Command::Site
@@ -391,7 +407,11 @@ mod tests {
         assert_eq!(p(b"SITE CHMOD 777 x"), Ok(Command::Site));
         assert_eq!(p(b"site help"), Ok(Command::Site));
         assert!(matches!(p(b"SITE"), Err(ParseError::Syntax(_))));
-        assert_eq!(p(b"AUTH TLS"), Ok(Command::NotOffered("AUTH")));
+        assert_eq!(p(b"AUTH TLS"), Ok(Command::Auth(Some(b"TLS".to_vec()))));
+        assert_eq!(p(b"auth"), Ok(Command::Auth(None)));
+        assert_eq!(p(b"PBSZ 0"), Ok(Command::Pbsz(Some(b"0".to_vec()))));
+        assert_eq!(p(b"PROT P"), Ok(Command::Prot(Some(b"P".to_vec()))));
+        assert_eq!(p(b"CCC"), Ok(Command::NotOffered("CCC")));
         assert_eq!(p(b"LPSV"), Ok(Command::NotOffered("LPSV")));
     }
 

@@ -23,6 +23,8 @@ pub enum Code {
     Passive = 227,
     ExtPassive = 229,
     LoggedIn = 230,
+    /// RFC 2228: security data exchange complete (AUTH accepted).
+    AuthOk = 234,
     FileOk = 250,
     PathName = 257,
     NeedPassword = 331,
@@ -38,8 +40,14 @@ pub enum Code {
     NotImplemented = 502,
     BadSequence = 503,
     BadParameter = 504,
+    /// RFC 4217: data connection cannot be opened with this PROT setting.
+    ProtRequired = 521,
     NetProtocol = 522,
     NotLoggedIn = 530,
+    /// RFC 2228: request denied for policy reasons.
+    PolicyDenied = 534,
+    /// RFC 2228: protection level not supported by the mechanism.
+    ProtNotSupported = 536,
     FileUnavailable = 550,
     StorageExceeded = 552,
     NameNotAllowed = 553,

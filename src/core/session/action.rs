@@ -70,6 +70,14 @@ pub enum Action<H: Handles> {
         tree: Tree<H>,
         request: FsRequest<H>,
     },
+    /// From now on the control connection speaks TLS (RFC 4217): what is
+    /// read is TLS records, and the output queued now and later goes out
+    /// inside TLS. For AUTH TLS it comes once the 234 is written in clear;
+    /// for implicit TLS, first of all. A handshake that fails is reported
+    /// with `Session::on_control_tls_failed`. `early`: bytes the session
+    /// was handed after it asked (the start of the ClientHello, read with
+    /// a PROXY header): the first TLS input.
+    StartTls { early: Vec<u8> },
     /// Write out what is left of the control output, then close the session.
     Close,
     /// A line for the session or transfer log.
@@ -240,6 +248,20 @@ pub enum TransferError {
     NoSpace,
     /// Writing an upload failed otherwise.
     Sink(io::Error),
+    /// TLS on a protected data connection failed.
+    Tls(TlsFailure),
+}
+
+/// How TLS on a data connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The handshake completed without resuming the control connection's
+    /// TLS session (a third party may have raced to the data port).
+    NotResumed,
+    /// The handshake failed (garbage, an alert, the peer left).
+    Handshake,
+    /// A TLS error after the handshake (an alert, a corrupt record).
+    Broken,
 }
 
 /// A log record: session start and end, and one per transfer.

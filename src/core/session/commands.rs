@@ -99,7 +99,10 @@ impl<H: Handles> Session<H> {
             Command::Help(None) => self.help(),
             Command::Help(Some(verb)) => {
                 let verb = verb.to_ascii_uppercase();
-                if command::VERBS.iter().any(|v| v.as_bytes() == verb) {
+                let tls = self.config.tls.enabled();
+                if command::VERBS.iter().any(|v| v.as_bytes() == verb)
+                    || (tls && command::TLS_VERBS.iter().any(|v| v.as_bytes() == verb))
+                {
                     let mut text = verb;
                     text.extend_from_slice(b" is supported.");
                     self.reply(Code::Help, text);
@@ -119,6 +122,9 @@ impl<H: Handles> Session<H> {
             Command::Stou(arg) => self.stor(arg, true, now),
             Command::Write(verb) => self.refuse_write(verb),
             Command::Site => self.reply(Code::Unknown, "No SITE commands here."),
+            Command::Auth(arg) => self.auth(arg.as_deref()),
+            Command::Pbsz(arg) => self.pbsz(arg.as_deref()),
+            Command::Prot(arg) => self.prot(arg.as_deref()),
             Command::NotOffered(verb) => {
                 self.reply(Code::NotImplemented, format!("{verb} not implemented."));
             }
@@ -327,6 +333,7 @@ impl<H: Handles> Session<H> {
                 ),
             },
         ];
+        let lines = lines.into_iter().chain(self.tls_status());
         reply::multi(
             &mut self.out,
             Code::SystemStatus,
@@ -351,24 +358,24 @@ impl<H: Handles> Session<H> {
             }
             mlst.push(';');
         }
-        let lines = [
-            " EPRT",
-            " EPSV",
-            " HOST",
-            " MDTM",
-            &mlst,
-            " PASV",
-            " REST STREAM",
-            " SIZE",
-            " TVFS",
-            " UTF8",
-        ];
+        let tls = self.tls_features();
+        // Sorted, as clients read them: AUTH TLS first, PBSZ, PROT after PASV.
+        let lines = tls.iter().take(tls.len().saturating_sub(2)).copied();
+        let lines = lines.chain([" EPRT", " EPSV", " HOST", " MDTM", &mlst, " PASV"]);
+        let lines = lines.chain(tls.iter().rev().take(2).rev().copied());
+        let lines = lines.chain([" REST STREAM", " SIZE", " TVFS", " UTF8"]);
         reply::multi(&mut self.out, Code::SystemStatus, "Features:", lines, "End");
     }
 
     fn help(&mut self) {
+        let tls: &[&str] = if self.config.tls.enabled() {
+            &command::TLS_VERBS
+        } else {
+            &[]
+        };
         let lines: Vec<String> = command::VERBS
             .chunks(12)
+            .chain(Some(tls).filter(|t| !t.is_empty()))
             .map(|row| row.iter().map(|v| format!(" {v:<4}")).collect::<String>())
             .collect();
         reply::multi(

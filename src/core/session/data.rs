@@ -5,7 +5,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use super::{Action, DataConn, DataOut, Handles, Record, Session, Source, TransferError};
+use super::TransferError;
+use super::{Action, DataConn, DataOut, Handles, Record, Session, Source, TlsFailure};
 use super::{TransferKind, TransferRecord};
 use crate::core::clock::Now;
 use crate::core::proto::addr;
@@ -239,6 +240,22 @@ impl<H: Handles> Session<H> {
                 Code::LocalError,
                 "Write error; nothing was stored.",
                 "write-error",
+            ),
+            // vsftpd's answer: what FTPS clients know to read.
+            Err(TransferError::Tls(TlsFailure::NotResumed)) => (
+                Code::NetProtocol,
+                "TLS on the data connection must resume the control connection's session; refused.",
+                "tls-not-resumed",
+            ),
+            Err(TransferError::Tls(TlsFailure::Handshake)) => (
+                Code::CantOpenData,
+                "TLS handshake on the data connection failed.",
+                "tls-handshake",
+            ),
+            Err(TransferError::Tls(TlsFailure::Broken)) => (
+                Code::TransferAborted,
+                "TLS error on the data connection; transfer aborted.",
+                "tls-error",
             ),
         };
         if let Ok(n) = result

@@ -11,11 +11,12 @@ mod host;
 mod listing;
 mod messages;
 mod pending;
+mod tls;
 mod upload;
 
 pub use action::{
     Action, Created, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record,
-    Source, TransferError, TransferKind, TransferRecord, Tree, UploadName,
+    Source, TlsFailure, TransferError, TransferKind, TransferRecord, Tree, UploadName,
 };
 pub use upload::{NAME_MAX, name_allowed};
 
@@ -28,6 +29,7 @@ use self::data::Data;
 use self::listing::Listing;
 use self::messages::Shown;
 use self::pending::Pending;
+use self::tls::Security;
 use self::upload::Uploading;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
@@ -94,6 +96,8 @@ pub struct Session<H: Handles> {
     rest: u64,
     facts: Facts,
     epsv_all: bool,
+    /// FTPS: whether the control connection is protected, PBSZ, PROT.
+    security: Security,
     data: Data,
     idle_deadline: Instant,
     /// The time of the last event, for work resumed by `consume_output`.
@@ -130,6 +134,7 @@ impl<H: Handles> Session<H> {
             rest: 0,
             facts: Facts::all(),
             epsv_all: false,
+            security: Security::default(),
             data: Data::None,
             last_now: now,
             next_fs_id: 0,
@@ -139,13 +144,19 @@ impl<H: Handles> Session<H> {
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
+        // Implicit TLS: the greeting already goes inside it.
+        s.start_implicit_tls();
         s.greet();
         s
     }
 
     /// Bytes read from the control connection.
     pub fn on_control(&mut self, input: &[u8], now: Now) {
-        if self.closed {
+        if self.closed || self.tls_starting() {
+            // After AUTH TLS, nothing sent in clear is a command.
+            return;
+        }
+        if self.tls_early_input(input) {
             return;
         }
         self.input.feed(input);
@@ -179,6 +190,7 @@ impl<H: Handles> Session<H> {
     /// `n` bytes of [`Session::output`] were written.
     pub fn consume_output(&mut self, n: usize) {
         self.data_announced(n);
+        self.tls_announced(n);
         self.out.drain(..n.min(self.out.len()));
         if self.out.is_empty() {
             // An idle session holds no buffers: thousands of them wait.
@@ -325,7 +337,7 @@ impl<H: Handles> Session<H> {
             let Some(line) = self.input.peek() else {
                 break;
             };
-            if self.out.len() >= OUTPUT_HIGH_WATER {
+            if self.out.len() >= OUTPUT_HIGH_WATER || self.tls_starting() {
                 break;
             }
             if self.busy() {
@@ -360,6 +372,9 @@ impl<H: Handles> Session<H> {
         if self.login != Login::LoggedIn && !cmd.allowed_before_login() {
             return self.reply(Code::NotLoggedIn, "Please log in with USER and PASS.");
         }
+        if self.tls_refuses(&cmd) {
+            return;
+        }
         self.execute(cmd, now);
     }
 
@@ -382,8 +397,12 @@ impl<H: Handles> Session<H> {
         if self.closed {
             return;
         }
+        // A STAT listing cut short still ends its multi-line reply, for a
+        // client that only half-closed the connection.
+        if self.listing.take().is_some_and(|l| !l.to_data()) {
+            self.reply(Code::FileStatus, "End of status (cut short).");
+        }
         self.closed = true;
-        self.listing = None;
         if let Some(p) = self.pending.take() {
             self.pending_dropped(p.then, now);
         }

@@ -890,6 +890,25 @@ fn stat_server_and_path() {
     assert_eq!(t.code("STAT nothing\r\n"), 450);
 }
 
+/// A client that half-closes during a STAT listing still gets a whole
+/// reply.
+#[test]
+fn stat_listing_cut_short_ends_its_reply() {
+    let mut t = session();
+    t.login();
+    t.answer = false;
+    assert_eq!(t.send("STAT pub/sub\r\n"), "");
+    let (id, tree, request) = t.held.pop().unwrap();
+    let answer = t.fs.answer(&tree, request);
+    t.s.on_fs(id, answer, t.now);
+    // The first batch is asked for, and does not come.
+    assert_eq!(t.send(""), "213-Status of /pub/sub:\r\n");
+    assert_eq!(t.held.len(), 1);
+    t.s.on_control_eof(t.now);
+    assert_eq!(t.out(), "213 End of status (cut short).\r\n");
+    assert!(t.s.is_closed());
+}
+
 #[test]
 fn bad_input_answered() {
     let mut t = session();
@@ -985,5 +1004,6 @@ fn an_idle_session_is_small() {
 
 /// Banners, welcomes, directory messages and virtual hosts.
 mod messages;
+mod tls;
 /// Uploads into the drop box.
 mod uploads;

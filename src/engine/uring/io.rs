@@ -161,7 +161,7 @@ impl UringIo {
             n if n > 0 => {
                 if let Some(bid) = cqueue::buffer_select(flags) {
                     let input = core.bufs.get(bid, n as usize);
-                    life.session.on_control(input, now);
+                    life.on_input(input, now);
                 }
             }
             0 => life.control_gone(now, false),
@@ -180,7 +180,7 @@ impl UringIo {
         }
         match res {
             n if n > 0 && self.send_farewell => life.wrote_farewell(n as usize),
-            n if n > 0 => life.session.consume_output(n as usize),
+            n if n > 0 => life.wrote(n as usize),
             0 => life.flags |= conn::DEAD,
             _ => life.write_failed(),
         }
@@ -205,7 +205,7 @@ impl conn::Io<Core> for UringIo {
             return;
         }
         let n = out.len().min(SEND_MAX);
-        self.send_farewell = life.session.output().is_empty();
+        self.send_farewell = life.writes_farewell();
         self.out.clear();
         self.out.extend_from_slice(&out[..n]);
         let e = opcode::Send::new(

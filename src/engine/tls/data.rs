@@ -1,0 +1,187 @@
+//! A data connection's TLS: the handshake (which must resume the control
+//! connection's session, or the connection is refused), then the
+//! transfer's bytes sealed on their way to the socket, then a
+//! close_notify, so the client knows the file is whole. Works on the
+//! non-blocking socket directly: rustls keeps what the socket does not
+//! take (at most a few records), and the data path waits for the socket.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use rustls::{HandshakeKind, ServerConfig, ServerConnection};
+
+use super::control::ControlTls;
+use super::{Sock, Token};
+use crate::core::session::{TlsFailure, TransferError};
+
+/// Plaintext sealed per call: a few records, so a turn moves a bounded
+/// amount and rustls holds little.
+const SEAL: usize = 64 * 1024;
+
+/// What the handshake needs next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// Bytes from the client.
+    Read,
+    /// Room in the socket.
+    Write,
+    /// Done, and it resumed the control connection's session.
+    Done,
+}
+
+pub struct DataTls {
+    conn: Box<ServerConnection>,
+    token: Token,
+    /// The handshake is done and resumed the control connection's session.
+    verified: bool,
+    /// close_notify queued.
+    closing: bool,
+}
+
+impl DataTls {
+    pub fn new(config: Arc<ServerConfig>, token: Token) -> Result<DataTls, TransferError> {
+        let mut conn =
+            ServerConnection::new(config).map_err(|_| TransferError::Tls(TlsFailure::Handshake))?;
+        // Tickets this connection issues bind to the same control
+        // connection: a client may resume from them next time.
+        conn.set_resumption_data(&token);
+        Ok(DataTls {
+            conn: Box::new(conn),
+            token,
+            verified: false,
+            closing: false,
+        })
+    }
+
+    /// Drives the handshake as far as the socket allows. A handshake that
+    /// completes without resuming the control connection's session (its
+    /// token in the ticket) is refused.
+    pub fn handshake(&mut self, sock: &TcpStream) -> Result<Handshake, TransferError> {
+        if self.verified {
+            return Ok(Handshake::Done);
+        }
+        let fail = TransferError::Tls(TlsFailure::Handshake);
+        // Bounded: each round reads or writes something, or returns.
+        for _ in 0..64 {
+            if !self.flush(sock).map_err(|_| fail_handshake())? {
+                return Ok(Handshake::Write);
+            }
+            if !self.conn.is_handshaking() {
+                // The configuration's tickets and cache are this control
+                // connection's own (`ServerTls::session_config`): resumed
+                // means resumed from it. TLS 1.3 says so twice.
+                let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
+                    && self
+                        .conn
+                        .received_resumption_data()
+                        .is_none_or(|d| d == &self.token[..]);
+                if !resumed {
+                    return Err(TransferError::Tls(TlsFailure::NotResumed));
+                }
+                self.verified = true;
+                return Ok(Handshake::Done);
+            }
+            match self.conn.read_tls(&mut Sock(sock)) {
+                Ok(0) => return Err(fail),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Handshake::Read),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(fail),
+            }
+            if self.conn.process_new_packets().is_err() {
+                // The alert goes out if the socket takes it.
+                let _ = self.flush(sock);
+                return Err(fail);
+            }
+        }
+        Ok(Handshake::Write)
+    }
+
+    /// Reads what the client sent during the transfer, without waiting:
+    /// an alert or corrupt record ends the transfer; a close_notify (the
+    /// client gave up) too; anything else is dropped.
+    pub fn check_input(&mut self, sock: &TcpStream) -> Result<(), TransferError> {
+        let broken = || TransferError::Tls(TlsFailure::Broken);
+        match self.conn.read_tls(&mut Sock(sock)) {
+            Ok(0) => return Ok(()), // EOF: the next send says more
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(TransferError::Connection(e)),
+        }
+        let state = self.conn.process_new_packets().map_err(|_| broken())?;
+        let mut sink = [0u8; 1024];
+        for _ in 0..16 {
+            match self.conn.reader().read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        if state.peer_has_closed() {
+            return Err(TransferError::Connection(
+                io::ErrorKind::ConnectionAborted.into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends what rustls holds: `Ok(true)` once it is all gone.
+    pub fn flush(&mut self, sock: &TcpStream) -> Result<bool, TransferError> {
+        for _ in 0..64 {
+            if !self.conn.wants_write() {
+                return Ok(true);
+            }
+            match self.conn.write_tls(&mut Sock(sock)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(TransferError::Connection(e)),
+            }
+        }
+        Ok(!self.conn.wants_write())
+    }
+
+    /// Seals some of `buf` and sends what the socket takes: `Ok(None)`
+    /// when the socket is full (nothing of `buf` was taken), else how
+    /// much of `buf` was taken.
+    pub fn send(&mut self, sock: &TcpStream, buf: &[u8]) -> Result<Option<usize>, TransferError> {
+        if !self.flush(sock)? {
+            return Ok(None);
+        }
+        let n = self
+            .conn
+            .writer()
+            .write(&buf[..buf.len().min(SEAL)])
+            .map_err(TransferError::Connection)?;
+        self.flush(sock)?;
+        Ok(Some(n))
+    }
+
+    /// Everything was sent: close TLS. `Ok(true)` once the close_notify
+    /// and all before it are on their way.
+    pub fn finish(&mut self, sock: &TcpStream) -> Result<bool, TransferError> {
+        if !self.closing {
+            self.closing = true;
+            self.conn.send_close_notify();
+        }
+        self.flush(sock)
+    }
+}
+
+/// The TLS a transfer's data connection needs: none in clear (PROT C),
+/// else one that must resume `control`'s session.
+pub fn for_transfer(
+    protect: bool,
+    control: Option<&ControlTls>,
+) -> Result<Option<Box<DataTls>>, TransferError> {
+    if !protect {
+        return Ok(None);
+    }
+    let (config, token) = control.ok_or_else(fail_handshake)?.for_data();
+    Ok(Some(Box::new(DataTls::new(config, token)?)))
+}
+
+fn fail_handshake() -> TransferError {
+    TransferError::Tls(TlsFailure::Handshake)
+}

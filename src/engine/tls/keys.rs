@@ -1,0 +1,289 @@
+//! The server's certificate and key, and the rustls configuration every
+//! session shares. The files are read before the chroot and privilege
+//! drop (the key is often readable by root only); a reload replaces the
+//! configuration whole, for new TLS sessions, while sessions in progress
+//! keep the one they started with. Tickets and the session cache outlive
+//! a reload, so a data connection still resumes its control connection's
+//! session across one.
+
+use std::io::{self, Read};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::{ServerConfig, version};
+
+use super::Token;
+use crate::setup::options::TlsFiles;
+
+/// The largest certificate chain or key file read: far more than any
+/// real chain, and a bound on what a wrong path can cost.
+const MAX_PEM: u64 = 1 << 20;
+
+/// TLS 1.2 sessions remembered by id, for clients that resume without
+/// tickets (TLS 1.3 and ticket-using clients cost the server nothing).
+const SESSION_CACHE: usize = 4096;
+
+/// The contents of the certificate and key files.
+#[derive(Clone)]
+pub struct Pem {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        write!(f, "Pem({} + {} bytes)", self.cert.len(), self.key.len())
+    }
+}
+
+impl Pem {
+    /// Reads both files; the error names the file.
+    pub fn read(files: &TlsFiles) -> Result<Pem, String> {
+        let read = |p: &std::path::Path| {
+            read_bounded(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        Ok(Pem {
+            cert: read(&files.cert)?,
+            key: read(&files.key)?,
+        })
+    }
+}
+
+fn read_bounded(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_PEM + 1)
+        .read_to_end(&mut data)?;
+    if data.len() as u64 > MAX_PEM {
+        return Err(io::Error::other("larger than 1 MiB"));
+    }
+    Ok(data)
+}
+
+/// The server's TLS: what every session's TLS starts from.
+#[derive(Debug)]
+pub struct ServerTls {
+    current: RwLock<Arc<ServerConfig>>,
+    provider: Arc<CryptoProvider>,
+    ticketer: Arc<dyn ProducesTickets>,
+    cache: Arc<dyn StoresServerSessions>,
+}
+
+impl ServerTls {
+    /// The configuration for this certificate and key; the error says
+    /// what is wrong with them.
+    pub fn new(pem: &Pem) -> Result<ServerTls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| format!("cannot make TLS tickets: {e}"))?;
+        let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(SESSION_CACHE);
+        let config = build(pem, &provider, &ticketer, &cache)?;
+        Ok(ServerTls {
+            current: RwLock::new(Arc::new(config)),
+            provider,
+            ticketer,
+            cache,
+        })
+    }
+
+    /// The configuration new TLS sessions start with.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the certificate and key for new TLS sessions; on an error
+    /// the old ones stay.
+    pub fn reload(&self, pem: &Pem) -> Result<(), String> {
+        let config = Arc::new(build(pem, &self.provider, &self.ticketer, &self.cache)?);
+        match self.current.write() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        Ok(())
+    }
+
+    /// The configuration of one control connection and its data
+    /// connections: the server's, with tickets and cached sessions bound
+    /// to `token`, so that a data connection can resume this control
+    /// connection's TLS session and no other (TLS 1.2 session ids and
+    /// tickets, TLS 1.3 tickets alike).
+    pub fn session_config(&self, token: Token) -> Arc<ServerConfig> {
+        let mut config = (*self.config()).clone();
+        config.ticketer = Arc::new(BoundTickets {
+            inner: Arc::clone(&self.ticketer),
+            token,
+        });
+        config.session_storage = Arc::new(BoundCache {
+            inner: Arc::clone(&self.cache),
+            token,
+        });
+        Arc::new(config)
+    }
+
+    /// A fresh random token for a control connection; `None` when the
+    /// system's generator fails (then it cannot make keys either).
+    pub fn token(&self) -> Option<Token> {
+        let mut t = Token::default();
+        self.provider.secure_random.fill(&mut t).ok()?;
+        Some(t)
+    }
+}
+
+/// The server's tickets, carrying a control connection's token: one
+/// that does not carry it is not accepted.
+#[derive(Debug)]
+struct BoundTickets {
+    inner: Arc<dyn ProducesTickets>,
+    token: Token,
+}
+
+impl ProducesTickets for BoundTickets {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut bound = Vec::with_capacity(self.token.len() + plain.len());
+        bound.extend_from_slice(&self.token);
+        bound.extend_from_slice(plain);
+        self.inner.encrypt(&bound)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let plain = self.inner.decrypt(cipher)?;
+        plain.strip_prefix(&self.token[..]).map(<[u8]>::to_vec)
+    }
+}
+
+/// The server's session cache, seen through a control connection's
+/// token: its entries are its own.
+#[derive(Debug)]
+struct BoundCache {
+    inner: Arc<dyn StoresServerSessions>,
+    token: Token,
+}
+
+impl BoundCache {
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        [&self.token[..], key].concat()
+    }
+}
+
+impl StoresServerSessions for BoundCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(self.key(&key), value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(&self.key(key))
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.take(&self.key(key))
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+/// A server configuration: TLS 1.3 and 1.2 with the provider's default
+/// suites (AEAD only, ECDHE only: no CBC, no RSA key exchange), tickets
+/// for resumption, no client certificates.
+fn build(
+    pem: &Pem,
+    provider: &Arc<CryptoProvider>,
+    ticketer: &Arc<dyn ProducesTickets>,
+    cache: &Arc<dyn StoresServerSessions>,
+) -> Result<ServerConfig, String> {
+    let chain = CertificateDer::pem_slice_iter(&pem.cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate file: {e}"))?;
+    if chain.is_empty() {
+        return Err("certificate file: no certificate in it".to_owned());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem.key)
+        .map_err(|e| format!("key file: no private key in it ({e})"))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    config.ticketer = Arc::clone(ticketer);
+    config.session_storage = Arc::clone(cache);
+    Ok(config)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `localhost`, as PEM.
+    pub(crate) fn self_signed() -> Pem {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        Pem {
+            cert: cert.pem().into_bytes(),
+            key: key.serialize_pem().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn good_and_bad_files() {
+        let pem = self_signed();
+        let tls = ServerTls::new(&pem).unwrap();
+        assert_ne!(tls.token().unwrap(), tls.token().unwrap());
+        let other = self_signed();
+        let mismatched = Pem {
+            cert: pem.cert.clone(),
+            key: other.key.clone(),
+        };
+        assert!(ServerTls::new(&mismatched).is_err());
+        assert!(tls.reload(&mismatched).is_err());
+        let empty = Pem {
+            cert: Vec::new(),
+            key: pem.key.clone(),
+        };
+        assert!(
+            ServerTls::new(&empty)
+                .unwrap_err()
+                .contains("no certificate")
+        );
+        let nokey = Pem {
+            cert: pem.cert.clone(),
+            key: b"junk".to_vec(),
+        };
+        assert!(ServerTls::new(&nokey).unwrap_err().contains("key file"));
+        // Tickets of one control connection are not another's.
+        let (a, b) = (
+            tls.session_config(tls.token().unwrap()),
+            tls.session_config(tls.token().unwrap()),
+        );
+        let ticket = a.ticketer.encrypt(b"state").unwrap();
+        assert_eq!(a.ticketer.decrypt(&ticket).unwrap(), b"state");
+        assert_eq!(b.ticketer.decrypt(&ticket), None);
+        assert!(a.session_storage.put(b"id".to_vec(), b"v".to_vec()));
+        assert_eq!(a.session_storage.get(b"id").unwrap(), b"v");
+        assert_eq!(b.session_storage.get(b"id"), None);
+        // A reload with another good pair works and leaves tickets alone.
+        let before = tls.config();
+        tls.reload(&other).unwrap();
+        assert!(!Arc::ptr_eq(&before, &tls.config()));
+        assert!(format!("{pem:?}").starts_with("Pem("));
+    }
+}
