@@ -113,6 +113,24 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         .max_sessions
         .unwrap_or_else(|| nofile::default_max_sessions(nofile, threads));
 
+    // The upload hook's helper: forked while this is the only thread,
+    // before the chroot, and before the TLS key is read (the process
+    // that runs hooks never holds it).
+    let hook = match &args.session.uploads {
+        Some(u) => {
+            let syslog = args.session.log == LogTo::Syslog;
+            crate::setup::uploads::hook(&root_dir, u, target.as_ref(), move || {
+                let log = if syslog {
+                    Logger::syslog(NAME).unwrap_or_else(|_| Logger::discard())
+                } else {
+                    Logger::stderr(NAME)
+                };
+                log.with_backlog(LOG_BACKLOG)
+            })?
+        }
+        None => None,
+    };
+
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
         Some(files) => Some(Arc::new(crate::setup::tls::load(files)?)),
@@ -153,23 +171,6 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         .first()
         .map(|s| s.iter().filter_map(|l| l.local_addr().ok()).collect())
         .unwrap_or_default();
-
-    // The upload hook's helper: forked while this is the only thread,
-    // before the chroot.
-    let hook = match &args.session.uploads {
-        Some(u) => {
-            let syslog = args.session.log == LogTo::Syslog;
-            crate::setup::uploads::hook(&root_dir, u, target.as_ref(), move || {
-                let log = if syslog {
-                    Logger::syslog(NAME).unwrap_or_else(|_| Logger::discard())
-                } else {
-                    Logger::stderr(NAME)
-                };
-                log.with_backlog(LOG_BACKLOG)
-            })?
-        }
-        None => None,
-    };
 
     // Read before the chroot hides /proc.
     crate::engine::net::ephemeral_ports();
