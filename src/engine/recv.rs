@@ -8,6 +8,8 @@
 //! its client with nothing received (a few bytes wait in a buffer until
 //! more come, the end, or the data timeout). Bounded per turn like copied
 //! sends ([`COPY_BUDGET`]: every byte is copied once in the worker).
+//! Under PROT P the bytes are TLS's plaintext ([`DataTls::receive`]), and
+//! the end of the data is the client's close_notify, not the socket's.
 
 use std::fs::File;
 use std::io;
@@ -19,6 +21,7 @@ use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
 use super::mover::{Mover, Tag};
+use super::tls::data::DataTls;
 use super::xfer::{COPY_BUDGET, Step};
 use crate::core::session::TransferError;
 
@@ -77,25 +80,13 @@ impl Recv {
         self.stored
     }
 
-    /// Receives and writes until the socket has nothing, a write must
-    /// complete first, the data is all written, or [`COPY_BUDGET`] bytes
-    /// came in this call.
+    /// Receives (through `tls` when there is one, its handshake done) and
+    /// writes until the socket has nothing, a write must complete first,
+    /// the data is all written, or [`COPY_BUDGET`] bytes came in this call.
     pub fn run<M: Mover>(
         &mut self,
         sock: &TcpStream,
-        mover: &mut M,
-        mx: &mut M::Xfer,
-        tag: Tag,
-    ) -> Step {
-        match self.steps(sock, mover, mx, tag) {
-            Ok(step) => step,
-            Err(e) => Step::Fail(e),
-        }
-    }
-
-    fn steps<M: Mover>(
-        &mut self,
-        sock: &TcpStream,
+        mut tls: Option<&mut DataTls>,
         mover: &mut M,
         mx: &mut M::Xfer,
         tag: Tag,
@@ -120,9 +111,9 @@ impl Recv {
                 self.write(mover, mx, tag);
             }
             if self.received >= limit {
-                return Ok(Step::Readable);
+                return Ok(for_input(tls));
             }
-            match self.receive(sock)? {
+            match self.receive(sock, tls.as_deref_mut())? {
                 Some(0) => {
                     self.eof = true;
                     if std::mem::take(&mut self.held_cr) {
@@ -145,19 +136,35 @@ impl Recv {
                             self.write(mover, mx, tag);
                         }
                     }
-                    return Ok(Step::Readable);
+                    return Ok(for_input(tls));
                 }
             }
         }
     }
 
-    /// Reads what the socket has into the filling buffer: `Some(0)` at the
-    /// end of the data, `None` when there is nothing now.
-    fn receive(&mut self, sock: &TcpStream) -> Result<Option<usize>, TransferError> {
+    /// Reads what the socket (or TLS) has into the filling buffer:
+    /// `Some(0)` at the end of the data, `None` when there is nothing now.
+    fn receive(
+        &mut self,
+        sock: &TcpStream,
+        tls: Option<&mut DataTls>,
+    ) -> Result<Option<usize>, TransferError> {
         if self.filling.capacity() == 0 {
             self.filling = self.spare.take().unwrap_or_default();
             self.filling.clear();
             self.filling.reserve(CHUNK);
+        }
+        if let Some(t) = tls {
+            // At least one byte: the buffer is written once it holds CHUNK.
+            let room = CHUNK.saturating_sub(self.filling.len()).max(1);
+            let (ascii, held, filling) = (self.ascii, &mut self.held_cr, &mut self.filling);
+            return t.receive(sock, room, |plain| {
+                if ascii {
+                    *held = from_crlf(plain, *held, filling);
+                } else {
+                    filling.extend_from_slice(plain);
+                }
+            });
         }
         if self.ascii {
             let mut raw = [MaybeUninit::<u8>::uninit(); ASCII_READ];
@@ -202,6 +209,19 @@ impl Recv {
             self.spare = Some(buf);
         }
         Ok(())
+    }
+}
+
+/// How to wait for more of the upload: until the socket is readable,
+/// unless TLS holds input already (plaintext, or the close_notify), which
+/// would never make it so (the client may have sent everything and wait
+/// for our close_notify): then until it is writable, which is at once (an
+/// upload sends next to nothing), as a spent turn of a download does.
+fn for_input(tls: Option<&mut DataTls>) -> Step {
+    if tls.is_some_and(|t| t.holds_input()) {
+        Step::Blocked
+    } else {
+        Step::Readable
     }
 }
 

@@ -143,10 +143,10 @@ impl<M: Mover> Xfer<M> {
         tag: Tag,
     ) -> Step {
         if let Src::Upload(r) = &mut self.src {
-            let step = r.run(sock, mover, &mut self.mover, tag);
+            let step = receive(r, &mut self.tls, sock, mover, &mut self.mover, tag);
             // Progress is what the client sent.
             self.sent = r.received;
-            return step;
+            return step.unwrap_or_else(Step::Fail);
         }
         match self.steps(sock, session, mover, tag) {
             Ok(step) => step,
@@ -280,6 +280,34 @@ impl<M: Mover> Xfer<M> {
         }
         Ok(true)
     }
+}
+
+/// An upload's turn. Over TLS: its handshake first, as for a download;
+/// and once every byte is written (the client's close_notify came), the
+/// server's close_notify, on a best-effort basis: the data is whole
+/// whatever becomes of it (a client may close without waiting for it).
+fn receive<M: Mover>(
+    r: &mut Recv,
+    tls: &mut Option<Box<DataTls>>,
+    sock: &TcpStream,
+    mover: &mut M,
+    mx: &mut M::Xfer,
+    tag: Tag,
+) -> Result<Step, TransferError> {
+    if let Some(t) = tls {
+        match t.handshake(sock)? {
+            Handshake::Read => return Ok(Step::Readable),
+            Handshake::Write => return Ok(Step::Blocked),
+            Handshake::Done => {}
+        }
+    }
+    let step = r.run(sock, tls.as_deref_mut(), mover, mx, tag)?;
+    if let (Step::Done, Some(t)) = (&step, tls)
+        && let Ok(false) = t.finish(sock)
+    {
+        return Ok(Step::Blocked);
+    }
+    Ok(step)
 }
 
 /// One non-blocking send, through TLS if there is one: `Ok(None)` when

@@ -446,7 +446,7 @@ pub fn session(data: &[u8]) {
                     d.connected = false;
                     let how = take(1).first().copied().unwrap_or(0);
                     let e = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-                    let result = match how % 11 {
+                    let result = match how % 12 {
                         0 => Ok(d.sent),
                         1 => Err(TransferError::Connect(e())),
                         2 => Err(TransferError::Connection(e())),
@@ -457,6 +457,7 @@ pub fn session(data: &[u8]) {
                         7 => Err(TransferError::Tls(TlsFailure::NotResumed)),
                         8 => Err(TransferError::Tls(TlsFailure::Handshake)),
                         9 => Err(TransferError::Tls(TlsFailure::Broken)),
+                        10 => Err(TransferError::Tls(TlsFailure::Truncated)),
                         _ => Err(TransferError::Source(e())),
                     };
                     s.on_transfer_done(result, now);

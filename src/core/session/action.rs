@@ -262,6 +262,10 @@ pub enum TlsFailure {
     Handshake,
     /// A TLS error after the handshake (an alert, a corrupt record).
     Broken,
+    /// An upload's data connection ended without the client's
+    /// close_notify: the data may have been cut short by anyone who can
+    /// send a TCP FIN (RFC 4217 §9, a truncation attack).
+    Truncated,
 }
 
 /// A log record: session start and end, and one per transfer.

@@ -257,6 +257,11 @@ impl<H: Handles> Session<H> {
                 "TLS error on the data connection; transfer aborted.",
                 "tls-error",
             ),
+            Err(TransferError::Tls(TlsFailure::Truncated)) => (
+                Code::TransferAborted,
+                "Data connection closed without TLS close_notify (truncated?); nothing was stored.",
+                "tls-truncated",
+            ),
         };
         if let Ok(n) = result
             && let Data::Transfer(t) = &mut self.data

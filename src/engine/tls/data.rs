@@ -1,11 +1,14 @@
 //! A data connection's TLS: the handshake (which must resume the control
 //! connection's session, or the connection is refused), then the
 //! transfer's bytes sealed on their way to the socket, then a
-//! close_notify, so the client knows the file is whole. Works on the
+//! close_notify, so the client knows the file is whole. An upload the
+//! other way: opened from the socket, and whole only once the client's
+//! close_notify came (RFC 4217 §9 leaves the end of the data to TLS: a
+//! TCP FIN alone may be forged, a truncation attack). Works on the
 //! non-blocking socket directly: rustls keeps what the socket does not
 //! take (at most a few records), and the data path waits for the socket.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
@@ -124,6 +127,70 @@ impl DataTls {
             ));
         }
         Ok(())
+    }
+
+    /// Receives an upload's bytes: hands `sink` at most `max` bytes of
+    /// plaintext (never none, unless `max` is 0), and says how many:
+    /// `Ok(Some(0))` once the client closed TLS with its close_notify (the
+    /// data is complete), `Ok(None)` when the socket has nothing now. A
+    /// connection that ends without a close_notify is truncated
+    /// (`TlsFailure::Truncated`): the upload is not whole.
+    pub fn receive(
+        &mut self,
+        sock: &TcpStream,
+        max: usize,
+        sink: impl FnOnce(&[u8]),
+    ) -> Result<Option<usize>, TransferError> {
+        let broken = || TransferError::Tls(TlsFailure::Broken);
+        // Bounded: each round hands over plaintext, reads the socket, or
+        // returns.
+        for _ in 0..64 {
+            let mut reader = self.conn.reader();
+            match reader.fill_buf() {
+                // The close_notify came, and all before it was read.
+                Ok([]) => return Ok(Some(0)),
+                Ok(plain) => {
+                    let n = plain.len().min(max);
+                    sink(&plain[..n]);
+                    reader.consume(n);
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // EOF without a close_notify.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(TransferError::Tls(TlsFailure::Truncated));
+                }
+                Err(_) => return Err(broken()),
+            }
+            match self.conn.read_tls(&mut Sock(sock)) {
+                // Ok(0): the socket's EOF, which rustls notes (the reader
+                // says whether a close_notify came before it).
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(TransferError::Connection(e)),
+            }
+            if self.conn.process_new_packets().is_err() {
+                // The alert goes out if the socket takes it.
+                let _ = self.flush(sock);
+                return Err(broken());
+            }
+            // What TLS itself has to say (a KeyUpdate's answer), if the
+            // socket takes it now; else it waits for the next flush. A
+            // failure here shows on the next read.
+            let _ = self.flush(sock);
+        }
+        Ok(None)
+    }
+
+    /// Whether [`DataTls::receive`] has something to say without reading
+    /// the socket: plaintext, the close_notify, or the end of the
+    /// connection, already read.
+    pub fn holds_input(&mut self) -> bool {
+        !matches!(
+            self.conn.reader().fill_buf(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
     }
 
     /// Sends what rustls holds: `Ok(true)` once it is all gone.

@@ -3,7 +3,7 @@
 //! the commit before the 226, and the write-only rule.
 
 use super::*;
-use crate::core::config::Uploads;
+use crate::core::config::{TlsPolicy, Uploads};
 use crate::core::memfs::MemUpload;
 use crate::core::meta::FsError;
 
@@ -64,6 +64,39 @@ impl T {
         assert_eq!(self.fs.contents(path), None, "{path} was stored");
         assert_eq!(self.fs.staged(), 0, "an upload was left staged");
     }
+}
+
+/// `--tls required`: an upload in clear is refused as a download is
+/// (521, before anything is created); under PROT P it starts, and its
+/// data connection is protected.
+#[test]
+fn tls_required_refuses_clear_uploads() {
+    let config = SessionConfig {
+        tls: TlsPolicy::Required,
+        ..uploads_config()
+    };
+    let mut t = session_with(config, "127.0.0.1:21", "127.0.0.1:40000");
+    t.fs.dir("incoming", 0o733);
+    t.fs.incoming("/incoming");
+    t.s.on_control(b"AUTH TLS\r\n", t.now);
+    t.run();
+    let n = t.s.output().len();
+    t.s.consume_output(n);
+    let switched = t.actions();
+    assert!(
+        switched
+            .iter()
+            .any(|a| matches!(a, Action::StartTls { .. }))
+    );
+    t.login();
+    assert_eq!(t.code("STOR /incoming/clear\r\n"), 521);
+    assert_eq!(t.code("STOU /incoming/clear\r\n"), 521);
+    assert!(t.transfer().is_none());
+    assert!(t.actions().is_empty(), "something was asked for");
+    assert_eq!(t.code("PBSZ 0\r\n"), 200);
+    assert_eq!(t.code("PROT P\r\n"), 200);
+    t.start_upload("STOR /incoming/private");
+    assert!(t.s.data_protected());
 }
 
 #[test]
@@ -234,7 +267,7 @@ fn a_name_being_uploaded_is_taken() {
 #[test]
 fn every_failure_leaves_nothing() {
     type Fail = fn(&mut T);
-    let cases: [(&str, Fail, &str, &str); 7] = [
+    let cases: [(&str, Fail, &str, &str); 9] = [
         (
             "abor",
             |t| t.s.on_control(b"ABOR\r\n", t.now),
@@ -270,6 +303,25 @@ fn every_failure_leaves_nothing() {
             },
             "451",
             "write-error",
+        ),
+        (
+            // PROT P: the data connection closed without close_notify.
+            "tls truncated",
+            |t| {
+                let e = TransferError::Tls(TlsFailure::Truncated);
+                t.s.on_transfer_done(Err(e), t.now)
+            },
+            "426",
+            "tls-truncated",
+        ),
+        (
+            "tls broken",
+            |t| {
+                let e = TransferError::Tls(TlsFailure::Broken);
+                t.s.on_transfer_done(Err(e), t.now)
+            },
+            "426",
+            "tls-error",
         ),
         (
             "stalled",
