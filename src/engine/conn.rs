@@ -479,7 +479,7 @@ impl<M: Mover, I> Conn<M, I> {
             }
             Action::Transfer { conn, source } => {
                 let protect = life.session.data_protected();
-                match tls_data::for_transfer(protect, life.tls.as_deref()) {
+                match tls_data::for_transfer(protect, life.tls.as_deref(), &source) {
                     Ok(tls) => {
                         life.data.protect(tls);
                         life.data

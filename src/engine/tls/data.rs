@@ -16,7 +16,8 @@ use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
 use super::control::ControlTls;
 use super::{Sock, Token};
-use crate::core::session::{TlsFailure, TransferError};
+use crate::core::session::{Source, TlsFailure, TransferError};
+use crate::fs::exec::Real;
 
 /// Plaintext sealed per call: a few records, so a turn moves a bounded
 /// amount and rustls holds little.
@@ -46,8 +47,9 @@ impl DataTls {
     pub fn new(config: Arc<ServerConfig>, token: Token) -> Result<DataTls, TransferError> {
         let mut conn =
             ServerConnection::new(config).map_err(|_| TransferError::Tls(TlsFailure::Handshake))?;
-        // Tickets this connection issues bind to the same control
-        // connection: a client may resume from them next time.
+        // Tickets this connection issues (downloads and listings) bind
+        // to the same control connection: a client may resume from them
+        // next time.
         conn.set_resumption_data(&token);
         Ok(DataTls {
             conn: Box::new(conn),
@@ -238,14 +240,27 @@ impl DataTls {
 
 /// The TLS a transfer's data connection needs: none in clear (PROT C),
 /// else one that must resume `control`'s session.
+///
+/// An upload's sends no TLS 1.3 tickets. They would come after the
+/// handshake, when the client only writes: a client that closes its
+/// socket with them unread makes its kernel answer with a reset, which
+/// throws away what it had not sent yet (lftp does this; the upload was
+/// then cut short, and rightly refused). The client resumes from the
+/// control connection's tickets anyway.
 pub fn for_transfer(
     protect: bool,
     control: Option<&ControlTls>,
+    source: &Source<Real>,
 ) -> Result<Option<Box<DataTls>>, TransferError> {
     if !protect {
         return Ok(None);
     }
-    let (config, token) = control.ok_or_else(fail_handshake)?.for_data();
+    let (mut config, token) = control.ok_or_else(fail_handshake)?.for_data();
+    if matches!(source, Source::Upload { .. }) {
+        let mut quiet = (*config).clone();
+        quiet.send_tls13_tickets = 0;
+        config = Arc::new(quiet);
+    }
     Ok(Some(Box::new(DataTls::new(config, token)?)))
 }
 
