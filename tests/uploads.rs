@@ -5,7 +5,8 @@
 //! no temporary left), two sessions racing for one name, the upload hook,
 //! a full disk (a 1 MiB tmpfs, mounted by the test: root only, it fails
 //! otherwise), and real clients (curl -T, lftp put and mput, Python's
-//! ftplib).
+//! ftplib), in clear and over FTPS (PROT P; a TLS data connection cut
+//! without its close_notify stores nothing).
 
 #[macro_use]
 mod common;
@@ -41,6 +42,10 @@ server_tests!(
     curl_put,
     lftp_put_and_mput,
     python_ftplib_storbinary,
+    tls_curl_put,
+    tls_ftplib_storbinary,
+    tls_truncated_upload_leaves_nothing,
+    tls_lftp_put,
 );
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -49,9 +54,15 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// user, as an operator sets one up) and an operator-made `incoming/sub`,
 /// and a server taking uploads there with `opts` added.
 fn drop_box(kind: Kind, opts: Opts) -> (Tree, Server) {
+    drop_box_with(kind, |_| opts)
+}
+
+/// [`drop_box`], with options that need the tree (files beside it).
+fn drop_box_with(kind: Kind, opts: impl FnOnce(&Tree) -> Opts) -> (Tree, Server) {
     let tree = Tree::new();
     make_drop_box(&tree.root.join("incoming"));
     make_drop_box(&tree.root.join("incoming/sub"));
+    let opts = opts(&tree);
     let opts = Opts {
         args: ["--incoming", "incoming"]
             .iter()
@@ -847,4 +858,258 @@ fn python_ftplib_storbinary(kind: Kind) {
         check_file(&t, &format!("py-{fam:?}.txt"), b"one\ntwo\n", 0o600);
     }
     holds_only(&t, &["py-V4", "py-V4.txt", "py-V6", "py-V6.txt"]);
+}
+
+// ---------------------------------------------------------------- FTPS
+
+/// A drop box served with FTPS (`--tls MODE`), its self-signed
+/// certificate and key beside the tree, world-readable (ftpd through
+/// setpriv reads them as nobody).
+fn tls_drop_box(kind: Kind, mode: &str) -> (Tree, Server) {
+    drop_box_with(kind, |t| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (t.base.join("cert.pem"), t.base.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        opts()
+            .arg("--tls-cert")
+            .arg(c.to_str().unwrap())
+            .arg("--tls-key")
+            .arg(k.to_str().unwrap())
+            .arg("--tls")
+            .arg(mode)
+    })
+}
+
+/// curl --ssl-reqd -T: AUTH TLS, PROT P, the file through TLS on the
+/// data connection (a few MiB: many records, several write buffers),
+/// stored byte for byte.
+fn tls_curl_put(kind: Kind) {
+    require("curl", "curl");
+    let (t, s) = tls_drop_box(kind, "required");
+    let home = t.scratch("home");
+    let mut names = Vec::new();
+    // Passive only: curl 7.88's active FTPS hangs (its bug 10666).
+    for fam in FAMILIES {
+        let name = format!("curl-tls-{fam:?}");
+        let body = data(3 << 20, 100 + names.len() as u64);
+        let src = t.base.join(&name);
+        std::fs::write(&src, &body).unwrap();
+        let mut c = client_cmd("curl", &home);
+        c.args(["-sS", "-k", "--ssl-reqd", "--max-time", "60", "-g", "-T"])
+            .arg(&src)
+            .arg(url(&s, fam, "incoming/"));
+        run(c, LIMIT).assert_success(&format!("curl --ssl-reqd -T {name}"));
+        check_file(&t, &name, &body, 0o600);
+        names.push(name);
+    }
+    // Without --ssl-reqd, under --tls required: refused, nothing stored.
+    let src = t.base.join("clear");
+    std::fs::write(&src, b"in clear").unwrap();
+    let mut c = client_cmd("curl", &home);
+    c.args(["-sS", "--max-time", "60", "-T"])
+        .arg(&src)
+        .arg(url(&s, Family::V4, "incoming/"));
+    let o: Output = run(c, LIMIT);
+    assert!(!o.status.success(), "a clear upload under --tls required");
+    s.wait_log_line("a TLS upload", |l| {
+        l.contains("kind=stor")
+            && l.contains("path=/incoming/curl-tls-V6")
+            && l.contains("result=ok")
+    });
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    holds_only(&t, &names);
+    s.assert_no_crash();
+}
+
+/// ftplib's FTP_TLS, made to resume the control connection's session on
+/// its data connections (which stock ftplib does not do, and the server
+/// demands): under `--tls required` an upload before PROT P is 521; then
+/// storbinary (passive and active) and storlines (TYPE A) through TLS;
+/// ftplib ends each with `unwrap()`, its close_notify, and waits for the
+/// server's.
+const FTPLIB_TLS: &str = r#"
+import ftplib, io, ssl, sys
+host, port, fam = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host,
+                                            session=self.sock.session)
+            print('DATA', conn.session_reused)
+        return conn, size
+f = Reusing(context=ctx, timeout=30)
+f.connect(host, port)
+f.auth()
+f.login('anonymous', 'x@example.invalid')
+f.cwd('incoming')
+try:
+    f.storbinary('STOR clear-' + fam, io.BytesIO(b'in clear'))
+    print('CLEAR stored')
+except ftplib.error_perm as e:
+    print('CLEAR', str(e)[:3])
+f.prot_p()
+body = bytes((i * 13 + 5) % 251 for i in range(2000000))
+print('BIN', f.storbinary('STOR tls-' + fam, io.BytesIO(body)))
+print('TXT', f.storlines('STOR tls-' + fam + '.txt', io.BytesIO(b'one\ntwo\n')))
+f.set_pasv(False)
+print('ACTIVE', f.storbinary('STOR tls-active-' + fam, io.BytesIO(body[:100000])))
+f.quit()
+"#;
+
+fn tls_ftplib_storbinary(kind: Kind) {
+    require("python3", "python3");
+    let (t, s) = tls_drop_box(kind, "required");
+    let home = t.scratch("home");
+    let body: Vec<u8> = (0..2_000_000u32)
+        .map(|i| ((i * 13 + 5) % 251) as u8)
+        .collect();
+    let mut names = Vec::new();
+    for fam in FAMILIES {
+        let a = s.addr(fam);
+        let mut c = client_cmd("python3", &home);
+        c.arg("-c")
+            .arg(FTPLIB_TLS)
+            .arg(a.ip().to_string())
+            .arg(a.port().to_string())
+            .arg(format!("{fam:?}"));
+        let o = run(c, LIMIT);
+        o.assert_success("python3 ftplib FTP_TLS storbinary");
+        let text = o.stdout_text();
+        assert!(text.contains("CLEAR 521"), "{text}");
+        assert!(
+            !text.contains("DATA False"),
+            "a data connection did not resume: {text}"
+        );
+        assert!(text.contains("BIN 226 "), "{text}");
+        assert!(text.contains("TXT 226 "), "{text}");
+        assert!(text.contains("ACTIVE 226 "), "{text}");
+        check_file(&t, &format!("tls-{fam:?}"), &body, 0o600);
+        check_file(&t, &format!("tls-{fam:?}.txt"), b"one\ntwo\n", 0o600);
+        check_file(&t, &format!("tls-active-{fam:?}"), &body[..100_000], 0o600);
+        for n in ["tls-", "tls-active-"] {
+            names.push(format!("{n}{fam:?}"));
+        }
+        names.push(format!("tls-{fam:?}.txt"));
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    holds_only(&t, &names);
+    s.assert_no_crash();
+}
+
+/// An upload whose TLS data connection ends with a bare TCP FIN, no
+/// close_notify (what a truncation attack looks like, RFC 4217 §9):
+/// 426, nothing stored; the session goes on and a whole upload after it
+/// is stored.
+const TRUNCATED: &str = r#"
+import ftplib, io, os, socket, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+f = ftplib.FTP_TLS(context=ctx, timeout=30)
+f.connect(host, port)
+f.auth()
+f.login('anonymous', 'x@example.invalid')
+f.prot_p()
+f.cwd('incoming')
+f.voidcmd('TYPE I')
+conn = ftplib.FTP.ntransfercmd(f, 'STOR cut.bin')[0]
+s = ctx.wrap_socket(conn, server_hostname=host, session=f.sock.session)
+s.sendall(b'x' * 1000000)
+# The FIN, under TLS: no close_notify goes out.
+raw = socket.socket(fileno=os.dup(s.fileno()))
+raw.shutdown(socket.SHUT_WR)
+raw.settimeout(20)
+try:
+    while raw.recv(1 << 16):
+        pass
+except OSError:
+    pass
+try:
+    reply = f.getresp()
+except ftplib.Error as e:
+    reply = str(e)
+print('REPLY', reply[:3])
+conn = ftplib.FTP.ntransfercmd(f, 'STOR whole.bin')[0]
+s = ctx.wrap_socket(conn, server_hostname=host, session=f.sock.session)
+s.sendall(b'y' * 1000)
+s.unwrap()
+s.close()
+print('AFTER', f.voidresp()[:3])
+f.quit()
+"#;
+
+fn tls_truncated_upload_leaves_nothing(kind: Kind) {
+    require("python3", "python3");
+    let (t, s) = tls_drop_box(kind, "optional");
+    let a = s.addr(Family::V4);
+    let mut c = client_cmd("python3", &t.scratch("home"));
+    c.arg("-c")
+        .arg(TRUNCATED)
+        .arg(a.ip().to_string())
+        .arg(a.port().to_string());
+    let o = run(c, LIMIT);
+    o.assert_success("python3 truncated TLS upload");
+    let text = o.stdout_text();
+    assert!(text.contains("REPLY 426"), "{text}");
+    assert!(text.contains("AFTER 226"), "{text}");
+    s.wait_log_line("the truncated upload", |l| {
+        l.contains("kind=stor")
+            && l.contains("path=/incoming/cut.bin")
+            && l.contains("result=tls-truncated")
+    });
+    check_file(&t, "whole.bin", &[b'y'; 1000], 0o600);
+    holds_only(&t, &["whole.bin"]);
+    s.assert_no_crash();
+}
+
+/// lftp (GnuTLS) with ftp:ssl-force and ftp:ssl-protect-data: put and
+/// mput through TLS. lftp closes its data socket as soon as it has
+/// written the last byte, so anything the server sent that it did not
+/// read (TLS 1.3 tickets, once) turned its close into a reset that threw
+/// away what its kernel still held: the upload came in short.
+fn tls_lftp_put(kind: Kind) {
+    require("lftp", "lftp");
+    let (t, s) = tls_drop_box(kind, "required");
+    let home = t.scratch("home");
+    let src = t.scratch("src");
+    let mut bodies = Vec::new();
+    for (i, n) in ["put-one", "m-a", "m-b"].iter().enumerate() {
+        let body = data(1_000_000 + i * 1000, 70 + i as u64);
+        std::fs::write(src.join(n), &body).unwrap();
+        bodies.push((n.to_string(), body));
+    }
+    let a = s.addr(Family::V4);
+    let script = format!(
+        "set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         set ssl:verify-certificate no; set ftp:passive-mode on; \
+         set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; \
+         open -u anonymous,x ftp://{}:{}; cd incoming; lcd {}; put put-one; mput m-*",
+        a.ip(),
+        a.port(),
+        src.display()
+    );
+    let mut c = client_cmd("lftp", &home);
+    c.arg("-c").arg(script);
+    run(c, LIMIT).assert_success("lftp put and mput over TLS");
+    // lftp retries what fails: every attempt must have been whole.
+    let log = s.log_text();
+    let stors: Vec<&str> = log.lines().filter(|l| l.contains("kind=stor")).collect();
+    assert_eq!(stors.len(), 3, "{log}");
+    assert!(stors.iter().all(|l| l.contains("result=ok")), "{log}");
+    for (n, body) in &bodies {
+        check_file(&t, n, body, 0o600);
+    }
+    holds_only(&t, &["m-a", "m-b", "put-one"]);
+    s.assert_no_crash();
 }
