@@ -6,17 +6,20 @@
 //! An engine supplies only the waiting: it asks [`DataPath::wait`] what to
 //! wait for, and calls [`DataPath::on_ready`] or [`DataPath::on_mover`]
 //! when that has happened, and [`DataPath::resume`] after the session's
-//! other events.
+//! other events (and at [`DataPath::wake_at`], when a bandwidth limit
+//! makes the transfer wait).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Instant;
 
 use super::mover::{Mover, Tag};
 use super::net;
 use super::tls::data::DataTls;
 use super::xfer::{Step, Xfer, finish_socket};
 use crate::core::clock::Now;
+use crate::core::rate::Limiter;
 use crate::core::session::{DataConn, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
@@ -39,6 +42,10 @@ pub enum Wait {
     /// The session: its 150 to be written, or the next piece of a
     /// listing. Engines call [`DataPath::resume`] after session events.
     Session,
+    /// The time: the bandwidth limit allows more at [`DataPath::wake_at`].
+    /// Engines call [`DataPath::resume`] then (it is among the session's
+    /// deadlines, `conn::Life::deadline`).
+    Timer,
 }
 
 enum State<M: Mover> {
@@ -64,10 +71,14 @@ pub struct DataPath<M: Mover> {
     serial: u64,
     generation: u32,
     wait: Wait,
+    /// With [`Wait::Timer`]: when to go on.
+    wake: Option<Instant>,
     /// Connections refused since the engine last asked: for the log.
     refused: u32,
     /// TLS for the next transfer (PROT P), set just before it starts.
     tls: Option<Box<DataTls>>,
+    /// Bytes sent since the engine last asked: for the metrics.
+    sent: u64,
 }
 
 impl<M: Mover> DataPath<M> {
@@ -80,14 +91,21 @@ impl<M: Mover> DataPath<M> {
             serial,
             generation: 0,
             wait: Wait::Nothing,
+            wake: None,
             refused: 0,
             tls: None,
+            sent: 0,
         }
     }
 
     /// What to wait for now.
     pub fn wait(&self) -> Wait {
         self.wait
+    }
+
+    /// When to go on, if the bandwidth limit makes the transfer wait.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.wake.filter(|_| self.wait == Wait::Timer)
     }
 
     /// The descriptor to wait on for [`Wait::Readable`] or
@@ -148,6 +166,11 @@ impl<M: Mover> DataPath<M> {
         std::mem::take(&mut self.refused)
     }
 
+    /// How many bytes were sent since the last call.
+    pub fn take_sent(&mut self) -> u64 {
+        std::mem::take(&mut self.sent)
+    }
+
     /// Opens a passive listener, replacing whatever there was.
     pub fn listen(
         &mut self,
@@ -187,9 +210,10 @@ impl<M: Mover> DataPath<M> {
         mover: &mut M,
         conn: DataConn,
         source: Source<Real>,
+        limit: Option<Limiter>,
         now: Now,
     ) {
-        let mut xfer = Box::new(Xfer::new(source));
+        let mut xfer = Box::new(Xfer::new(source, limit));
         if let Some(tls) = self.tls.take() {
             xfer.protect(tls);
         }
@@ -255,21 +279,27 @@ impl<M: Mover> DataPath<M> {
     }
 
     /// Goes on after the session's other events (its 150 written, a
-    /// listing batch formatted); whether anything moved.
+    /// listing batch formatted) or once the limit's wait is over; whether
+    /// anything moved.
     pub fn resume(&mut self, session: &mut Session<Real>, mover: &mut M, now: Now) -> bool {
         let State::Open(_, x) = &self.state else {
             return false;
         };
-        if self.wait != Wait::Session {
+        let due = match self.wait {
+            Wait::Session => true,
+            Wait::Timer => self.wake.is_none_or(|t| t <= now.mono),
+            _ => false,
+        };
+        if !due {
             return false;
         }
-        let before = (x.sent, self.generation);
+        let before = (x.sent, self.generation, self.wait);
         self.pump(session, mover, now);
         let after = match &self.state {
-            State::Open(_, x) => (x.sent, self.generation),
+            State::Open(_, x) => (x.sent, self.generation, self.wait),
             _ => return true,
         };
-        after != before || self.wait != Wait::Session
+        after != before
     }
 
     /// Accepts the client's data connection; others are closed unseen.
@@ -354,11 +384,17 @@ impl<M: Mover> DataPath<M> {
             return;
         };
         let before = x.sent;
-        let step = x.run(sock, session, mover, tag);
+        let step = x.run(sock, session, mover, tag, now.mono);
         if x.sent > before {
+            self.sent += x.sent - before;
             session.on_data_progress(x.sent, now);
         }
+        self.wake = None;
         self.wait = match step {
+            Step::Wait(t) => {
+                self.wake = Some(t);
+                Wait::Timer
+            }
             Step::Blocked => Wait::Writable,
             Step::Readable => Wait::Readable,
             Step::Pending => Wait::Mover,

@@ -1,9 +1,12 @@
 //! The bytes of one transfer, from its source to its socket: a file
 //! (zero-copy through the engine's [`Mover`], or copied: TYPE A turns LF
 //! into CRLF) or the session's own stream (a listing). Shared by every
-//! engine.
+//! engine. A bandwidth limit ([`Limiter`]) bounds each send to what its
+//! buckets grant, and makes the transfer wait ([`Step::Wait`]) for more:
+//! the bytes still go zero-copy, in smaller slices.
 
 use std::net::TcpStream;
+use std::time::Instant;
 
 use rustix::io::Errno;
 use rustix::net::SendFlags;
@@ -11,6 +14,7 @@ use rustix::net::SendFlags;
 use super::mover::{FileRange, Moved, Mover, Read, Tag};
 use super::recv::Recv;
 use super::tls::data::{DataTls, Handshake};
+use crate::core::rate::{Allow, Limiter};
 use crate::core::session::{DataOut, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
@@ -38,6 +42,8 @@ pub enum Step {
     /// Receiving (an upload), or TLS waiting for the client (its
     /// handshake): wait until the socket is readable (it may be at once).
     Readable,
+    /// The bandwidth limit allows nothing before this instant.
+    Wait(Instant),
     /// Everything was sent.
     Done,
     Fail(TransferError),
@@ -70,10 +76,12 @@ pub struct Xfer<M: Mover> {
     pub mover: M::Xfer,
     /// PROT P: the bytes go through TLS (copied: no zero-copy path).
     tls: Option<Box<DataTls>>,
+    /// The bandwidth limit, if any.
+    limit: Option<Box<Limiter>>,
 }
 
 impl<M: Mover> Xfer<M> {
-    pub fn new(source: Source<Real>) -> Xfer<M> {
+    pub fn new(source: Source<Real>, limit: Option<Limiter>) -> Xfer<M> {
         let src = match source {
             Source::File {
                 file,
@@ -103,6 +111,7 @@ impl<M: Mover> Xfer<M> {
             sent: 0,
             mover: M::Xfer::default(),
             tls: None,
+            limit: limit.map(Box::new),
         }
     }
 
@@ -133,14 +142,16 @@ impl<M: Mover> Xfer<M> {
     }
 
     /// Moves bytes until the socket is full, the source has nothing now,
-    /// an operation is in flight, everything is sent, or this turn's budget
-    /// went out in this call.
+    /// an operation is in flight, everything is sent, this turn's budget
+    /// went out in this call, or the limit allows no more before a later
+    /// instant than `now`.
     pub fn run(
         &mut self,
         sock: &TcpStream,
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,
+        now: Instant,
     ) -> Step {
         if let Src::Upload(r) = &mut self.src {
             let step = receive(r, &mut self.tls, sock, mover, &mut self.mover, tag);
@@ -148,7 +159,7 @@ impl<M: Mover> Xfer<M> {
             self.sent = r.received;
             return step.unwrap_or_else(Step::Fail);
         }
-        match self.steps(sock, session, mover, tag) {
+        match self.steps(sock, session, mover, tag, now) {
             Ok(step) => step,
             Err(e) => Step::Fail(e),
         }
@@ -160,6 +171,7 @@ impl<M: Mover> Xfer<M> {
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,
+        now: Instant,
     ) -> Result<Step, TransferError> {
         let budget = match &self.src {
             Src::Stream => STREAM_BUDGET,
@@ -168,7 +180,7 @@ impl<M: Mover> Xfer<M> {
             } => BUDGET,
             Src::File { .. } | Src::Upload(_) => COPY_BUDGET,
         };
-        let limit = self.sent + budget;
+        let end = self.sent + budget;
         if let Some(t) = &mut self.tls {
             match t.handshake(sock)? {
                 Handshake::Read => return Ok(Step::Readable),
@@ -178,21 +190,38 @@ impl<M: Mover> Xfer<M> {
             t.check_input(sock)?;
         }
         loop {
-            if !self.flush(sock)? {
-                return Ok(Step::Blocked);
+            if self.at < self.out.len() {
+                let room = match room(&mut self.limit, self.sent, end, now) {
+                    Ok(room) => room,
+                    Err(step) => return Ok(step),
+                };
+                if !self.flush(sock, room)? {
+                    return Ok(Step::Blocked);
+                }
+                continue;
             }
-            if self.sent >= limit {
-                return Ok(Step::Blocked);
+            if !self.out.is_empty() {
+                // Released between chunks: a stalled transfer holds no
+                // buffer.
+                self.out = Vec::new();
+                self.at = 0;
             }
             match &mut self.src {
                 Src::Stream => match session.data_output() {
-                    DataOut::Bytes(b) => match send_via(&mut self.tls, sock, b)? {
-                        Some(n) => {
-                            self.sent += n as u64;
-                            session.consume_data(n);
+                    DataOut::Bytes(b) => {
+                        let room = match room(&mut self.limit, self.sent, end, now) {
+                            Ok(room) => room,
+                            Err(step) => return Ok(step),
+                        };
+                        let b = b.get(..clamp(room)).unwrap_or(b);
+                        match send_via(&mut self.tls, sock, b)? {
+                            Some(n) => {
+                                moved(&mut self.sent, &mut self.limit, n as u64);
+                                session.consume_data(n);
+                            }
+                            None => return Ok(Step::Blocked),
                         }
-                        None => return Ok(Step::Blocked),
-                    },
+                    }
                     DataOut::Wait => return Ok(Step::Session),
                     DataOut::End => return self.done(sock),
                 },
@@ -206,24 +235,30 @@ impl<M: Mover> Xfer<M> {
                     zero_copy: true,
                     copy_once: false,
                     ..
-                } => match mover.send_file(&mut self.mover, range, sock, limit - self.sent, tag)? {
-                    Moved::Sent(n) => self.sent += n,
-                    Moved::Blocked(n) => {
-                        self.sent += n;
-                        return Ok(Step::Blocked);
-                    }
-                    Moved::Pending => return Ok(Step::Pending),
-                    Moved::Unsupported => {
-                        if let Src::File { zero_copy, .. } = &mut self.src {
-                            *zero_copy = false;
+                } => {
+                    let room = match room(&mut self.limit, self.sent, end, now) {
+                        Ok(room) => room,
+                        Err(step) => return Ok(step),
+                    };
+                    match mover.send_file(&mut self.mover, range, sock, room, tag)? {
+                        Moved::Sent(n) => moved(&mut self.sent, &mut self.limit, n),
+                        Moved::Blocked(n) => {
+                            moved(&mut self.sent, &mut self.limit, n);
+                            return Ok(Step::Blocked);
+                        }
+                        Moved::Pending => return Ok(Step::Pending),
+                        Moved::Unsupported => {
+                            if let Src::File { zero_copy, .. } = &mut self.src {
+                                *zero_copy = false;
+                            }
+                        }
+                        Moved::CopyOnce => {
+                            if let Src::File { copy_once, .. } = &mut self.src {
+                                *copy_once = true;
+                            }
                         }
                     }
-                    Moved::CopyOnce => {
-                        if let Src::File { copy_once, .. } = &mut self.src {
-                            *copy_once = true;
-                        }
-                    }
-                },
+                }
                 Src::File {
                     range,
                     ascii,
@@ -231,8 +266,14 @@ impl<M: Mover> Xfer<M> {
                     copy_once,
                     ..
                 } => {
+                    let room = match room(&mut self.limit, self.sent, end, now) {
+                        Ok(room) => room,
+                        Err(step) => return Ok(step),
+                    };
                     *copy_once = false;
-                    let mut chunk = vec![0u8; COPY_CHUNK];
+                    // No more than the limit lets go now: a limited
+                    // transfer holds a small buffer while it waits.
+                    let mut chunk = vec![0u8; clamp(room).min(COPY_CHUNK)];
                     match mover.read_file(&mut self.mover, range, &mut chunk, tag)? {
                         Read::Pending => return Ok(Step::Pending),
                         Read::Bytes(n) => {
@@ -262,21 +303,18 @@ impl<M: Mover> Xfer<M> {
         Ok(Step::Done)
     }
 
-    /// Sends what is buffered: `Ok(true)` once it is all gone.
-    fn flush(&mut self, sock: &TcpStream) -> Result<bool, TransferError> {
-        while self.at < self.out.len() {
-            match send_via(&mut self.tls, sock, &self.out[self.at..])? {
+    /// Sends what is buffered, `room` bytes at most: `Ok(false)` when the
+    /// socket is full.
+    fn flush(&mut self, sock: &TcpStream, room: u64) -> Result<bool, TransferError> {
+        let end = self.out.len().min(self.at.saturating_add(clamp(room)));
+        while self.at < end {
+            match send_via(&mut self.tls, sock, &self.out[self.at..end])? {
                 Some(n) => {
                     self.at += n;
-                    self.sent += n as u64;
+                    moved(&mut self.sent, &mut self.limit, n as u64);
                 }
                 None => return Ok(false),
             }
-        }
-        if !self.out.is_empty() {
-            // Released between chunks: a stalled transfer holds no buffer.
-            self.out = Vec::new();
-            self.at = 0;
         }
         Ok(true)
     }
@@ -321,6 +359,33 @@ fn send_via(
         Some(t) => t.send(sock, buf),
         None => send(sock, buf),
     }
+}
+
+/// What may be sent now: what is left of this turn's [`BUDGET`] (up to
+/// `end`), as far as the limit allows; or why nothing may (the turn's
+/// share is spent, or the limit says to wait).
+fn room(limit: &mut Option<Box<Limiter>>, sent: u64, end: u64, now: Instant) -> Result<u64, Step> {
+    let budget = end.saturating_sub(sent);
+    if budget == 0 {
+        return Err(Step::Blocked);
+    }
+    match limit.as_mut().map(|l| l.allow(now)) {
+        None => Ok(budget),
+        Some(Allow::Go(n)) => Ok(n.min(budget)),
+        Some(Allow::Wait(t)) => Err(Step::Wait(t)),
+    }
+}
+
+/// `n` more bytes went out.
+fn moved(sent: &mut u64, limit: &mut Option<Box<Limiter>>, n: u64) {
+    *sent += n;
+    if let Some(l) = limit {
+        l.spend(n);
+    }
+}
+
+fn clamp(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// One non-blocking send: `Ok(None)` when the socket is full.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::core::config::{PasvRule, SessionConfig, TlsPolicy, Uploads};
 use crate::core::listing::ListFormat;
 use crate::core::proxy::{Net, ProxyPolicy};
+use crate::core::rate::Rate;
 use crate::core::vpath::VPath;
 use crate::setup::Fail;
 
@@ -45,6 +46,8 @@ pub struct SessionArgs {
     pub sandbox: Sandbox,
     /// `--incoming` and the options that go with it.
     pub uploads: Option<UploadArgs>,
+    /// `--max-rate`: bytes per second of each data transfer.
+    pub max_rate: Option<Rate>,
     /// `--banner FILE` and `--welcome FILE`, read before the chroot into
     /// `config` (see [`crate::setup::messages`]).
     pub messages: MessagePaths,
@@ -120,6 +123,7 @@ pub struct Given {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls: Option<TlsPolicy>,
+    pub max_rate: Option<Rate>,
 }
 
 impl TryFrom<Given> for SessionArgs {
@@ -212,6 +216,7 @@ impl TryFrom<Given> for SessionArgs {
             proxy: None,
             uploads,
             tls,
+            max_rate: g.max_rate,
         })
     }
 }
@@ -244,6 +249,7 @@ impl Default for SessionArgs {
             tls: None,
             messages: MessagePaths::default(),
             proxy: None,
+            max_rate: None,
         }
     }
 }
@@ -423,6 +429,15 @@ macro_rules! with_session_options {
                 from_str_fn($crate::core::config::parse_tls_policy)
             )]
             pub tls: Option<$crate::core::config::TlsPolicy>,
+            /// most bytes per second of each data transfer (download or
+            /// listing), K, M or G for 1024, 1024², 1024³: 512K, 10M
+            /// (default: no limit)
+            #[argh(
+                option,
+                arg_name = "RATE",
+                from_str_fn($crate::core::rate::parse_rate)
+            )]
+            pub max_rate: Option<$crate::core::rate::Rate>,
         }
 
         impl $name {
@@ -459,6 +474,7 @@ macro_rules! with_session_options {
                     tls_cert: self.tls_cert.clone(),
                     tls_key: self.tls_key.clone(),
                     tls: self.tls,
+                    max_rate: self.max_rate,
                 }
                 .try_into()?;
                 Ok($crate::setup::options::SessionArgs { proxy, ..args })
@@ -548,6 +564,7 @@ mod tests {
         assert_eq!(s.messages, MessagePaths::default());
         assert!(!s.config.dir_messages);
         assert!(!s.config.vhosts);
+        assert_eq!(s.max_rate, None);
     }
 
     #[test]
@@ -597,6 +614,8 @@ mod tests {
             "/etc/aftpd/welcome",
             "--dir-messages",
             "--vhosts",
+            "--max-rate",
+            "512K",
         ])
         .unwrap();
         assert_eq!(s.config.idle_timeout, Duration::from_secs(90));
@@ -618,6 +637,7 @@ mod tests {
         );
         assert!(s.config.dir_messages);
         assert!(s.config.vhosts);
+        assert_eq!(s.max_rate.map(Rate::get), Some(512 * 1024));
     }
 
     #[test]
@@ -649,6 +669,7 @@ mod tests {
             ("--xferlog", "5"),
             ("--banner", "b"),
             ("--welcome", "w"),
+            ("--max-rate", "1M"),
         ] {
             let e = error(&[opt, v, opt, v]);
             assert!(e.contains(&format!("'{opt}'")), "{e}");
@@ -683,6 +704,11 @@ mod tests {
             ),
             (&["--timeout"], "'--timeout'"),
             (&["--xferlog"], "'--xferlog'"),
+            (
+                &["--max-rate", "1"],
+                "'--max-rate' with value '1': want bytes per second",
+            ),
+            (&["--max-rate", "5X"], "'--max-rate' with value '5X'"),
             // `--opt=value` is not a form argh reads: an unknown option.
             (&["--timeout=5"], "--timeout=5"),
             (&["--syslog=yes"], "--syslog=yes"),
@@ -722,6 +748,7 @@ mod tests {
                 "--tls-cert",
                 "--tls-key",
                 "--tls",
+                "--max-rate",
             ]
         );
     }

@@ -113,14 +113,14 @@ pub enum ParseError {
 }
 
 /// Verbs that would modify the archive.
-const WRITE_VERBS: [&str; 11] = [
+pub const WRITE_VERBS: [&str; 11] = [
     "APPE", "DELE", "MKD", "XMKD", "RMD", "XRMD", "RNFR", "RNTO", "MFMT", "MFF", "MFCT",
 ];
 
 /// Verbs recognised but not offered: the security extensions other than
 /// AUTH, PBSZ and PROT, REIN, SMNT, RFC 1639's long-address LPRT/LPSV
 /// (EPRT/EPSV do their work)...
-const NOT_OFFERED: [&str; 10] = [
+pub const NOT_OFFERED: [&str; 10] = [
     "SMNT", "REIN", "ADAT", "CCC", "MIC", "CONF", "ENC", "LANG", "LPRT", "LPSV",
 ];
 
@@ -130,6 +130,10 @@ pub const VERBS: [&str; 34] = [
     "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PORT", "PWD", "QUIT", "REST",
     "RETR", "SIZE", "STAT", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XPWD",
 ];
+
+/// The upload verbs, served with `--incoming` (refused as writes
+/// without it).
+pub const UPLOAD_VERBS: [&str; 2] = ["STOR", "STOU"];
 
 /// The FTPS verbs, served when TLS is on.
 pub const TLS_VERBS: [&str; 3] = ["AUTH", "PBSZ", "PROT"];

@@ -59,14 +59,14 @@ pub(super) struct Transfer {
     ascii: bool,
     /// The 150 text, sent once the data connection is up.
     opening: String,
-    connected: bool,
+    pub(super) connected: bool,
     /// Output bytes, up to the end of the 150, not yet written: data
     /// waits for them (RFC 959: the 1yz reply comes before the data).
     unannounced: usize,
     pub(super) sent: u64,
     /// The client's acknowledgements so far, as last sampled.
     acked: u64,
-    started: Instant,
+    pub(super) started: Instant,
     /// When the transfer counts as stalled: the data timeout after the
     /// last sign of progress.
     deadline: Instant,

@@ -11,6 +11,7 @@ mod host;
 mod listing;
 mod messages;
 mod pending;
+mod status;
 mod tls;
 mod upload;
 
@@ -18,6 +19,7 @@ pub use action::{
     Action, Created, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record,
     Source, TlsFailure, TransferError, TransferKind, TransferRecord, Tree, UploadName,
 };
+pub use status::{SessionStatus, TransferStatus};
 pub use upload::{NAME_MAX, name_allowed};
 
 use std::collections::VecDeque;
@@ -37,6 +39,7 @@ use crate::core::listing::Facts;
 use crate::core::proto::command::{self, Command, ParseError};
 use crate::core::proto::reply::{self, Code};
 use crate::core::proto::telnet::{Line, LineReader};
+use crate::core::tally::{Tally, Verb};
 use crate::core::vpath::VPath;
 
 /// The two ends of the control connection, where known.
@@ -109,6 +112,10 @@ pub struct Session<H: Handles> {
     /// The directories whose `.message` was shown.
     shown: Shown,
     closed: bool,
+    /// The verb of the last command, for a status listing.
+    verb: Verb,
+    /// The worker's counts, for the metrics (`None`: not counted).
+    tally: Option<Arc<Tally>>,
 }
 
 impl<H: Handles> Session<H> {
@@ -141,6 +148,8 @@ impl<H: Handles> Session<H> {
             tree: Tree::Default,
             shown: Shown::default(),
             closed: false,
+            verb: Verb::NONE,
+            tally: None,
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
@@ -357,6 +366,7 @@ impl<H: Handles> Session<H> {
                 break;
             };
             self.idle_deadline = now.mono + self.config.idle_timeout;
+            self.counted(&line);
             match line {
                 Line::TooLong => self.reply(Code::Unknown, "Command line too long."),
                 Line::Text(text) => self.dispatch(&text, now),

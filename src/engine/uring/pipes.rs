@@ -48,6 +48,15 @@ impl Pipes {
         })
     }
 
+    /// Made, free among them, and the most there may be.
+    pub fn usage(&self) -> crate::monitor::board::PipeUse {
+        crate::monitor::board::PipeUse {
+            made: self.made as u64,
+            free: self.free.len() as u64,
+            max: MAX_PIPES as u64,
+        }
+    }
+
     pub fn put(&mut self, p: Pipe, clean: bool) {
         if clean {
             self.free.push(p);

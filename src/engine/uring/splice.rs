@@ -84,6 +84,11 @@ impl SpliceRing {
         }
     }
 
+    /// How the worker's pool of pipes is used, for the metrics.
+    pub fn pipe_use(&self) -> crate::monitor::board::PipeUse {
+        self.pipes.usage()
+    }
+
     /// Splices in flight for transfers already over, in `slot`.
     #[cfg(test)]
     fn retired_in(&self, slot: usize) -> usize {
@@ -112,10 +117,14 @@ impl Mover for SpliceRing {
         let mut sent = 0u64;
         if let Some(p) = &x.pipe {
             let before = x.in_pipe;
-            let full = !splice_out(p, sock, &mut x.in_pipe)?;
+            let full = !splice_out(p, sock, &mut x.in_pipe, max)?;
             sent = u64::from(before - x.in_pipe);
             if full {
                 return Ok(Moved::Blocked(sent));
+            }
+            if x.in_pipe > 0 {
+                // `max` reached (a bandwidth limit): the rest waits.
+                return Ok(Moved::Sent(sent));
             }
         }
         if let Some(p) = x.pipe.take() {
@@ -132,7 +141,9 @@ impl Mover for SpliceRing {
                 Moved::CopyOnce
             });
         };
-        let len = range.left.min(u64::from(p.cap)) as u32;
+        // No more than may be sent next: a limited transfer's pipe holds
+        // little while it waits.
+        let len = range.left.min(u64::from(p.cap)).min(max - sent) as u32;
         let from = types::Fd(range.file.as_raw_fd());
         let off = i64::try_from(range.offset).unwrap_or(i64::MAX);
         let into = opcode::Splice::new(from, off, types::Fd(p.w.as_raw_fd()), -1, len).build();
@@ -278,16 +289,24 @@ impl Mover for SpliceRing {
 /// The generation bits a ring operation carries in its user_data.
 pub const GENERATION_MASK: u32 = 0xff_ffff;
 
-/// Splices what the pipe holds to the (non-blocking) socket: `Ok(true)`
-/// once the pipe is empty, `Ok(false)` when the socket is full.
-pub fn splice_out(pipe: &Pipe, sock: &TcpStream, in_pipe: &mut u32) -> Result<bool, TransferError> {
-    while *in_pipe > 0 {
-        let len = *in_pipe as usize;
+/// Splices what the pipe holds to the (non-blocking) socket, `max` bytes
+/// at most: `Ok(true)` once the pipe is empty or `max` went, `Ok(false)`
+/// when the socket is full.
+pub fn splice_out(
+    pipe: &Pipe,
+    sock: &TcpStream,
+    in_pipe: &mut u32,
+    max: u64,
+) -> Result<bool, TransferError> {
+    let mut left = max;
+    while *in_pipe > 0 && left > 0 {
+        let len = u64::from(*in_pipe).min(left) as usize;
         match rustix::pipe::splice(&pipe.r, None, sock, None, len, SpliceFlags::NONBLOCK) {
             Ok(0) => return Err(TransferError::Connection(io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 let n = u32::try_from(n).unwrap_or(*in_pipe).min(*in_pipe);
                 *in_pipe -= n;
+                left = left.saturating_sub(u64::from(n));
             }
             Err(Errno::AGAIN) => return Ok(false),
             Err(Errno::INTR) => {}
@@ -415,6 +434,26 @@ mod tests {
         assert_eq!(m.retired_in(1), 0);
     }
 
+    /// A bandwidth limit's `max` bounds what leaves the pipe.
+    #[test]
+    fn splice_out_stops_at_max() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let pipe = Pipe { r, w, cap: 65_536 };
+        let mut in_pipe = rustix::io::write(&pipe.w, &[9u8; 16_384]).unwrap() as u32;
+        assert!(splice_out(&pipe, &sock, &mut in_pipe, 1000).unwrap());
+        assert_eq!(in_pipe, 16_384 - 1000);
+        let mut got = vec![0u8; 1000];
+        std::io::Read::read_exact(&mut peer, &mut got).unwrap();
+        assert!(got.iter().all(|&b| b == 9));
+        peer.set_nonblocking(true).unwrap();
+        let more = std::io::Read::read(&mut peer, &mut got);
+        assert_eq!(more.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    }
+
     /// The pipe -> socket half: all of the pipe while the socket takes
     /// it, then a full socket says so and keeps what is left.
     #[test]
@@ -435,7 +474,7 @@ mod tests {
             in_pipe += n as u32;
             total += n as u64;
             let before = in_pipe;
-            let r = splice_out(&pipe, &sock, &mut in_pipe);
+            let r = splice_out(&pipe, &sock, &mut in_pipe, u64::MAX);
             sent += u64::from(before - in_pipe);
             match r {
                 Ok(true) => assert_eq!(in_pipe, 0),
