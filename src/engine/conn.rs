@@ -17,7 +17,7 @@ use super::tls::{ServerTls, data as tls_data};
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
 use crate::core::rate::{Direction, Limiter};
-use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Tree};
+use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Source, Tree};
 use crate::fs::exec::Real;
 
 /// How long a closing session may take to flush its last replies.
@@ -500,7 +500,12 @@ impl<M: Mover, I> Conn<M, I> {
                     Ok(tls) => {
                         life.data.protect(tls);
                         let ip = life.peer.map(|p| p.ip());
-                        let limit = core.limiter(ip, Direction::Download, now.mono);
+                        // Uploads have buckets of their own.
+                        let dir = match source {
+                            Source::Upload { .. } => Direction::Upload,
+                            _ => Direction::Download,
+                        };
+                        let limit = core.limiter(ip, dir, now.mono);
                         life.data
                             .start(&mut life.session, core.mover(), conn, source, limit, now)
                     }

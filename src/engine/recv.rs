@@ -10,12 +10,17 @@
 //! sends ([`COPY_BUDGET`]: every byte is copied once in the worker).
 //! Under PROT P the bytes are TLS's plaintext ([`DataTls::receive`]), and
 //! the end of the data is the client's close_notify, not the socket's.
+//! A bandwidth limit ([`Limiter`], the upload direction's buckets) bounds
+//! each read to what it grants and makes the upload wait
+//! ([`Step::Wait`]) for more: the client's sends then wait for TCP's
+//! window, as a limited download's reads wait for its data.
 
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
@@ -23,6 +28,7 @@ use rustix::net::RecvFlags;
 use super::mover::{Mover, Tag};
 use super::tls::data::DataTls;
 use super::xfer::{COPY_BUDGET, Step};
+use crate::core::rate::{Allow, Limiter};
 use crate::core::session::TransferError;
 
 /// Bytes a buffer holds before it is written.
@@ -57,10 +63,12 @@ pub struct Recv {
     writing: bool,
     /// The client closed the connection: the data is complete.
     eof: bool,
+    /// The bandwidth limit, if any.
+    rate: Option<Box<Limiter>>,
 }
 
 impl Recv {
-    pub fn new(file: Arc<File>, ascii: bool, limit: u64) -> Recv {
+    pub fn new(file: Arc<File>, ascii: bool, limit: u64, rate: Option<Box<Limiter>>) -> Recv {
         Recv {
             file,
             ascii,
@@ -72,6 +80,7 @@ impl Recv {
             spare: None,
             writing: false,
             eof: false,
+            rate,
         }
     }
 
@@ -82,7 +91,8 @@ impl Recv {
 
     /// Receives (through `tls` when there is one, its handshake done) and
     /// writes until the socket has nothing, a write must complete first,
-    /// the data is all written, or [`COPY_BUDGET`] bytes came in this call.
+    /// the data is all written, [`COPY_BUDGET`] bytes came in this call,
+    /// or the limit allows no more before a later instant than `now`.
     pub fn run<M: Mover>(
         &mut self,
         sock: &TcpStream,
@@ -90,6 +100,7 @@ impl Recv {
         mover: &mut M,
         mx: &mut M::Xfer,
         tag: Tag,
+        now: Instant,
     ) -> Result<Step, TransferError> {
         let limit = self.received + COPY_BUDGET;
         loop {
@@ -113,7 +124,19 @@ impl Recv {
             if self.received >= limit {
                 return Ok(for_input(tls));
             }
-            match self.receive(sock, tls.as_deref_mut())? {
+            let allowed = match self.rate.as_mut().map(|l| l.allow(now)) {
+                None => usize::MAX,
+                Some(Allow::Go(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+                Some(Allow::Wait(t)) => {
+                    // Held back: what filled is written meanwhile, so a
+                    // slowed upload holds little.
+                    if !self.writing && self.filling.len() >= FLUSH_MIN {
+                        self.write(mover, mx, tag);
+                    }
+                    return Ok(Step::Wait(t));
+                }
+            };
+            match self.receive(sock, tls.as_deref_mut(), allowed)? {
                 Some(0) => {
                     self.eof = true;
                     if std::mem::take(&mut self.held_cr) {
@@ -122,6 +145,9 @@ impl Recv {
                 }
                 Some(n) => {
                     self.received += n as u64;
+                    if let Some(l) = &mut self.rate {
+                        l.spend(n as u64);
+                    }
                     if self.received > self.limit {
                         return Err(TransferError::TooLarge);
                     }
@@ -142,12 +168,14 @@ impl Recv {
         }
     }
 
-    /// Reads what the socket (or TLS) has into the filling buffer:
-    /// `Some(0)` at the end of the data, `None` when there is nothing now.
+    /// Reads what the socket (or TLS) has into the filling buffer, `max`
+    /// bytes at most (at least 1): `Some(0)` at the end of the data,
+    /// `None` when there is nothing now.
     fn receive(
         &mut self,
         sock: &TcpStream,
         tls: Option<&mut DataTls>,
+        max: usize,
     ) -> Result<Option<usize>, TransferError> {
         if self.filling.capacity() == 0 {
             self.filling = self.spare.take().unwrap_or_default();
@@ -156,7 +184,7 @@ impl Recv {
         }
         if let Some(t) = tls {
             // At least one byte: the buffer is written once it holds CHUNK.
-            let room = CHUNK.saturating_sub(self.filling.len()).max(1);
+            let room = CHUNK.saturating_sub(self.filling.len()).min(max).max(1);
             let (ascii, held, filling) = (self.ascii, &mut self.held_cr, &mut self.filling);
             return t.receive(sock, room, |plain| {
                 if ascii {
@@ -168,7 +196,9 @@ impl Recv {
         }
         if self.ascii {
             let mut raw = [MaybeUninit::<u8>::uninit(); ASCII_READ];
-            let want = (CHUNK - self.filling.len().min(CHUNK)).clamp(1, ASCII_READ);
+            let want = (CHUNK - self.filling.len().min(CHUNK))
+                .min(max)
+                .clamp(1, ASCII_READ);
             let Some(n) = recv(sock, &mut raw[..want])? else {
                 return Ok(None);
             };
@@ -177,7 +207,9 @@ impl Recv {
             self.held_cr = from_crlf(got, self.held_cr, &mut self.filling);
             return Ok(Some(n));
         }
-        let Some(n) = recv(sock, self.filling.spare_capacity_mut())? else {
+        let spare = self.filling.spare_capacity_mut();
+        let end = spare.len().min(max);
+        let Some(n) = recv(sock, &mut spare[..end])? else {
             return Ok(None);
         };
         // SAFETY: recv initialised the first `n` bytes of the spare

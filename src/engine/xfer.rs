@@ -81,7 +81,7 @@ pub struct Xfer<M: Mover> {
 }
 
 impl<M: Mover> Xfer<M> {
-    pub fn new(source: Source<Real>, limit: Option<Limiter>) -> Xfer<M> {
+    pub fn new(source: Source<Real>, mut rate: Option<Limiter>) -> Xfer<M> {
         let src = match source {
             Source::File {
                 file,
@@ -100,9 +100,13 @@ impl<M: Mover> Xfer<M> {
                 copy_once: false,
             },
             Source::Stream => Src::Stream,
-            Source::Upload { file, ascii, limit } => {
-                Src::Upload(Box::new(Recv::new(file, ascii, limit)))
-            }
+            // An upload's limiter is the receiving side's.
+            Source::Upload { file, ascii, limit } => Src::Upload(Box::new(Recv::new(
+                file,
+                ascii,
+                limit,
+                rate.take().map(Box::new),
+            ))),
         };
         Xfer {
             src,
@@ -111,9 +115,10 @@ impl<M: Mover> Xfer<M> {
             sent: 0,
             mover: M::Xfer::default(),
             tls: None,
-            limit: limit.map(Box::new),
+            limit: rate.map(Box::new),
         }
     }
+
 
     /// Sends through TLS (PROT P): its handshake first, then every byte
     /// copied and sealed.
@@ -154,7 +159,7 @@ impl<M: Mover> Xfer<M> {
         now: Instant,
     ) -> Step {
         if let Src::Upload(r) = &mut self.src {
-            let step = receive(r, &mut self.tls, sock, mover, &mut self.mover, tag);
+            let step = receive(r, &mut self.tls, sock, mover, &mut self.mover, tag, now);
             // Progress is what the client sent.
             self.sent = r.received;
             return step.unwrap_or_else(Step::Fail);
@@ -331,6 +336,7 @@ fn receive<M: Mover>(
     mover: &mut M,
     mx: &mut M::Xfer,
     tag: Tag,
+    now: Instant,
 ) -> Result<Step, TransferError> {
     if let Some(t) = tls {
         match t.handshake(sock)? {
@@ -339,7 +345,7 @@ fn receive<M: Mover>(
             Handshake::Done => {}
         }
     }
-    let step = r.run(sock, tls.as_deref_mut(), mover, mx, tag)?;
+    let step = r.run(sock, tls.as_deref_mut(), mover, mx, tag, now)?;
     if let (Step::Done, Some(t)) = (&step, tls)
         && let Ok(false) = t.finish(sock)
     {

@@ -429,9 +429,9 @@ macro_rules! with_session_options {
                 from_str_fn($crate::core::config::parse_tls_policy)
             )]
             pub tls: Option<$crate::core::config::TlsPolicy>,
-            /// most bytes per second of each data transfer (download or
-            /// listing), K, M or G for 1024, 1024², 1024³: 512K, 10M
-            /// (default: no limit)
+            /// most bytes per second of each data transfer (download,
+            /// listing or upload), K, M or G for 1024, 1024², 1024³: 512K,
+            /// 10M (default: no limit)
             #[argh(
                 option,
                 arg_name = "RATE",

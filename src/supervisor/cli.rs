@@ -79,7 +79,7 @@ with_session_options! {
         #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
         pub max_rate_total: Option<Rate>,
         /// most bytes per second of all downloads of one client address
-        /// together (default: no limit)
+        /// together, and of its uploads together (default: no limit)
         #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
         pub max_rate_per_ip: Option<Rate>,
         /// on SIGTERM/SIGINT, how long transfers in flight may take to
