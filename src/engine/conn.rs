@@ -67,9 +67,10 @@ pub trait Core {
     /// receiving path bounds each read by [`Limiter::allow`] and reports
     /// with [`Limiter::spend`], as `xfer` does for sends.
     fn limiter(&mut self, ip: Option<IpAddr>, dir: Direction, now: Instant) -> Option<Limiter>;
-    /// For the metrics: bytes sent on data connections since the last
-    /// call, and data connections from other addresses closed.
-    fn count_data(&mut self, _sent: u64, _foreign: u32) {}
+    /// For the metrics: bytes sent and received (uploads) on data
+    /// connections since the last call, and data connections from other
+    /// addresses closed.
+    fn count_data(&mut self, _sent: u64, _received: u64, _foreign: u32) {}
 }
 
 /// How an engine writes a session's control output.
@@ -430,8 +431,9 @@ impl<M: Mover, I> Conn<M, I> {
         }
         let refused = self.life.data.take_refused();
         let sent = self.life.data.take_sent();
-        if sent > 0 || refused > 0 {
-            core.count_data(sent, refused);
+        let received = self.life.data.take_received();
+        if sent > 0 || received > 0 || refused > 0 {
+            core.count_data(sent, received, refused);
         }
         if refused > 0 {
             core.note(format_args!(

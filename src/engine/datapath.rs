@@ -79,6 +79,8 @@ pub struct DataPath<M: Mover> {
     tls: Option<Box<DataTls>>,
     /// Bytes sent since the engine last asked: for the metrics.
     sent: u64,
+    /// Bytes received (uploads) since the engine last asked.
+    received: u64,
 }
 
 impl<M: Mover> DataPath<M> {
@@ -95,6 +97,7 @@ impl<M: Mover> DataPath<M> {
             refused: 0,
             tls: None,
             sent: 0,
+            received: 0,
         }
     }
 
@@ -169,6 +172,11 @@ impl<M: Mover> DataPath<M> {
     /// How many bytes were sent since the last call.
     pub fn take_sent(&mut self) -> u64 {
         std::mem::take(&mut self.sent)
+    }
+
+    /// How many bytes were received (uploads) since the last call.
+    pub fn take_received(&mut self) -> u64 {
+        std::mem::take(&mut self.received)
     }
 
     /// Opens a passive listener, replacing whatever there was.
@@ -386,7 +394,13 @@ impl<M: Mover> DataPath<M> {
         let before = x.sent;
         let step = x.run(sock, session, mover, tag, now.mono);
         if x.sent > before {
-            self.sent += x.sent - before;
+            // An upload's progress is what came in.
+            let counted = if x.receiving() {
+                &mut self.received
+            } else {
+                &mut self.sent
+            };
+            *counted += x.sent - before;
             session.on_data_progress(x.sent, now);
         }
         self.wake = None;

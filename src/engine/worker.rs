@@ -250,10 +250,13 @@ impl<T: HasBase> conn::Core for T {
         self.base().ctx.rates.limiter(ip, dir, now)
     }
 
-    fn count_data(&mut self, sent: u64, foreign: u32) {
+    fn count_data(&mut self, sent: u64, received: u64, foreign: u32) {
         let b = self.base();
         if let Some(s) = b.ctx.stats.as_ref().and_then(|s| s.worker(b.id)) {
             s.data(sent, foreign);
+            if received > 0 {
+                s.received(received);
+            }
         }
     }
 }

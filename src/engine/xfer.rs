@@ -119,6 +119,10 @@ impl<M: Mover> Xfer<M> {
         }
     }
 
+    /// Whether this is an upload (its bytes come in).
+    pub fn receiving(&self) -> bool {
+        matches!(self.src, Src::Upload(_))
+    }
 
     /// Sends through TLS (PROT P): its handshake first, then every byte
     /// copied and sealed.
