@@ -13,6 +13,7 @@ pub mod core;
 pub mod engine;
 pub mod fs;
 pub mod ftpd;
+pub mod hook;
 pub mod log;
 pub mod monitor;
 pub mod sandbox;

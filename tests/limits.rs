@@ -1,20 +1,21 @@
 //! Bandwidth limits, with the real binaries: `--max-rate` (both programs,
-//! every engine), `--max-rate-total` and `--max-rate-per-ip` (the
-//! supervisor, both engines). The bounds on time and rates are generous:
+//! every engine; downloads and uploads), `--max-rate-total` and
+//! `--max-rate-per-ip` (the supervisor, both engines). The bounds on time and rates are generous:
 //! they show that a limit holds and is shared fairly, not how precisely
 //! (contrib/bench measures that).
 
 #[allow(unused_macros)]
 mod common;
 
-use std::io::{ErrorKind, Read};
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::client::connect_tuned;
+use common::client::{connect_tuned, read_to_eof};
+use common::server::{DROP_GID, DROP_UID, is_root};
 use common::{Client, Family, Kind, Opts, Server, Tree};
 
 const MIB: u64 = 1 << 20;
@@ -174,6 +175,63 @@ fn a_limited_download_keeps_its_rate(kind: Kind) {
     server_alive(server);
 }
 
+/// `--max-rate` on an upload (`--incoming`): its own bucket, in the
+/// upload direction, slows what the server reads; it takes about its
+/// size over the rate (the same bounds as a download's), and is stored
+/// byte for byte.
+fn a_limited_upload_keeps_its_rate(kind: Kind) {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = Tree::new();
+    let drop_box = tree.root.join("incoming");
+    std::fs::create_dir(&drop_box).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(&drop_box, Some(DROP_UID), Some(DROP_GID)).unwrap();
+    }
+    std::fs::set_permissions(&drop_box, std::fs::Permissions::from_mode(0o733)).unwrap();
+    let opts = Opts::new()
+        .arg("--incoming")
+        .arg("incoming")
+        .arg("--min-free")
+        .arg("0")
+        .arg("--max-rate")
+        .arg("8M");
+    let server = Server::start(kind, &tree, opts);
+    let rate = 8.0 * MIB as f64;
+    let size = 24 * MIB;
+    let body: Vec<u8> = (0..size).map(|i| (i * 31 % 253) as u8).collect();
+    let mut c = Client::login(&server, Family::V4);
+    c.expect("TYPE I", 200);
+    let addr = c.pasv();
+    let mut data = connect_tuned(addr, None, None).unwrap();
+    c.send(b"STOR incoming/up.bin");
+    let r = c.reply();
+    assert_eq!(r.code, 150, "{}", r.text());
+
+    let t = Instant::now();
+    data.write_all(&body).unwrap();
+    data.shutdown(Shutdown::Write).unwrap();
+    let _ = read_to_eof(&mut data, Duration::from_secs(60));
+    let r = c.reply();
+    let took = t.elapsed().as_secs_f64();
+    assert_eq!(r.code, 226, "{}", r.text());
+    assert!(
+        std::fs::read(drop_box.join("up.bin")).unwrap() == body,
+        "the upload was stored changed"
+    );
+    let nominal = size as f64 / rate;
+    assert!(
+        took >= 0.9 * nominal,
+        "an upload of {} in {took:.2} s: faster than 8M",
+        mib(size as f64)
+    );
+    assert!(
+        took <= 4.0 * nominal,
+        "an upload of {} in {took:.2} s: far slower than 8M",
+        mib(size as f64)
+    );
+    server_alive(server);
+}
+
 fn server_alive(mut server: Server) {
     server.assert_alive();
 }
@@ -305,7 +363,7 @@ fn per_address(kind: Kind) {
 }
 
 limit_tests!(
-    all: [a_limited_download_keeps_its_rate],
+    all: [a_limited_download_keeps_its_rate, a_limited_upload_keeps_its_rate],
     shared: [
         ten_downloads_share_the_total,
         a_newcomer_and_a_slow_reader,

@@ -370,6 +370,66 @@ fn metrics_follow_what_happens(kind: Kind) {
     server.assert_alive();
 }
 
+/// An upload (`--incoming`) is counted as received bytes, never as sent
+/// ones, and as a transfer of kind `stor`; STOR as a command.
+fn uploads_are_counted(kind: Kind) {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = Tree::new();
+    let drop_box = tree.root.join("incoming");
+    std::fs::create_dir(&drop_box).unwrap();
+    if common::is_root() {
+        let id = Some(common::server::DROP_UID);
+        std::os::unix::fs::chown(&drop_box, id, Some(common::server::DROP_GID)).unwrap();
+    }
+    std::fs::set_permissions(&drop_box, std::fs::Permissions::from_mode(0o733)).unwrap();
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(Ipv4Addr::LOCALHOST.into())));
+    let opts = Opts::new()
+        .arg("--metrics")
+        .arg(addr.to_string())
+        .arg("--incoming")
+        .arg("incoming")
+        .arg("--min-free")
+        .arg("0");
+    let mut server = Server::start(kind, &tree, opts);
+    server.wait_log_line("naming the metrics address", |l| {
+        l.contains(&format!(" metrics={addr} "))
+    });
+    let size: usize = 3 << 20;
+    let mut c = Client::login(&server, Family::V4);
+    c.expect("TYPE I", 200);
+    let pasv = c.pasv();
+    let mut data = connect_tuned(pasv, None, None).unwrap();
+    c.send(b"STOR incoming/counted");
+    assert_eq!(c.reply().code, 150);
+    data.write_all(&vec![7u8; size]).unwrap();
+    data.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = data.read_to_end(&mut rest);
+    assert_eq!(c.reply().code, 226);
+    let after = scrape(addr);
+    assert_eq!(
+        get(&after, "aftpd_received_bytes_total", &[]),
+        size as f64,
+        "received"
+    );
+    assert_eq!(get(&after, "aftpd_sent_bytes_total", &[]), 0.0, "sent");
+    assert_eq!(
+        get(
+            &after,
+            "aftpd_transfers_total",
+            &[("kind", "stor"), ("result", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(&after, "aftpd_commands_total", &[("verb", "STOR")]),
+        1.0
+    );
+    assert_eq!(std::fs::read(drop_box.join("counted")).unwrap().len(), size);
+    c.expect("QUIT", 221);
+    server.assert_alive();
+}
+
 /// Anything but GET /metrics is answered with an error; a scraper that
 /// connects and says nothing, or too much, holds up the others only for
 /// a bounded time, and the sessions not at all.
@@ -438,6 +498,10 @@ mod supervisor {
     fn metrics_on_ipv6() {
         super::metrics_on_ipv6(crate::common::Kind::Supervisor)
     }
+    #[test]
+    fn uploads_are_counted() {
+        super::uploads_are_counted(crate::common::Kind::Supervisor)
+    }
 }
 
 mod supervisor_uring {
@@ -452,6 +516,10 @@ mod supervisor_uring {
     #[test]
     fn metrics_on_ipv6() {
         super::metrics_on_ipv6(crate::common::Kind::SupervisorUring)
+    }
+    #[test]
+    fn uploads_are_counted() {
+        super::uploads_are_counted(crate::common::Kind::SupervisorUring)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::core::proto::command::{NOT_OFFERED, TLS_VERBS, VERBS, WRITE_VERBS};
+use crate::core::proto::command::{NOT_OFFERED, TLS_VERBS, UPLOAD_VERBS, VERBS, WRITE_VERBS};
 
 /// The verbs counted one by one, in this order; anything else is
 /// [`OTHER`].
@@ -15,6 +15,7 @@ pub fn verbs() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(&["CLNT", "SITE"])
         .chain(TLS_VERBS.iter())
+        .chain(UPLOAD_VERBS.iter())
         .chain(WRITE_VERBS.iter())
         .chain(NOT_OFFERED.iter())
         .copied()
@@ -22,7 +23,7 @@ pub fn verbs() -> impl Iterator<Item = &'static str> {
 
 /// How many verbs are counted one by one.
 pub const COUNTED: usize =
-    VERBS.len() + 2 + TLS_VERBS.len() + WRITE_VERBS.len() + NOT_OFFERED.len();
+    VERBS.len() + 2 + TLS_VERBS.len() + UPLOAD_VERBS.len() + WRITE_VERBS.len() + NOT_OFFERED.len();
 
 /// The label of a line whose verb is none of [`verbs`] (unknown, or too
 /// long to be one).

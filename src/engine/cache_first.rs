@@ -9,8 +9,13 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::mover::{FileRange, Moved, Mover, Read, SENDFILE_CHUNK, Tag, read_at, sendfile};
-use super::pool::{JobTag, Pool, Work};
+use std::fs::File;
+use std::sync::Arc;
+
+use super::mover::{
+    FileRange, Moved, Mover, Read, SENDFILE_CHUNK, Tag, read_at, sendfile, write_error,
+};
+use super::pool::{Helped, JobTag, Pool, Work};
 use crate::core::session::TransferError;
 
 /// Bytes a helper thread reads into the page cache at a time.
@@ -58,7 +63,7 @@ impl Warming {
 
 impl Mover for CacheFirst {
     type Xfer = Warming;
-    type Done = io::Result<u64>;
+    type Done = Helped;
 
     fn send_file(
         &mut self,
@@ -113,9 +118,13 @@ impl Mover for CacheFirst {
         &mut self,
         x: &mut Warming,
         range: &mut FileRange,
-        done: io::Result<u64>,
+        done: Helped,
     ) -> Result<(), TransferError> {
         x.busy = false;
+        let done = match done {
+            Helped::Warm(r) => r,
+            Helped::Wrote(..) => return Err(TransferError::Source(io::ErrorKind::Other.into())),
+        };
         match done {
             // Fewer bytes than the size announced still has: it shrank.
             Ok(n) if n < x.asked => Err(TransferError::Shrunk),
@@ -127,9 +136,37 @@ impl Mover for CacheFirst {
         }
     }
 
+    /// Upload data is written by a helper thread, so that no worker
+    /// waits for the disk.
+    fn write_file(
+        &mut self,
+        x: &mut Warming,
+        file: &Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+        tag: Tag,
+    ) {
+        x.busy = true;
+        let work = Work::Write {
+            file: Arc::clone(file),
+            offset,
+            buf,
+        };
+        self.pool.submit(self.worker, JobTag::Mover(tag), work);
+    }
+
+    fn written(&mut self, x: &mut Warming, done: Helped) -> Result<Option<Vec<u8>>, TransferError> {
+        x.busy = false;
+        match done {
+            Helped::Wrote(buf, Ok(())) => Ok(Some(buf)),
+            Helped::Wrote(_, Err(e)) => Err(write_error(e)),
+            Helped::Warm(_) => Err(TransferError::Sink(io::ErrorKind::Other.into())),
+        }
+    }
+
     fn finish(&mut self, _: Warming, _: Tag) {}
 
-    fn finish_late(&mut self, _: Tag, _: io::Result<u64>) {}
+    fn finish_late(&mut self, _: Tag, _: Helped) {}
 }
 
 /// `cachestat(2)` (Linux 6.5), the same number on every architecture.
@@ -194,7 +231,6 @@ fn in_page_cache(range: &FileRange, len: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     use crate::fs::Root;
     use crate::fs::test_tree::TempTree;
@@ -224,10 +260,13 @@ mod tests {
         };
         m.warm(&mut x, &range, tag);
         assert!(x.busy());
-        let r = m.completed(&mut x, &mut range, Ok(4096));
+        let r = m.completed(&mut x, &mut range, Helped::Warm(Ok(4096)));
         assert!(matches!(r, Err(TransferError::Shrunk)), "{r:?}");
         m.warm(&mut x, &range, tag);
-        assert!(m.completed(&mut x, &mut range, Ok(1 << 20)).is_ok());
+        assert!(
+            m.completed(&mut x, &mut range, Helped::Warm(Ok(1 << 20)))
+                .is_ok()
+        );
         assert_eq!(x.warm_end, 1 << 20);
     }
 }

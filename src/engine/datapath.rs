@@ -32,7 +32,8 @@ const ACCEPT_BATCH: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     Nothing,
-    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener.
+    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener, an
+    /// upload's connection, or a TLS handshake waiting for the client.
     Readable,
     /// Its descriptor to be writable: a connect in progress, or a full
     /// socket.
@@ -81,6 +82,8 @@ pub struct DataPath<M: Mover> {
     sent: u64,
     /// The current transfer's pace (a slow reader gets a short queue).
     pace: Pace,
+    /// Bytes received (uploads) since the engine last asked.
+    received: u64,
 }
 
 impl<M: Mover> DataPath<M> {
@@ -98,6 +101,7 @@ impl<M: Mover> DataPath<M> {
             tls: None,
             sent: 0,
             pace: Pace::default(),
+            received: 0,
         }
     }
 
@@ -116,9 +120,9 @@ impl<M: Mover> DataPath<M> {
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match (&self.state, self.wait) {
             (State::Listening(l) | State::Accepting(l, _), Wait::Readable) => Some(l.as_fd()),
-            (State::Connecting(s, _) | State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
-            // A TLS handshake waiting for the client.
+            // An upload, or a TLS handshake, waiting for the client.
             (State::Open(s, _), Wait::Readable) => Some(s.as_fd()),
+            (State::Connecting(s, _) | State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
             _ => None,
         }
     }
@@ -172,6 +176,11 @@ impl<M: Mover> DataPath<M> {
     /// How many bytes were sent since the last call.
     pub fn take_sent(&mut self) -> u64 {
         std::mem::take(&mut self.sent)
+    }
+
+    /// How many bytes were received (uploads) since the last call.
+    pub fn take_received(&mut self) -> u64 {
+        std::mem::take(&mut self.received)
     }
 
     /// Opens a passive listener, replacing whatever there was.
@@ -390,8 +399,13 @@ impl<M: Mover> DataPath<M> {
         let before = x.sent;
         let step = x.run(sock, session, mover, tag, now.mono);
         if x.sent > before {
-            self.sent += x.sent - before;
-            self.pace.observe(sock, x.sent, now.mono);
+            // An upload's progress is what came in.
+            if x.receiving() {
+                self.received += x.sent - before;
+            } else {
+                self.sent += x.sent - before;
+                self.pace.observe(sock, x.sent, now.mono);
+            }
             session.on_data_progress(x.sent, now);
         }
         self.wake = None;
@@ -405,7 +419,7 @@ impl<M: Mover> DataPath<M> {
             Step::Pending => Wait::Mover,
             Step::Session => Wait::Session,
             Step::Done => {
-                let sent = x.sent;
+                let sent = x.total();
                 finish_socket(sock);
                 self.abort(mover);
                 session.on_transfer_done(Ok(sent), now);

@@ -53,14 +53,28 @@ pub enum Work {
         offset: u64,
         len: u64,
     },
+    /// Writes all of `buf` to `file` at `offset` (an upload's data).
+    Write {
+        file: Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+    },
 }
 
 /// The result of a job.
 pub enum Output {
     Fs(FsAnswer<Real>),
+    /// For a transfer's mover.
+    Mover(Helped),
+}
+
+/// What a helper thread did for a transfer.
+pub enum Helped {
     /// Bytes now in the page cache from the offset (fewer than asked: the
     /// file ended).
     Warm(io::Result<u64>),
+    /// The buffer written (back, to be reused), or why it could not be.
+    Wrote(Vec<u8>, io::Result<()>),
 }
 
 /// A finished job, for the worker that submitted it.
@@ -90,8 +104,11 @@ impl Job {
     fn class(&self) -> Class {
         match self.work {
             Work::Fs(_, FsRequest::ReadDir(..)) => Class::Scan,
+            // An upload's commit (an fsync may take seconds) waits for the
+            // disk like a read.
+            Work::Fs(_, FsRequest::Commit(_)) => Class::Io,
             Work::Fs(..) => Class::Quick,
-            Work::Warm { .. } => Class::Io,
+            Work::Warm { .. } | Work::Write { .. } => Class::Io,
         }
     }
 }
@@ -234,7 +251,13 @@ impl Inner {
             let class = job.class();
             let output = match job.work {
                 Work::Fs(tree, request) => Output::Fs(self.trees.execute(tree, request)),
-                Work::Warm { file, offset, len } => Output::Warm(warm(&file, offset, len)),
+                Work::Warm { file, offset, len } => {
+                    Output::Mover(Helped::Warm(warm(&file, offset, len)))
+                }
+                Work::Write { file, offset, buf } => {
+                    let r = write_all_at(&file, offset, &buf);
+                    Output::Mover(Helped::Wrote(buf, r))
+                }
             };
             self.finished(job.worker, job.tag, output);
             let mut q = lock(&self.queues);
@@ -285,6 +308,22 @@ fn warm(file: &File, offset: u64, len: u64) -> io::Result<u64> {
         }
         Ok(done)
     })
+}
+
+/// Writes all of `buf` at `offset` of `file`.
+fn write_all_at(file: &File, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(file, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = buf.get(n..).unwrap_or_default();
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -24,7 +24,7 @@ use crate::engine::conn;
 use crate::engine::context::Context;
 use crate::engine::mover::{Mover, Tag};
 use crate::engine::net;
-use crate::engine::pool::{Done, JobTag, Output, Pool, Work};
+use crate::engine::pool::{Done, Helped, JobTag, Output, Pool, Work};
 use crate::fs::exec::Real;
 use crate::monitor::board::{Gauges, PipeUse};
 use crate::monitor::row::Row;
@@ -250,10 +250,13 @@ impl<T: HasBase> conn::Core for T {
         self.base().ctx.rates.limiter(ip, dir, now)
     }
 
-    fn count_data(&mut self, sent: u64, foreign: u32) {
+    fn count_data(&mut self, sent: u64, received: u64, foreign: u32) {
         let b = self.base();
         if let Some(s) = b.ctx.stats.as_ref().and_then(|s| s.worker(b.id)) {
             s.data(sent, foreign);
+            if received > 0 {
+                s.received(received);
+            }
         }
     }
 }
@@ -309,11 +312,12 @@ pub enum Finished<D> {
 
 /// Sorts a worker's finished jobs: each goes to its session if that is
 /// still the one that asked, else it is dropped (closing what it opened).
-/// `warm` wraps a page-cache read for the engine's mover.
+/// `warm` wraps what a helper did for a transfer (a page-cache read, an
+/// upload's write) for the engine's mover.
 pub fn finished<D>(
     done: Done,
     serial_of: impl Fn(usize) -> Option<u64>,
-    warm: impl FnOnce(std::io::Result<u64>) -> D,
+    warm: impl FnOnce(Helped) -> D,
 ) -> Option<Finished<D>> {
     match (done.tag, done.output) {
         (JobTag::Fs { slot, serial, id }, Output::Fs(answer))
@@ -321,7 +325,7 @@ pub fn finished<D>(
         {
             Some(Finished::Fs { slot, id, answer })
         }
-        (JobTag::Mover(tag), Output::Warm(result)) if serial_of(tag.slot) == Some(tag.serial) => {
+        (JobTag::Mover(tag), Output::Mover(result)) if serial_of(tag.slot) == Some(tag.serial) => {
             Some(Finished::Mover {
                 tag,
                 done: warm(result),

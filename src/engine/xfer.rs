@@ -12,6 +12,7 @@ use rustix::io::Errno;
 use rustix::net::SendFlags;
 
 use super::mover::{FileRange, Moved, Mover, Read, Tag};
+use super::recv::Recv;
 use super::tls::data::{DataTls, Handshake};
 use crate::core::rate::{Allow, Limiter};
 use crate::core::session::{DataOut, Session, Source, TransferError};
@@ -23,7 +24,7 @@ use crate::fs::exec::Real;
 /// (TYPE A) a read and a pass over each byte, a listing the formatting of
 /// each line (16 KiB is some two hundred lines).
 pub const BUDGET: u64 = 4 << 20;
-const COPY_BUDGET: u64 = 1 << 20;
+pub const COPY_BUDGET: u64 = 1 << 20;
 const STREAM_BUDGET: u64 = 64 << 10;
 /// Bytes read from a file at a time on the copying path.
 pub const COPY_CHUNK: usize = 64 * 1024;
@@ -38,8 +39,8 @@ pub enum Step {
     Pending,
     /// The session has nothing to send yet (a listing batch is on its way).
     Session,
-    /// TLS waits for the client (its handshake): wait until the socket
-    /// is readable.
+    /// Receiving (an upload), or TLS waiting for the client (its
+    /// handshake): wait until the socket is readable (it may be at once).
     Readable,
     /// The bandwidth limit allows nothing before this instant.
     Wait(Instant),
@@ -61,6 +62,8 @@ enum Src {
         copy_once: bool,
     },
     Stream,
+    /// An upload: from the socket to the file.
+    Upload(Box<Recv>),
 }
 
 /// A transfer in progress. Its buffer lives only while it copies.
@@ -78,7 +81,7 @@ pub struct Xfer<M: Mover> {
 }
 
 impl<M: Mover> Xfer<M> {
-    pub fn new(source: Source<Real>, limit: Option<Limiter>) -> Xfer<M> {
+    pub fn new(source: Source<Real>, mut rate: Option<Limiter>) -> Xfer<M> {
         let src = match source {
             Source::File {
                 file,
@@ -97,6 +100,13 @@ impl<M: Mover> Xfer<M> {
                 copy_once: false,
             },
             Source::Stream => Src::Stream,
+            // An upload's limiter is the receiving side's.
+            Source::Upload { file, ascii, limit } => Src::Upload(Box::new(Recv::new(
+                file,
+                ascii,
+                limit,
+                rate.take().map(Box::new),
+            ))),
         };
         Xfer {
             src,
@@ -105,8 +115,13 @@ impl<M: Mover> Xfer<M> {
             sent: 0,
             mover: M::Xfer::default(),
             tls: None,
-            limit: limit.map(Box::new),
+            limit: rate.map(Box::new),
         }
+    }
+
+    /// Whether this is an upload (its bytes come in).
+    pub fn receiving(&self) -> bool {
+        matches!(self.src, Src::Upload(_))
     }
 
     /// Sends through TLS (PROT P): its handshake first, then every byte
@@ -122,7 +137,16 @@ impl<M: Mover> Xfer<M> {
     pub fn completed(&mut self, mover: &mut M, done: M::Done) -> Result<(), TransferError> {
         match &mut self.src {
             Src::File { range, .. } => mover.completed(&mut self.mover, range, done),
+            Src::Upload(r) => r.completed(mover, &mut self.mover, done),
             Src::Stream => Ok(()),
+        }
+    }
+
+    /// The bytes the transfer moved: sent, or for an upload stored.
+    pub fn total(&self) -> u64 {
+        match &self.src {
+            Src::Upload(r) => r.stored(),
+            _ => self.sent,
         }
     }
 
@@ -138,6 +162,12 @@ impl<M: Mover> Xfer<M> {
         tag: Tag,
         now: Instant,
     ) -> Step {
+        if let Src::Upload(r) = &mut self.src {
+            let step = receive(r, &mut self.tls, sock, mover, &mut self.mover, tag, now);
+            // Progress is what the client sent.
+            self.sent = r.received;
+            return step.unwrap_or_else(Step::Fail);
+        }
         match self.steps(sock, session, mover, tag, now) {
             Ok(step) => step,
             Err(e) => Step::Fail(e),
@@ -157,7 +187,7 @@ impl<M: Mover> Xfer<M> {
             Src::File {
                 zero_copy: true, ..
             } => BUDGET,
-            Src::File { .. } => COPY_BUDGET,
+            Src::File { .. } | Src::Upload(_) => COPY_BUDGET,
         };
         let end = self.sent + budget;
         if let Some(t) = &mut self.tls {
@@ -204,6 +234,8 @@ impl<M: Mover> Xfer<M> {
                     DataOut::Wait => return Ok(Step::Session),
                     DataOut::End => return self.done(sock),
                 },
+                // Received by `Recv`, in `run`.
+                Src::Upload(_) => return Ok(Step::Readable),
                 Src::File { range, .. } if range.left == 0 && !mover.holds(&self.mover) => {
                     return self.done(sock);
                 }
@@ -295,6 +327,35 @@ impl<M: Mover> Xfer<M> {
         }
         Ok(true)
     }
+}
+
+/// An upload's turn. Over TLS: its handshake first, as for a download;
+/// and once every byte is written (the client's close_notify came), the
+/// server's close_notify, on a best-effort basis: the data is whole
+/// whatever becomes of it (a client may close without waiting for it).
+fn receive<M: Mover>(
+    r: &mut Recv,
+    tls: &mut Option<Box<DataTls>>,
+    sock: &TcpStream,
+    mover: &mut M,
+    mx: &mut M::Xfer,
+    tag: Tag,
+    now: Instant,
+) -> Result<Step, TransferError> {
+    if let Some(t) = tls {
+        match t.handshake(sock)? {
+            Handshake::Read => return Ok(Step::Readable),
+            Handshake::Write => return Ok(Step::Blocked),
+            Handshake::Done => {}
+        }
+    }
+    let step = r.run(sock, tls.as_deref_mut(), mover, mx, tag, now)?;
+    if let (Step::Done, Some(t)) = (&step, tls)
+        && let Ok(false) = t.finish(sock)
+    {
+        return Ok(Step::Blocked);
+    }
+    Ok(step)
 }
 
 /// One non-blocking send, through TLS if there is one: `Ok(None)` when

@@ -74,6 +74,11 @@ After dropping privileges ftpd enters a sandbox (unless --no-sandbox):
 Landlock lets it read beneath ROOT and nothing else, where the kernel has
 Landlock, and a seccomp filter allows only the system calls it needs.
 
+With --incoming DIR, clients may also upload (STOR, STOU) into DIR, a
+write-only drop box: never replacing a file, stored only once complete
+and durable, neither listed nor served until an operator moves it out.
+The sandbox then lets ftpd write files there, and nowhere else.
+
 With --status-dir DIR the session claims a file of DIR (a POSIX lock,
 before the chroot) and keeps its status line there for aftpd-status.
 ",

@@ -83,6 +83,14 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     let ends = net::control_endpoints(control_in);
     net::set_control_options(control_in);
 
+    // The drop box, and its hook's helper (forked now: one thread, not
+    // yet chrooted).
+    if let Some(uploads) = &args.session.uploads {
+        let log_to = args.session.log;
+        crate::setup::uploads::open(&root, root_path, uploads, start::whom()?, move || {
+            start::open_logger(log_to).unwrap_or_else(|_| Logger::discard())
+        })?;
+    }
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
         Some(files) => Some(crate::setup::tls::load(files)?),

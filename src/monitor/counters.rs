@@ -21,7 +21,7 @@ pub const REFUSALS: [&str; 5] = [
 ];
 
 /// Transfer kinds, as the metrics label them.
-pub const KINDS: [&str; 4] = ["retr", "list", "nlst", "mlsd"];
+pub const KINDS: [&str; 5] = ["retr", "list", "nlst", "mlsd", "stor"];
 
 /// Transfer results counted one by one (the log's tokens); anything
 /// else is `other`, the last.
@@ -48,6 +48,7 @@ fn kind_index(k: TransferKind) -> usize {
         TransferKind::List => 1,
         TransferKind::Nlst => 2,
         TransferKind::Mlsd => 3,
+        TransferKind::Stor => 4,
     }
 }
 

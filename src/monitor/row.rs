@@ -44,7 +44,7 @@ pub struct Row {
 /// The transfer in progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xfer {
-    /// `retr`, `list`, `nlst`, `mlsd` (as in the log).
+    /// `retr`, `stor`, `list`, `nlst`, `mlsd` (as in the log).
     pub kind: String,
     /// The path as the log writes it (escaped).
     pub path: String,
@@ -69,6 +69,7 @@ fn kind_name(k: TransferKind) -> &'static str {
         TransferKind::List => "list",
         TransferKind::Nlst => "nlst",
         TransferKind::Mlsd => "mlsd",
+        TransferKind::Stor => "stor",
     }
 }
 

@@ -79,7 +79,7 @@ with_session_options! {
         #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
         pub max_rate_total: Option<Rate>,
         /// most bytes per second of all downloads of one client address
-        /// together (default: no limit)
+        /// together, and of its uploads together (default: no limit)
         #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
         pub max_rate_per_ip: Option<Rate>,
         /// on SIGTERM/SIGINT, how long transfers in flight may take to
@@ -198,7 +198,8 @@ pub const HELP: Help = Help {
 Serve a read-only, anonymous FTP archive (ROOT, default: the current
 directory) to many clients from one process: bind, drop privileges, then run
 worker threads, each an event loop (epoll or io_uring) holding thousands of
-sessions.
+sessions. With --incoming DIR, clients may also upload into DIR, a
+write-only drop box (see ftpd --help and aftpd-supervisor(8), UPLOADS).
 ",
     session_heading: Some("Session options, the same as ftpd's:"),
     tail: "
@@ -226,7 +227,8 @@ Notes:
   saying so in the log; --engine uring where io_uring is unavailable exits
   111. The io_uring ring is restricted to the operations the server uses.
   After dropping privileges it enters a sandbox (unless --no-sandbox):
-  Landlock lets it read beneath ROOT (and write the --xferlog directory)
+  Landlock lets it read beneath ROOT (and write the --xferlog directory,
+  and files in the --incoming drop box)
   where the kernel has Landlock, and a seccomp filter allows only the
   system calls its workers need.
   SIGHUP: reopen the --xferlog file (after a log rotation); logs go to

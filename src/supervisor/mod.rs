@@ -117,6 +117,24 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         .max_sessions
         .unwrap_or_else(|| nofile::default_max_sessions(nofile, threads));
 
+    // The upload hook's helper: forked while this is the only thread,
+    // before the chroot, and before the TLS key is read (the process
+    // that runs hooks never holds it).
+    let hook = match &args.session.uploads {
+        Some(u) => {
+            let syslog = args.session.log == LogTo::Syslog;
+            crate::setup::uploads::hook(&root_dir, u, target.as_ref(), move || {
+                let log = if syslog {
+                    Logger::syslog(NAME).unwrap_or_else(|_| Logger::discard())
+                } else {
+                    Logger::stderr(NAME)
+                };
+                log.with_backlog(LOG_BACKLOG)
+            })?
+        }
+        None => None,
+    };
+
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
         Some(files) => Some(Arc::new(crate::setup::tls::load(files)?)),
@@ -185,6 +203,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     };
     let root = Root::open(root_now)
         .map_err(|e| Fail::temporary(format!("cannot open {}: {e}", root_dir.display())))?;
+    if let Some(u) = &args.session.uploads {
+        crate::setup::uploads::drop_box(&root, u, hook)?;
+    }
     let user = match &target {
         Some(who) => who.to_string(),
         None => format!(
@@ -234,8 +255,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         None
     } else {
         let dir = ctx.log.xferlog_dir();
+        let incoming = ctx.root.incoming().map(|i| i.fd());
         Some(
-            crate::sandbox::restrict_filesystem(ctx.root.fd(), dir)
+            crate::sandbox::restrict_filesystem_uploads(ctx.root.fd(), dir, incoming)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?,
         )
     };
@@ -255,7 +277,8 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     let sandbox = match landlock {
         None => "sandbox=off".to_owned(),
         Some(landlock) => {
-            let seccomp = crate::sandbox::restrict_syscalls(profile, true)
+            let uploads = ctx.root.incoming().is_some();
+            let seccomp = crate::sandbox::restrict_syscalls_uploads(profile, uploads, true)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?;
             crate::sandbox::Report { landlock, seccomp }.to_string()
         }
@@ -265,10 +288,14 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // already, and a log reader sees the start line before any session's.
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {}{} root={} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={}{}{} open-files={} {sandbox}",
+        "listening on {}{} root={}{} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={}{}{} open-files={} {sandbox}",
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
+        ctx.root.incoming().map_or_else(String::new, |i| format!(
+            " incoming={}",
+            String::from_utf8_lossy(i.settings().dir.as_bytes())
+        )),
         engine_name,
         args.max_per_ip,
         ctx.rates.describe(),

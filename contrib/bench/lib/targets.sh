@@ -14,6 +14,10 @@
 # so that stop_tree stops them all.
 
 PORT=21300 # each start takes the next port: no TIME_WAIT clashes
+# Set by a scenario that uploads (scenarios/uploads.sh): aftpd's upload
+# options, and a non-empty VSFTPD_UPLOADS for vsftpd's.
+UPLOAD_ARGS=()
+VSFTPD_UPLOADS=
 # ... and the next address of 127.0.0.0/8 (all of it is loopback): the
 # ports an earlier run left in TIME_WAIT on its address do not stand in
 # the way of this server's passive listeners, so every run starts clean,
@@ -29,7 +33,8 @@ write_configs() {
 # vsftpd's configuration for ROOT: anonymous only, Debian's defaults
 # otherwise. $1: listen (standalone) or inetd.
 vsftpd_conf() {
-	local how=$1 root=$2 f=$RUN/vsftpd-$1.conf
+	local how=$1 root=$2 f=$RUN/vsftpd-$1.conf up=NO
+	[[ -n ${VSFTPD_UPLOADS:-} ]] && up=YES
 	{
 		if [[ $how = listen ]]; then
 			printf 'listen=YES\nlisten_ipv6=NO\nlisten_address=%s\nlisten_port=%s\nbackground=NO\n' "$IP" "$PORT"
@@ -39,7 +44,9 @@ vsftpd_conf() {
 		cat <<-EOF
 			anonymous_enable=YES
 			local_enable=NO
-			write_enable=NO
+			write_enable=$up
+			anon_upload_enable=$up
+			anon_umask=077
 			anon_root=$root
 			no_anon_password=YES
 			ftp_username=$FTPUSER
@@ -111,7 +118,7 @@ start_target() {
 		threads=(--threads "${BASH_REMATCH[3]}")
 	fi
 	local sup=(--listen "$ADDR" --user "$FTPUSER" --max-sessions 20000 --max-per-ip 0
-		--timeout 600 --shutdown-timeout 1 "${threads[@]}" "$root")
+		--timeout 600 --shutdown-timeout 1 "${threads[@]}" "${UPLOAD_ARGS[@]}" "$root")
 	local tcps=(tcpserver -RHl0 -c 20000 -b 1024)
 	as_ftp_home "$root"
 	case $t in
@@ -120,7 +127,7 @@ start_target() {
 	ftpd-tcpserver)
 		# publicfile's set-up: envuidgid's $UID/$GID, ftpd chroots and drops.
 		launch "$t" env UID="$FTP_UID" GID="$FTP_GID" "${tcps[@]}" "$IP" "$PORT" \
-			"$AFTPD_BIN/ftpd" --timeout 600 "$root" ;;
+			"$AFTPD_BIN/ftpd" --timeout 600 "${UPLOAD_ARGS[@]}" "$root" ;;
 	vsftpd) launch "$t" "${HOME_WRAP[@]}" "$VSFTPD" "$(vsftpd_conf listen "$root")" ;;
 	vsftpd-tcpserver)
 		launch "$t" "${HOME_WRAP[@]}" "${tcps[@]}" "$IP" "$PORT" "$VSFTPD" \

@@ -15,6 +15,7 @@ mod slowread;
 mod sockmem;
 mod stats;
 mod underload;
+mod upload;
 
 use out::{Args, die};
 
@@ -56,6 +57,13 @@ Every rate comes with its failures, by class (refused, data_connect, 425,
       K logged-in idle sessions held for S seconds: memory per session
       (sum of Pss over the server's processes, kernel memory). Logins stop
       early if MemAvailable falls below M MiB (default 3072).
+  upload --addr A --path /incoming [--size BYTES] [--clients C] [--tag T]
+         [--sync-dir DIR] [--server-pid P]
+      C uploads at once (STOR /incoming/T-I, SIZE bytes each, one session
+      each): MB/s, CPU seconds per GiB of the server and of the machine.
+      With --sync-dir (where the files land on disk), the generator fsyncs
+      each stored file and its directory before its upload counts as done,
+      for servers that do not before their 226.
   list --addr A --cmd LIST|NLST|MLSD --path /dir --server-pid P
       One listing: wall time, bytes, lines, the server's peak RSS.
   mkdata DIR [--big-mib M] [--entries E]
@@ -87,6 +95,7 @@ fn main() {
         "slowread" => slowread::slowread(&Args::parse(rest)),
         "idle" => idle::idle(&Args::parse(rest)),
         "list" => listing::list(&Args::parse(rest)),
+        "upload" => upload::upload(&Args::parse(rest)),
         "ping" => listing::ping(&Args::parse(rest)),
         "sockmem" => {
             let pid = rest

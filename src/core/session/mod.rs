@@ -13,12 +13,14 @@ mod messages;
 mod pending;
 mod status;
 mod tls;
+mod upload;
 
 pub use action::{
-    Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record, Source,
-    TlsFailure, TransferError, TransferKind, TransferRecord, Tree,
+    Action, Created, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record,
+    Source, TlsFailure, TransferError, TransferKind, TransferRecord, Tree, UploadName,
 };
 pub use status::{SessionStatus, TransferStatus};
+pub use upload::{NAME_MAX, name_allowed};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +32,7 @@ use self::listing::Listing;
 use self::messages::Shown;
 use self::pending::Pending;
 use self::tls::Security;
+use self::upload::Uploading;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
 use crate::core::listing::Facts;
@@ -87,6 +90,8 @@ pub struct Session<H: Handles> {
     listing: Option<Box<Listing<H>>>,
     /// A command waiting for the answer to its filesystem request.
     pending: Option<Box<Pending>>,
+    /// The upload being received or committed.
+    upload: Option<Box<Uploading<H>>>,
     actions: VecDeque<Action<H>>,
     login: Login,
     cwd: VPath,
@@ -128,6 +133,7 @@ impl<H: Handles> Session<H> {
             data_out: Vec::new(),
             listing: None,
             pending: None,
+            upload: None,
             actions: VecDeque::new(),
             login: Login::Start,
             cwd: VPath::root(),
@@ -235,6 +241,8 @@ impl<H: Handles> Session<H> {
                 self.resume(p.then, answer, now);
             }
             self.process(now);
+        } else if self.on_space(id, &answer, now) {
+            self.process(now);
         } else if let FsAnswer::ReadDir(dir, entries, result) = answer
             && self.listing.as_ref().is_some_and(|l| l.reading(id))
         {
@@ -263,6 +271,7 @@ impl<H: Handles> Session<H> {
             self.process(now);
             return;
         }
+        self.space_check_expired(now);
         if self.listing_timed_out(now) {
             return;
         }
@@ -291,6 +300,7 @@ impl<H: Handles> Session<H> {
             self.pending.as_ref().map(|p| p.deadline),
             self.listing.as_ref().and_then(|l| l.deadline()),
             self.data.deadline(),
+            self.space_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -403,7 +413,10 @@ impl<H: Handles> Session<H> {
             self.reply(Code::FileStatus, "End of status (cut short).");
         }
         self.closed = true;
-        self.pending = None;
+        if let Some(p) = self.pending.take() {
+            self.pending_dropped(p.then, now);
+        }
+        self.discard_upload();
         self.actions.push_back(Action::Log(Record::SessionEnd {
             peer: self.ends.peer,
             seconds: now

@@ -1062,3 +1062,5 @@ fn status_and_tally() {
 /// Banners, welcomes, directory messages and virtual hosts.
 mod messages;
 mod tls;
+/// Uploads into the drop box.
+mod uploads;

@@ -30,6 +30,7 @@ mod io;
 mod pipes;
 mod setup;
 mod splice;
+mod write;
 
 pub use setup::{Ring, prepare};
 

@@ -18,18 +18,20 @@ use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
 use super::pipes::{Pipe, Pipes};
+use super::write::Writing;
 use super::{OP_MOVER, user_data};
 use crate::core::session::TransferError;
 use crate::engine::cache_first::{CacheFirst, Warming};
 use crate::engine::mover::{FileRange, Moved, Mover, Read, Tag};
-use crate::engine::pool::Pool;
+use crate::engine::pool::{Helped, Pool};
 
 /// The completion of an operation of this mover.
 pub enum Done {
-    /// A file -> pipe splice: bytes, or `-errno`.
+    /// A ring operation (a file -> pipe splice, or an upload's write):
+    /// bytes, or `-errno`.
     Spliced(i32),
-    /// A helper thread read this much into the page cache.
-    Warmed(io::Result<u64>),
+    /// A helper thread read into the page cache.
+    Warmed(Helped),
 }
 
 /// A transfer's part of the mover.
@@ -47,6 +49,8 @@ pub struct Spliced {
     warming: Warming,
     /// The file cannot be spliced (its filesystem refuses).
     no_splice: bool,
+    /// An upload's write through the ring.
+    write: Writing,
 }
 
 /// A transfer ended while its splice was in flight: what the splice holds
@@ -56,6 +60,8 @@ struct Retired {
     pipe: Option<Pipe>,
     in_pipe: u32,
     _file: Arc<File>,
+    /// An upload's write in flight: its buffer.
+    _write: Option<super::write::InFlight>,
 }
 
 /// A worker's mover.
@@ -214,13 +220,43 @@ impl Mover for SpliceRing {
         }
     }
 
+    fn write_file(
+        &mut self,
+        x: &mut Spliced,
+        file: &Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+        tag: Tag,
+    ) {
+        x.write.submit(file, offset, buf, tag, &mut self.outbox);
+    }
+
+    fn written(&mut self, x: &mut Spliced, done: Done) -> Result<Option<Vec<u8>>, TransferError> {
+        match done {
+            Done::Spliced(res) => x.write.completed(res, &mut self.outbox),
+            Done::Warmed(_) => Err(TransferError::Sink(io::ErrorKind::Other.into())),
+        }
+    }
+
     fn finish(&mut self, x: Spliced, tag: Tag) {
+        if let Some(w) = x.write.inflight {
+            // The ring still reads the buffer: kept until the completion.
+            let file = Arc::clone(w.file());
+            self.retired.push(Retired {
+                tag: w.tag(),
+                pipe: None,
+                in_pipe: 0,
+                _file: file,
+                _write: Some(w),
+            });
+        }
         match x.splicing {
             Some(file) => self.retired.push(Retired {
                 tag,
                 pipe: x.pipe,
                 in_pipe: x.in_pipe,
                 _file: file,
+                _write: None,
             }),
             None => {
                 if let Some(p) = x.pipe {
