@@ -74,8 +74,8 @@ def cost_section(recs, rep):
           "`--control`, `--max-rate-total 100G --max-rate-per-ip 100G` (limits that never bind, so every send "
           "passes both buckets), while curl scrapes /metrics and aftpd-status asks the control socket once a "
           "second. Sessions: c=32, the sessions scenario's session; bulk: downloads of the big file, our reader. "
-          "Both servers run side by side and take turns in short slices (a session run of 1–2 s, one or two "
-          "downloads), their order swapped every pair. **cost ×**: on against off for each pair (rate off/on, "
+          "The two take turns in short slices (a session run of 1–2 s, one or two downloads), each started "
+          "fresh, their order swapped every pair. **cost ×**: on against off for each pair (rate off/on, "
           "CPU on/off), median [min–max] of those; the goal is ≤ "
           f"{GOAL}×. Two runs of the same server on a shared machine differ by more than 3% (see the spread): "
           "only the median of many pairs can tell a few per cent.\n")

@@ -5,11 +5,14 @@
 # never bind, but every send passes the buckets), while /metrics is
 # scraped with curl and aftpd-status polled once a second: sessions/s
 # and server CPU per session at c=32, and bulk RETR server CPU per GiB.
-# The two run side by side and take turns in short slices (1-2 s of
-# sessions, one or two downloads), their order swapped every pair, so
+# The two take turns in short slices (1-2 s of sessions, one or two
+# downloads), each started fresh, their order swapped every pair, so
 # that load from elsewhere on a shared machine, which moves a rate by
 # more than the few per cent looked for, hits both alike; each pair
-# gives a ratio. Then the limits
+# gives a ratio. Never both at once: two io_uring supervisors running as
+# the same user share its pipe allowance (fs.pipe-user-pages-soft), and
+# the second one's splice pipes come out at 8 KiB (see BENCHMARKS.md).
+# Then the limits
 # themselves: a download of 256 MiB at --max-rate 20M (elapsed against
 # nominal), and 10 downloads at once under --max-rate-total 50M for 20 s
 # (Jain's index, total against the limit).
@@ -41,70 +44,42 @@ overhead_poller_record() {
 		"$t" "$rep" "$MODE" "$(c m)" "$(c M)" "$(c s)" "$(c S)" >>"$OUT/raw.jsonl"
 }
 
-# The two servers of one engine at once: the plain one and the -ops one
-# (with the poller), taking turns. P_* and O_* hold what start_target
-# said of each; use_target makes one of them the current target for gen
-# and stop_target.
-use_target() {
-	local v=$1
-	local -n a=${v}_ADDR pid=${v}_PID cg=${v}_CG cpucg=${v}_CPUCG ctl=${v}_CONTROL
-	ADDR=$a SRV_PID=$pid SRV_CG=$cg SRV_CPUCG=$cpucg OPS_CONTROL=$ctl
-}
-
-overhead_engine() {
-	local e=$1 pairs i v t poller='' f=$LOGS/poller-$1 order
-	local P_ADDR P_PID P_CG P_CPUCG P_CONTROL O_ADDR O_PID O_CG O_CPUCG O_CONTROL
-	start_target "supervisor-$e" "$DATA" || return 0
-	P_ADDR=$ADDR P_PID=$SRV_PID P_CG=$SRV_CG P_CPUCG=$SRV_CPUCG P_CONTROL=''
-	if ! start_target "supervisor-$e-ops" "$DATA"; then
-		use_target P
+# One pair: the plain server and the -ops one (with the poller), each
+# started fresh for its slice, in the given order.
+overhead_pair() {
+	local e=$1 i=$2 v t poller f
+	shift 2
+	for v in "$@"; do
+		t=supervisor-$e$v
+		start_target "$t" "$DATA" || continue
+		poller=''
+		if [[ -n $OPS_METRICS ]]; then
+			f=$LOGS/poller-$t-$i
+			overhead_poller "$OPS_METRICS" "$OPS_CONTROL" "$f" &
+			poller=$!
+			STARTED+=("$poller")
+		fi
+		gen overhead "$t" "$i" sessions --addr "$ADDR" --path /small --size 4096 -c 32 \
+			-n 100000 --max-secs "$(q 1 2)" --warmup 64 --server-pid "$SRV_PID" --label phase=sessions
+		gen overhead "$t" "$i" bulk --addr "$ADDR" --path "$BIG" --repeat "$(q 1 2)" \
+			--reader own --server-pid "$SRV_PID" --label phase=bulk
+		if [[ -n $poller ]]; then
+			stop_tree "$poller"
+			overhead_poller_record "$t" "$i" "$f"
+		fi
 		stop_target
-		return 0
-	fi
-	O_ADDR=$ADDR O_PID=$SRV_PID O_CG=$SRV_CG O_CPUCG=$SRV_CPUCG O_CONTROL=$OPS_CONTROL
-	overhead_poller "$OPS_METRICS" "$OPS_CONTROL" "$f" &
-	poller=$!
-	STARTED+=("$poller")
-	pairs=$(reps_or "$(q 8 12)")
-	log "overhead: supervisor-$e and supervisor-$e-ops, $pairs pairs of session runs"
-	for ((i = 1; i <= pairs; i++)); do
-		order=(P O)
-		((i % 2 == 0)) && order=(O P)
-		for v in "${order[@]}"; do
-			use_target "$v"
-			t=supervisor-$e
-			[[ $v = O ]] && t=supervisor-$e-ops
-			gen overhead "$t" "$i" sessions --addr "$ADDR" --path /small --size 4096 -c 32 \
-				-n 100000 --max-secs "$(q 1 2)" --warmup 64 --server-pid "$SRV_PID" \
-				--label phase=sessions
-		done
 	done
-	pairs=$(reps_or "$(q 4 8)")
-	log "overhead: supervisor-$e and supervisor-$e-ops, $pairs pairs of downloads"
-	for ((i = 1; i <= pairs; i++)); do
-		order=(P O)
-		((i % 2 == 0)) && order=(O P)
-		for v in "${order[@]}"; do
-			use_target "$v"
-			t=supervisor-$e
-			[[ $v = O ]] && t=supervisor-$e-ops
-			gen overhead "$t" "$i" bulk --addr "$ADDR" --path "$BIG" --repeat "$(q 1 2)" \
-				--reader own --server-pid "$SRV_PID" --label phase=bulk
-		done
-	done
-	stop_tree "$poller"
-	overhead_poller_record "supervisor-$e-ops" 1 "$f"
-	use_target O
-	stop_target
-	use_target P
-	stop_target
 }
 
 overhead_run() {
-	local e t
+	local e t i pairs
+	pairs=$(reps_or "$(q 8 12)")
 	for e in epoll uring; do
 		[[ -n $(targets_of "supervisor-$e") ]] || continue
-		overhead_engine "$e"
+		log "overhead: supervisor-$e and supervisor-$e-ops, $pairs pairs"
+		for ((i = 1; i <= pairs; i++)); do
+			if ((i % 2)); then overhead_pair "$e" "$i" "" -ops; else overhead_pair "$e" "$i" -ops ""; fi
+		done
 	done
 	# The limits themselves, once per engine (quick and full alike: the
 	# download takes its nominal 12.8 s whatever the mode).
