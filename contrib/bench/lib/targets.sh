@@ -15,15 +15,15 @@
 #     scenario makes them);
 #   haproxy-supervisor-{epoll,uring}: HAProxy (contrib/haproxy's
 #     configuration) in front of two such supervisors with the PROXY
-#     protocol (lib/balanced starts them under haproxy's pid).
+#     protocol (lib/balanced starts the three; HAPROXY_PID is HAProxy's).
 # SUP_EXTRA (an array) adds options to a supervisor's command line
 # (bandwidth limits in the overhead scenario).
 #
 # To add a target, add a case to start_target (one launch of one process
 # tree, serving ROOT, listening on $PORT) and name it in the scenarios
 # that should run it; a set-up of several processes starts them under
-# one parent that execs the last (lib/balanced), so that stop_tree stops
-# them all.
+# one parent that stops them all when one of them ends (lib/balanced),
+# so that stop_tree stops them all and none outlives a failed start.
 
 PORT=21300 # each start takes the next port: no TIME_WAIT clashes
 # ... and the next address of 127.0.0.0/8 (all of it is loopback): the
@@ -34,6 +34,7 @@ STARTS=0
 SUP_EXTRA=()
 OPS_METRICS=''
 OPS_CONTROL=''
+HAPROXY_PID=''
 PEERS_NAMES=(vsftpd vsftpd-tcpserver pure-ftpd)
 
 write_configs() {
@@ -194,6 +195,7 @@ start_target() {
 		# passive range would (README, "Scaling out").
 		local n1=$IP:$((PORT + 5000)) n2=$IP:$((PORT + 6000))
 		haproxy_conf "$ADDR" "$n1" "$n2"
+		rm -f "$HAPROXY_CFG.pid"
 		launch "$t" "$BENCH/lib/balanced" "$HAPROXY_CFG" \
 			"$n1,10000-14999" "$n2,15000-19999" -- \
 			"$s" --engine "${t##*-}" --proxy-protocol --proxy-from 127.0.0.1/32 "${sup[@]}" ;;
@@ -225,6 +227,11 @@ start_target() {
 		log "$t did not start; see $LOGS/$t.log"
 		stop_target
 		return 1
+	fi
+	HAPROXY_PID=''
+	if [[ $t = haproxy-* ]]; then
+		HAPROXY_PID=$(cat "$HAPROXY_CFG.pid" 2>/dev/null || true)
+		[[ -n $HAPROXY_PID ]] || { log "$t: no HAProxy pid"; stop_target; return 1; }
 	fi
 }
 

@@ -22,7 +22,7 @@ haproxy_run() {
 			start_target "$t" "$DATA" || continue
 			log "haproxy: $t rep $rep"
 			extra=()
-			[[ $t = haproxy-* ]] && extra=(--extra-pid "$SRV_PID")
+			[[ -n $HAPROXY_PID ]] && extra=(--extra-pid "$HAPROXY_PID")
 			gen haproxy "$t" "$rep" sessions --addr "$ADDR" --path /small --size 4096 -c 1 \
 				-n "$(q 400 3000)" --max-secs "$(q 1 2)" --server-pid "$SRV_PID" "${extra[@]}"
 			gen haproxy "$t" "$rep" sessions --addr "$ADDR" --path /small --size 4096 -c 32 \
