@@ -70,7 +70,9 @@ def cost_section(recs, rep):
     rep.table(["engine", "sessions/s off", "on", "cost ×", "server CPU ms/session off", "on", "cost ×",
                "bulk server CPU s/GiB off", "on", "cost ×", "scrapes ok / failed, status ok / failed", "failures"],
               rows)
-    rep.w(f"*Off*: `supervisor-E` as in the other scenarios. *On* (`supervisor-E-ops`): with `--metrics`, "
+    rep.w(f"*Off*: `supervisor-E` as in the other scenarios, with `--pasv-ports` below the ephemeral range (so "
+          "that the servers' TIME_WAIT sockets of a minute of runs never take the ports the generator connects "
+          "from). *On* (`supervisor-E-ops`): with `--metrics`, "
           "`--control`, `--max-rate-total 100G --max-rate-per-ip 100G` (limits that never bind, so every send "
           "passes both buckets), while curl scrapes /metrics and aftpd-status asks the control socket once a "
           "second. Sessions: c=32, the sessions scenario's session; bulk: downloads of the big file, our reader. "
