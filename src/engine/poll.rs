@@ -175,7 +175,7 @@ fn serve(
         if ready.pool {
             core.pool.take(0, &mut done);
             for d in done.drain(..) {
-                if let (JobTag::Mover(tag), Output::Warm(result)) = (d.tag, d.output) {
+                if let (JobTag::Mover(tag), Output::Mover(result)) = (d.tag, d.output) {
                     let life = &mut conn.life;
                     life.data
                         .on_mover(&mut life.session, &mut core.mover, tag, result, Now::get());

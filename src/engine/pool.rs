@@ -22,8 +22,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::io::Errno;
 
-use super::mover::Tag;
-use crate::core::session::{FsAnswer, FsRequest, Tree};
+use super::mover::{FileRange, Moved, Tag, sendfile};
+use crate::core::session::{FsAnswer, FsRequest, TransferError, Tree};
 use crate::fs::exec::Real;
 use crate::fs::trees::Trees;
 
@@ -47,9 +47,20 @@ pub enum Work {
     /// A session's filesystem request, for its tree.
     Fs(Tree<Real>, FsRequest<Real>),
     /// Reads `len` bytes of `file` from `offset` into the page cache (and
-    /// discards them), so that the worker's `sendfile` will not wait.
+    /// discards them), so that the worker's next read will not wait.
     Warm {
         file: Arc<File>,
+        offset: u64,
+        len: u64,
+    },
+    /// Sends up to `len` bytes of `file` from `offset` to the
+    /// (non-blocking) socket `sock` with `sendfile(2)`, until the socket is
+    /// full: whatever disk reads that takes wait here, not in a worker.
+    /// `sock` is the worker's own descriptor, duplicated: it stays open
+    /// (and its number taken) until the job is done.
+    Send {
+        file: Arc<File>,
+        sock: Arc<OwnedFd>,
         offset: u64,
         len: u64,
     },
@@ -58,9 +69,18 @@ pub enum Work {
 /// The result of a job.
 pub enum Output {
     Fs(FsAnswer<Real>),
+    Mover(FromPool),
+}
+
+/// The result of a mover's job.
+#[derive(Debug)]
+pub enum FromPool {
     /// Bytes now in the page cache from the offset (fewer than asked: the
     /// file ended).
-    Warm(io::Result<u64>),
+    Warmed(io::Result<u64>),
+    /// What a [`Work::Send`] moved: `Sent`, `Blocked` (the socket is
+    /// full) or `Unsupported`, as [`crate::engine::mover::sendfile`] says.
+    Sent(Result<Moved, TransferError>),
 }
 
 /// A finished job, for the worker that submitted it.
@@ -91,7 +111,7 @@ impl Job {
         match self.work {
             Work::Fs(_, FsRequest::ReadDir(..)) => Class::Scan,
             Work::Fs(..) => Class::Quick,
-            Work::Warm { .. } => Class::Io,
+            Work::Warm { .. } | Work::Send { .. } => Class::Io,
         }
     }
 }
@@ -234,7 +254,22 @@ impl Inner {
             let class = job.class();
             let output = match job.work {
                 Work::Fs(tree, request) => Output::Fs(self.trees.execute(tree, request)),
-                Work::Warm { file, offset, len } => Output::Warm(warm(&file, offset, len)),
+                Work::Warm { file, offset, len } => {
+                    Output::Mover(FromPool::Warmed(warm(&file, offset, len)))
+                }
+                Work::Send {
+                    file,
+                    sock,
+                    offset,
+                    len,
+                } => {
+                    let mut range = FileRange {
+                        file,
+                        offset,
+                        left: len,
+                    };
+                    Output::Mover(FromPool::Sent(sendfile(&mut range, sock.as_fd(), len)))
+                }
             };
             self.finished(job.worker, job.tag, output);
             let mut q = lock(&self.queues);

@@ -23,7 +23,7 @@ use crate::engine::conn;
 use crate::engine::context::Context;
 use crate::engine::mover::{Mover, Tag};
 use crate::engine::net;
-use crate::engine::pool::{Done, JobTag, Output, Pool, Work};
+use crate::engine::pool::{Done, FromPool, JobTag, Output, Pool, Work};
 use crate::fs::exec::Real;
 
 /// The shortest timer: see [`Timers::schedule`].
@@ -256,11 +256,11 @@ pub enum Finished<D> {
 
 /// Sorts a worker's finished jobs: each goes to its session if that is
 /// still the one that asked, else it is dropped (closing what it opened).
-/// `warm` wraps a page-cache read for the engine's mover.
+/// `mover` wraps a mover's job for the engine's mover.
 pub fn finished<D>(
     done: Done,
     serial_of: impl Fn(usize) -> Option<u64>,
-    warm: impl FnOnce(std::io::Result<u64>) -> D,
+    mover: impl FnOnce(FromPool) -> D,
 ) -> Option<Finished<D>> {
     match (done.tag, done.output) {
         (JobTag::Fs { slot, serial, id }, Output::Fs(answer))
@@ -268,10 +268,10 @@ pub fn finished<D>(
         {
             Some(Finished::Fs { slot, id, answer })
         }
-        (JobTag::Mover(tag), Output::Warm(result)) if serial_of(tag.slot) == Some(tag.serial) => {
+        (JobTag::Mover(tag), Output::Mover(result)) if serial_of(tag.slot) == Some(tag.serial) => {
             Some(Finished::Mover {
                 tag,
-                done: warm(result),
+                done: mover(result),
             })
         }
         // For a session gone since (or, never, of another kind).

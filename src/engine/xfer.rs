@@ -109,12 +109,14 @@ impl<M: Mover> Xfer<M> {
         self.tls = Some(tls);
     }
 
-    /// An operation of the mover for this transfer completed.
+    /// An operation of the mover for this transfer completed; what it
+    /// sent counts as sent (outside any turn's budget: a helper thread
+    /// did the work).
     pub fn completed(&mut self, mover: &mut M, done: M::Done) -> Result<(), TransferError> {
-        match &mut self.src {
-            Src::File { range, .. } => mover.completed(&mut self.mover, range, done),
-            Src::Stream => Ok(()),
+        if let Src::File { range, .. } = &mut self.src {
+            self.sent += mover.completed(&mut self.mover, range, done)?;
         }
+        Ok(())
     }
 
     /// Moves bytes until the socket is full, the source has nothing now,
