@@ -293,6 +293,7 @@ fn seccomp_test(profile: Profile) {
         "mmap_rw",
         "poll",
         "sendfile",
+        "cachestat",
         "time",
         "thread",
     ] {
@@ -893,6 +894,25 @@ fn seccomp_probes(root: &aftpd::fs::Root) {
         Ok(())
     })();
     report("sendfile", sent);
+    // What the epoll and poll movers ask of a file they own (or could
+    // write) before sending it: allowed by every profile.
+    let asked = root.open_file(&p).map_err(fs_err).and_then(|(f, _)| {
+        let range = [0u64, 4096];
+        let mut stat = [0u64; 5];
+        // SAFETY: cachestat(fd, &range, &stat, 0): reads the two words of
+        // `range` and writes the five of `stat`, both live for the call.
+        let rc = unsafe {
+            libc::syscall(
+                451,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                range.as_ptr(),
+                stat.as_mut_ptr(),
+                0,
+            )
+        };
+        check(rc)
+    });
+    report("cachestat", asked);
     // A thread (a large listing makes one): glibc tries clone3, is told
     // ENOSYS, and makes it with clone and the thread flags.
     let thread = std::thread::Builder::new()

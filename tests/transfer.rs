@@ -41,6 +41,7 @@ server_tests!(
     file_shrinks_during_retr,
     client_vanishes_mid_transfer,
     large_directory_listings,
+    a_cached_download_is_read_once,
 );
 
 /// `RETR path` with 0xff bytes doubled (Telnet IAC IAC).
@@ -723,5 +724,51 @@ fn large_directory_listings(kind: Kind) {
         })
         .collect();
     assert_eq!(facts, public, "MLSD");
+    c.expect("QUIT", 221);
+}
+
+/// How many bytes process `pid` has read so far: read(2), pread and
+/// sendfile(2) all count (`rchar` of /proc/PID/io).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_else(|e| {
+        panic!("/proc/{pid}/io: {e} (a kernel without CONFIG_TASK_IO_ACCOUNTING?)")
+    });
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rchar in /proc/{pid}/io: {io}"))
+}
+
+/// A download of a file in the page cache is read once, by its zero-copy
+/// send, and not first into a buffer as well: the server's read count
+/// grows by about the file's size, not twice that. As root the files
+/// belong to root and the server runs unprivileged, as an archive's
+/// server does, and cachestat(2) refuses to look at them (EPERM): taken
+/// once for "the kernel has no cachestat", which had a helper thread read
+/// every byte before it was sent.
+fn a_cached_download_is_read_once(kind: Kind) {
+    let (t, s) = setup(kind, Opts::new());
+    let len = 32 << 20;
+    let path = t.big_file("cached.bin", len as u64);
+    assert_eq!(
+        std::fs::read(&path).unwrap().len(),
+        len,
+        "into the page cache"
+    );
+    let mut c = Client::login(&s, Family::V4);
+    c.expect("TYPE I", 200);
+    let pids = s.pids();
+    assert_eq!(
+        pids.len(),
+        1,
+        "one server process for the session: {pids:?}"
+    );
+    let before = bytes_read(pids[0]);
+    assert_eq!(c.get("RETR cached.bin").len(), len);
+    let read = bytes_read(pids[0]) - before;
+    assert!(
+        read < len as u64 + len as u64 / 4,
+        "the server read {read} bytes to send {len}"
+    );
     c.expect("QUIT", 221);
 }

@@ -279,7 +279,14 @@ impl<M: Mover> DataPath<M> {
     ) {
         let current = tag == self.tag();
         let result = match &mut self.state {
-            State::Open(_, x) if current => x.completed(mover, done),
+            State::Open(_, x) if current => {
+                let before = x.sent;
+                let r = x.completed(mover, done);
+                if x.sent > before {
+                    session.on_data_progress(x.sent, now);
+                }
+                r
+            }
             _ => {
                 // Not this transfer's: the mover takes back what it lent.
                 return mover.finish_late(tag, done);

@@ -1,12 +1,13 @@
 //! How a transfer's file bytes reach its socket: the one part of the data
-//! path that differs by engine. No engine waits for the disk here: the
-//! movers check the page cache first and have the disk read on a helper
-//! thread (`engine::cache_first`, for ftpd and the epoll workers) or by
-//! io_uring (`engine::uring::splice`), then move the bytes.
+//! path that differs by engine. No engine waits for the disk here: bytes
+//! not known to be in the page cache are sent by a helper thread
+//! (`engine::cache_first`, for ftpd and the epoll workers) or read by
+//! io_uring (`engine::uring::splice`).
 
 use std::fs::File;
 use std::io;
 use std::net::TcpStream;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use rustix::io::Errno;
@@ -90,13 +91,14 @@ pub trait Mover {
     /// the transfer is not done before they are.
     fn holds(&self, x: &Self::Xfer) -> bool;
 
-    /// An operation of this transfer completed.
+    /// An operation of this transfer completed: the bytes it sent to the
+    /// socket (a helper thread's send), if any.
     fn completed(
         &mut self,
         x: &mut Self::Xfer,
         range: &mut FileRange,
         done: Self::Done,
-    ) -> Result<(), TransferError>;
+    ) -> Result<u64, TransferError>;
 
     /// Writes all of `buf` to `file` at `offset` (an upload's data), in
     /// the background: its completion comes back as a `Done` for
@@ -133,7 +135,11 @@ pub const SENDFILE_CHUNK: u64 = 1 << 20;
 
 /// Sends up to `max` bytes of `range` with `sendfile(2)`, a chunk at a
 /// time, until the socket is full.
-pub fn sendfile(range: &mut FileRange, sock: &TcpStream, max: u64) -> Result<Moved, TransferError> {
+pub fn sendfile(
+    range: &mut FileRange,
+    sock: BorrowedFd<'_>,
+    max: u64,
+) -> Result<Moved, TransferError> {
     let mut sent = 0;
     while range.left > 0 && sent < max {
         let chunk = range.left.min(max - sent).min(SENDFILE_CHUNK) as usize;
@@ -181,8 +187,9 @@ pub fn read_at(
             Ok(n) => break n,
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) if nowait => return Ok(None),
-            // A filesystem that does not know RWF_NOWAIT: read plainly.
-            Err(Errno::OPNOTSUPP) if nowait => return read_at(range, buf, false),
+            // A filesystem that cannot say whether a read would wait: as
+            // if it would (a helper reads the bytes in first).
+            Err(Errno::OPNOTSUPP) if nowait => return Ok(None),
             Err(e) => return Err(TransferError::Source(e.into())),
         }
     };

@@ -22,8 +22,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::io::Errno;
 
-use super::mover::Tag;
-use crate::core::session::{FsAnswer, FsRequest, Tree};
+use super::mover::{FileRange, Moved, Tag, sendfile};
+use crate::core::session::{FsAnswer, FsRequest, TransferError, Tree};
 use crate::fs::exec::Real;
 use crate::fs::trees::Trees;
 
@@ -47,7 +47,7 @@ pub enum Work {
     /// A session's filesystem request, for its tree.
     Fs(Tree<Real>, FsRequest<Real>),
     /// Reads `len` bytes of `file` from `offset` into the page cache (and
-    /// discards them), so that the worker's `sendfile` will not wait.
+    /// discards them), so that the worker's next read will not wait.
     Warm {
         file: Arc<File>,
         offset: u64,
@@ -59,21 +59,36 @@ pub enum Work {
         offset: u64,
         buf: Vec<u8>,
     },
+    /// Sends up to `len` bytes of `file` from `offset` to the
+    /// (non-blocking) socket `sock` with `sendfile(2)`, until the socket is
+    /// full: whatever disk reads that takes wait here, not in a worker.
+    /// `sock` is the worker's own descriptor, duplicated: it stays open
+    /// (and its number taken) until the job is done.
+    Send {
+        file: Arc<File>,
+        sock: Arc<OwnedFd>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// The result of a job.
 pub enum Output {
     Fs(FsAnswer<Real>),
-    /// For a transfer's mover.
-    Mover(Helped),
+    Mover(FromPool),
 }
 
-/// What a helper thread did for a transfer.
-pub enum Helped {
+/// The result of a mover's job.
+#[derive(Debug)]
+pub enum FromPool {
     /// Bytes now in the page cache from the offset (fewer than asked: the
     /// file ended).
-    Warm(io::Result<u64>),
-    /// The buffer written (back, to be reused), or why it could not be.
+    Warmed(io::Result<u64>),
+    /// What a [`Work::Send`] moved: `Sent`, `Blocked` (the socket is
+    /// full) or `Unsupported`, as [`crate::engine::mover::sendfile`] says.
+    Sent(Result<Moved, TransferError>),
+    /// The buffer a [`Work::Write`] wrote (back, to be reused), or why it
+    /// could not be.
     Wrote(Vec<u8>, io::Result<()>),
 }
 
@@ -108,7 +123,7 @@ impl Job {
             // disk like a read.
             Work::Fs(_, FsRequest::Commit(_)) => Class::Io,
             Work::Fs(..) => Class::Quick,
-            Work::Warm { .. } | Work::Write { .. } => Class::Io,
+            Work::Warm { .. } | Work::Write { .. } | Work::Send { .. } => Class::Io,
         }
     }
 }
@@ -252,11 +267,24 @@ impl Inner {
             let output = match job.work {
                 Work::Fs(tree, request) => Output::Fs(self.trees.execute(tree, request)),
                 Work::Warm { file, offset, len } => {
-                    Output::Mover(Helped::Warm(warm(&file, offset, len)))
+                    Output::Mover(FromPool::Warmed(warm(&file, offset, len)))
                 }
                 Work::Write { file, offset, buf } => {
                     let r = write_all_at(&file, offset, &buf);
-                    Output::Mover(Helped::Wrote(buf, r))
+                    Output::Mover(FromPool::Wrote(buf, r))
+                }
+                Work::Send {
+                    file,
+                    sock,
+                    offset,
+                    len,
+                } => {
+                    let mut range = FileRange {
+                        file,
+                        offset,
+                        left: len,
+                    };
+                    Output::Mover(FromPool::Sent(sendfile(&mut range, sock.as_fd(), len)))
                 }
             };
             self.finished(job.worker, job.tag, output);

@@ -24,7 +24,7 @@ use crate::engine::conn;
 use crate::engine::context::Context;
 use crate::engine::mover::{Mover, Tag};
 use crate::engine::net;
-use crate::engine::pool::{Done, Helped, JobTag, Output, Pool, Work};
+use crate::engine::pool::{Done, FromPool, JobTag, Output, Pool, Work};
 use crate::fs::exec::Real;
 use crate::monitor::board::{Gauges, PipeUse};
 use crate::monitor::row::Row;
@@ -312,12 +312,11 @@ pub enum Finished<D> {
 
 /// Sorts a worker's finished jobs: each goes to its session if that is
 /// still the one that asked, else it is dropped (closing what it opened).
-/// `warm` wraps what a helper did for a transfer (a page-cache read, an
-/// upload's write) for the engine's mover.
+/// `mover` wraps a mover's job for the engine's mover.
 pub fn finished<D>(
     done: Done,
     serial_of: impl Fn(usize) -> Option<u64>,
-    warm: impl FnOnce(Helped) -> D,
+    mover: impl FnOnce(FromPool) -> D,
 ) -> Option<Finished<D>> {
     match (done.tag, done.output) {
         (JobTag::Fs { slot, serial, id }, Output::Fs(answer))
@@ -328,7 +327,7 @@ pub fn finished<D>(
         (JobTag::Mover(tag), Output::Mover(result)) if serial_of(tag.slot) == Some(tag.serial) => {
             Some(Finished::Mover {
                 tag,
-                done: warm(result),
+                done: mover(result),
             })
         }
         // For a session gone since (or, never, of another kind).

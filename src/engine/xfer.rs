@@ -133,13 +133,18 @@ impl<M: Mover> Xfer<M> {
         self.tls = Some(tls);
     }
 
-    /// An operation of the mover for this transfer completed.
+    /// An operation of the mover for this transfer completed; what it
+    /// sent counts as sent (outside any turn's budget: a helper thread
+    /// did the work).
     pub fn completed(&mut self, mover: &mut M, done: M::Done) -> Result<(), TransferError> {
         match &mut self.src {
-            Src::File { range, .. } => mover.completed(&mut self.mover, range, done),
-            Src::Upload(r) => r.completed(mover, &mut self.mover, done),
-            Src::Stream => Ok(()),
+            Src::File { range, .. } => {
+                self.sent += mover.completed(&mut self.mover, range, done)?;
+            }
+            Src::Upload(r) => r.completed(mover, &mut self.mover, done)?,
+            Src::Stream => {}
         }
+        Ok(())
     }
 
     /// The bytes the transfer moved: sent, or for an upload stored.

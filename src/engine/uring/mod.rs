@@ -381,7 +381,7 @@ impl Worker {
         let mut done = std::mem::take(&mut self.done);
         self.core.base.pool.take(self.id, &mut done);
         for d in done.drain(..) {
-            match worker::finished(d, |slot| self.live_serial(slot), Moved::Warmed) {
+            match worker::finished(d, |slot| self.live_serial(slot), Moved::Pool) {
                 Some(Finished::Fs { slot, id, answer }) => {
                     self.with_conn(slot, |core, c, slot| c.on_fs(core, slot, id, answer));
                 }

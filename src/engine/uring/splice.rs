@@ -23,15 +23,15 @@ use super::{OP_MOVER, user_data};
 use crate::core::session::TransferError;
 use crate::engine::cache_first::{CacheFirst, Warming};
 use crate::engine::mover::{FileRange, Moved, Mover, Read, Tag};
-use crate::engine::pool::{Helped, Pool};
+use crate::engine::pool::{FromPool, Pool};
 
 /// The completion of an operation of this mover.
 pub enum Done {
     /// A ring operation (a file -> pipe splice, or an upload's write):
     /// bytes, or `-errno`.
     Spliced(i32),
-    /// A helper thread read into the page cache.
-    Warmed(Helped),
+    /// A helper thread's job for the copying path (a read-in).
+    Pool(FromPool),
 }
 
 /// A transfer's part of the mover.
@@ -194,7 +194,7 @@ impl Mover for SpliceRing {
         x: &mut Spliced,
         range: &mut FileRange,
         done: Done,
-    ) -> Result<(), TransferError> {
+    ) -> Result<u64, TransferError> {
         match done {
             Done::Spliced(res) => {
                 x.splicing = None;
@@ -204,19 +204,19 @@ impl Mover for SpliceRing {
                         x.in_pipe += n;
                         range.offset += u64::from(n);
                         range.left = range.left.saturating_sub(u64::from(n));
-                        Ok(())
+                        Ok(0)
                     }
                     // The file ended before the size announced.
                     0 => Err(TransferError::Shrunk),
                     e if matches!(-e, libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
                         // A filesystem without splice support: copy by hand.
                         x.no_splice = true;
-                        Ok(())
+                        Ok(0)
                     }
                     e => Err(TransferError::Source(io::Error::from_raw_os_error(-e))),
                 }
             }
-            Done::Warmed(r) => self.copy.completed(&mut x.warming, range, r),
+            Done::Pool(r) => self.copy.completed(&mut x.warming, range, r),
         }
     }
 
@@ -234,7 +234,7 @@ impl Mover for SpliceRing {
     fn written(&mut self, x: &mut Spliced, done: Done) -> Result<Option<Vec<u8>>, TransferError> {
         match done {
             Done::Spliced(res) => x.write.completed(res, &mut self.outbox),
-            Done::Warmed(_) => Err(TransferError::Sink(io::ErrorKind::Other.into())),
+            Done::Pool(_) => Err(TransferError::Sink(io::ErrorKind::Other.into())),
         }
     }
 
