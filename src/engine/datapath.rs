@@ -78,12 +78,31 @@ pub struct DataPath<M: Mover> {
     refused: u32,
     /// TLS for the next transfer (PROT P), set just before it starts.
     tls: Option<Box<DataTls>>,
-    /// Bytes sent since the engine last asked: for the metrics.
+    counts: Counts,
+}
+
+/// What transfers moved, for the metrics and the pace.
+#[derive(Default)]
+struct Counts {
+    /// Bytes sent since the engine last asked.
     sent: u64,
-    /// The current transfer's pace (a slow reader gets a short queue).
-    pace: Pace,
     /// Bytes received (uploads) since the engine last asked.
     received: u64,
+    /// The current transfer's pace (a slow reader gets a short queue).
+    pace: Pace,
+}
+
+impl Counts {
+    /// `n` more bytes moved, `total` so far in this transfer.
+    fn note(&mut self, sock: &TcpStream, receiving: bool, n: u64, total: u64, now: Instant) {
+        // An upload's progress is what came in.
+        if receiving {
+            self.received += n;
+        } else {
+            self.sent += n;
+            self.pace.observe(sock, total, now);
+        }
+    }
 }
 
 impl<M: Mover> DataPath<M> {
@@ -99,9 +118,7 @@ impl<M: Mover> DataPath<M> {
             wake: None,
             refused: 0,
             tls: None,
-            sent: 0,
-            pace: Pace::default(),
-            received: 0,
+            counts: Counts::default(),
         }
     }
 
@@ -175,12 +192,12 @@ impl<M: Mover> DataPath<M> {
 
     /// How many bytes were sent since the last call.
     pub fn take_sent(&mut self) -> u64 {
-        std::mem::take(&mut self.sent)
+        std::mem::take(&mut self.counts.sent)
     }
 
     /// How many bytes were received (uploads) since the last call.
     pub fn take_received(&mut self) -> u64 {
-        std::mem::take(&mut self.received)
+        std::mem::take(&mut self.counts.received)
     }
 
     /// Opens a passive listener, replacing whatever there was.
@@ -225,7 +242,7 @@ impl<M: Mover> DataPath<M> {
         limit: Option<Limiter>,
         now: Now,
     ) {
-        self.pace = Pace::default();
+        self.counts.pace = Pace::default();
         let mut xfer = Box::new(Xfer::new(source, limit));
         if let Some(tls) = self.tls.take() {
             xfer.protect(tls);
@@ -279,10 +296,13 @@ impl<M: Mover> DataPath<M> {
     ) {
         let current = tag == self.tag();
         let result = match &mut self.state {
-            State::Open(_, x) if current => {
+            State::Open(sock, x) if current => {
                 let before = x.sent;
                 let r = x.completed(mover, done);
                 if x.sent > before {
+                    // A helper thread sent these.
+                    self.counts
+                        .note(sock, x.receiving(), x.sent - before, x.sent, now.mono);
                     session.on_data_progress(x.sent, now);
                 }
                 r
@@ -406,13 +426,8 @@ impl<M: Mover> DataPath<M> {
         let before = x.sent;
         let step = x.run(sock, session, mover, tag, now.mono);
         if x.sent > before {
-            // An upload's progress is what came in.
-            if x.receiving() {
-                self.received += x.sent - before;
-            } else {
-                self.sent += x.sent - before;
-                self.pace.observe(sock, x.sent, now.mono);
-            }
+            self.counts
+                .note(sock, x.receiving(), x.sent - before, x.sent, now.mono);
             session.on_data_progress(x.sent, now);
         }
         self.wake = None;

@@ -139,7 +139,8 @@ impl<M: Mover> Xfer<M> {
     pub fn completed(&mut self, mover: &mut M, done: M::Done) -> Result<(), TransferError> {
         match &mut self.src {
             Src::File { range, .. } => {
-                self.sent += mover.completed(&mut self.mover, range, done)?;
+                let n = mover.completed(&mut self.mover, range, done)?;
+                moved(&mut self.sent, &mut self.limit, n);
             }
             Src::Upload(r) => r.completed(mover, &mut self.mover, done)?,
             Src::Stream => {}
