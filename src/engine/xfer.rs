@@ -4,6 +4,7 @@
 //! engine.
 
 use std::net::TcpStream;
+use std::sync::Arc;
 
 use rustix::io::Errno;
 use rustix::net::SendFlags;
@@ -124,7 +125,7 @@ impl<M: Mover> Xfer<M> {
     /// went out in this call.
     pub fn run(
         &mut self,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,
@@ -137,7 +138,7 @@ impl<M: Mover> Xfer<M> {
 
     fn steps(
         &mut self,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,

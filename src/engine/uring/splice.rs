@@ -93,7 +93,7 @@ impl Mover for SpliceRing {
         &mut self,
         x: &mut Spliced,
         range: &mut FileRange,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         max: u64,
         tag: Tag,
     ) -> Result<Moved, TransferError> {
@@ -315,13 +315,15 @@ mod tests {
             offset: 0,
             left: 100_000,
         };
-        let sock = TcpStream::connect(
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap(),
-        )
-        .unwrap();
+        let sock = Arc::new(
+            TcpStream::connect(
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
         assert_eq!(
             m.send_file(&mut x, &mut range, &sock, 1 << 20, tag())
                 .unwrap(),
@@ -361,13 +363,15 @@ mod tests {
             offset: 0,
             left: 10_000,
         };
-        let sock = TcpStream::connect(
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap(),
-        )
-        .unwrap();
+        let sock = Arc::new(
+            TcpStream::connect(
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
         assert_eq!(
             m.send_file(&mut x, &mut range, &sock, 1 << 20, tag())
                 .unwrap(),
