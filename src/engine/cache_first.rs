@@ -19,7 +19,7 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -67,26 +67,15 @@ impl CacheFirst {
         &mut self,
         x: &mut Warming,
         range: &FileRange,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         max: u64,
         tag: Tag,
     ) -> Moved {
-        let sock = match &x.sock {
-            Some(s) => Arc::clone(s),
-            None => match sock.as_fd().try_clone_to_owned() {
-                Ok(fd) => Arc::clone(x.sock.insert(Arc::new(fd))),
-                // Out of descriptors: a helper reads the bytes in, and
-                // they are sent from here.
-                Err(_) => {
-                    self.warm(x, range, tag);
-                    return Moved::Pending;
-                }
-            },
-        };
         x.busy = true;
+        x.sock = Some(Arc::clone(sock));
         let work = Work::Send {
             file: range.file.clone(),
-            sock,
+            sock: Arc::clone(sock),
             offset: range.offset,
             len: range.left.min(max),
         };
@@ -106,9 +95,8 @@ pub struct Warming {
     /// Bytes the read-in in flight was asked for.
     asked: u64,
     sight: Sight,
-    /// The data socket, duplicated for helper threads' sends (made at the
-    /// first): a job in flight keeps its number from being reused.
-    sock: Option<Arc<OwnedFd>>,
+    /// The data socket, once a helper thread has sent on it.
+    sock: Option<Arc<TcpStream>>,
     /// A helper's send found the socket full: wait until it is writable.
     full: bool,
     /// A helper's send found the file cannot be spliced: copy it.
@@ -141,7 +129,7 @@ impl Mover for CacheFirst {
         &mut self,
         x: &mut Warming,
         range: &mut FileRange,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         max: u64,
         tag: Tag,
     ) -> Result<Moved, TransferError> {
@@ -265,7 +253,7 @@ impl Mover for CacheFirst {
         if x.busy
             && let Some(sock) = &x.sock
         {
-            let _ = rustix::net::shutdown(sock, rustix::net::Shutdown::Both);
+            let _ = sock.shutdown(std::net::Shutdown::Both);
         }
     }
 

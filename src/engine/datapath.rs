@@ -12,6 +12,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::mover::{Mover, Tag};
@@ -61,8 +62,10 @@ enum State<M: Mover> {
     Accepting(TcpListener, Box<Xfer<M>>),
     /// A transfer waits for an active-mode connect to complete.
     Connecting(TcpStream, Box<Xfer<M>>),
-    /// Connected: sending (once the 150 is written).
-    Open(TcpStream, Box<Xfer<M>>),
+    /// Connected: sending (once the 150 is written). Shared with a helper
+    /// thread's send in flight, which keeps it open (and its number
+    /// taken) until it is done.
+    Open(Arc<TcpStream>, Box<Xfer<M>>),
 }
 
 /// A session's data connection.
@@ -139,7 +142,8 @@ impl<M: Mover> DataPath<M> {
             (State::Listening(l) | State::Accepting(l, _), Wait::Readable) => Some(l.as_fd()),
             // An upload, or a TLS handshake, waiting for the client.
             (State::Open(s, _), Wait::Readable) => Some(s.as_fd()),
-            (State::Connecting(s, _) | State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
+            (State::Connecting(s, _), Wait::Writable) => Some(s.as_fd()),
+            (State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
             _ => None,
         }
     }
@@ -167,7 +171,8 @@ impl<M: Mover> DataPath<M> {
         match &self.state {
             State::Idle => None,
             State::Listening(l) | State::Accepting(l, _) => Some(l.as_fd()),
-            State::Early(s) | State::Connecting(s, _) | State::Open(s, _) => Some(s.as_fd()),
+            State::Early(s) | State::Connecting(s, _) => Some(s.as_fd()),
+            State::Open(s, _) => Some(s.as_fd()),
         }
     }
 
@@ -407,7 +412,7 @@ impl<M: Mover> DataPath<M> {
         xfer: Box<Xfer<M>>,
         now: Now,
     ) {
-        self.state = State::Open(sock, xfer);
+        self.state = State::Open(Arc::new(sock), xfer);
         self.wait = Wait::Session;
         session.on_data_connected(now);
         self.pump(session, mover, now);

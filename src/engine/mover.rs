@@ -72,7 +72,7 @@ pub trait Mover {
         &mut self,
         x: &mut Self::Xfer,
         range: &mut FileRange,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         max: u64,
         tag: Tag,
     ) -> Result<Moved, TransferError>;

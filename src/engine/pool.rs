@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
+use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -27,6 +28,8 @@ use crate::core::session::{FsAnswer, FsRequest, TransferError, Tree};
 use crate::fs::exec::Real;
 use crate::fs::trees::Trees;
 
+/// A read of at most this many bytes is a quick job.
+const QUICK_READ: u64 = 64 * 1024;
 /// Bytes read per `pread` while warming the page cache.
 const WARM_READ: usize = 128 * 1024;
 /// A helper thread's stack: it resolves paths and reads, no more.
@@ -62,11 +65,10 @@ pub enum Work {
     /// Sends up to `len` bytes of `file` from `offset` to the
     /// (non-blocking) socket `sock` with `sendfile(2)`, until the socket is
     /// full: whatever disk reads that takes wait here, not in a worker.
-    /// `sock` is the worker's own descriptor, duplicated: it stays open
-    /// (and its number taken) until the job is done.
+    /// The socket stays open (and its number taken) until the job is done.
     Send {
         file: Arc<File>,
-        sock: Arc<OwnedFd>,
+        sock: Arc<TcpStream>,
         offset: u64,
         len: u64,
     },
@@ -123,6 +125,9 @@ impl Job {
             // disk like a read.
             Work::Fs(_, FsRequest::Commit(_)) => Class::Io,
             Work::Fs(..) => Class::Quick,
+            // A small file's bytes (a README, a checksum): one read, what
+            // its RETR waits for, as an open is.
+            Work::Warm { len, .. } if len <= QUICK_READ => Class::Quick,
             Work::Warm { .. } | Work::Write { .. } | Work::Send { .. } => Class::Io,
         }
     }
@@ -383,13 +388,17 @@ mod tests {
         let stat = || job(Work::Fs(Tree::Default, FsRequest::Stat(VPath::root())));
         let t = crate::fs::test_tree::TempTree::new("pool");
         let file = Arc::new(File::open(t.path.clone()).unwrap());
-        let warm = || {
+        let warm = |len| {
             job(Work::Warm {
                 file: file.clone(),
                 offset: 0,
-                len: 1,
+                len,
             })
         };
+        // A small file's read is what a command waits for; a large one's
+        // is background work.
+        assert_eq!(warm(4096).class(), Class::Quick);
+        assert_eq!(warm(1 << 20).class(), Class::Io);
         let mut q = Queues {
             waiting: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
             running: [0; 3],
@@ -398,7 +407,7 @@ mod tests {
         };
         let limits = [4, 1, 3];
         for _ in 0..5 {
-            q.waiting[Class::Io as usize].push_back(warm());
+            q.waiting[Class::Io as usize].push_back(warm(1 << 20));
         }
         q.waiting[Class::Quick as usize].push_back(stat());
         assert_eq!(q.next(&limits, 4).map(|j| j.class()), Some(Class::Quick));

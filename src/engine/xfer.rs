@@ -6,6 +6,7 @@
 //! the bytes still go zero-copy, in smaller slices.
 
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::io::Errno;
@@ -162,7 +163,7 @@ impl<M: Mover> Xfer<M> {
     /// instant than `now`.
     pub fn run(
         &mut self,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,
@@ -182,7 +183,7 @@ impl<M: Mover> Xfer<M> {
 
     fn steps(
         &mut self,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,

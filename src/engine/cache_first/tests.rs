@@ -33,7 +33,7 @@ fn file_range(path: &std::path::Path) -> FileRange {
 
 /// A connected pair: the server's end (non-blocking, as the engines'
 /// data sockets are) and the client's.
-fn socket_pair() -> (TcpStream, TcpStream) {
+fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     client
@@ -41,7 +41,7 @@ fn socket_pair() -> (TcpStream, TcpStream) {
         .unwrap();
     let (server, _) = l.accept().unwrap();
     server.set_nonblocking(true).unwrap();
-    (server, client)
+    (Arc::new(server), client)
 }
 
 /// The next finished job of worker 0, waited for (at most 10 s).
@@ -162,9 +162,8 @@ fn a_file_cachestat_may_not_see_is_sent_by_a_helper() {
             }
         }
         assert_eq!(sent, size);
-        // The helpers' copy of the socket goes with the transfer.
-        m.finish(x, tag());
         drop(sock);
+        m.finish(x, tag());
         client.read_to_end(&mut got).unwrap();
         assert_eq!(got, std::fs::read(&theirs).unwrap());
         if !root {

@@ -104,7 +104,7 @@ impl Mover for SpliceRing {
         &mut self,
         x: &mut Spliced,
         range: &mut FileRange,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         max: u64,
         tag: Tag,
     ) -> Result<Moved, TransferError> {
@@ -370,13 +370,15 @@ mod tests {
             offset: 0,
             left: 100_000,
         };
-        let sock = TcpStream::connect(
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap(),
-        )
-        .unwrap();
+        let sock = Arc::new(
+            TcpStream::connect(
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
         assert_eq!(
             m.send_file(&mut x, &mut range, &sock, 1 << 20, tag())
                 .unwrap(),
@@ -416,13 +418,15 @@ mod tests {
             offset: 0,
             left: 10_000,
         };
-        let sock = TcpStream::connect(
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap(),
-        )
-        .unwrap();
+        let sock = Arc::new(
+            TcpStream::connect(
+                TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap(),
+            )
+            .unwrap(),
+        );
         assert_eq!(
             m.send_file(&mut x, &mut range, &sock, 1 << 20, tag())
                 .unwrap(),
