@@ -99,22 +99,11 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
         "want bytes per second, 1K to 1024G, with K, M or G for 1024, 1024², 1024³ (e.g. 512K, 10M)"
             .to_owned()
     };
-    let (digits, unit) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
-        _ => (s, ' '),
-    };
-    let shift = match unit {
-        ' ' => 0,
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        _ => return Err(bad()),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // A size without its `B` suffix: a rate says bytes per second.
+    if s.ends_with(['b', 'B']) {
         return Err(bad());
     }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let bytes = n.checked_mul(1 << shift).ok_or_else(bad)?;
+    let bytes = super::config::parse_size(s).map_err(|_| bad())?;
     Rate::new(bytes).ok_or_else(bad)
 }
 
