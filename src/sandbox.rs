@@ -147,7 +147,17 @@ pub fn restrict_filesystem(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
 ) -> io::Result<Enforced> {
-    landlock::restrict(root, writable)
+    landlock::restrict(root, writable, None)
+}
+
+/// [`restrict_filesystem`], and with `incoming` (the drop box of
+/// `--incoming`) where files may be written, made and removed.
+pub fn restrict_filesystem_uploads(
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+    incoming: Option<BorrowedFd<'_>>,
+) -> io::Result<Enforced> {
+    landlock::restrict(root, writable, incoming)
 }
 
 /// What became of the seccomp filter.
@@ -171,7 +181,17 @@ impl fmt::Display for Filtered {
 /// it creates later), or with `all_threads` on every thread of the
 /// process (`SECCOMP_FILTER_FLAG_TSYNC`). Sets no_new_privs.
 pub fn restrict_syscalls(profile: Profile, all_threads: bool) -> io::Result<Filtered> {
-    let Some(program) = seccomp::program(profile) else {
+    restrict_syscalls_uploads(profile, false, all_threads)
+}
+
+/// [`restrict_syscalls`], with the calls of the upload path
+/// (`seccomp::UPLOADS`) when `uploads` (`--incoming`) is on.
+pub fn restrict_syscalls_uploads(
+    profile: Profile,
+    uploads: bool,
+    all_threads: bool,
+) -> io::Result<Filtered> {
+    let Some(program) = seccomp::program(profile, uploads) else {
         return Ok(Filtered::Unsupported(format!(
             "no allow-list for {}",
             std::env::consts::ARCH
@@ -200,8 +220,19 @@ pub fn enter(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
 ) -> io::Result<Report> {
-    let landlock = restrict_filesystem(root, writable)?;
-    let seccomp = restrict_syscalls(profile, false)?;
+    enter_uploads(profile, root, writable, None)
+}
+
+/// [`enter`], with the drop box `incoming` writable and the upload
+/// path's calls allowed when it is given.
+pub fn enter_uploads(
+    profile: Profile,
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+    incoming: Option<BorrowedFd<'_>>,
+) -> io::Result<Report> {
+    let landlock = restrict_filesystem_uploads(root, writable, incoming)?;
+    let seccomp = restrict_syscalls_uploads(profile, incoming.is_some(), false)?;
     Ok(Report { landlock, seccomp })
 }
 
@@ -260,7 +291,7 @@ mod tests {
         ];
         for p in PROFILES {
             let policy = seccomp::policy(p);
-            let prog = seccomp::program(p).unwrap().with_pid(pid);
+            let prog = seccomp::program(p, false).unwrap().with_pid(pid);
             for nr in (0..1024).chain([0x4000_0000, 0x4000_0000 | 1, u32::MAX]) {
                 for args in arg_sets {
                     let want = bpf::expected(&policy, arch, nr, args, pid);
@@ -285,7 +316,7 @@ mod tests {
         let allow = libc::SECCOMP_RET_ALLOW;
         let refuse = libc::SECCOMP_RET_ERRNO | DENIED as u32;
         for p in PROFILES {
-            let prog = seccomp::program(p).unwrap().with_pid(pid);
+            let prog = seccomp::program(p, false).unwrap().with_pid(pid);
             let call = |nr: i64, args: [u64; 6]| bpf::run(&prog, arch, nr as u32, args);
             let (inet, inet6, unix) = (libc::AF_INET as u64, libc::AF_INET6 as u64, 1);
             let stream = (libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u64;
@@ -350,6 +381,29 @@ mod tests {
             let list = allowed(p);
             for nr in never {
                 assert!(!list.contains(&nr), "{p} allows syscall {nr}");
+            }
+        }
+        for nr in never {
+            assert!(
+                !seccomp::UPLOADS.contains(&nr),
+                "uploads allow syscall {nr}"
+            );
+        }
+        // Without --incoming, none of the write side; with it, all of it.
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let arch = seccomp::AUDIT_ARCH.unwrap();
+        let pid = std::process::id();
+        for p in [Profile::Poll, Profile::Epoll, Profile::Uring] {
+            let with = seccomp::program(p, true).unwrap().with_pid(pid);
+            let without = seccomp::program(p, false).unwrap().with_pid(pid);
+            for &nr in seccomp::UPLOADS {
+                assert!(!allowed(p).contains(&nr), "{p} allows syscall {nr}");
+                assert_eq!(bpf::run(&with, arch, nr as u32, [0; 6]), allow, "{p}: {nr}");
+                assert_ne!(
+                    bpf::run(&without, arch, nr as u32, [0; 6]),
+                    allow,
+                    "{p}: {nr}"
+                );
             }
         }
         assert!(!allowed(Profile::Poll).contains(&libc::SYS_epoll_ctl));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::listing::ListFormat;
 use super::message::Message;
+use super::vpath::VPath;
 
 /// How every session behaves, whichever program runs it.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct SessionConfig {
     /// network holds the client's address wins; the control connection's
     /// local address otherwise.
     pub pasv_address: Vec<PasvRule>,
+    /// Uploads into a drop box (`--incoming`); `None`: every write verb
+    /// is refused.
+    pub uploads: Option<Uploads>,
     /// `--banner`: the text of the 220 greeting.
     pub banner: Option<Message>,
     /// `--welcome`: shown in the 230 reply to PASS (unless the host's tree
@@ -76,6 +80,30 @@ pub fn parse_tls_policy(s: &str) -> Result<TlsPolicy, String> {
     }
 }
 
+/// Uploads as the session sees them (the filesystem layer applies the
+/// rest: free space, mode, the hook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploads {
+    /// STOR and STOU work in this directory and in the directories the
+    /// operator made beneath it, and nowhere else.
+    pub incoming: VPath,
+    /// The most one upload may store, in bytes (`--max-upload`).
+    pub max_size: u64,
+}
+
+impl Uploads {
+    /// Whether uploads may go into directory `dir`.
+    pub fn takes(&self, dir: &VPath) -> bool {
+        within(dir, &self.incoming)
+    }
+}
+
+/// Whether `path` is `dir` or lies beneath it.
+pub fn within(path: &VPath, dir: &VPath) -> bool {
+    let (p, d) = (path.as_bytes(), dir.as_bytes());
+    dir.is_root() || p == d || (p.starts_with(d) && p.get(d.len()) == Some(&b'/'))
+}
+
 impl Default for SessionConfig {
     fn default() -> SessionConfig {
         SessionConfig {
@@ -85,6 +113,7 @@ impl Default for SessionConfig {
             list_format: ListFormat::Ls,
             pasv_ports: None,
             pasv_address: Vec::new(),
+            uploads: None,
             tls: TlsPolicy::Off,
             banner: None,
             welcome: None,
@@ -178,6 +207,41 @@ pub fn parse_list_format(s: &str) -> Result<ListFormat, String> {
     }
 }
 
+/// Parses a size for `--max-upload` and `--min-free`: bytes, or a
+/// number with `K`, `M` or `G` (powers of 1024); the error says what was
+/// wanted.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || "want a size: bytes, or a number with K, M or G".to_owned();
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_uppercase()),
+        _ => (s, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(bad()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// Parses `--incoming DIR`: a directory beneath the root, given relative
+/// to it; never the root itself (the whole archive would become
+/// write-only) and never a hidden name.
+pub fn parse_incoming(s: &str) -> Result<VPath, String> {
+    let bad = || "want a directory beneath ROOT, e.g. incoming".to_owned();
+    let path = VPath::resolve(&VPath::root(), s.as_bytes()).map_err(|_| bad())?;
+    if path.is_root() {
+        return Err(bad());
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +257,46 @@ mod tests {
         assert!(!any.matches("::1".parse().unwrap()));
         assert!(PasvRule::parse("10.0.0.0/33=1.2.3.4").is_err());
         assert!(PasvRule::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        assert_eq!(parse_size("3M"), Ok(3 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        for bad in [
+            "",
+            "G",
+            "-1",
+            "1.5G",
+            "1T",
+            "12x",
+            "18446744073709551615G",
+            " 1",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn incoming_dirs() {
+        assert_eq!(parse_incoming("incoming").unwrap().as_bytes(), b"/incoming");
+        assert_eq!(parse_incoming("/pub/in/").unwrap().as_bytes(), b"/pub/in");
+        for bad in [".", "/", "..", "pub/.in", "a/../.."] {
+            assert!(parse_incoming(bad).is_err(), "{bad:?}");
+        }
+        let u = Uploads {
+            incoming: parse_incoming("pub/in").unwrap(),
+            max_size: 1,
+        };
+        let vp = |s: &str| VPath::resolve(&VPath::root(), s.as_bytes()).unwrap();
+        assert!(u.takes(&vp("/pub/in")));
+        assert!(u.takes(&vp("/pub/in/sub")));
+        assert!(!u.takes(&vp("/pub/inbox")));
+        assert!(!u.takes(&vp("/pub")));
+        assert!(!u.takes(&vp("/")));
     }
 
     #[test]

@@ -3,13 +3,18 @@
 //! unit tests and the `session` fuzz target drive a session with it, so
 //! they need no disk. Symlinks are the real layer's business and are not
 //! modelled here. With [`MemFs::vhosts`] it has publicfile's layout: the
-//! default tree is `/0`, a host's tree `/NAME`.
+//! default tree is `/0`, a host's tree `/NAME`. Its write side models the
+//! drop box: uploads staged in memory (the test plays the data path with
+//! [`MemFs::stage`]), names reserved while they are, committed without
+//! replacing anything, and the incoming directory write-only
+//! ([`MemFs::incoming`]).
 
 use std::collections::BTreeMap;
 
+use super::config::within;
 use super::message::{self, MessageFile};
 use super::meta::{FsError, Kind, Meta};
-use super::session::{FsAnswer, FsRequest, Handles, HostTree, Listed, Tree};
+use super::session::{Created, FsAnswer, FsRequest, Handles, HostTree, Listed, Tree, UploadName};
 use super::vpath::VPath;
 
 /// Entries a `ReadDir` answer holds at most: small, so that tests see
@@ -24,6 +29,20 @@ impl Handles for Mem {
     type File = MemFile;
     type Dir = MemDir;
     type Tree = MemTree;
+    type Upload = MemUpload;
+}
+
+/// An upload in progress: its number among the tree's uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemUpload {
+    pub id: u64,
+}
+
+/// An upload's data so far, and the path (of the whole) it will have.
+#[derive(Debug, Clone)]
+struct Staged {
+    path: Vec<u8>,
+    body: Vec<u8>,
 }
 
 /// A host's tree: the directory it is, `/NAME`.
@@ -64,6 +83,19 @@ pub struct MemFs {
     pub mtime: i64,
     /// Publicfile's layout: the default tree is `/0`, HOST finds `/NAME`.
     vhosts: bool,
+    /// The write-only incoming directory (a path of the whole), if any.
+    incoming: Option<VPath>,
+    /// Uploads in progress, by number.
+    staged: BTreeMap<u64, Staged>,
+    /// Uploads committed, by number: a discard after the commit (its
+    /// session gave up waiting) removes what it stored.
+    committed: BTreeMap<u64, Vec<u8>>,
+    next_upload: u64,
+    /// Free bytes, and what must stay free (`--min-free`).
+    pub free: u64,
+    pub min_free: u64,
+    /// The mode of committed uploads (`--upload-mode`).
+    pub upload_mode: u32,
 }
 
 impl Default for MemFs {
@@ -81,6 +113,48 @@ impl MemFs {
             nodes,
             mtime: 1_700_000_000,
             vhosts: false,
+            incoming: None,
+            staged: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            next_upload: 1,
+            free: u64::MAX,
+            min_free: 0,
+            upload_mode: 0o600,
+        }
+    }
+
+    /// Makes `path` (an existing directory) the write-only incoming
+    /// directory: it and the directories beneath it can be entered and
+    /// list empty, whatever their mode; no file beneath it is served.
+    pub fn incoming(&mut self, path: &str) -> &mut MemFs {
+        self.incoming = VPath::resolve(&VPath::root(), path.as_bytes()).ok();
+        self
+    }
+
+    /// Appends `bytes` to the upload in progress to `path`, as the data
+    /// path would write them; false if there is none.
+    pub fn stage(&mut self, path: &str, bytes: &[u8]) -> bool {
+        let key = abs(path);
+        match self.staged.values_mut().find(|s| s.path == key) {
+            Some(s) => {
+                s.body.extend_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many uploads are in progress (temporary files, in the real
+    /// layer).
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// The body and mode of the file at `path`, published or not.
+    pub fn contents(&self, path: &str) -> Option<(Vec<u8>, u32)> {
+        match self.nodes.get(&abs(path)) {
+            Some(Node::File { mode, body }) => Some((body.clone(), *mode)),
+            _ => None,
         }
     }
 
@@ -109,7 +183,7 @@ impl MemFs {
     }
 
     /// Answers `request` for `tree` as the real filesystem layer would.
-    pub fn answer(&self, tree: &Tree<Mem>, request: FsRequest<Mem>) -> FsAnswer<Mem> {
+    pub fn answer(&mut self, tree: &Tree<Mem>, request: FsRequest<Mem>) -> FsAnswer<Mem> {
         let top: &[u8] = match tree {
             Tree::Host(MemTree(dir)) => dir,
             Tree::Default if self.vhosts => b"/0",
@@ -149,7 +223,97 @@ impl MemFs {
                 let eof = dir.next == dir.entries.len();
                 FsAnswer::ReadDir(dir, out, Ok(eof))
             }
+            FsRequest::Create { name, .. } => FsAnswer::Created(self.create(top, name)),
+            FsRequest::Space(_) => FsAnswer::Space(if self.free >= self.min_free {
+                Ok(())
+            } else {
+                Err(FsError::NoSpace)
+            }),
+            FsRequest::Commit(u) => FsAnswer::Committed(self.commit(&u)),
+            FsRequest::Discard(u) => {
+                self.staged.remove(&u.id);
+                if let Some(p) = self.committed.remove(&u.id) {
+                    self.nodes.remove(&p);
+                }
+                FsAnswer::Discarded
+            }
         }
+    }
+
+    /// A new upload in the tree at `top` (a path prefix of the whole).
+    fn create(&mut self, top: &[u8], name: UploadName) -> Result<Created<Mem>, FsError> {
+        let whole = |p: &VPath| -> Vec<u8> {
+            if top.is_empty() {
+                p.as_bytes().to_vec()
+            } else {
+                [top, p.as_bytes()].concat()
+            }
+        };
+        let path = match name {
+            UploadName::Named(p) => p,
+            UploadName::Unique { dir, base } => {
+                let base = base.unwrap_or_else(|| b"upload".to_vec());
+                let free = (0..100).find_map(|i| {
+                    let mut name = base.clone();
+                    if i > 0 {
+                        name.extend_from_slice(format!(".{i}").as_bytes());
+                    }
+                    let p = dir.child(&name)?;
+                    (!self.taken(&whole(&p))).then_some(p)
+                });
+                free.ok_or(FsError::Exists)?
+            }
+        };
+        match self.nodes.get(&whole(&path.parent())) {
+            Some(Node::Dir { .. }) => {}
+            _ => return Err(FsError::NotFound),
+        }
+        if self.taken(&whole(&path)) {
+            return Err(FsError::Exists);
+        }
+        if self.free < self.min_free {
+            return Err(FsError::NoSpace);
+        }
+        let id = self.next_upload;
+        self.next_upload += 1;
+        let staged = Staged {
+            path: whole(&path),
+            body: Vec::new(),
+        };
+        self.staged.insert(id, staged);
+        Ok(Created {
+            upload: MemUpload { id },
+            file: MemFile { body: Vec::new() },
+            path,
+        })
+    }
+
+    /// Whether `path` names an entry or an upload in progress.
+    fn taken(&self, path: &[u8]) -> bool {
+        self.nodes.contains_key(path) || self.staged.values().any(|s| s.path == path)
+    }
+
+    fn commit(&mut self, u: &MemUpload) -> Result<(), FsError> {
+        let s = self.staged.remove(&u.id).ok_or(FsError::NotFound)?;
+        if self.nodes.contains_key(&s.path) {
+            return Err(FsError::Exists);
+        }
+        let node = Node::File {
+            mode: self.upload_mode,
+            body: s.body,
+        };
+        self.nodes.insert(s.path.clone(), node);
+        self.committed.insert(u.id, s.path);
+        Ok(())
+    }
+
+    /// Whether `path` (of the whole) lies in the write-only incoming
+    /// directory.
+    fn in_incoming(&self, path: &[u8]) -> bool {
+        let Some(inc) = &self.incoming else {
+            return false;
+        };
+        VPath::resolve(&VPath::root(), path).is_ok_and(|p| within(&p, inc))
     }
 
     /// A message file of the published directory `dir`: a world-readable
@@ -183,6 +347,13 @@ impl MemFs {
     }
 
     fn open_dir(&self, dir: &[u8]) -> MemDir {
+        if self.in_incoming(dir) {
+            // Write-only: nothing uploaded is listed.
+            return MemDir {
+                entries: Vec::new(),
+                next: 0,
+            };
+        }
         let prefix = if dir == b"/" {
             b"/".to_vec()
         } else {
@@ -223,6 +394,8 @@ impl MemFs {
             };
             match self.nodes.get(&parent) {
                 Some(Node::Dir { mode }) if mode & 0o005 == 0o005 => {}
+                // The drop box need not be readable: it lists empty anyway.
+                Some(Node::Dir { .. }) if self.in_incoming(&parent) => {}
                 _ => return Err(FsError::NotFound),
             }
             at.push(b'/');
@@ -243,6 +416,14 @@ impl MemFs {
             dev: 1,
             ino,
         };
+        if self.in_incoming(&key) {
+            // Write-only: its directories can be entered (to upload), its
+            // files do not exist for anonymous users.
+            return match self.nodes.get(&key) {
+                Some(Node::Dir { mode }) => Ok(meta(Kind::Dir, *mode, 4096)),
+                _ => Err(FsError::NotFound),
+            };
+        }
         match self.nodes.get(&key) {
             Some(Node::File { mode, body }) if mode & 0o004 != 0 => {
                 Ok(meta(Kind::File, *mode, body.len() as u64))

@@ -96,6 +96,13 @@ pub enum FsError {
     NotDir,
     /// A temporary failure (EMFILE, ENFILE, ENOMEM, EAGAIN): try later, 450.
     Busy(io::Error),
+    /// An upload's name is taken: by a file, or by another session's
+    /// upload in progress. Never replaced: 553.
+    Exists,
+    /// Not a name or a place for an upload: 553.
+    BadName,
+    /// Less free space than the operator keeps free (or none): 452.
+    NoSpace,
     /// Any other I/O error.
     Io(io::Error),
 }

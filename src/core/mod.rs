@@ -13,5 +13,7 @@ pub mod message;
 pub mod meta;
 pub mod proto;
 pub mod proxy;
+pub mod rate;
 pub mod session;
+pub mod tally;
 pub mod vpath;

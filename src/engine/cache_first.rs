@@ -23,7 +23,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::mover::{FileRange, Moved, Mover, Read, Tag, read_at, sendfile};
+use std::fs::File;
+
+use super::mover::{FileRange, Moved, Mover, Read, Tag, read_at, sendfile, write_error};
 use super::pool::{FromPool, JobTag, Pool, Work};
 use crate::core::session::TransferError;
 
@@ -209,6 +211,39 @@ impl Mover for CacheFirst {
                 range.left = range.left.saturating_sub(n);
                 Ok(n)
             }
+            FromPool::Wrote(..) => Err(TransferError::Source(io::ErrorKind::Other.into())),
+        }
+    }
+
+    /// Upload data is written by a helper thread, so that no worker
+    /// waits for the disk.
+    fn write_file(
+        &mut self,
+        x: &mut Warming,
+        file: &Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+        tag: Tag,
+    ) {
+        x.busy = true;
+        let work = Work::Write {
+            file: Arc::clone(file),
+            offset,
+            buf,
+        };
+        self.pool.submit(self.worker, JobTag::Mover(tag), work);
+    }
+
+    fn written(
+        &mut self,
+        x: &mut Warming,
+        done: FromPool,
+    ) -> Result<Option<Vec<u8>>, TransferError> {
+        x.busy = false;
+        match done {
+            FromPool::Wrote(buf, Ok(())) => Ok(Some(buf)),
+            FromPool::Wrote(_, Err(e)) => Err(write_error(e)),
+            _ => Err(TransferError::Sink(io::ErrorKind::Other.into())),
         }
     }
 

@@ -16,7 +16,8 @@ use super::tls::control::{ControlTls, Input};
 use super::tls::{ServerTls, data as tls_data};
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
-use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Tree};
+use crate::core::rate::{Direction, Limiter};
+use crate::core::session::{Action, FsAnswer, FsRequest, Record, Session, Source, Tree};
 use crate::fs::exec::Real;
 
 /// How long a closing session may take to flush its last replies.
@@ -61,6 +62,15 @@ pub trait Core {
     fn tls(&self) -> Option<&ServerTls> {
         None
     }
+    /// The bandwidth limits of a new transfer of the client at `ip` in
+    /// direction `dir` (`core::rate`), or `None` when none applies. A
+    /// receiving path bounds each read by [`Limiter::allow`] and reports
+    /// with [`Limiter::spend`], as `xfer` does for sends.
+    fn limiter(&mut self, ip: Option<IpAddr>, dir: Direction, now: Instant) -> Option<Limiter>;
+    /// For the metrics: bytes sent and received (uploads) on data
+    /// connections since the last call, and data connections from other
+    /// addresses closed.
+    fn count_data(&mut self, _sent: u64, _received: u64, _foreign: u32) {}
 }
 
 /// How an engine writes a session's control output.
@@ -168,11 +178,15 @@ impl<M: Mover> Life<M> {
         self.flags & EOF == 0 && !self.closing() && !stopping && self.session.wants_control_input()
     }
 
-    /// When the session's timer must fire next.
+    /// When the session's timer must fire next: its own deadlines, and
+    /// the end of a wait its bandwidth limit imposes.
     pub fn deadline(&self) -> Option<Instant> {
         match self.close_by {
             Some(by) => Some(by),
-            None => self.session.next_deadline(),
+            None => [self.session.next_deadline(), self.data.wake_at()]
+                .into_iter()
+                .flatten()
+                .min(),
         }
     }
 
@@ -388,7 +402,10 @@ impl<M: Mover, I> Conn<M, I> {
                 self.perform(core, slot, a);
             }
             let stopping = core.stop_deadline().is_some();
-            if stopping && !self.life.closing() && !self.life.data.in_transfer() {
+            // A transfer in flight, or an upload being committed (its
+            // client waits for the 226), may finish first.
+            let busy = self.life.data.in_transfer() || self.life.session.storing();
+            if stopping && !self.life.closing() && !busy {
                 self.start_closing(core, SHUTDOWN_REPLY);
             }
             self.life.seal();
@@ -413,6 +430,11 @@ impl<M: Mover, I> Conn<M, I> {
             ));
         }
         let refused = self.life.data.take_refused();
+        let sent = self.life.data.take_sent();
+        let received = self.life.data.take_received();
+        if sent > 0 || received > 0 || refused > 0 {
+            core.count_data(sent, received, refused);
+        }
         if refused > 0 {
             core.note(format_args!(
                 "closed {refused} data connection(s) from addresses other than peer={}",
@@ -476,11 +498,18 @@ impl<M: Mover, I> Conn<M, I> {
             }
             Action::Transfer { conn, source } => {
                 let protect = life.session.data_protected();
-                match tls_data::for_transfer(protect, life.tls.as_deref()) {
+                match tls_data::for_transfer(protect, life.tls.as_deref(), &source) {
                     Ok(tls) => {
                         life.data.protect(tls);
+                        let ip = life.peer.map(|p| p.ip());
+                        // Uploads have buckets of their own.
+                        let dir = match source {
+                            Source::Upload { .. } => Direction::Upload,
+                            _ => Direction::Download,
+                        };
+                        let limit = core.limiter(ip, dir, now.mono);
                         life.data
-                            .start(&mut life.session, core.mover(), conn, source, now)
+                            .start(&mut life.session, core.mover(), conn, source, limit, now)
                     }
                     Err(e) => life.session.on_transfer_done(Err(e), now),
                 }

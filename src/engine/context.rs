@@ -9,8 +9,11 @@ use super::tls::ServerTls;
 use crate::core::admission::Limits;
 use crate::core::config::SessionConfig;
 use crate::core::proxy::ProxyPolicy;
+use crate::core::rate::RateLimits;
 use crate::fs::Root;
 use crate::log::Logger;
+use crate::monitor::board::Board;
+use crate::monitor::counters::Stats;
 
 /// What every worker shares.
 pub struct Context {
@@ -20,6 +23,13 @@ pub struct Context {
     /// ROOT (the sandbox's bound; the trees served are the pool's).
     pub root: Arc<Root>,
     pub limits: Arc<Limits>,
+    /// Bandwidth limits: per transfer, per client address, in all.
+    pub rates: RateLimits,
+    /// The counters for the metrics (`None`: no `--metrics`, nothing
+    /// counted).
+    pub stats: Option<Stats>,
+    /// Where the workers answer the monitor thread.
+    pub board: Board,
     pub log: Logger,
     /// The helper threads that wait for the disk.
     pub pool: Pool,

@@ -6,18 +6,22 @@
 //! An engine supplies only the waiting: it asks [`DataPath::wait`] what to
 //! wait for, and calls [`DataPath::on_ready`] or [`DataPath::on_mover`]
 //! when that has happened, and [`DataPath::resume`] after the session's
-//! other events.
+//! other events (and at [`DataPath::wake_at`], when a bandwidth limit
+//! makes the transfer wait).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::mover::{Mover, Tag};
 use super::net;
+use super::slow::Pace;
 use super::tls::data::DataTls;
 use super::xfer::{Step, Xfer, finish_socket};
 use crate::core::clock::Now;
+use crate::core::rate::Limiter;
 use crate::core::session::{DataConn, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
@@ -29,7 +33,8 @@ const ACCEPT_BATCH: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     Nothing,
-    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener.
+    /// Its descriptor ([`DataPath::fd`]) to be readable: a listener, an
+    /// upload's connection, or a TLS handshake waiting for the client.
     Readable,
     /// Its descriptor to be writable: a connect in progress, or a full
     /// socket.
@@ -39,6 +44,10 @@ pub enum Wait {
     /// The session: its 150 to be written, or the next piece of a
     /// listing. Engines call [`DataPath::resume`] after session events.
     Session,
+    /// The time: the bandwidth limit allows more at [`DataPath::wake_at`].
+    /// Engines call [`DataPath::resume`] then (it is among the session's
+    /// deadlines, `conn::Life::deadline`).
+    Timer,
 }
 
 enum State<M: Mover> {
@@ -66,10 +75,37 @@ pub struct DataPath<M: Mover> {
     serial: u64,
     generation: u32,
     wait: Wait,
+    /// With [`Wait::Timer`]: when to go on.
+    wake: Option<Instant>,
     /// Connections refused since the engine last asked: for the log.
     refused: u32,
     /// TLS for the next transfer (PROT P), set just before it starts.
     tls: Option<Box<DataTls>>,
+    counts: Counts,
+}
+
+/// What transfers moved, for the metrics and the pace.
+#[derive(Default)]
+struct Counts {
+    /// Bytes sent since the engine last asked.
+    sent: u64,
+    /// Bytes received (uploads) since the engine last asked.
+    received: u64,
+    /// The current transfer's pace (a slow reader gets a short queue).
+    pace: Pace,
+}
+
+impl Counts {
+    /// `n` more bytes moved, `total` so far in this transfer.
+    fn note(&mut self, sock: &TcpStream, receiving: bool, n: u64, total: u64, now: Instant) {
+        // An upload's progress is what came in.
+        if receiving {
+            self.received += n;
+        } else {
+            self.sent += n;
+            self.pace.observe(sock, total, now);
+        }
+    }
 }
 
 impl<M: Mover> DataPath<M> {
@@ -82,8 +118,10 @@ impl<M: Mover> DataPath<M> {
             serial,
             generation: 0,
             wait: Wait::Nothing,
+            wake: None,
             refused: 0,
             tls: None,
+            counts: Counts::default(),
         }
     }
 
@@ -92,15 +130,20 @@ impl<M: Mover> DataPath<M> {
         self.wait
     }
 
+    /// When to go on, if the bandwidth limit makes the transfer wait.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.wake.filter(|_| self.wait == Wait::Timer)
+    }
+
     /// The descriptor to wait on for [`Wait::Readable`] or
     /// [`Wait::Writable`].
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         match (&self.state, self.wait) {
             (State::Listening(l) | State::Accepting(l, _), Wait::Readable) => Some(l.as_fd()),
+            // An upload, or a TLS handshake, waiting for the client.
+            (State::Open(s, _), Wait::Readable) => Some(s.as_fd()),
             (State::Connecting(s, _), Wait::Writable) => Some(s.as_fd()),
             (State::Open(s, _), Wait::Writable) => Some(s.as_fd()),
-            // A TLS handshake waiting for the client.
-            (State::Open(s, _), Wait::Readable) => Some(s.as_fd()),
             _ => None,
         }
     }
@@ -152,6 +195,16 @@ impl<M: Mover> DataPath<M> {
         std::mem::take(&mut self.refused)
     }
 
+    /// How many bytes were sent since the last call.
+    pub fn take_sent(&mut self) -> u64 {
+        std::mem::take(&mut self.counts.sent)
+    }
+
+    /// How many bytes were received (uploads) since the last call.
+    pub fn take_received(&mut self) -> u64 {
+        std::mem::take(&mut self.counts.received)
+    }
+
     /// Opens a passive listener, replacing whatever there was.
     pub fn listen(
         &mut self,
@@ -191,9 +244,11 @@ impl<M: Mover> DataPath<M> {
         mover: &mut M,
         conn: DataConn,
         source: Source<Real>,
+        limit: Option<Limiter>,
         now: Now,
     ) {
-        let mut xfer = Box::new(Xfer::new(source));
+        self.counts.pace = Pace::default();
+        let mut xfer = Box::new(Xfer::new(source, limit));
         if let Some(tls) = self.tls.take() {
             xfer.protect(tls);
         }
@@ -246,10 +301,13 @@ impl<M: Mover> DataPath<M> {
     ) {
         let current = tag == self.tag();
         let result = match &mut self.state {
-            State::Open(_, x) if current => {
+            State::Open(sock, x) if current => {
                 let before = x.sent;
                 let r = x.completed(mover, done);
                 if x.sent > before {
+                    // A helper thread sent these.
+                    self.counts
+                        .note(sock, x.receiving(), x.sent - before, x.sent, now.mono);
                     session.on_data_progress(x.sent, now);
                 }
                 r
@@ -266,21 +324,27 @@ impl<M: Mover> DataPath<M> {
     }
 
     /// Goes on after the session's other events (its 150 written, a
-    /// listing batch formatted); whether anything moved.
+    /// listing batch formatted) or once the limit's wait is over; whether
+    /// anything moved.
     pub fn resume(&mut self, session: &mut Session<Real>, mover: &mut M, now: Now) -> bool {
         let State::Open(_, x) = &self.state else {
             return false;
         };
-        if self.wait != Wait::Session {
+        let due = match self.wait {
+            Wait::Session => true,
+            Wait::Timer => self.wake.is_none_or(|t| t <= now.mono),
+            _ => false,
+        };
+        if !due {
             return false;
         }
-        let before = (x.sent, self.generation);
+        let before = (x.sent, self.generation, self.wait);
         self.pump(session, mover, now);
         let after = match &self.state {
-            State::Open(_, x) => (x.sent, self.generation),
+            State::Open(_, x) => (x.sent, self.generation, self.wait),
             _ => return true,
         };
-        after != before || self.wait != Wait::Session
+        after != before
     }
 
     /// Accepts the client's data connection; others are closed unseen.
@@ -365,17 +429,24 @@ impl<M: Mover> DataPath<M> {
             return;
         };
         let before = x.sent;
-        let step = x.run(sock, session, mover, tag);
+        let step = x.run(sock, session, mover, tag, now.mono);
         if x.sent > before {
+            self.counts
+                .note(sock, x.receiving(), x.sent - before, x.sent, now.mono);
             session.on_data_progress(x.sent, now);
         }
+        self.wake = None;
         self.wait = match step {
+            Step::Wait(t) => {
+                self.wake = Some(t);
+                Wait::Timer
+            }
             Step::Blocked => Wait::Writable,
             Step::Readable => Wait::Readable,
             Step::Pending => Wait::Mover,
             Step::Session => Wait::Session,
             Step::Done => {
-                let sent = x.sent;
+                let sent = x.total();
                 finish_socket(sock);
                 self.abort(mover);
                 session.on_transfer_done(Ok(sent), now);

@@ -242,7 +242,7 @@ impl Worker {
             conns: Slab::default(),
             listeners,
             accepting: false,
-            admission: Admission::default(),
+            admission: Admission::for_worker(id),
             next_serial: 0,
             done: Vec::new(),
             waiting: Waiting::default(),
@@ -278,6 +278,7 @@ impl Worker {
             }
             let now = Instant::now();
             self.fire_timers(now);
+            worker::answer_board(&self.core.base, &self.conns, None, |_| true);
             let resume = self.admission.resume_at.is_some_and(|t| t <= now);
             if resume && self.core.base.stop_deadline.is_none() {
                 self.admission.resume_at = None;

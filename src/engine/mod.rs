@@ -13,6 +13,8 @@ pub mod net;
 pub mod poll;
 pub mod pool;
 pub mod proxy;
+pub mod recv;
+pub mod slow;
 pub mod stop;
 pub mod tls;
 pub mod uring;

@@ -100,6 +100,27 @@ pub trait Mover {
         done: Self::Done,
     ) -> Result<u64, TransferError>;
 
+    /// Writes all of `buf` to `file` at `offset` (an upload's data), in
+    /// the background: its completion comes back as a `Done` for
+    /// [`Mover::written`]. One write at a time per transfer.
+    fn write_file(
+        &mut self,
+        x: &mut Self::Xfer,
+        file: &Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+        tag: Tag,
+    );
+
+    /// A completion of this transfer's write: the buffer back once all of
+    /// it is written (`None`: not yet, the rest is on its way), or why it
+    /// could not be.
+    fn written(
+        &mut self,
+        x: &mut Self::Xfer,
+        done: Self::Done,
+    ) -> Result<Option<Vec<u8>>, TransferError>;
+
     /// The transfer is over (finished or dropped): what it holds goes back,
     /// or waits for an operation still in flight to complete.
     fn finish(&mut self, x: Self::Xfer, tag: Tag);
@@ -175,6 +196,16 @@ pub fn read_at(
     range.offset += n as u64;
     range.left -= n as u64;
     Ok(Some(n))
+}
+
+/// An error writing an upload: no space is `NoSpace`, a file grown past
+/// what the filesystem (or RLIMIT_FSIZE) allows is `TooLarge`.
+pub fn write_error(e: io::Error) -> TransferError {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => TransferError::NoSpace,
+        Some(libc::EFBIG) => TransferError::TooLarge,
+        _ => TransferError::Sink(e),
+    }
 }
 
 /// Socket-side errors from sendfile are the connection's; the rest are the

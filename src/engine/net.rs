@@ -100,6 +100,50 @@ pub fn bytes_acked(fd: BorrowedFd<'_>) -> Option<u64> {
     (r == 0 && len as usize >= end).then_some(info.tcpi_bytes_acked)
 }
 
+/// Sets `TCP_NOTSENT_LOWAT`: the socket is writable, and takes more,
+/// only while fewer than `bytes` of what was written are unsent.
+pub fn set_notsent_lowat(fd: impl AsFd, bytes: u32) -> io::Result<()> {
+    let v: libc::c_int = bytes.try_into().unwrap_or(libc::c_int::MAX);
+    // SAFETY: `v` is a readable int that outlives the call, and its size
+    // is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&raw const v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `TCP_NOTSENT_LOWAT` as set (0: not set, the kernel's default).
+#[cfg(test)]
+pub fn notsent_lowat(fd: impl AsFd) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` is writable for `len` bytes and outlives the call.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(u32::try_from(v).unwrap_or(u32::MAX))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Puts `fd` in non-blocking mode (on its open file description).
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;

@@ -27,6 +27,7 @@ use super::pool::{JobTag, Output, Pool};
 use super::tls::ServerTls;
 use crate::core::admission::PassivePermit;
 use crate::core::clock::Now;
+use crate::core::rate::{Direction, Limiter, RateLimits};
 use crate::core::session::{FsAnswer, FsRequest, Record, Session, Tree};
 use crate::fs::exec::Real;
 use crate::fs::trees::Trees;
@@ -41,7 +42,9 @@ const READ_SIZE: usize = 4096;
 /// socket under tcpserver and inetd, or two pipes) until it ends. Both fds
 /// are made non-blocking for the duration. Errors are failures of the
 /// engine itself (poll, fcntl), never of the client: a client that goes
-/// away just ends the session.
+/// away just ends the session. `watch` sees the session after every turn
+/// (ftpd's status file).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     session: Session<Real>,
     trees: Arc<Trees>,
@@ -50,6 +53,8 @@ pub fn run(
     output: BorrowedFd<'_>,
     logger: &Logger,
     tls: Option<ServerTls>,
+    rates: RateLimits,
+    watch: &mut dyn FnMut(&Session<Real>),
 ) -> io::Result<()> {
     let saved = [
         save_and_set_nonblocking(input)?,
@@ -64,12 +69,13 @@ pub fn run(
         mover: CacheFirst::new(pool.clone(), 0),
         pool,
         tls,
+        rates,
     };
     let mut conn = Conn {
         life: Life::new(session, 0, 0, peer),
         io: PollIo { output },
     };
-    let result = serve(&mut conn, &mut core, input);
+    let result = serve(&mut conn, &mut core, input, watch);
     // Leave a shared terminal or pipe as we found it.
     let _ = rustix::fs::fcntl_setfl(input, saved[0]);
     let _ = rustix::fs::fcntl_setfl(output, saved[1]);
@@ -88,6 +94,7 @@ struct PollCore<'l> {
     mover: CacheFirst,
     pool: Pool,
     tls: Option<ServerTls>,
+    rates: RateLimits,
 }
 
 impl conn::Core for PollCore<'_> {
@@ -130,6 +137,10 @@ impl conn::Core for PollCore<'_> {
     fn tls(&self) -> Option<&ServerTls> {
         self.tls.as_ref()
     }
+
+    fn limiter(&mut self, ip: Option<IpAddr>, dir: Direction, now: Instant) -> Option<Limiter> {
+        self.rates.limiter(ip, dir, now)
+    }
 }
 
 struct PollIo<'fd> {
@@ -167,10 +178,12 @@ fn serve(
     conn: &mut PollConn<'_>,
     core: &mut PollCore<'_>,
     input: BorrowedFd<'_>,
+    watch: &mut dyn FnMut(&Session<Real>),
 ) -> io::Result<()> {
     let mut fate = conn.settle(core, 0);
     let mut done = Vec::new();
     while fate == Fate::Keep {
+        watch(&conn.life.session);
         let ready = wait(conn, input, &core.pool)?;
         if ready.pool {
             core.pool.take(0, &mut done);
@@ -205,7 +218,7 @@ struct Ready {
     input: bool,
     output: bool,
     data: bool,
-    /// The helper thread finished a read.
+    /// The helper thread finished a read or a write.
     pool: bool,
 }
 

@@ -56,6 +56,12 @@ pub enum Work {
         offset: u64,
         len: u64,
     },
+    /// Writes all of `buf` to `file` at `offset` (an upload's data).
+    Write {
+        file: Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+    },
     /// Sends up to `len` bytes of `file` from `offset` to the
     /// (non-blocking) socket `sock` with `sendfile(2)`, until the socket is
     /// full: whatever disk reads that takes wait here, not in a worker.
@@ -83,6 +89,9 @@ pub enum FromPool {
     /// What a [`Work::Send`] moved: `Sent`, `Blocked` (the socket is
     /// full) or `Unsupported`, as [`crate::engine::mover::sendfile`] says.
     Sent(Result<Moved, TransferError>),
+    /// The buffer a [`Work::Write`] wrote (back, to be reused), or why it
+    /// could not be.
+    Wrote(Vec<u8>, io::Result<()>),
 }
 
 /// A finished job, for the worker that submitted it.
@@ -112,11 +121,14 @@ impl Job {
     fn class(&self) -> Class {
         match self.work {
             Work::Fs(_, FsRequest::ReadDir(..)) => Class::Scan,
+            // An upload's commit (an fsync may take seconds) waits for the
+            // disk like a read.
+            Work::Fs(_, FsRequest::Commit(_)) => Class::Io,
             Work::Fs(..) => Class::Quick,
             // A small file's bytes (a README, a checksum): one read, what
             // its RETR waits for, as an open is.
             Work::Warm { len, .. } if len <= QUICK_READ => Class::Quick,
-            Work::Warm { .. } | Work::Send { .. } => Class::Io,
+            Work::Warm { .. } | Work::Write { .. } | Work::Send { .. } => Class::Io,
         }
     }
 }
@@ -262,6 +274,10 @@ impl Inner {
                 Work::Warm { file, offset, len } => {
                     Output::Mover(FromPool::Warmed(warm(&file, offset, len)))
                 }
+                Work::Write { file, offset, buf } => {
+                    let r = write_all_at(&file, offset, &buf);
+                    Output::Mover(FromPool::Wrote(buf, r))
+                }
                 Work::Send {
                     file,
                     sock,
@@ -325,6 +341,22 @@ fn warm(file: &File, offset: u64, len: u64) -> io::Result<u64> {
         }
         Ok(done)
     })
+}
+
+/// Writes all of `buf` at `offset` of `file`.
+fn write_all_at(file: &File, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(file, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = buf.get(n..).unwrap_or_default();
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use crate::core::admission::{Backoff, PassivePermit, Permit, Refusal};
 use crate::core::clock::Now;
+use crate::core::rate::{Direction, Limiter};
 use crate::core::session::{Endpoints, Session};
 use crate::core::session::{FsAnswer, FsRequest, Record, Tree};
 use crate::engine::conn;
@@ -25,6 +26,8 @@ use crate::engine::mover::{Mover, Tag};
 use crate::engine::net;
 use crate::engine::pool::{Done, FromPool, JobTag, Output, Pool, Work};
 use crate::fs::exec::Real;
+use crate::monitor::board::{Gauges, PipeUse};
+use crate::monitor::row::Row;
 
 /// The shortest timer: see [`Timers::schedule`].
 pub const MIN_TIMER: Duration = Duration::from_millis(10);
@@ -217,7 +220,11 @@ impl<T: HasBase> conn::Core for T {
     }
 
     fn record(&mut self, r: &Record) {
-        self.base().ctx.log.record(r);
+        let b = self.base();
+        if let Some(s) = b.ctx.stats.as_ref().and_then(|s| s.worker(b.id)) {
+            s.record(r);
+        }
+        b.ctx.log.record(r);
     }
 
     fn note(&mut self, args: fmt::Arguments<'_>) {
@@ -238,6 +245,55 @@ impl<T: HasBase> conn::Core for T {
     fn tls(&self) -> Option<&super::tls::ServerTls> {
         self.base().ctx.tls.as_deref()
     }
+
+    fn limiter(&mut self, ip: Option<IpAddr>, dir: Direction, now: Instant) -> Option<Limiter> {
+        self.base().ctx.rates.limiter(ip, dir, now)
+    }
+
+    fn count_data(&mut self, sent: u64, received: u64, foreign: u32) {
+        let b = self.base();
+        if let Some(s) = b.ctx.stats.as_ref().and_then(|s| s.worker(b.id)) {
+            s.data(sent, foreign);
+            if received > 0 {
+                s.received(received);
+            }
+        }
+    }
+}
+
+/// At the end of a worker's loop turn: answers the monitor thread's
+/// question, if one came, with the worker's gauges and (if asked) a row
+/// per session. `live` tells sessions from those only waiting for their
+/// last completions.
+pub fn answer_board<M: Mover, I>(
+    base: &Base<M>,
+    conns: &Slab<conn::Conn<M, I>>,
+    pipes: Option<PipeUse>,
+    live: impl Fn(&conn::Conn<M, I>) -> bool,
+) {
+    let board = &base.ctx.board;
+    let Some(ask) = board.asked(base.id) else {
+        return;
+    };
+    let (now, pid) = (Now::get(), std::process::id());
+    let mut gauges = Gauges {
+        pipes,
+        ..Gauges::default()
+    };
+    let mut rows = Vec::new();
+    for c in (0..conns.bound())
+        .filter_map(|i| conns.get(i))
+        .filter(|c| live(c))
+    {
+        gauges.sessions += 1;
+        if c.life.data.in_transfer() {
+            gauges.transfers += 1;
+        }
+        if ask.rows() {
+            rows.push(Row::of(&c.life.session.status(), pid, now));
+        }
+    }
+    board.answer(base.id, ask, gauges, rows);
 }
 
 /// A helper-thread job's result, for the session that asked, if it is
@@ -309,6 +365,8 @@ pub struct Admission {
     spare: Option<OwnedFd>,
     refused: u64,
     logged: Option<Instant>,
+    /// The worker's number: its counters for the metrics.
+    worker: usize,
 }
 
 /// What to do after an accept failed.
@@ -332,11 +390,20 @@ impl Default for Admission {
             spare: spare_fd(),
             refused: 0,
             logged: None,
+            worker: 0,
         }
     }
 }
 
 impl Admission {
+    /// Worker `id`'s admission.
+    pub fn for_worker(id: usize) -> Admission {
+        Admission {
+            worker: id,
+            ..Admission::default()
+        }
+    }
+
     /// A new control connection: checked against the limits, then a
     /// session (greeting and start record queued), with its place in the
     /// limits. `None`: refused, or gone already.
@@ -378,7 +445,12 @@ impl Admission {
             session
         }));
         match made {
-            Ok(session) => Some((session, permit, peer)),
+            Ok(mut session) => {
+                if let Some(w) = ctx.stats.as_ref().and_then(|s| s.worker(self.worker)) {
+                    session.set_tally(Arc::clone(&w.tally));
+                }
+                Some((session, permit, peer))
+            }
             Err(_) => {
                 ctx.log
                     .error(format_args!("session setup panicked (peer={peer})"));
@@ -405,6 +477,9 @@ impl Admission {
         // A fresh socket's send buffer is empty: one non-blocking write.
         let mut w = stream;
         let _ = w.write(why.reply());
+        if let Some(s) = &ctx.stats {
+            s.refused(why);
+        }
         self.refused += 1;
         let now = Instant::now();
         if self
@@ -434,6 +509,11 @@ impl Admission {
         listener: &TcpListener,
         e: &io::Error,
     ) -> AcceptError {
+        if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            && let Some(s) = &ctx.stats
+        {
+            s.refused_by_sandbox();
+        }
         if net::is_per_connection(e) {
             return AcceptError::Continue;
         }

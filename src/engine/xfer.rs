@@ -1,16 +1,21 @@
 //! The bytes of one transfer, from its source to its socket: a file
 //! (zero-copy through the engine's [`Mover`], or copied: TYPE A turns LF
 //! into CRLF) or the session's own stream (a listing). Shared by every
-//! engine.
+//! engine. A bandwidth limit ([`Limiter`]) bounds each send to what its
+//! buckets grant, and makes the transfer wait ([`Step::Wait`]) for more:
+//! the bytes still go zero-copy, in smaller slices.
 
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::io::Errno;
 use rustix::net::SendFlags;
 
 use super::mover::{FileRange, Moved, Mover, Read, Tag};
+use super::recv::Recv;
 use super::tls::data::{DataTls, Handshake};
+use crate::core::rate::{Allow, Limiter};
 use crate::core::session::{DataOut, Session, Source, TransferError};
 use crate::fs::exec::Real;
 
@@ -20,7 +25,7 @@ use crate::fs::exec::Real;
 /// (TYPE A) a read and a pass over each byte, a listing the formatting of
 /// each line (16 KiB is some two hundred lines).
 pub const BUDGET: u64 = 4 << 20;
-const COPY_BUDGET: u64 = 1 << 20;
+pub const COPY_BUDGET: u64 = 1 << 20;
 const STREAM_BUDGET: u64 = 64 << 10;
 /// Bytes read from a file at a time on the copying path.
 pub const COPY_CHUNK: usize = 64 * 1024;
@@ -35,9 +40,11 @@ pub enum Step {
     Pending,
     /// The session has nothing to send yet (a listing batch is on its way).
     Session,
-    /// TLS waits for the client (its handshake): wait until the socket
-    /// is readable.
+    /// Receiving (an upload), or TLS waiting for the client (its
+    /// handshake): wait until the socket is readable (it may be at once).
     Readable,
+    /// The bandwidth limit allows nothing before this instant.
+    Wait(Instant),
     /// Everything was sent.
     Done,
     Fail(TransferError),
@@ -56,6 +63,8 @@ enum Src {
         copy_once: bool,
     },
     Stream,
+    /// An upload: from the socket to the file.
+    Upload(Box<Recv>),
 }
 
 /// A transfer in progress. Its buffer lives only while it copies.
@@ -68,10 +77,12 @@ pub struct Xfer<M: Mover> {
     pub mover: M::Xfer,
     /// PROT P: the bytes go through TLS (copied: no zero-copy path).
     tls: Option<Box<DataTls>>,
+    /// The bandwidth limit, if any.
+    limit: Option<Box<Limiter>>,
 }
 
 impl<M: Mover> Xfer<M> {
-    pub fn new(source: Source<Real>) -> Xfer<M> {
+    pub fn new(source: Source<Real>, mut rate: Option<Limiter>) -> Xfer<M> {
         let src = match source {
             Source::File {
                 file,
@@ -90,6 +101,13 @@ impl<M: Mover> Xfer<M> {
                 copy_once: false,
             },
             Source::Stream => Src::Stream,
+            // An upload's limiter is the receiving side's.
+            Source::Upload { file, ascii, limit } => Src::Upload(Box::new(Recv::new(
+                file,
+                ascii,
+                limit,
+                rate.take().map(Box::new),
+            ))),
         };
         Xfer {
             src,
@@ -98,7 +116,13 @@ impl<M: Mover> Xfer<M> {
             sent: 0,
             mover: M::Xfer::default(),
             tls: None,
+            limit: rate.map(Box::new),
         }
+    }
+
+    /// Whether this is an upload (its bytes come in).
+    pub fn receiving(&self) -> bool {
+        matches!(self.src, Src::Upload(_))
     }
 
     /// Sends through TLS (PROT P): its handshake first, then every byte
@@ -114,23 +138,44 @@ impl<M: Mover> Xfer<M> {
     /// sent counts as sent (outside any turn's budget: a helper thread
     /// did the work).
     pub fn completed(&mut self, mover: &mut M, done: M::Done) -> Result<(), TransferError> {
-        if let Src::File { range, .. } = &mut self.src {
-            self.sent += mover.completed(&mut self.mover, range, done)?;
+        match &mut self.src {
+            Src::File { range, .. } => {
+                let n = mover.completed(&mut self.mover, range, done)?;
+                moved(&mut self.sent, &mut self.limit, n);
+            }
+            Src::Upload(r) => r.completed(mover, &mut self.mover, done)?,
+            Src::Stream => {}
         }
         Ok(())
     }
 
+    /// The bytes the transfer moved: sent, or for an upload stored.
+    pub fn total(&self) -> u64 {
+        match &self.src {
+            Src::Upload(r) => r.stored(),
+            _ => self.sent,
+        }
+    }
+
     /// Moves bytes until the socket is full, the source has nothing now,
-    /// an operation is in flight, everything is sent, or this turn's budget
-    /// went out in this call.
+    /// an operation is in flight, everything is sent, this turn's budget
+    /// went out in this call, or the limit allows no more before a later
+    /// instant than `now`.
     pub fn run(
         &mut self,
         sock: &Arc<TcpStream>,
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,
+        now: Instant,
     ) -> Step {
-        match self.steps(sock, session, mover, tag) {
+        if let Src::Upload(r) = &mut self.src {
+            let step = receive(r, &mut self.tls, sock, mover, &mut self.mover, tag, now);
+            // Progress is what the client sent.
+            self.sent = r.received;
+            return step.unwrap_or_else(Step::Fail);
+        }
+        match self.steps(sock, session, mover, tag, now) {
             Ok(step) => step,
             Err(e) => Step::Fail(e),
         }
@@ -142,15 +187,16 @@ impl<M: Mover> Xfer<M> {
         session: &mut Session<Real>,
         mover: &mut M,
         tag: Tag,
+        now: Instant,
     ) -> Result<Step, TransferError> {
         let budget = match &self.src {
             Src::Stream => STREAM_BUDGET,
             Src::File {
                 zero_copy: true, ..
             } => BUDGET,
-            Src::File { .. } => COPY_BUDGET,
+            Src::File { .. } | Src::Upload(_) => COPY_BUDGET,
         };
-        let limit = self.sent + budget;
+        let end = self.sent + budget;
         if let Some(t) = &mut self.tls {
             match t.handshake(sock)? {
                 Handshake::Read => return Ok(Step::Readable),
@@ -160,24 +206,43 @@ impl<M: Mover> Xfer<M> {
             t.check_input(sock)?;
         }
         loop {
-            if !self.flush(sock)? {
-                return Ok(Step::Blocked);
+            if self.at < self.out.len() {
+                let room = match room(&mut self.limit, self.sent, end, now) {
+                    Ok(room) => room,
+                    Err(step) => return Ok(step),
+                };
+                if !self.flush(sock, room)? {
+                    return Ok(Step::Blocked);
+                }
+                continue;
             }
-            if self.sent >= limit {
-                return Ok(Step::Blocked);
+            if !self.out.is_empty() {
+                // Released between chunks: a stalled transfer holds no
+                // buffer.
+                self.out = Vec::new();
+                self.at = 0;
             }
             match &mut self.src {
                 Src::Stream => match session.data_output() {
-                    DataOut::Bytes(b) => match send_via(&mut self.tls, sock, b)? {
-                        Some(n) => {
-                            self.sent += n as u64;
-                            session.consume_data(n);
+                    DataOut::Bytes(b) => {
+                        let room = match room(&mut self.limit, self.sent, end, now) {
+                            Ok(room) => room,
+                            Err(step) => return Ok(step),
+                        };
+                        let b = b.get(..clamp(room)).unwrap_or(b);
+                        match send_via(&mut self.tls, sock, b)? {
+                            Some(n) => {
+                                moved(&mut self.sent, &mut self.limit, n as u64);
+                                session.consume_data(n);
+                            }
+                            None => return Ok(Step::Blocked),
                         }
-                        None => return Ok(Step::Blocked),
-                    },
+                    }
                     DataOut::Wait => return Ok(Step::Session),
                     DataOut::End => return self.done(sock),
                 },
+                // Received by `Recv`, in `run`.
+                Src::Upload(_) => return Ok(Step::Readable),
                 Src::File { range, .. } if range.left == 0 && !mover.holds(&self.mover) => {
                     return self.done(sock);
                 }
@@ -186,24 +251,30 @@ impl<M: Mover> Xfer<M> {
                     zero_copy: true,
                     copy_once: false,
                     ..
-                } => match mover.send_file(&mut self.mover, range, sock, limit - self.sent, tag)? {
-                    Moved::Sent(n) => self.sent += n,
-                    Moved::Blocked(n) => {
-                        self.sent += n;
-                        return Ok(Step::Blocked);
-                    }
-                    Moved::Pending => return Ok(Step::Pending),
-                    Moved::Unsupported => {
-                        if let Src::File { zero_copy, .. } = &mut self.src {
-                            *zero_copy = false;
+                } => {
+                    let room = match room(&mut self.limit, self.sent, end, now) {
+                        Ok(room) => room,
+                        Err(step) => return Ok(step),
+                    };
+                    match mover.send_file(&mut self.mover, range, sock, room, tag)? {
+                        Moved::Sent(n) => moved(&mut self.sent, &mut self.limit, n),
+                        Moved::Blocked(n) => {
+                            moved(&mut self.sent, &mut self.limit, n);
+                            return Ok(Step::Blocked);
+                        }
+                        Moved::Pending => return Ok(Step::Pending),
+                        Moved::Unsupported => {
+                            if let Src::File { zero_copy, .. } = &mut self.src {
+                                *zero_copy = false;
+                            }
+                        }
+                        Moved::CopyOnce => {
+                            if let Src::File { copy_once, .. } = &mut self.src {
+                                *copy_once = true;
+                            }
                         }
                     }
-                    Moved::CopyOnce => {
-                        if let Src::File { copy_once, .. } = &mut self.src {
-                            *copy_once = true;
-                        }
-                    }
-                },
+                }
                 Src::File {
                     range,
                     ascii,
@@ -211,8 +282,14 @@ impl<M: Mover> Xfer<M> {
                     copy_once,
                     ..
                 } => {
+                    let room = match room(&mut self.limit, self.sent, end, now) {
+                        Ok(room) => room,
+                        Err(step) => return Ok(step),
+                    };
                     *copy_once = false;
-                    let mut chunk = vec![0u8; COPY_CHUNK];
+                    // No more than the limit lets go now: a limited
+                    // transfer holds a small buffer while it waits.
+                    let mut chunk = vec![0u8; clamp(room).min(COPY_CHUNK)];
                     match mover.read_file(&mut self.mover, range, &mut chunk, tag)? {
                         Read::Pending => return Ok(Step::Pending),
                         Read::Bytes(n) => {
@@ -242,24 +319,50 @@ impl<M: Mover> Xfer<M> {
         Ok(Step::Done)
     }
 
-    /// Sends what is buffered: `Ok(true)` once it is all gone.
-    fn flush(&mut self, sock: &TcpStream) -> Result<bool, TransferError> {
-        while self.at < self.out.len() {
-            match send_via(&mut self.tls, sock, &self.out[self.at..])? {
+    /// Sends what is buffered, `room` bytes at most: `Ok(false)` when the
+    /// socket is full.
+    fn flush(&mut self, sock: &TcpStream, room: u64) -> Result<bool, TransferError> {
+        let end = self.out.len().min(self.at.saturating_add(clamp(room)));
+        while self.at < end {
+            match send_via(&mut self.tls, sock, &self.out[self.at..end])? {
                 Some(n) => {
                     self.at += n;
-                    self.sent += n as u64;
+                    moved(&mut self.sent, &mut self.limit, n as u64);
                 }
                 None => return Ok(false),
             }
         }
-        if !self.out.is_empty() {
-            // Released between chunks: a stalled transfer holds no buffer.
-            self.out = Vec::new();
-            self.at = 0;
-        }
         Ok(true)
     }
+}
+
+/// An upload's turn. Over TLS: its handshake first, as for a download;
+/// and once every byte is written (the client's close_notify came), the
+/// server's close_notify, on a best-effort basis: the data is whole
+/// whatever becomes of it (a client may close without waiting for it).
+fn receive<M: Mover>(
+    r: &mut Recv,
+    tls: &mut Option<Box<DataTls>>,
+    sock: &TcpStream,
+    mover: &mut M,
+    mx: &mut M::Xfer,
+    tag: Tag,
+    now: Instant,
+) -> Result<Step, TransferError> {
+    if let Some(t) = tls {
+        match t.handshake(sock)? {
+            Handshake::Read => return Ok(Step::Readable),
+            Handshake::Write => return Ok(Step::Blocked),
+            Handshake::Done => {}
+        }
+    }
+    let step = r.run(sock, tls.as_deref_mut(), mover, mx, tag, now)?;
+    if let (Step::Done, Some(t)) = (&step, tls)
+        && let Ok(false) = t.finish(sock)
+    {
+        return Ok(Step::Blocked);
+    }
+    Ok(step)
 }
 
 /// One non-blocking send, through TLS if there is one: `Ok(None)` when
@@ -273,6 +376,33 @@ fn send_via(
         Some(t) => t.send(sock, buf),
         None => send(sock, buf),
     }
+}
+
+/// What may be sent now: what is left of this turn's [`BUDGET`] (up to
+/// `end`), as far as the limit allows; or why nothing may (the turn's
+/// share is spent, or the limit says to wait).
+fn room(limit: &mut Option<Box<Limiter>>, sent: u64, end: u64, now: Instant) -> Result<u64, Step> {
+    let budget = end.saturating_sub(sent);
+    if budget == 0 {
+        return Err(Step::Blocked);
+    }
+    match limit.as_mut().map(|l| l.allow(now)) {
+        None => Ok(budget),
+        Some(Allow::Go(n)) => Ok(n.min(budget)),
+        Some(Allow::Wait(t)) => Err(Step::Wait(t)),
+    }
+}
+
+/// `n` more bytes went out.
+fn moved(sent: &mut u64, limit: &mut Option<Box<Limiter>>, n: u64) {
+    *sent += n;
+    if let Some(l) = limit {
+        l.spend(n);
+    }
+}
+
+fn clamp(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// One non-blocking send: `Ok(None)` when the socket is full.

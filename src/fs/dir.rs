@@ -47,6 +47,14 @@ impl DirReader {
         })
     }
 
+    /// A reader of `dir` that lists nothing: the drop box is write-only
+    /// (`fs::incoming`).
+    pub fn empty(root: Arc<Root>, dir: OpenDir) -> io::Result<DirReader> {
+        let mut r = DirReader::new(root, dir)?;
+        r.eof = true;
+        Ok(r)
+    }
+
     /// Appends the listable entries among the next `BATCH` names of the
     /// directory to `out`. `Ok(true)` once the directory is exhausted.
     pub fn read_batch(&mut self, out: &mut Entries) -> io::Result<bool> {
@@ -193,7 +201,14 @@ impl Lookup<'_> {
     #[inline(never)]
     fn link_meta(self, name: &CStr) -> Option<Meta> {
         let mut walk = Walk::from_dir(self.root, self.chain, self.dir);
-        match walk.resolve(name.to_bytes()).ok()? {
+        let found = walk.resolve(name.to_bytes()).ok()?;
+        // An upload reached through a link stays unlisted (`fs::incoming`).
+        if let (Some(inc), Found::File { .. }) = (self.root.incoming(), &found)
+            && inc.holds(&walk.into_chain())
+        {
+            return None;
+        }
+        match found {
             Found::File { meta, .. } => Some(meta),
             Found::Dir(meta) if self.loops_back(&meta) => None,
             Found::Dir(meta) => Some(meta),

@@ -18,6 +18,7 @@ use rustix::io::Errno;
 
 pub mod dir;
 pub mod exec;
+pub mod incoming;
 pub mod message;
 pub mod trees;
 mod walk;
@@ -110,6 +111,8 @@ pub(crate) const LISTING_HELD: usize = 8;
 #[derive(Debug)]
 pub struct Root {
     dir: OwnedFd,
+    /// The drop box, if uploads are on (`fs::incoming`).
+    incoming: std::sync::OnceLock<incoming::Incoming>,
 }
 
 /// A published directory opened for listing ([`Root::open_dir`]): its fd,
@@ -142,7 +145,10 @@ impl Root {
     pub fn open(path: &Path) -> io::Result<Root> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let dir = rustix::fs::open(path, flags, Mode::empty())?;
-        let root = Root { dir };
+        let root = Root {
+            dir,
+            incoming: std::sync::OnceLock::new(),
+        };
         root.probe_openat2()?;
         Ok(root)
     }
@@ -158,6 +164,16 @@ impl Root {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Turns uploads on (once): `inc` is the drop box of this tree.
+    pub fn set_incoming(&self, inc: incoming::Incoming) {
+        let _ = self.incoming.set(inc);
+    }
+
+    /// The drop box, if uploads are on.
+    pub fn incoming(&self) -> Option<&incoming::Incoming> {
+        self.incoming.get()
     }
 
     /// The root directory fd, e.g. for `fchdir` before `chroot`.

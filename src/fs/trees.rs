@@ -129,6 +129,7 @@ fn open_host(base: &Root, name: &[u8]) -> Result<(Root, Meta), FsError> {
     Ok((
         Root {
             dir: descriptor(dir),
+            incoming: std::sync::OnceLock::new(),
         },
         meta,
     ))

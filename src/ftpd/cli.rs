@@ -15,6 +15,10 @@ with_session_options! {
         /// the directory to serve
         #[argh(positional, arg_name = "ROOT")]
         pub root: Vec<String>,
+        /// keep this session's status in a file of DIR, for aftpd-status
+        /// to show; the file is claimed before the chroot (default: none)
+        #[argh(option, arg_name = "DIR")]
+        pub status_dir: Option<PathBuf>,
     }
 }
 
@@ -25,6 +29,8 @@ pub struct Args {
     pub session: SessionArgs,
     /// The directory to serve.
     pub root: PathBuf,
+    /// `--status-dir DIR`.
+    pub status_dir: Option<PathBuf>,
 }
 
 impl TryFrom<Options> for Args {
@@ -35,6 +41,7 @@ impl TryFrom<Options> for Args {
         Ok(Args {
             session: o.session()?,
             root,
+            status_dir: o.status_dir,
         })
     }
 }
@@ -66,6 +73,14 @@ Descriptors other than 0, 1 and 2 that it inherits are closed at start.
 After dropping privileges ftpd enters a sandbox (unless --no-sandbox):
 Landlock lets it read beneath ROOT and nothing else, where the kernel has
 Landlock, and a seccomp filter allows only the system calls it needs.
+
+With --incoming DIR, clients may also upload (STOR, STOU) into DIR, a
+write-only drop box: never replacing a file, stored only once complete
+and durable, neither listed nor served until an operator moves it out.
+The sandbox then lets ftpd write files there, and nowhere else.
+
+With --status-dir DIR the session claims a file of DIR (a POSIX lock,
+before the chroot) and keeps its status line there for aftpd-status.
 ",
     session_heading: None,
     tail: "

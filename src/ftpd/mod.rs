@@ -10,11 +10,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::core::clock::Now;
+use crate::core::rate::RateLimits;
 use crate::core::session::Session;
 use crate::engine::{net, poll, proxy};
 use crate::fs::Root;
 use crate::log::Logger;
 use crate::log::xferlog::Xferlog;
+use crate::monitor::statusfile::StatusFile;
 use crate::setup::cli::{Parsed, program_name};
 use crate::setup::messages::MessageFiles;
 use crate::setup::options::Sandbox;
@@ -81,9 +83,27 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     let ends = net::control_endpoints(control_in);
     net::set_control_options(control_in);
 
+    // The drop box, and its hook's helper (forked now: one thread, not
+    // yet chrooted).
+    if let Some(uploads) = &args.session.uploads {
+        let log_to = args.session.log;
+        crate::setup::uploads::open(&root, root_path, uploads, start::whom()?, move || {
+            start::open_logger(log_to).unwrap_or_else(|_| Logger::discard())
+        })?;
+    }
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
         Some(files) => Some(crate::setup::tls::load(files)?),
+        None => None,
+    };
+
+    // Claimed before the chroot hides the directory; written through the
+    // descriptor afterwards.
+    let mut status = match &args.status_dir {
+        Some(dir) => Some(
+            StatusFile::claim(dir, std::process::id())
+                .map_err(|e| Fail::temporary(format!("cannot claim a status file: {e}")))?,
+        ),
         None => None,
     };
 
@@ -113,6 +133,7 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
         }
     };
     let now = Now::get();
+    let rates = RateLimits::new(args.session.max_rate, None, None, now.mono);
     let mut session = Session::new(Arc::new(config), ends, now);
     if !first.is_empty() {
         session.on_control(&first, now);
@@ -125,6 +146,12 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
         control_out,
         logger,
         tls,
+        rates,
+        &mut |session| {
+            if let Some(s) = &mut status {
+                s.publish(&session.status(), Now::get());
+            }
+        },
     )
     .map_err(|e| Fail::temporary(format!("I/O failure: {e}")))
 }

@@ -40,21 +40,26 @@ fn stderr_is_control() -> bool {
 /// given (publicfile's rule). As anyone else: nothing to drop (openat2
 /// confines lookups). Either way, no exec can gain privileges afterwards.
 pub fn drop_privileges(root_path: &Path) -> Result<(), Fail> {
-    let who = privs::choose(
+    privs::confine(root_path, whom()?.as_ref())
+}
+
+/// Whom ftpd becomes (see [`drop_privileges`]): `None` when not root.
+pub fn whom() -> Result<Option<privs::Identity>, Fail> {
+    privs::choose(
         privs::is_root(),
         None,
         privs::from_env(),
         Unnamed::Refuse,
         privs::lookup_user,
-    )?;
-    privs::confine(root_path, who.as_ref())
+    )
 }
 
 /// Landlock (read beneath the root, nothing else) and the poll engine's
 /// seccomp allow-list, from here to the end of the session. Said in the
 /// log only when the kernel cannot enforce all of it.
 pub fn enter_sandbox(root: &Root, logger: &mut Logger) -> Result<(), Fail> {
-    match sandbox::enter(sandbox::Profile::Poll, root.fd(), None) {
+    let incoming = root.incoming().map(|i| i.fd());
+    match sandbox::enter_uploads(sandbox::Profile::Poll, root.fd(), None, incoming) {
         Ok(report) if report.is_complete() => Ok(()),
         Ok(report) => {
             logger.info(format!("sandbox incomplete: {report}"));

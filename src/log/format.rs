@@ -65,6 +65,7 @@ pub fn record(record: &Record) -> String {
 fn transfer(t: &TransferRecord) -> String {
     let kind = match t.kind {
         TransferKind::Retr => "retr",
+        TransferKind::Stor => "stor",
         TransferKind::List => "list",
         TransferKind::Nlst => "nlst",
         TransferKind::Mlsd => "mlsd",

@@ -47,16 +47,18 @@ const MODE: u32 = 0o640;
 
 /// The xferlog line for `t`, ended at `end_unix` (seconds since the epoch),
 /// without a newline; `None` for what the xferlog does not record
-/// (listings).
+/// (listings). Downloads have direction `o`, uploads `i`.
 pub fn format(t: &TransferRecord, end_unix: i64) -> Option<String> {
-    if t.kind != TransferKind::Retr {
-        return None;
-    }
+    let direction = match t.kind {
+        TransferKind::Retr => 'o',
+        TransferKind::Stor => 'i',
+        TransferKind::List | TransferKind::Nlst | TransferKind::Mlsd => return None,
+    };
     let host = t
         .peer
         .map_or_else(|| "-".to_owned(), |a| a.ip().to_canonical().to_string());
     Some(format!(
-        "{} {} {host} {} {} {} _ o a anonymous ftp 0 * {}",
+        "{} {} {host} {} {} {} _ {direction} a anonymous ftp 0 * {}",
         crate::core::calendar::ctime_utc(end_unix),
         seconds(t.duration),
         t.bytes,
@@ -218,6 +220,18 @@ mod tests {
             ..record(b"/a")
         };
         assert!(format(&unknown, T).unwrap().contains(" 1 - 1234 "));
+    }
+
+    #[test]
+    fn uploads_come_in() {
+        let t = TransferRecord {
+            kind: TransferKind::Stor,
+            ..record(b"/incoming/x")
+        };
+        assert_eq!(
+            format(&t, T).unwrap(),
+            "Sat Nov 21 06:00:00 2026 1 127.0.0.1 1234 /incoming/x b _ i a anonymous ftp 0 * c"
+        );
     }
 
     #[test]

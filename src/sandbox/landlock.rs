@@ -37,18 +37,30 @@ fn write() -> landlock::BitFlags<AccessFs> {
     AccessFs::WriteFile | AccessFs::MakeReg
 }
 
+/// What the drop box's rule grants (`--incoming`): writing files, making
+/// them (and linking them under their names), and removing them (a
+/// temporary name, an upload given up). No directories, no other kind
+/// of file, no truncation.
+fn upload() -> landlock::BitFlags<AccessFs> {
+    AccessFs::WriteFile | AccessFs::MakeReg | AccessFs::RemoveFile
+}
+
 /// The ruleset, not yet enforced: every filesystem right and scope of
 /// [`LANDLOCK_ABI`] handled, so denied but for the rules' grants.
 fn ruleset(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
+    incoming: Option<BorrowedFd<'_>>,
 ) -> Result<RulesetCreated, RulesetError> {
-    let created = Ruleset::default()
+    let mut created = Ruleset::default()
         .handle_access(AccessFs::from_all(LANDLOCK_ABI))?
         // No signal to, and no abstract UNIX socket of, anything outside.
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?
         .add_rule(PathBeneath::new(root, read()))?;
+    if let Some(dir) = incoming {
+        created = created.add_rule(PathBeneath::new(dir, upload()))?;
+    }
     match writable {
         Some(dir) => created.add_rule(PathBeneath::new(dir, write())),
         None => Ok(created),
@@ -56,10 +68,15 @@ fn ruleset(
 }
 
 /// The policy of [`super::restrict_filesystem`]: read beneath `root`,
-/// write and create files in `writable`, every other handled right
-/// denied. Sets no_new_privs, even where there is no Landlock.
-pub fn restrict(root: BorrowedFd<'_>, writable: Option<BorrowedFd<'_>>) -> io::Result<Enforced> {
-    let status = ruleset(root, writable)
+/// write and create files in `writable`, write, make and remove files in
+/// `incoming` (the drop box), every other handled right denied. Sets
+/// no_new_privs, even where there is no Landlock.
+pub fn restrict(
+    root: BorrowedFd<'_>,
+    writable: Option<BorrowedFd<'_>>,
+    incoming: Option<BorrowedFd<'_>>,
+) -> io::Result<Enforced> {
+    let status = ruleset(root, writable, incoming)
         .and_then(RulesetCreated::restrict_self)
         .map_err(|e| io::Error::other(format!("landlock: {e}")))?;
     if !status.no_new_privs {
@@ -168,6 +185,6 @@ mod tests {
             .unwrap();
         drop(created);
         // And the same through the function the servers use.
-        ruleset(dir.as_fd(), Some(dir.as_fd())).unwrap();
+        ruleset(dir.as_fd(), Some(dir.as_fd()), Some(dir.as_fd())).unwrap();
     }
 }

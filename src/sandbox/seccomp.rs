@@ -26,12 +26,16 @@ pub const AUDIT_ARCH: Option<u32> = None;
 
 /// The compiled filter of `profile`, or `None` on an architecture
 /// without allow-lists.
-pub fn program(profile: Profile) -> Option<&'static Program> {
+/// `uploads`: with the calls of the upload path (`--incoming`).
+pub fn program(profile: Profile, uploads: bool) -> Option<&'static Program> {
     AUDIT_ARCH?;
-    Some(match profile {
-        Profile::Poll => &POLL,
-        Profile::Epoll => &EPOLL,
-        Profile::Uring => &URING,
+    Some(match (profile, uploads) {
+        (Profile::Poll, false) => &POLL,
+        (Profile::Epoll, false) => &EPOLL,
+        (Profile::Uring, false) => &URING,
+        (Profile::Poll, true) => &POLL_UPLOADS,
+        (Profile::Epoll, true) => &EPOLL_UPLOADS,
+        (Profile::Uring, true) => &URING_UPLOADS,
     })
 }
 
@@ -39,6 +43,24 @@ pub fn program(profile: Profile) -> Option<&'static Program> {
 static POLL: Program = Program::compile(&policy(Profile::Poll));
 static EPOLL: Program = Program::compile(&policy(Profile::Epoll));
 static URING: Program = Program::compile(&policy(Profile::Uring));
+static POLL_UPLOADS: Program = Program::compile(&policy(Profile::Poll).allow(UPLOADS));
+static EPOLL_UPLOADS: Program = Program::compile(&policy(Profile::Epoll).allow(UPLOADS));
+static URING_UPLOADS: Program = Program::compile(&policy(Profile::Uring).allow(UPLOADS));
+
+/// What the upload path adds (only with `--incoming`): fchmod of a new
+/// file to the operator's mode, pwrite of its data (helper threads; the
+/// io_uring workers write through their ring), fstatfs for the free
+/// space, fsync of the file and its directory, linkat to name it,
+/// unlinkat of a temporary name or an upload given up. (readlinkat, for
+/// the write-only rule's walk, every lookup has already.)
+pub const UPLOADS: &[i64] = &[
+    libc::SYS_fchmod,
+    libc::SYS_pwrite64,
+    libc::SYS_fstatfs,
+    libc::SYS_fsync,
+    libc::SYS_linkat,
+    libc::SYS_unlinkat,
+];
 
 /// The allow-list of `profile`.
 pub const fn policy(profile: Profile) -> Policy {

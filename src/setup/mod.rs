@@ -13,6 +13,7 @@ pub mod messages;
 pub mod options;
 pub mod privs;
 pub mod tls;
+pub mod uploads;
 pub mod vhosts;
 
 use std::fmt;

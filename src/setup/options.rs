@@ -8,9 +8,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::core::config::{PasvRule, SessionConfig, TlsPolicy};
+use crate::core::config::{PasvRule, SessionConfig, TlsPolicy, Uploads};
 use crate::core::listing::ListFormat;
 use crate::core::proxy::{Net, ProxyPolicy};
+use crate::core::rate::Rate;
+use crate::core::vpath::VPath;
 use crate::setup::Fail;
 
 /// Where the log lines go.
@@ -42,6 +44,10 @@ pub struct SessionArgs {
     /// `--xferlog FILE`, opened before the chroot.
     pub xferlog: Option<PathBuf>,
     pub sandbox: Sandbox,
+    /// `--incoming` and the options that go with it.
+    pub uploads: Option<UploadArgs>,
+    /// `--max-rate`: bytes per second of each data transfer.
+    pub max_rate: Option<Rate>,
     /// `--banner FILE` and `--welcome FILE`, read before the chroot into
     /// `config` (see [`crate::setup::messages`]).
     pub messages: MessagePaths,
@@ -59,6 +65,28 @@ pub struct MessagePaths {
     pub banner: Option<PathBuf>,
     pub welcome: Option<PathBuf>,
 }
+
+/// The drop box: what the filesystem layer and the upload hook need
+/// (the session's part is `SessionConfig::uploads`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadArgs {
+    /// `--incoming DIR`, beneath the root.
+    pub incoming: VPath,
+    /// `--min-free SIZE`: bytes an upload must leave free.
+    pub min_free: u64,
+    /// `--upload-mode MODE`: the permission bits of stored files.
+    pub mode: u32,
+    /// `--upload-hook PROG`.
+    pub hook: Option<PathBuf>,
+    /// `--upload-hook-max N`: hooks running at once.
+    pub hook_max: usize,
+}
+
+/// Defaults of the upload options.
+pub const MAX_UPLOAD: u64 = 1 << 30;
+pub const MIN_FREE: u64 = 1 << 30;
+pub const UPLOAD_MODE: u32 = 0o600;
+pub const HOOK_MAX: usize = 4;
 
 /// Where the certificate chain and its private key are (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +110,12 @@ pub struct Given {
     pub pasv_address: Vec<PasvRule>,
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
+    pub incoming: Option<VPath>,
+    pub max_upload: Option<u64>,
+    pub min_free: Option<u64>,
+    pub upload_mode: Option<u32>,
+    pub upload_hook: Option<PathBuf>,
+    pub upload_hook_max: Option<usize>,
     pub banner: Option<PathBuf>,
     pub welcome: Option<PathBuf>,
     pub dir_messages: bool,
@@ -89,6 +123,7 @@ pub struct Given {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls: Option<TlsPolicy>,
+    pub max_rate: Option<Rate>,
 }
 
 impl TryFrom<Given> for SessionArgs {
@@ -96,6 +131,35 @@ impl TryFrom<Given> for SessionArgs {
 
     fn try_from(g: Given) -> Result<SessionArgs, Fail> {
         let d = SessionConfig::default();
+        if g.vhosts && g.incoming.is_some() {
+            // Each host has its own tree: one drop box for all of them is
+            // not a thing this server does (yet).
+            return Err(Fail::usage("--incoming cannot be used with --vhosts"));
+        }
+        let uploads = match &g.incoming {
+            Some(dir) => Some(UploadArgs {
+                incoming: dir.clone(),
+                min_free: g.min_free.unwrap_or(MIN_FREE),
+                mode: g.upload_mode.unwrap_or(UPLOAD_MODE),
+                hook: g.upload_hook.clone(),
+                hook_max: g.upload_hook_max.unwrap_or(HOOK_MAX),
+            }),
+            None => {
+                // An upload option alone is a mistake: say so rather than
+                // serve read-only while the operator expects uploads.
+                let alone = [
+                    ("--max-upload", g.max_upload.is_some()),
+                    ("--min-free", g.min_free.is_some()),
+                    ("--upload-mode", g.upload_mode.is_some()),
+                    ("--upload-hook", g.upload_hook.is_some()),
+                    ("--upload-hook-max", g.upload_hook_max.is_some()),
+                ];
+                if let Some((name, _)) = alone.iter().find(|(_, given)| *given) {
+                    return Err(Fail::usage(format!("{name} needs --incoming")));
+                }
+                None
+            }
+        };
         // TLS is on by default once there is a certificate, and needs one.
         let policy = match (g.tls, &g.tls_cert) {
             (Some(p), None) if p.enabled() => {
@@ -123,6 +187,10 @@ impl TryFrom<Given> for SessionArgs {
                 list_format: g.list_format.unwrap_or(d.list_format),
                 pasv_ports: g.pasv_ports,
                 pasv_address: g.pasv_address,
+                uploads: g.incoming.map(|incoming| Uploads {
+                    incoming,
+                    max_size: g.max_upload.unwrap_or(MAX_UPLOAD),
+                }),
                 // The texts are read by the program, before the chroot.
                 banner: None,
                 welcome: None,
@@ -146,7 +214,9 @@ impl TryFrom<Given> for SessionArgs {
                 welcome: g.welcome,
             },
             proxy: None,
+            uploads,
             tls,
+            max_rate: g.max_rate,
         })
     }
 }
@@ -169,15 +239,39 @@ pub fn proxy_policy(on: bool, from: &[Net]) -> Result<Option<ProxyPolicy>, Strin
 
 impl Default for SessionArgs {
     fn default() -> SessionArgs {
+        let d = SessionConfig::default();
         SessionArgs {
-            config: SessionConfig::default(),
+            config: d,
             log: LogTo::Stderr,
             xferlog: None,
             sandbox: Sandbox::Enter,
+            uploads: None,
+            tls: None,
             messages: MessagePaths::default(),
             proxy: None,
-            tls: None,
+            max_rate: None,
         }
+    }
+}
+
+/// Parses `--upload-mode`: octal permission bits, at most 0777 (no
+/// set-id or sticky bits); the error says what was wanted.
+pub fn upload_mode(text: &str) -> Result<u32, String> {
+    let bad = || "want octal permission bits, 0 to 0777, e.g. 0640".to_owned();
+    if text.is_empty() || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(bad());
+    }
+    match u32::from_str_radix(text, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses `--upload-hook-max`: 1 to 64 hooks at once.
+pub fn hook_max(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err("want 1 to 64".to_owned()),
     }
 }
 
@@ -274,6 +368,50 @@ macro_rules! with_session_options {
                 from_str_fn($crate::core::proxy::Net::parse)
             )]
             pub proxy_from: Vec<$crate::core::proxy::Net>,
+            /// take anonymous uploads (STOR, STOU) into DIR, a directory
+            /// beneath ROOT given relative to it, and the directories made
+            /// beneath it; what is uploaded is neither listed nor served
+            /// (default: no uploads, every write refused)
+            #[argh(
+                option,
+                arg_name = "DIR",
+                from_str_fn($crate::core::config::parse_incoming)
+            )]
+            pub incoming: Option<$crate::core::vpath::VPath>,
+            /// the largest upload, in bytes or with K, M or G (default 1G)
+            #[argh(
+                option,
+                arg_name = "SIZE",
+                from_str_fn($crate::core::config::parse_size)
+            )]
+            pub max_upload: Option<u64>,
+            /// refuse (452) an upload that would leave less than SIZE free
+            /// on the incoming directory's filesystem (default 1G)
+            #[argh(
+                option,
+                arg_name = "SIZE",
+                from_str_fn($crate::core::config::parse_size)
+            )]
+            pub min_free: Option<u64>,
+            /// permission bits of stored uploads, in octal (default 0600)
+            #[argh(
+                option,
+                arg_name = "MODE",
+                from_str_fn($crate::setup::options::upload_mode)
+            )]
+            pub upload_mode: Option<u32>,
+            /// run PROG for each stored upload, with its path relative to
+            /// ROOT as argument and AFTPD_PEER, AFTPD_SIZE, AFTPD_NAME set,
+            /// as the server's user, outside the sandbox
+            #[argh(option, arg_name = "PROG")]
+            pub upload_hook: Option<std::path::PathBuf>,
+            /// most upload hooks running at once, more wait (default 4)
+            #[argh(
+                option,
+                arg_name = "N",
+                from_str_fn($crate::setup::options::hook_max)
+            )]
+            pub upload_hook_max: Option<usize>,
             /// FTPS: the certificate chain (PEM), read before the chroot;
             /// turns TLS on (--tls optional)
             #[argh(option, arg_name = "FILE")]
@@ -291,6 +429,15 @@ macro_rules! with_session_options {
                 from_str_fn($crate::core::config::parse_tls_policy)
             )]
             pub tls: Option<$crate::core::config::TlsPolicy>,
+            /// most bytes per second of each data transfer (download,
+            /// listing or upload), K, M or G for 1024, 1024², 1024³: 512K,
+            /// 10M (default: no limit)
+            #[argh(
+                option,
+                arg_name = "RATE",
+                from_str_fn($crate::core::rate::parse_rate)
+            )]
+            pub max_rate: Option<$crate::core::rate::Rate>,
         }
 
         impl $name {
@@ -318,9 +465,16 @@ macro_rules! with_session_options {
                     welcome: self.welcome.clone(),
                     dir_messages: self.dir_messages,
                     vhosts: self.vhosts,
+                    incoming: self.incoming.clone(),
+                    max_upload: self.max_upload,
+                    min_free: self.min_free,
+                    upload_mode: self.upload_mode,
+                    upload_hook: self.upload_hook.clone(),
+                    upload_hook_max: self.upload_hook_max,
                     tls_cert: self.tls_cert.clone(),
                     tls_key: self.tls_key.clone(),
                     tls: self.tls,
+                    max_rate: self.max_rate,
                 }
                 .try_into()?;
                 Ok($crate::setup::options::SessionArgs { proxy, ..args })
@@ -410,6 +564,7 @@ mod tests {
         assert_eq!(s.messages, MessagePaths::default());
         assert!(!s.config.dir_messages);
         assert!(!s.config.vhosts);
+        assert_eq!(s.max_rate, None);
     }
 
     #[test]
@@ -459,6 +614,8 @@ mod tests {
             "/etc/aftpd/welcome",
             "--dir-messages",
             "--vhosts",
+            "--max-rate",
+            "512K",
         ])
         .unwrap();
         assert_eq!(s.config.idle_timeout, Duration::from_secs(90));
@@ -480,6 +637,7 @@ mod tests {
         );
         assert!(s.config.dir_messages);
         assert!(s.config.vhosts);
+        assert_eq!(s.max_rate.map(Rate::get), Some(512 * 1024));
     }
 
     #[test]
@@ -511,6 +669,7 @@ mod tests {
             ("--xferlog", "5"),
             ("--banner", "b"),
             ("--welcome", "w"),
+            ("--max-rate", "1M"),
         ] {
             let e = error(&[opt, v, opt, v]);
             assert!(e.contains(&format!("'{opt}'")), "{e}");
@@ -545,6 +704,11 @@ mod tests {
             ),
             (&["--timeout"], "'--timeout'"),
             (&["--xferlog"], "'--xferlog'"),
+            (
+                &["--max-rate", "1"],
+                "'--max-rate' with value '1': want bytes per second",
+            ),
+            (&["--max-rate", "5X"], "'--max-rate' with value '5X'"),
             // `--opt=value` is not a form argh reads: an unknown option.
             (&["--timeout=5"], "--timeout=5"),
             (&["--syslog=yes"], "--syslog=yes"),
@@ -575,11 +739,83 @@ mod tests {
                 "--vhosts",
                 "--proxy-protocol",
                 "--proxy-from",
+                "--incoming",
+                "--max-upload",
+                "--min-free",
+                "--upload-mode",
+                "--upload-hook",
+                "--upload-hook-max",
                 "--tls-cert",
                 "--tls-key",
                 "--tls",
+                "--max-rate",
             ]
         );
+    }
+
+    #[test]
+    fn upload_options() {
+        let s = session(&[]).unwrap();
+        assert_eq!(s.uploads, None);
+        assert_eq!(s.config.uploads, None);
+        let s = session(&["--incoming", "pub/incoming"]).unwrap();
+        let u = s.uploads.unwrap();
+        assert_eq!(u.incoming.as_bytes(), b"/pub/incoming");
+        assert_eq!((u.min_free, u.mode, u.hook_max), (1 << 30, 0o600, 4));
+        assert_eq!(u.hook, None);
+        let c = s.config.uploads.unwrap();
+        assert_eq!(
+            (c.incoming.as_bytes(), c.max_size),
+            (&b"/pub/incoming"[..], 1 << 30)
+        );
+        let s = session(&[
+            "--incoming",
+            "in",
+            "--max-upload",
+            "5M",
+            "--min-free",
+            "0",
+            "--upload-mode",
+            "0640",
+            "--upload-hook",
+            "/usr/local/bin/scan",
+            "--upload-hook-max",
+            "2",
+        ])
+        .unwrap();
+        let u = s.uploads.unwrap();
+        assert_eq!((u.min_free, u.mode, u.hook_max), (0, 0o640, 2));
+        assert_eq!(u.hook, Some(PathBuf::from("/usr/local/bin/scan")));
+        assert_eq!(s.config.uploads.unwrap().max_size, 5 << 20);
+        for (args, want) in [
+            (&["--max-upload", "1M"][..], "--max-upload needs --incoming"),
+            (
+                &["--incoming", "in", "--vhosts"],
+                "--incoming cannot be used with --vhosts",
+            ),
+            (
+                &["--upload-hook", "/bin/true"],
+                "--upload-hook needs --incoming",
+            ),
+            (&["--incoming", "."], "'--incoming' with value '.'"),
+            (&["--incoming", "a/.b"], "'--incoming'"),
+            (
+                &["--incoming", "a", "--upload-mode", "4755"],
+                "'--upload-mode'",
+            ),
+            (
+                &["--incoming", "a", "--upload-mode", "rw"],
+                "'--upload-mode'",
+            ),
+            (&["--incoming", "a", "--max-upload", "1T"], "'--max-upload'"),
+            (
+                &["--incoming", "a", "--upload-hook-max", "0"],
+                "'--upload-hook-max'",
+            ),
+        ] {
+            let e = error(args);
+            assert!(e.contains(want), "{args:?}: {e:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::core::rate::{Rate, parse_rate};
 use crate::setup::Fail;
 use crate::setup::cli::{self, Help, Parsed};
 use crate::setup::options::{SessionArgs, seconds, with_session_options};
@@ -73,6 +74,14 @@ with_session_options! {
         /// (default 50)
         #[argh(option, arg_name = "N", from_str_fn(whole_number))]
         pub max_per_ip: Option<u32>,
+        /// most bytes per second of all downloads together, shared fairly
+        /// among them (K, M, G as for --max-rate; default: no limit)
+        #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
+        pub max_rate_total: Option<Rate>,
+        /// most bytes per second of all downloads of one client address
+        /// together, and of its uploads together (default: no limit)
+        #[argh(option, arg_name = "RATE", from_str_fn(parse_rate))]
+        pub max_rate_per_ip: Option<Rate>,
         /// on SIGTERM/SIGINT, how long transfers in flight may take to
         /// finish before the remaining sessions are closed with 421
         /// (default 10)
@@ -83,6 +92,15 @@ with_session_options! {
         /// ftp, else nobody)
         #[argh(option, arg_name = "NAME")]
         pub user: Option<String>,
+        /// serve the status of the open sessions (read by aftpd-status) on
+        /// a UNIX socket made at PATH, mode 0600, before the chroot
+        /// (default: none)
+        #[argh(option, arg_name = "PATH")]
+        pub control: Option<PathBuf>,
+        /// serve Prometheus metrics over HTTP on ADDR:PORT, e.g.
+        /// 127.0.0.1:9121 (default: none, and nothing is counted)
+        #[argh(option, arg_name = "ADDR:PORT", from_str_fn(listen_address))]
+        pub metrics: Option<SocketAddr>,
     }
 }
 
@@ -100,10 +118,17 @@ pub struct Args {
     pub max_sessions: Option<usize>,
     /// 0 for no limit.
     pub max_per_ip: u32,
+    /// `--max-rate-total`, `--max-rate-per-ip`.
+    pub max_rate_total: Option<Rate>,
+    pub max_rate_per_ip: Option<Rate>,
     pub shutdown_timeout: Duration,
     pub user: Option<String>,
     /// `None`: the current directory.
     pub root: Option<PathBuf>,
+    /// `--control PATH`: the status socket.
+    pub control: Option<PathBuf>,
+    /// `--metrics ADDR:PORT`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl TryFrom<Options> for Args {
@@ -118,9 +143,13 @@ impl TryFrom<Options> for Args {
             engine: o.engine.unwrap_or(Engine::Auto),
             max_sessions: o.max_sessions,
             max_per_ip: o.max_per_ip.unwrap_or(50),
+            max_rate_total: o.max_rate_total,
+            max_rate_per_ip: o.max_rate_per_ip,
             shutdown_timeout: o.shutdown_timeout.unwrap_or(Duration::from_secs(10)),
             user: o.user,
             root,
+            control: o.control,
+            metrics: o.metrics,
         })
     }
 }
@@ -169,7 +198,8 @@ pub const HELP: Help = Help {
 Serve a read-only, anonymous FTP archive (ROOT, default: the current
 directory) to many clients from one process: bind, drop privileges, then run
 worker threads, each an event loop (epoll or io_uring) holding thousands of
-sessions.
+sessions. With --incoming DIR, clients may also upload into DIR, a
+write-only drop box (see ftpd --help and aftpd-supervisor(8), UPLOADS).
 ",
     session_heading: Some("Session options, the same as ftpd's:"),
     tail: "
@@ -197,11 +227,19 @@ Notes:
   saying so in the log; --engine uring where io_uring is unavailable exits
   111. The io_uring ring is restricted to the operations the server uses.
   After dropping privileges it enters a sandbox (unless --no-sandbox):
-  Landlock lets it read beneath ROOT (and write the --xferlog directory)
+  Landlock lets it read beneath ROOT (and write the --xferlog directory,
+  and files in the --incoming drop box)
   where the kernel has Landlock, and a seccomp filter allows only the
   system calls its workers need.
   SIGHUP: reopen the --xferlog file (after a log rotation); logs go to
   standard error or syslog (facility FTP), which need no reopening.
+  --max-rate, --max-rate-per-ip and --max-rate-total are token buckets on
+  the data path: files still go without a copy, in smaller slices, and the
+  transfers under a shared limit take turns, about 1/N each.
+  --control makes its socket before the chroot, mode 0600, for
+  aftpd-status; it stays after a stop, and the next start replaces it.
+  --metrics serves GET /metrics (Prometheus text format), read-only, one
+  bounded request at a time.
 
 Exit codes:
   0    stopped by SIGTERM or SIGINT
@@ -267,6 +305,14 @@ mod tests {
             "0",
             "--user",
             "ftp",
+            "--max-rate-total",
+            "100M",
+            "--max-rate-per-ip",
+            "2M",
+            "--control",
+            "/run/aftpd/control",
+            "--metrics",
+            "127.0.0.1:9121",
         ]);
         assert_eq!(a.threads, Some(3));
         assert_eq!(a.engine, Engine::Epoll);
@@ -274,6 +320,10 @@ mod tests {
         assert_eq!(a.max_per_ip, 0);
         assert_eq!(a.shutdown_timeout, Duration::ZERO);
         assert_eq!(a.user.as_deref(), Some("ftp"));
+        assert_eq!(a.max_rate_total.map(Rate::get), Some(100 << 20));
+        assert_eq!(a.max_rate_per_ip.map(Rate::get), Some(2 << 20));
+        assert_eq!(a.control, Some(PathBuf::from("/run/aftpd/control")));
+        assert_eq!(a.metrics, Some("127.0.0.1:9121".parse().unwrap()));
     }
 
     #[test]
@@ -324,6 +374,13 @@ mod tests {
             (&["--threads", "2", "--threads", "2"], "'--threads'"),
             (&["/a", "/b"], "unexpected argument \"/b\""),
             (&["--timeout", "0"], "'--timeout' with value '0'"),
+            (
+                &["--max-rate-total", "0"],
+                "'--max-rate-total' with value '0'",
+            ),
+            (&["--max-rate-per-ip", "1.5M"], "'--max-rate-per-ip'"),
+            (&["--metrics", "9121"], "'--metrics' with value '9121'"),
+            (&["--control"], "'--control'"),
         ] {
             let e = usage(args);
             assert!(e.contains(want), "{args:?}: {e:?}");
@@ -363,7 +420,8 @@ mod tests {
             assert!(own < at && at < shared, "{opt} not among the own options");
         }
         for opt in crate::setup::options::SessionOptions::names() {
-            let at = text.find(&format!("\n  {opt}")).unwrap();
+            // "--max-rate " (with its value), not "--max-rate-total".
+            let at = text.find(&format!("\n  {opt} ")).unwrap();
             assert!(at > shared, "{opt} not among the session options");
         }
         for line in text.lines() {

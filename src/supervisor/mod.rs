@@ -29,10 +29,14 @@ use crate::setup::{self, Exit, Fail, fds, vhosts};
 use self::cli::{Args, Engine};
 use self::signals::{Outcome, Signals};
 use crate::core::admission::Limits;
+use crate::core::rate::RateLimits;
 use crate::engine::context::{Context, Latest};
 use crate::engine::pool::Pool;
 use crate::engine::stop::Stop;
 use crate::log::Logger;
+use crate::monitor::board::Board;
+use crate::monitor::counters::Stats;
+use crate::monitor::server::{self, Monitor};
 
 /// The name in log lines.
 const NAME: &str = "aftpd-supervisor";
@@ -113,6 +117,24 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         .max_sessions
         .unwrap_or_else(|| nofile::default_max_sessions(nofile, threads));
 
+    // The upload hook's helper: forked while this is the only thread,
+    // before the chroot, and before the TLS key is read (the process
+    // that runs hooks never holds it).
+    let hook = match &args.session.uploads {
+        Some(u) => {
+            let syslog = args.session.log == LogTo::Syslog;
+            crate::setup::uploads::hook(&root_dir, u, target.as_ref(), move || {
+                let log = if syslog {
+                    Logger::syslog(NAME).unwrap_or_else(|_| Logger::discard())
+                } else {
+                    Logger::stderr(NAME)
+                };
+                log.with_backlog(LOG_BACKLOG)
+            })?
+        }
+        None => None,
+    };
+
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
         Some(files) => Some(Arc::new(crate::setup::tls::load(files)?)),
@@ -149,6 +171,22 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
             .map_err(|e| Fail::temporary(e.to_string()))?
         }
     };
+    // The monitor's sockets, like the listeners, before the chroot: the
+    // control socket's path lies outside ROOT.
+    let control = match &args.control {
+        Some(path) => Some(
+            server::bind_control(path)
+                .map_err(|e| Fail::temporary(format!("cannot make the control socket {e}")))?,
+        ),
+        None => None,
+    };
+    let metrics =
+        match args.metrics {
+            Some(addr) => Some(server::bind_metrics(addr).map_err(|e| {
+                Fail::temporary(format!("cannot listen for metrics on {addr}: {e}"))
+            })?),
+            None => None,
+        };
     let bound: Vec<SocketAddr> = sets
         .first()
         .map(|s| s.iter().filter_map(|l| l.local_addr().ok()).collect())
@@ -165,6 +203,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     };
     let root = Root::open(root_now)
         .map_err(|e| Fail::temporary(format!("cannot open {}: {e}", root_dir.display())))?;
+    if let Some(u) = &args.session.uploads {
+        crate::setup::uploads::drop_box(&root, u, hook)?;
+    }
     let user = match &target {
         Some(who) => who.to_string(),
         None => format!(
@@ -190,6 +231,14 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         root,
         pool,
         limits: Arc::new(Limits::new(max_sessions, args.max_per_ip).with_passive_ports(pasv_ports)),
+        rates: RateLimits::new(
+            args.session.max_rate,
+            args.max_rate_per_ip,
+            args.max_rate_total,
+            std::time::Instant::now(),
+        ),
+        stats: args.metrics.map(|_| Stats::new(threads)),
+        board: Board::new(threads),
         log,
         stop: Stop::new(threads).map_err(|e| Fail::temporary(format!("eventfd: {e}")))?,
         shutdown_timeout: args.shutdown_timeout,
@@ -206,8 +255,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         None
     } else {
         let dir = ctx.log.xferlog_dir();
+        let incoming = ctx.root.incoming().map(|i| i.fd());
         Some(
-            crate::sandbox::restrict_filesystem(ctx.root.fd(), dir)
+            crate::sandbox::restrict_filesystem_uploads(ctx.root.fd(), dir, incoming)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?,
         )
     };
@@ -215,10 +265,20 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // below covers them too).
     ctx.log.start_writers();
     let (workers, gates) = spawn_workers(&ctx, sets, engine)?;
+    // Confined like the workers; it serves only once they do.
+    let monitor = Monitor {
+        control,
+        metrics,
+        engine: engine_name,
+    };
+    monitor
+        .spawn(&ctx)
+        .map_err(|e| Fail::temporary(format!("cannot start the monitor thread: {e}")))?;
     let sandbox = match landlock {
         None => "sandbox=off".to_owned(),
         Some(landlock) => {
-            let seccomp = crate::sandbox::restrict_syscalls(profile, true)
+            let uploads = ctx.root.incoming().is_some();
+            let seccomp = crate::sandbox::restrict_syscalls_uploads(profile, uploads, true)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?;
             crate::sandbox::Report { landlock, seccomp }.to_string()
         }
@@ -228,12 +288,18 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // already, and a log reader sees the start line before any session's.
     let list: Vec<String> = bound.iter().map(ToString::to_string).collect();
     ctx.log.info(format_args!(
-        "listening on {}{} root={} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={} open-files={} {sandbox}",
+        "listening on {}{} root={}{} user={user} threads={threads} engine={} max-sessions={max_sessions} max-per-ip={}{}{} open-files={} {sandbox}",
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
+        ctx.root.incoming().map_or_else(String::new, |i| format!(
+            " incoming={}",
+            String::from_utf8_lossy(i.settings().dir.as_bytes())
+        )),
         engine_name,
         args.max_per_ip,
+        ctx.rates.describe(),
+        monitoring(args.control.as_deref(), args.metrics),
         nofile.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
     ));
     // Only a limit the operator chose can be too much for the descriptors;
@@ -301,6 +367,19 @@ fn reload_tls(helper: &mut certs::Helper, tls: &crate::engine::tls::ServerTls, l
             "SIGHUP: TLS certificate not reloaded ({e}); keeping the old one"
         )),
     }
+}
+
+/// `control=PATH metrics=ADDR:PORT` for the start line, as far as given.
+fn monitoring(control: Option<&Path>, metrics: Option<SocketAddr>) -> String {
+    let mut s = String::new();
+    if let Some(p) = control {
+        let p = crate::log::format::escape(p.as_os_str().as_encoded_bytes());
+        s.push_str(&format!(" control={p}"));
+    }
+    if let Some(a) = metrics {
+        s.push_str(&format!(" metrics={a}"));
+    }
+    s
 }
 
 /// SIGHUP: the banner and welcome read again, for the sessions that

@@ -77,8 +77,11 @@ setup_data() {
 }
 
 # A memory cgroup per server (and one for the generator), under this
-# script's own: the kernel memory charged to the server alone.
+# script's own: the kernel memory charged to the server alone. Named
+# after this run's pid: on a shared machine another run of the harness
+# may sit in the same parent (the CPU-accounting hierarchy's root, often).
 CGBASE=
+CGPREFIX=aftpd-bench-$$
 setup_cgroups() {
 	local p
 	p=$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)
@@ -103,10 +106,11 @@ setup_cgroups() {
 		done
 	fi
 	[[ -n $CPUBASE ]] || log "no CPU-accounting cgroup: server CPU from /proc (misses unwaited-for processes)"
-	if [[ -n $CGBASE ]] && mkdir -p "$CGBASE/aftpd-bench-client" 2>/dev/null &&
-		[[ -f $CGBASE/aftpd-bench-client/memory.usage_in_bytes || -f $CGBASE/aftpd-bench-client/memory.current ]]; then
-		CGROUPS+=("$CGBASE/aftpd-bench-client")
-		CLIENT_CG=$CGBASE/aftpd-bench-client
+	local c=$CGBASE/$CGPREFIX-client
+	if [[ -n $CGBASE ]] && mkdir -p "$c" 2>/dev/null &&
+		[[ -f $c/memory.usage_in_bytes || -f $c/memory.current ]]; then
+		CGROUPS+=("$c")
+		CLIENT_CG=$c
 	else
 		log "no memory cgroup to use: the kernel memory columns stay empty"
 		CGBASE='' CLIENT_CG=''

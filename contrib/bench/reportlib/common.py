@@ -9,7 +9,9 @@ FLOOR = "floor-fork"
 # Process-per-session servers, the "peers" of the slow-disk goals: ftpd
 # under tcpserver is one too, but it is ours.
 PROCESS_PEERS = ["vsftpd", "vsftpd-tcpserver", "pure-ftpd"]
-FAIL_KEYS = ["refused", "data_connect", "425", "421", "reply", "timeout", "reset", "bytes", "other"]
+# The TLS peers of the ftps scenario.
+TLS_PEERS = ["vsftpd-tls", "pure-ftpd-tls"]
+FAIL_KEYS = ["refused", "data_connect", "425", "421", "reply", "timeout", "reset", "bytes", "tls", "other"]
 
 
 def load(path):

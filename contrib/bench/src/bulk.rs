@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::ftp::{self, Ctrl};
 use crate::out::{Args, Record, die};
 use crate::procfs::{self, ServerCpu};
+use crate::tls;
 
 /// CPU figures read around a transfer.
 struct Cpu {
@@ -27,9 +28,20 @@ impl Cpu {
 }
 
 /// Our reader: downloads in one session, the bytes discarded in the kernel
-/// (recv MSG_TRUNC), or copied out with `copy`.
-fn own(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<(u64, f64, Cpu, Cpu)> {
-    let mut c = Ctrl::login(a.addr())?;
+/// (recv MSG_TRUNC), or copied out with `copy`. With `--tls`, over PROT P:
+/// the bytes decrypted in the generator, each data connection resuming
+/// the control connection's TLS session.
+fn own(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<Got> {
+    let mut c = Ctrl::connect(a.addr())?;
+    c.expect("greeting", &[220])?;
+    let tls = a
+        .flag("tls")
+        .then(|| tls::session_config(&tls::base_config()));
+    let mut negotiated = None;
+    if let Some(cfg) = &tls {
+        negotiated = Some(c.auth_tls(cfg)?);
+    }
+    c.user_pass()?;
     c.cmd(b"TYPE I\r\n", &[200])?;
     // Big socket buffers on the client would only hide a slow server;
     // leave the kernel's autotuning alone.
@@ -39,31 +51,68 @@ fn own(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<(u64, f
     let c0 = Cpu::now(pid);
     let t0 = Instant::now();
     let mut n = 0;
+    let mut resumed = 0;
     for _ in 0..repeat {
         let mut data = c.epsv()?;
-        c.cmd(retr.as_bytes(), &[125, 150])?;
-        n += ftp::drain(&mut data, !copy, &mut buf)?.0;
-        drop(data);
+        if let Some(cfg) = &tls {
+            c.send(retr.as_bytes())?;
+            let mut d = tls::Data::open(cfg, data)?;
+            n += d.drain(&mut buf)?;
+            resumed += d.resumed() as u32;
+            drop(d);
+            c.expect("RETR", &[125, 150])?;
+        } else {
+            c.cmd(retr.as_bytes(), &[125, 150])?;
+            n += ftp::drain(&mut data, !copy, &mut buf)?.0;
+            drop(data);
+        }
         c.expect("RETR", &[226, 250])?;
     }
     let secs = t0.elapsed().as_secs_f64();
     // Read before QUIT: a forking server's session process still lives.
     let c1 = Cpu::now(pid);
     let _ = c.cmd(b"QUIT\r\n", &[221]);
+    c.close_tls();
     drop(c);
-    Ok((n, secs, c0, c1))
+    Ok(Got {
+        n,
+        secs,
+        c0,
+        c1,
+        negotiated,
+        resumed,
+    })
+}
+
+/// What a reader got: bytes, seconds, CPU before and after, and for FTPS
+/// what was negotiated and how many data connections resumed.
+struct Got {
+    n: u64,
+    secs: f64,
+    c0: Cpu,
+    c1: Cpu,
+    negotiated: Option<String>,
+    resumed: u32,
 }
 
 /// curl, one session per download, as a user would run it: its own buffer
 /// sizes and read pattern change how the server's sends are paced.
-fn curl(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<(u64, f64, Cpu, Cpu)> {
+/// With `--tls`: explicit FTPS required (`--ssl-reqd`, which protects the
+/// data too), the self-signed certificate accepted.
+fn curl(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<Got> {
     let url = format!("ftp://{}{path}", a.addr());
+    let tls: &[&str] = if a.flag("tls") {
+        &["--ssl-reqd", "-k"]
+    } else {
+        &[]
+    };
     let c0 = Cpu::now(pid);
     let t0 = Instant::now();
     let mut n = 0;
     for _ in 0..repeat {
         let out = Command::new("curl")
             .args(["-sS", "-o", "/dev/null", "--max-time", "300"])
+            .args(tls)
             .args(["-w", "%{size_download}", &url])
             .output()?;
         if !out.status.success() {
@@ -80,7 +129,14 @@ fn curl(a: &Args, path: &str, repeat: u32, pid: &ServerCpu) -> io::Result<(u64, 
     }
     let secs = t0.elapsed().as_secs_f64();
     let c1 = Cpu::now(pid);
-    Ok((n, secs, c0, c1))
+    Ok(Got {
+        n,
+        secs,
+        c0,
+        c1,
+        negotiated: None,
+        resumed: 0,
+    })
 }
 
 pub fn bulk(a: &Args) {
@@ -100,7 +156,18 @@ pub fn bulk(a: &Args) {
     let mut rec = Record::new("bulk", a);
     rec.str("reader", reader);
     match r {
-        Ok((n, secs, c0, c1)) => {
+        Ok(Got {
+            n,
+            secs,
+            c0,
+            c1,
+            negotiated,
+            resumed,
+        }) => {
+            if let Some(t) = negotiated {
+                rec.str("tls", &t);
+                rec.num("tls_data_resumed", resumed as f64);
+            }
             let gib = n as f64 / (1u64 << 30) as f64;
             rec.num("bytes", n as f64);
             rec.num("downloads", repeat as f64);

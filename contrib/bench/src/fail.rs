@@ -24,10 +24,12 @@ pub enum Class {
     Reset,
     /// A download of the wrong length.
     Bytes,
+    /// A TLS handshake or record the client could not complete (FTPS).
+    Tls,
     Other,
 }
 
-pub const CLASSES: [Class; 9] = [
+pub const CLASSES: [Class; 10] = [
     Class::Refused,
     Class::DataConnect,
     Class::R425,
@@ -36,6 +38,7 @@ pub const CLASSES: [Class; 9] = [
     Class::Timeout,
     Class::Reset,
     Class::Bytes,
+    Class::Tls,
     Class::Other,
 ];
 
@@ -51,6 +54,7 @@ impl Class {
             Class::Timeout => "timeout",
             Class::Reset => "reset",
             Class::Bytes => "bytes",
+            Class::Tls => "tls",
             Class::Other => "other",
         }
     }

@@ -86,13 +86,15 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-/// The control connection: a socket and a reply buffer.
+/// The control connection: a socket, a reply buffer, and TLS once AUTH
+/// TLS went through.
 pub struct Ctrl {
     pub sock: TcpStream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
     last: (usize, usize),
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 impl Ctrl {
@@ -103,11 +105,46 @@ impl Ctrl {
             start: 0,
             end: 0,
             last: (0, 0),
+            tls: None,
         })
     }
 
     pub fn send(&mut self, line: &[u8]) -> io::Result<()> {
-        self.sock.write_all(line)
+        match &mut self.tls {
+            None => self.sock.write_all(line),
+            Some(t) => rustls::Stream::new(t.as_mut(), &mut self.sock).write_all(line),
+        }
+    }
+
+    fn read_more(&mut self) -> io::Result<usize> {
+        let b = &mut self.buf[self.end..];
+        match &mut self.tls {
+            None => self.sock.read(b),
+            Some(t) => rustls::Stream::new(t.as_mut(), &mut self.sock)
+                .read(b)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::InvalidData => tagged(Class::Tls, format!("TLS control: {e}")),
+                    _ => e,
+                }),
+        }
+    }
+
+    /// AUTH TLS, the handshake, PBSZ 0, PROT P (RFC 4217): from here on
+    /// the control connection is protected and so are data connections,
+    /// which must resume this session (`cfg` holds it). Returns what was
+    /// negotiated.
+    pub fn auth_tls(&mut self, cfg: &std::sync::Arc<rustls::ClientConfig>) -> io::Result<String> {
+        self.cmd(b"AUTH TLS\r\n", &[234])?;
+        if self.start != self.end {
+            return Err(tagged(Class::Reply, "bytes in clear after 234".into()));
+        }
+        let mut t = crate::tls::client(cfg, self.sock.peer_addr()?.ip())?;
+        crate::tls::handshake(&mut t, &mut self.sock)?;
+        let what = crate::tls::describe(&t);
+        self.tls = Some(Box::new(t));
+        self.cmd(b"PBSZ 0\r\n", &[200])?;
+        self.cmd(b"PROT P\r\n", &[200])?;
+        Ok(what)
     }
 
     /// The last line of the last reply, without its line end.
@@ -158,7 +195,7 @@ impl Ctrl {
                 }
                 self.buf.resize(self.buf.len() * 2, 0);
             }
-            let n = self.sock.read(&mut self.buf[self.end..])?;
+            let n = self.read_more()?;
             if n == 0 {
                 return Err(tagged(Class::Reset, "control connection closed".into()));
             }
@@ -202,6 +239,24 @@ impl Ctrl {
     /// Greeting, USER anonymous, PASS on a connected control connection.
     pub fn log_in(&mut self) -> io::Result<()> {
         self.expect("greeting", &[220])?;
+        self.user_pass()
+    }
+
+    /// Ends TLS on the control connection (close_notify) after QUIT, as
+    /// a polite client does; nothing without TLS.
+    pub fn close_tls(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.send_close_notify();
+            while t.wants_write() {
+                if t.write_tls(&mut self.sock).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// USER anonymous, PASS.
+    pub fn user_pass(&mut self) -> io::Result<()> {
         if self.cmd(b"USER anonymous\r\n", &[230, 331])? == 331 {
             self.cmd(b"PASS bench@example.org\r\n", &[230])?;
         }

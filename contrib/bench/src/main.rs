@@ -7,6 +7,7 @@ mod data;
 mod fail;
 mod ftp;
 mod idle;
+mod limits;
 mod listing;
 mod out;
 mod procfs;
@@ -14,7 +15,9 @@ mod sessions;
 mod slowread;
 mod sockmem;
 mod stats;
+mod tls;
 mod underload;
+mod upload;
 
 use out::{Args, die};
 
@@ -25,16 +28,30 @@ Commands (each prints one JSON record; --label pairs are copied into it).
 Every rate comes with its failures, by class (refused, data_connect, 425,
 421, reply, timeout, reset, bytes, other).
   sessions --addr A [--path /small] [-n N] [-c C] [--max-secs S] [--warmup W]
-           [--size BYTES] [--close fin|rst] [--server-pid P]
+           [--size BYTES] [--close fin|rst] [--tls] [--server-pid P]
+           [--extra-pid P]
       N whole sessions (connect, USER anonymous, PASS, TYPE I, EPSV, RETR,
       QUIT) on C threads, at most S seconds, closing normally (fin, the
       default) or with a RST: sessions/s, p50/p99 latency, successes and
-      failures per second, the generator's own CPU.
+      failures per second, the generator's own CPU. --tls: FTPS (AUTH TLS,
+      PBSZ 0, PROT P first; a full handshake each session, the data
+      connection resuming it). --extra-pid: that process's own CPU too
+      (a balancer in front of the server).
   bulk --addr A --path /big [--repeat R] [--reader own|curl] [--copy]
-       [--server-pid P]
+       [--tls] [--server-pid P]
       R downloads: MB/s (10^6 bytes), CPU seconds per GiB of the server
       and of the machine. Our reader discards the bytes in the kernel
-      (unless --copy); curl runs one session per download.
+      (unless --copy); curl runs one session per download. --tls: over
+      PROT P (our reader decrypts with rustls; curl --ssl-reqd).
+  rate --addr A --path P --rate BYTES_PER_S [--bytes B] [--server-pid P]
+      One download of the last B bytes of P (default 256 MiB) from a
+      server limited to RATE: elapsed against nominal (B / RATE), bytes
+      second by second.
+  fair --addr A --path P [-n N] [--secs S] [--settle T] [--limit BYTES_PER_S]
+       [--server-pid P]
+      N clients download P again and again at once; T seconds after all
+      run, each one's rate over S seconds: Jain's index, the total
+      against LIMIT.
   underload --addr A --secs S [--probe ctl|session] [--probe-path P]
             [--probe-size B] [--interval-ms I] [--load none|retr|list|meta]
             [-n N] [--load-path PATTERN] [--load-files F] [--load-size B]
@@ -56,6 +73,13 @@ Every rate comes with its failures, by class (refused, data_connect, 425,
       K logged-in idle sessions held for S seconds: memory per session
       (sum of Pss over the server's processes, kernel memory). Logins stop
       early if MemAvailable falls below M MiB (default 3072).
+  upload --addr A --path /incoming [--size BYTES] [--clients C] [--tag T]
+         [--sync-dir DIR] [--server-pid P]
+      C uploads at once (STOR /incoming/T-I, SIZE bytes each, one session
+      each): MB/s, CPU seconds per GiB of the server and of the machine.
+      With --sync-dir (where the files land on disk), the generator fsyncs
+      each stored file and its directory before its upload counts as done,
+      for servers that do not before their 226.
   list --addr A --cmd LIST|NLST|MLSD --path /dir --server-pid P
       One listing: wall time, bytes, lines, the server's peak RSS.
   mkdata DIR [--big-mib M] [--entries E]
@@ -83,10 +107,13 @@ fn main() {
     match cmd.as_str() {
         "sessions" => sessions::sessions(&Args::parse(rest)),
         "bulk" => bulk::bulk(&Args::parse(rest)),
+        "rate" => limits::rate(&Args::parse(rest)),
+        "fair" => limits::fair(&Args::parse(rest)),
         "underload" => underload::underload(&Args::parse(rest)),
         "slowread" => slowread::slowread(&Args::parse(rest)),
         "idle" => idle::idle(&Args::parse(rest)),
         "list" => listing::list(&Args::parse(rest)),
+        "upload" => upload::upload(&Args::parse(rest)),
         "ping" => listing::ping(&Args::parse(rest)),
         "sockmem" => {
             let pid = rest

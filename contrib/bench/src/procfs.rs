@@ -151,6 +151,29 @@ impl ServerCpu {
     }
 }
 
+/// CPU seconds of a process so far, from each of its threads' schedstat
+/// (nanoseconds): a multi-threaded process whose threads all live through
+/// the measurement (HAProxy's), where clock ticks would be too coarse for
+/// a few seconds.
+pub fn threads_cpu_secs(pid: i32) -> f64 {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            read(&format!(
+                "/proc/{pid}/task/{}/schedstat",
+                e.file_name().to_str()?
+            ))?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+        })
+        .sum::<u64>() as f64
+        / 1e9
+}
+
 /// Time on CPU of a task so far (the first field of schedstat), in ns.
 fn schedstat_ns(pid: i32) -> Option<u64> {
     read(&format!("/proc/{pid}/schedstat"))?

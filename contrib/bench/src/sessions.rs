@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::fail::{self, Class, Failures};
@@ -12,6 +13,7 @@ use crate::ftp::{self, Close, Ctrl};
 use crate::out::{Args, Record, die};
 use crate::procfs;
 use crate::stats::Lat;
+use crate::tls;
 
 /// What one session does, as a download client does it: connect, 220,
 /// USER, PASS, TYPE I, EPSV, data connection, RETR, 226, QUIT, 221.
@@ -21,9 +23,93 @@ pub struct Spec<'a> {
     pub retr: &'a [u8],
     pub size: Option<u64>,
     pub close: Close,
+    /// FTPS: AUTH TLS, PBSZ 0, PROT P before the login, a full handshake
+    /// each session, the data connection resuming it.
+    pub tls: Option<TlsSpec>,
+}
+
+/// What FTPS sessions share: the client configuration, and what the
+/// handshakes did.
+pub struct TlsSpec {
+    pub base: Arc<rustls::ClientConfig>,
+    /// Protocol and suite of the first control connection.
+    pub negotiated: OnceLock<String>,
+    /// Data connections that resumed the control connection's session,
+    /// and those that did not (a server that does not insist on it).
+    pub resumed: AtomicU64,
+    pub not_resumed: AtomicU64,
+}
+
+impl TlsSpec {
+    pub fn new() -> TlsSpec {
+        TlsSpec {
+            base: tls::base_config(),
+            negotiated: OnceLock::new(),
+            resumed: AtomicU64::new(0),
+            not_resumed: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, rec: &mut Record) {
+        rec.str("tls", self.negotiated.get().map_or("-", String::as_str));
+        rec.num(
+            "tls_data_resumed",
+            self.resumed.load(Ordering::Relaxed) as f64,
+        );
+        rec.num(
+            "tls_data_not_resumed",
+            self.not_resumed.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
+/// The FTPS session: connect, 220, AUTH TLS, handshake, PBSZ 0, PROT P,
+/// USER, PASS, TYPE I, EPSV, data connection, RETR, its handshake, the
+/// data, 150 and 226, QUIT, 221, close_notify.
+fn tls_session(s: &Spec, t: &TlsSpec, buf: &mut [u8]) -> io::Result<()> {
+    let mut c = Ctrl::connect(s.addr)?;
+    c.expect("greeting", &[220])?;
+    let cfg = tls::session_config(&t.base);
+    let what = c.auth_tls(&cfg)?;
+    t.negotiated.get_or_init(|| what);
+    c.user_pass()?;
+    c.cmd(b"TYPE I\r\n", &[200])?;
+    let data = c.epsv()?;
+    // The handshake on the data connection goes before the 150 is read:
+    // some servers send it only once the handshake is done.
+    c.send(s.retr)?;
+    let mut d = tls::Data::open(&cfg, data)?;
+    let n = d.drain(buf)?;
+    let ctr = if d.resumed() {
+        &t.resumed
+    } else {
+        &t.not_resumed
+    };
+    ctr.fetch_add(1, Ordering::Relaxed);
+    ftp::close(d.into_socket(), s.close);
+    c.expect("RETR", &[125, 150])?;
+    c.expect("RETR", &[226, 250])?;
+    check_size(s, n)?;
+    c.cmd(b"QUIT\r\n", &[221])?;
+    c.close_tls();
+    ftp::close(c.sock, s.close);
+    Ok(())
+}
+
+fn check_size(s: &Spec, n: u64) -> io::Result<()> {
+    match s.size {
+        Some(want) if n != want => Err(fail::tagged(
+            Class::Bytes,
+            format!("got {n} bytes, expected {want}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub fn one_session(s: &Spec, buf: &mut [u8]) -> io::Result<()> {
+    if let Some(t) = &s.tls {
+        return tls_session(s, t, buf);
+    }
     let mut c = Ctrl::login(s.addr)?;
     c.cmd(b"TYPE I\r\n", &[200])?;
     let mut data = c.epsv()?;
@@ -31,14 +117,7 @@ pub fn one_session(s: &Spec, buf: &mut [u8]) -> io::Result<()> {
     let (n, _) = ftp::drain(&mut data, true, buf)?;
     ftp::close(data, s.close);
     c.expect("RETR", &[226, 250])?;
-    if let Some(want) = s.size
-        && n != want
-    {
-        return Err(fail::tagged(
-            Class::Bytes,
-            format!("got {n} bytes, expected {want}"),
-        ));
-    }
+    check_size(s, n)?;
     c.cmd(b"QUIT\r\n", &[221])?;
     ftp::close(c.sock, s.close);
     Ok(())
@@ -136,6 +215,7 @@ pub fn sessions(a: &Args) {
         retr: &retr,
         size: a.str("size").map(|_| a.num::<u64>("size", 0)),
         close,
+        tls: a.flag("tls").then(TlsSpec::new),
     };
     let n: u64 = a.num("n", 1000);
     let c: usize = a.num::<usize>("c", 1).max(1);
@@ -143,18 +223,35 @@ pub fn sessions(a: &Args) {
     let warmup: u64 = a.num("warmup", 20);
     let pid = a.server_pid();
     let cpu = a.server_cpu();
+    // A process of the set-up measured on its own (the balancer in front
+    // of the servers): its threads' CPU time.
+    let extra: Option<i32> = a.str("extra-pid").map(|_| a.num("extra-pid", 0));
+    let extra_cpu = || extra.map_or(0.0, procfs::threads_cpu_secs);
 
     // Warm-up: page cache, the server's allocator, tcpserver's first forks.
     let w = run(&spec, warmup, c, Instant::now() + Duration::from_secs(10));
+    if let Some(t) = &spec.tls {
+        // Count the measured sessions' handshakes only.
+        t.resumed.store(0, Ordering::Relaxed);
+        t.not_resumed.store(0, Ordering::Relaxed);
+    }
 
     let tw0 = procfs::sockstat("tw");
-    let ((gu0, gs0), (busy0, all0), srv0) =
-        (procfs::self_cpu_split(), procfs::machine_cpu(), cpu.secs());
+    let ((gu0, gs0), (busy0, all0), srv0, x0) = (
+        procfs::self_cpu_split(),
+        procfs::machine_cpu(),
+        cpu.secs(),
+        extra_cpu(),
+    );
     let t0 = Instant::now();
     let mut r = run(&spec, n, c, t0 + Duration::from_secs_f64(max_secs));
     let wall = t0.elapsed().as_secs_f64();
-    let ((gu1, gs1), (busy1, all1), srv1) =
-        (procfs::self_cpu_split(), procfs::machine_cpu(), cpu.secs());
+    let ((gu1, gs1), (busy1, all1), srv1, x1) = (
+        procfs::self_cpu_split(),
+        procfs::machine_cpu(),
+        cpu.secs(),
+        extra_cpu(),
+    );
 
     let mut rec = Record::new("sessions", a);
     rec.num("c", c as f64);
@@ -175,6 +272,13 @@ pub fn sessions(a: &Args) {
     rec.num("machine_cores", (all1 - all0) / wall);
     if pid.is_some() {
         rec.num("server_cores", (srv1 - srv0) / wall);
+    }
+    if extra.is_some() {
+        rec.num("extra_cpu_s", x1 - x0);
+        rec.num("extra_cores", (x1 - x0) / wall);
+    }
+    if let Some(t) = &spec.tls {
+        t.record(&mut rec);
     }
     // TIME_WAIT sockets on the machine before and after: what the run left
     // behind, and what an earlier run left for this one.

@@ -238,6 +238,7 @@ fn probe_session(
         retr: retr.as_bytes(),
         size,
         close: Close::Fin,
+        tls: None,
     };
     let mut buf = vec![0u8; 64 * 1024];
     while Instant::now() < end {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aftpd::core::clock::Now;
-use aftpd::core::config::{SessionConfig, TlsPolicy};
+use aftpd::core::config::{SessionConfig, TlsPolicy, Uploads};
 use aftpd::core::listing::ListFormat;
 use aftpd::core::memfs::{Mem, MemFs};
 use aftpd::core::message::Message;
@@ -33,7 +33,8 @@ use aftpd::core::proto::addr::{EprtError, parse_eprt, parse_port};
 use aftpd::core::proto::command::{self, Command};
 use aftpd::core::proto::telnet::{Line, LineReader, MAX_LINE};
 use aftpd::core::session::{
-    Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TransferError, Tree,
+    Action, DataConn, DataOut, Endpoints, FsRequest, Record, Session, Source, TlsFailure,
+    TransferError, Tree,
 };
 use aftpd::core::vpath::{VPath, VPathError};
 
@@ -236,6 +237,8 @@ pub fn tree(vhosts: bool) -> MemFs {
     let mut t = MemFs::new();
     if !vhosts {
         fill(&mut t, "");
+        // The drop box: what is in it is never listed or handed out.
+        t.incoming("/pub/in");
         return t;
     }
     t.vhosts();
@@ -262,6 +265,8 @@ fn fill(fs: &mut MemFs, top: &str) {
         .dir("privdir", 0o700)
         .dir("nox", 0o744)
         .dir(".git", 0o755)
+        .dir("pub/in", 0o733)
+        .file("pub/in/dropped", 0o644, SECRET)
         .file("readme", 0o644, b"read me\nline two\n")
         .file("empty", 0o644, b"")
         .file("pub/file", 0o644, &[7u8; 3000])
@@ -315,8 +320,9 @@ impl Prefixed<'_> {
 
 /// One whole session, driven by the input: the first byte picks the
 /// configuration (its bits: no greeting, EPLF, IPv6, answers held,
-/// `--vhosts`, `--dir-messages`, a banner and a welcome), then each op byte picks an event (and takes its
-/// arguments from the bytes after it):
+/// `--vhosts`, `--dir-messages`, a banner and a welcome, FTPS and
+/// uploads), then each op byte picks an event (and takes its arguments
+/// from the bytes after it):
 ///
 /// - `0..=3`: control bytes (a length byte, then that many bytes), fed
 ///   only while the session wants input, as an engine would;
@@ -357,14 +363,20 @@ pub fn session(data: &[u8]) {
         welcome: (cfg & 64 != 0).then(|| Message::parse(b"Hello\n230-nor this\n")),
         dir_messages: cfg & 32 != 0,
         vhosts,
-        // The last bit: FTPS (off in the older corpora), its policy by the
-        // first two.
+        // The last bit: the second round's features, off in the older
+        // corpora. FTPS, its policy by the first two bits (optional
+        // serves clear sessions too), and uploads into /pub/in (the real
+        // server takes no --incoming with --vhosts).
         tls: match (cfg & 128 != 0, cfg & 3) {
             (false, _) => TlsPolicy::Off,
             (true, 0) => TlsPolicy::Optional,
             (true, 1) => TlsPolicy::Required,
             (true, _) => TlsPolicy::Implicit,
         },
+        uploads: (cfg & 128 != 0 && !vhosts).then(|| Uploads {
+            incoming: VPath::resolve(&VPath::root(), b"/pub/in").unwrap_or_else(|_| VPath::root()),
+            max_size: 1 << 20,
+        }),
     };
     let v6 = cfg & 4 != 0;
     let (local_ip, peer_ip): (IpAddr, IpAddr) = if v6 {
@@ -434,11 +446,18 @@ pub fn session(data: &[u8]) {
                     d.connected = false;
                     let how = take(1).first().copied().unwrap_or(0);
                     let e = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-                    let result = match how % 5 {
+                    let result = match how % 12 {
                         0 => Ok(d.sent),
                         1 => Err(TransferError::Connect(e())),
                         2 => Err(TransferError::Connection(e())),
                         3 => Err(TransferError::Shrunk),
+                        4 => Err(TransferError::TooLarge),
+                        5 => Err(TransferError::NoSpace),
+                        6 => Err(TransferError::Sink(e())),
+                        7 => Err(TransferError::Tls(TlsFailure::NotResumed)),
+                        8 => Err(TransferError::Tls(TlsFailure::Handshake)),
+                        9 => Err(TransferError::Tls(TlsFailure::Broken)),
+                        10 => Err(TransferError::Tls(TlsFailure::Truncated)),
                         _ => Err(TransferError::Source(e())),
                     };
                     s.on_transfer_done(result, now);
@@ -595,6 +614,11 @@ fn check_source(source: Source<Mem>) -> u64 {
             len
         }
         Source::Stream => 0,
+        // An upload's file is fresh: nothing in it to leak.
+        Source::Upload { file, .. } => {
+            assert!(file.body.is_empty(), "an upload into a file with data");
+            0
+        }
     }
 }
 

@@ -79,7 +79,12 @@ pub enum Command {
     Host(Vec<u8>),
     /// CLNT (a client names itself; ncftp sends it): noted, ignored.
     Clnt,
-    /// A verb that would change the archive (STOR, DELE, MKD, ...).
+    /// STOR, with its argument if any: an upload where `--incoming`
+    /// allows it, else refused as a write.
+    Stor(Option<Vec<u8>>),
+    /// STOU, with the name a client may suggest (RFC 959 gives it none).
+    Stou(Option<Vec<u8>>),
+    /// A verb that would change the archive (APPE, DELE, MKD, ...).
     Write(&'static str),
     /// SITE: no site commands are offered.
     Site,
@@ -108,15 +113,14 @@ pub enum ParseError {
 }
 
 /// Verbs that would modify the archive.
-const WRITE_VERBS: [&str; 13] = [
-    "STOR", "STOU", "APPE", "DELE", "MKD", "XMKD", "RMD", "XRMD", "RNFR", "RNTO", "MFMT", "MFF",
-    "MFCT",
+pub const WRITE_VERBS: [&str; 11] = [
+    "APPE", "DELE", "MKD", "XMKD", "RMD", "XRMD", "RNFR", "RNTO", "MFMT", "MFF", "MFCT",
 ];
 
 /// Verbs recognised but not offered: the security extensions other than
 /// AUTH, PBSZ and PROT, REIN, SMNT, RFC 1639's long-address LPRT/LPSV
 /// (EPRT/EPSV do their work)...
-const NOT_OFFERED: [&str; 10] = [
+pub const NOT_OFFERED: [&str; 10] = [
     "SMNT", "REIN", "ADAT", "CCC", "MIC", "CONF", "ENC", "LANG", "LPRT", "LPSV",
 ];
 
@@ -126,6 +130,10 @@ pub const VERBS: [&str; 34] = [
     "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PORT", "PWD", "QUIT", "REST",
     "RETR", "SIZE", "STAT", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XPWD",
 ];
+
+/// The upload verbs, served with `--incoming` (refused as writes
+/// without it).
+pub const UPLOAD_VERBS: [&str; 2] = ["STOR", "STOU"];
 
 /// The FTPS verbs, served when TLS is on.
 pub const TLS_VERBS: [&str; 3] = ["AUTH", "PBSZ", "PROT"];
@@ -244,6 +252,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             Command::Host(host)
         }
         "CLNT" => Command::Clnt,
+        "STOR" => Command::Stor(optional()),
+        "STOU" => Command::Stou(optional()),
         "AUTH" => Command::Auth(optional()),
         "PBSZ" => Command::Pbsz(optional()),
         "PROT" => Command::Prot(optional()),
@@ -393,7 +403,10 @@ mod tests {
         assert_eq!(p(b"FOO"), Err(ParseError::Unknown));
         assert_eq!(p(b""), Err(ParseError::Unknown));
         assert_eq!(p(b"RETRIEVE x"), Err(ParseError::Unknown));
-        assert_eq!(p(b"STOR x"), Ok(Command::Write("STOR")));
+        assert_eq!(p(b"STOR x"), Ok(Command::Stor(Some(b"x".to_vec()))));
+        assert_eq!(p(b"stor"), Ok(Command::Stor(None)));
+        assert_eq!(p(b"STOU"), Ok(Command::Stou(None)));
+        assert_eq!(p(b"STOU a b"), Ok(Command::Stou(Some(b"a b".to_vec()))));
         assert_eq!(p(b"xmkd x"), Ok(Command::Write("XMKD")));
         assert_eq!(p(b"SITE CHMOD 777 x"), Ok(Command::Site));
         assert_eq!(p(b"site help"), Ok(Command::Site));

@@ -34,6 +34,7 @@ pub enum Code {
     TransferAborted = 426,
     FileBusy = 450,
     LocalError = 451,
+    NoStorage = 452,
     Unknown = 500,
     BadArguments = 501,
     NotImplemented = 502,
@@ -48,6 +49,7 @@ pub enum Code {
     /// RFC 2228: protection level not supported by the mechanism.
     ProtNotSupported = 536,
     FileUnavailable = 550,
+    StorageExceeded = 552,
     NameNotAllowed = 553,
     BadRestart = 554,
 }

@@ -16,6 +16,11 @@ use crate::core::vpath::VPath;
 pub trait Handles {
     type File: Send + 'static;
     type Dir: Send + 'static;
+    /// An upload being received: a temporary file in the incoming
+    /// directory, its name reserved, not yet under that name. Clones
+    /// name the same upload (the session keeps one while a request
+    /// carries another).
+    type Upload: Clone + Send + 'static;
     /// A virtual host's tree (`--vhosts`), as HOST found it.
     type Tree: Clone + Send + 'static;
 }
@@ -102,6 +107,39 @@ pub enum FsRequest<H: Handles> {
     /// its [`MessageFile::Banner`] if it has one. Answered from ROOT
     /// whatever the request's tree.
     Host(Vec<u8>),
+    /// A new upload (STOR, STOU): a temporary file beside `name`'s place,
+    /// that name reserved against other sessions. Refused with
+    /// `FsError::Exists` when the name is taken (a file, or another
+    /// session's upload), `NoSpace` when the filesystem has less than the
+    /// operator's minimum free, `BadName` when the directory is not one
+    /// for uploads or the filesystem refuses the name.
+    Create {
+        name: UploadName,
+        /// The client, for the upload hook's environment.
+        peer: Option<std::net::SocketAddr>,
+    },
+    /// Whether the filesystem of an upload still has the operator's
+    /// minimum free (`FsError::NoSpace` if not).
+    Space(H::Upload),
+    /// The upload's data is complete: make it durable, then give it its
+    /// name without replacing anything (`FsError::Exists` if the name was
+    /// taken meanwhile).
+    Commit(H::Upload),
+    /// The upload failed or was given up: nothing of it may remain, not
+    /// even under its name should a commit have got that far. Answered
+    /// with `FsAnswer::Discarded`, which nobody waits for.
+    Discard(H::Upload),
+}
+
+/// Where a new upload goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadName {
+    /// STOR: this path.
+    Named(VPath),
+    /// STOU: a name the filesystem picks in `dir`: `base` if the client
+    /// suggested one and it is free, else one made from it (or from
+    /// nothing).
+    Unique { dir: VPath, base: Option<Vec<u8>> },
 }
 
 /// The answer to an [`FsRequest`] of the same kind.
@@ -115,6 +153,12 @@ pub enum FsAnswer<H: Handles> {
     /// The message file's bytes (at most [`MAX_BYTES`](crate::core::message::MAX_BYTES)).
     Message(Result<Vec<u8>, FsError>),
     Host(Result<HostTree<H>, FsError>),
+    /// The upload, the file its data is written to, and the path it will
+    /// have.
+    Created(Result<Created<H>, FsError>),
+    Space(Result<(), FsError>),
+    Committed(Result<(), FsError>),
+    Discarded,
 }
 
 /// What `FsRequest::Host` found.
@@ -122,6 +166,15 @@ pub struct HostTree<H: Handles> {
     pub tree: H::Tree,
     /// The bytes of the host's banner file, empty without one.
     pub banner: Vec<u8>,
+}
+
+/// What `FsRequest::Create` made.
+pub struct Created<H: Handles> {
+    pub upload: H::Upload,
+    /// The temporary file, open for writing (the data path's end).
+    pub file: H::File,
+    /// The path the upload will have once committed.
+    pub path: VPath,
 }
 
 /// What `FsRequest::OpenList` found.
@@ -153,6 +206,16 @@ pub enum Source<H: Handles> {
     /// The session's own data output (a listing), read with
     /// `Session::data_output` until it says `DataOut::End`.
     Stream,
+    /// The other way: what the client sends is written to `file` (an
+    /// upload's temporary file) from its start, until the client closes
+    /// the data connection. `ascii` turns CRLF into LF on the way in. More
+    /// than `limit` bytes is `TransferError::TooLarge`. The transfer is
+    /// done once every byte is written; `Ok(n)` counts the bytes stored.
+    Upload {
+        file: H::File,
+        ascii: bool,
+        limit: u64,
+    },
 }
 
 /// What the session has for the data connection of a `Source::Stream`.
@@ -179,6 +242,12 @@ pub enum TransferError {
     Shrunk,
     /// Reading the file or directory failed.
     Source(io::Error),
+    /// An upload sent more than its limit.
+    TooLarge,
+    /// Writing an upload failed for want of space (ENOSPC, EDQUOT).
+    NoSpace,
+    /// Writing an upload failed otherwise.
+    Sink(io::Error),
     /// TLS on a protected data connection failed.
     Tls(TlsFailure),
 }
@@ -193,6 +262,10 @@ pub enum TlsFailure {
     Handshake,
     /// A TLS error after the handshake (an alert, a corrupt record).
     Broken,
+    /// An upload's data connection ended without the client's
+    /// close_notify: the data may have been cut short by anyone who can
+    /// send a TCP FIN (RFC 4217 §9, a truncation attack).
+    Truncated,
 }
 
 /// A log record: session start and end, and one per transfer.
@@ -209,7 +282,7 @@ pub enum Record {
     Transfer(TransferRecord),
 }
 
-/// One finished (or failed) download or listing.
+/// One finished (or failed) download, upload or listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransferRecord {
     pub peer: Option<SocketAddr>,
@@ -226,6 +299,8 @@ pub struct TransferRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferKind {
     Retr,
+    /// An upload (STOR or STOU).
+    Stor,
     List,
     Nlst,
     Mlsd,

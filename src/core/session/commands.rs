@@ -118,6 +118,8 @@ impl<H: Handles> Session<H> {
                 self.close("quit", now);
             }
             Command::Clnt => self.reply(Code::Ok, "Noted."),
+            Command::Stor(arg) => self.stor(arg, false, now),
+            Command::Stou(arg) => self.stor(arg, true, now),
             Command::Write(verb) => self.refuse_write(verb),
             Command::Site => self.reply(Code::Unknown, "No SITE commands here."),
             Command::Auth(arg) => self.auth(arg.as_deref()),
@@ -133,7 +135,7 @@ impl<H: Handles> Session<H> {
     /// §5.4 allows for it: STOR and STOU have no 550 (553, file name not
     /// allowed); RNTO only follows an accepted RNFR, which never comes
     /// here (503); the others 550.
-    fn refuse_write(&mut self, verb: &str) {
+    pub(super) fn refuse_write(&mut self, verb: &str) {
         const READ_ONLY: &str = "Permission denied: this is a read-only archive.";
         match verb {
             "STOR" | "STOU" => self.reply(Code::NameNotAllowed, READ_ONLY),
@@ -294,9 +296,14 @@ impl<H: Handles> Session<H> {
     }
 
     fn stat_server(&mut self) {
-        if let Some((path, sent)) = self.transfer_status() {
+        if let Some((path, sent, kind)) = self.transfer_status() {
+            let verb = if kind == TransferKind::Stor {
+                "received"
+            } else {
+                "sent"
+            };
             let text = format!(
-                "Transfer in progress: {} of {} bytes sent.",
+                "Transfer in progress: {} of {} bytes {verb}.",
                 String::from_utf8_lossy(path.as_bytes()),
                 sent
             );
@@ -317,7 +324,14 @@ impl<H: Handles> Session<H> {
                 " Idle timeout: {} seconds",
                 self.config.idle_timeout.as_secs()
             ),
-            format!(" aftpd {}: read-only", env!("CARGO_PKG_VERSION")),
+            match &self.config.uploads {
+                None => format!(" aftpd {}: read-only", env!("CARGO_PKG_VERSION")),
+                Some(u) => format!(
+                    " aftpd {}: read-only, uploads into {}",
+                    env!("CARGO_PKG_VERSION"),
+                    String::from_utf8_lossy(u.incoming.as_bytes())
+                ),
+            },
         ];
         let lines = lines.into_iter().chain(self.tls_status());
         reply::multi(

@@ -54,19 +54,19 @@ impl Data {
 
 /// A transfer in progress.
 pub(super) struct Transfer {
-    kind: TransferKind,
+    pub(super) kind: TransferKind,
     pub(super) path: VPath,
     ascii: bool,
     /// The 150 text, sent once the data connection is up.
     opening: String,
-    connected: bool,
+    pub(super) connected: bool,
     /// Output bytes, up to the end of the 150, not yet written: data
     /// waits for them (RFC 959: the 1yz reply comes before the data).
     unannounced: usize,
     pub(super) sent: u64,
     /// The client's acknowledgements so far, as last sampled.
     acked: u64,
-    started: Instant,
+    pub(super) started: Instant,
     /// When the transfer counts as stalled: the data timeout after the
     /// last sign of progress.
     deadline: Instant,
@@ -144,6 +144,9 @@ impl<H: Handles> Session<H> {
         {
             t.sent = total;
             t.deadline = now.mono + timeout;
+            if t.kind == TransferKind::Stor {
+                self.upload_progress(total, now);
+            }
         }
     }
 
@@ -193,8 +196,13 @@ impl<H: Handles> Session<H> {
     /// The current transfer ended: all `Ok(bytes)` sent and the data
     /// connection closed, or failed.
     pub fn on_transfer_done(&mut self, result: Result<u64, TransferError>, now: Now) {
-        if !matches!(self.data, Data::Transfer(_)) {
-            return;
+        let kind = match &self.data {
+            Data::Transfer(t) => t.kind,
+            _ => return,
+        };
+        if let (TransferKind::Stor, Ok(stored)) = (kind, &result) {
+            // Received, not yet stored: the 226 waits for the commit.
+            return self.upload_received(*stored, now);
         }
         let (code, text, outcome) = match &result {
             Ok(_) => (Code::TransferDone, "Transfer complete.", "ok"),
@@ -218,6 +226,21 @@ impl<H: Handles> Session<H> {
                 "Read error; transfer aborted.",
                 "read-error",
             ),
+            Err(TransferError::TooLarge) => (
+                Code::StorageExceeded,
+                "Upload larger than this server takes; nothing was stored.",
+                "too-large",
+            ),
+            Err(TransferError::NoSpace) => (
+                Code::NoStorage,
+                "Insufficient storage space; nothing was stored.",
+                "no-space",
+            ),
+            Err(TransferError::Sink(_)) => (
+                Code::LocalError,
+                "Write error; nothing was stored.",
+                "write-error",
+            ),
             // vsftpd's answer: what FTPS clients know to read.
             Err(TransferError::Tls(TlsFailure::NotResumed)) => (
                 Code::NetProtocol,
@@ -233,6 +256,11 @@ impl<H: Handles> Session<H> {
                 Code::TransferAborted,
                 "TLS error on the data connection; transfer aborted.",
                 "tls-error",
+            ),
+            Err(TransferError::Tls(TlsFailure::Truncated)) => (
+                Code::TransferAborted,
+                "Data connection closed without TLS close_notify (truncated?); nothing was stored.",
+                "tls-truncated",
             ),
         };
         if let Ok(n) = result
@@ -275,9 +303,9 @@ impl<H: Handles> Session<H> {
     }
 
     /// The outcome of the transfer in progress, with `sent` so far.
-    pub(super) fn transfer_status(&self) -> Option<(&VPath, u64)> {
+    pub(super) fn transfer_status(&self) -> Option<(&VPath, u64, TransferKind)> {
         match &self.data {
-            Data::Transfer(t) => Some((&t.path, t.sent)),
+            Data::Transfer(t) => Some((&t.path, t.sent, t.kind)),
             _ => None,
         }
     }
@@ -294,7 +322,7 @@ impl<H: Handles> Session<H> {
         now: Now,
     ) {
         let ascii = match &source {
-            Source::File { ascii, .. } => *ascii,
+            Source::File { ascii, .. } | Source::Upload { ascii, .. } => *ascii,
             Source::Stream => true,
         };
         self.data = Data::Transfer(Box::new(Transfer {
@@ -358,8 +386,20 @@ impl<H: Handles> Session<H> {
     }
 
     pub(super) fn finish_transfer(&mut self, outcome: &'static str, now: Now) {
-        let Data::Transfer(t) = std::mem::replace(&mut self.data, Data::None) else {
+        let Some(t) = self.take_transfer() else {
             return;
+        };
+        if t.kind == TransferKind::Stor {
+            // Whatever ended it, an upload not stored leaves nothing.
+            self.discard_upload();
+        }
+        self.log_transfer(*t, outcome, now);
+    }
+
+    /// Takes the transfer in progress out, releasing its data connection.
+    pub(super) fn take_transfer(&mut self) -> Option<Box<Transfer>> {
+        let Data::Transfer(t) = std::mem::replace(&mut self.data, Data::None) else {
+            return None;
         };
         // A listing for the data connection ends with it.
         if self.listing.as_ref().is_some_and(|l| l.to_data()) {
@@ -368,6 +408,11 @@ impl<H: Handles> Session<H> {
         self.data_out = Vec::new();
         // The listener or socket is spent either way: release it.
         self.actions.push_back(Action::AbortData);
+        Some(t)
+    }
+
+    /// The log record of transfer `t`, which ended with `outcome`.
+    pub(super) fn log_transfer(&mut self, t: Transfer, outcome: &'static str, now: Now) {
         self.actions
             .push_back(Action::Log(Record::Transfer(TransferRecord {
                 peer: self.ends.peer,

@@ -132,7 +132,11 @@ impl<H: Handles> Session<H> {
         if out.len() >= CHUNK {
             return;
         }
+        let before = l.next;
         l.format(out);
+        if let Some(t) = &self.tally {
+            t.listed((l.next - before) as u64);
+        }
         if !l.batch_done() {
             return;
         }

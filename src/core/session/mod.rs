@@ -11,12 +11,16 @@ mod host;
 mod listing;
 mod messages;
 mod pending;
+mod status;
 mod tls;
+mod upload;
 
 pub use action::{
-    Action, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record, Source,
-    TlsFailure, TransferError, TransferKind, TransferRecord, Tree,
+    Action, Created, DataConn, DataOut, FsAnswer, FsRequest, Handles, HostTree, Listed, Record,
+    Source, TlsFailure, TransferError, TransferKind, TransferRecord, Tree, UploadName,
 };
+pub use status::{SessionStatus, TransferStatus};
+pub use upload::{NAME_MAX, name_allowed};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -28,12 +32,14 @@ use self::listing::Listing;
 use self::messages::Shown;
 use self::pending::Pending;
 use self::tls::Security;
+use self::upload::Uploading;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
 use crate::core::listing::Facts;
 use crate::core::proto::command::{self, Command, ParseError};
 use crate::core::proto::reply::{self, Code};
 use crate::core::proto::telnet::{Line, LineReader};
+use crate::core::tally::{Tally, Verb};
 use crate::core::vpath::VPath;
 
 /// The two ends of the control connection, where known.
@@ -84,6 +90,8 @@ pub struct Session<H: Handles> {
     listing: Option<Box<Listing<H>>>,
     /// A command waiting for the answer to its filesystem request.
     pending: Option<Box<Pending>>,
+    /// The upload being received or committed.
+    upload: Option<Box<Uploading<H>>>,
     actions: VecDeque<Action<H>>,
     login: Login,
     cwd: VPath,
@@ -104,6 +112,10 @@ pub struct Session<H: Handles> {
     /// The directories whose `.message` was shown.
     shown: Shown,
     closed: bool,
+    /// The verb of the last command, for a status listing.
+    verb: Verb,
+    /// The worker's counts, for the metrics (`None`: not counted).
+    tally: Option<Arc<Tally>>,
 }
 
 impl<H: Handles> Session<H> {
@@ -121,6 +133,7 @@ impl<H: Handles> Session<H> {
             data_out: Vec::new(),
             listing: None,
             pending: None,
+            upload: None,
             actions: VecDeque::new(),
             login: Login::Start,
             cwd: VPath::root(),
@@ -135,6 +148,8 @@ impl<H: Handles> Session<H> {
             tree: Tree::Default,
             shown: Shown::default(),
             closed: false,
+            verb: Verb::NONE,
+            tally: None,
         };
         s.actions
             .push_back(Action::Log(Record::SessionStart { peer: ends.peer }));
@@ -226,6 +241,8 @@ impl<H: Handles> Session<H> {
                 self.resume(p.then, answer, now);
             }
             self.process(now);
+        } else if self.on_space(id, &answer, now) {
+            self.process(now);
         } else if let FsAnswer::ReadDir(dir, entries, result) = answer
             && self.listing.as_ref().is_some_and(|l| l.reading(id))
         {
@@ -254,6 +271,7 @@ impl<H: Handles> Session<H> {
             self.process(now);
             return;
         }
+        self.space_check_expired(now);
         if self.listing_timed_out(now) {
             return;
         }
@@ -282,6 +300,7 @@ impl<H: Handles> Session<H> {
             self.pending.as_ref().map(|p| p.deadline),
             self.listing.as_ref().and_then(|l| l.deadline()),
             self.data.deadline(),
+            self.space_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -347,6 +366,7 @@ impl<H: Handles> Session<H> {
                 break;
             };
             self.idle_deadline = now.mono + self.config.idle_timeout;
+            self.counted(&line);
             match line {
                 Line::TooLong => self.reply(Code::Unknown, "Command line too long."),
                 Line::Text(text) => self.dispatch(&text, now),
@@ -393,7 +413,10 @@ impl<H: Handles> Session<H> {
             self.reply(Code::FileStatus, "End of status (cut short).");
         }
         self.closed = true;
-        self.pending = None;
+        if let Some(p) = self.pending.take() {
+            self.pending_dropped(p.then, now);
+        }
+        self.discard_upload();
         self.actions.push_back(Action::Log(Record::SessionEnd {
             peer: self.ends.peer,
             seconds: now

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::data::Transfer;
 use super::listing::{ListTo, Listing};
 use super::{DataConn, FsAnswer, FsRequest, Handles, Listed, Session, Source, TransferKind};
 use crate::core::calendar;
@@ -44,6 +45,13 @@ pub(super) enum Then {
     Welcome,
     /// The message of the directory CWD entered, for the 250.
     DirMessage(VPath),
+    /// STOR or STOU: the upload's temporary file.
+    Stor {
+        conn: DataConn,
+        unique: bool,
+    },
+    /// An upload received whole, being committed; its transfer's record.
+    Commit(Box<Transfer>),
 }
 
 /// How a failed request is answered: LIST, NLST and STAT have no 550 in
@@ -76,6 +84,7 @@ impl<H: Handles> Session<H> {
             FsError::NotDir => "Not a directory.",
             FsError::Busy(_) => "Temporarily unavailable; try again later.",
             FsError::Io(_) => "Cannot read that.",
+            FsError::Exists | FsError::BadName | FsError::NoSpace => "Not possible here.",
         };
         let code = match (e, refusal) {
             (FsError::Busy(_), _) | (_, Refusal::Code450) => Code::FileBusy,
@@ -138,6 +147,10 @@ impl<H: Handles> Session<H> {
             // A message that cannot be read is left out.
             (Then::Welcome, FsAnswer::Message(r)) => self.welcome(r.ok()),
             (Then::DirMessage(dir), FsAnswer::Message(r)) => self.dir_message(&dir, r.ok()),
+            (Then::Stor { conn, unique }, FsAnswer::Created(r)) => {
+                self.created(conn, unique, r, now)
+            }
+            (Then::Commit(t), FsAnswer::Committed(r)) => self.committed(*t, r, now),
             // An answer of another kind than asked: an engine bug. Say so
             // rather than hang the command.
             _ => self.reply(Code::LocalError, "Internal error; try again."),
@@ -145,14 +158,24 @@ impl<H: Handles> Session<H> {
     }
 
     /// No answer came in time. A login or a CWD has happened already and
-    /// goes without its message; HOST cannot go on; anything else may be
-    /// tried again.
+    /// goes without its message; HOST cannot go on; a commit is given up
+    /// (and undone should it complete); anything else may be tried again.
     pub(super) fn gave_up(&mut self, then: Then, now: Now) {
         match then {
             Then::Welcome => self.welcome(None),
             Then::DirMessage(dir) => self.dir_message(&dir, None),
             Then::Host => self.host_unavailable(now),
+            Then::Commit(t) => self.commit_expired(*t, now),
             _ => self.reply(Code::FileBusy, "Temporarily unavailable; try again later."),
+        }
+    }
+
+    /// The session closed while waiting for an answer.
+    pub(super) fn pending_dropped(&mut self, then: Then, now: Now) {
+        if let Then::Commit(t) = then {
+            // The client never heard 226: what it sent is not kept.
+            self.discard_upload();
+            self.log_transfer(*t, "control-closed", now);
         }
     }
 

@@ -1002,6 +1002,65 @@ fn an_idle_session_is_small() {
     assert_eq!(t.s.input.buffered(), 0);
 }
 
+#[test]
+fn status_and_tally() {
+    use crate::core::tally::Tally;
+    let mut t = session();
+    let tally = Arc::new(Tally::default());
+    t.s.set_tally(tally.clone());
+    assert_eq!(t.s.status().verb, "-");
+    assert!(!t.s.status().logged_in);
+    t.login();
+    let st = t.s.status();
+    assert_eq!((st.verb, st.logged_in), ("PASS", true));
+    assert_eq!(st.peer, Some(addr("127.0.0.1:40000")));
+    assert!(st.transfer.is_none());
+    assert!(st.active >= st.started);
+    t.pasv();
+    t.send("RETR pub/hello.txt\r\n");
+    t.actions();
+    let st = t.s.status();
+    assert_eq!(st.verb, "RETR");
+    let x = st.transfer.unwrap();
+    assert_eq!(
+        (x.kind, x.path.as_bytes(), x.sent, x.connected),
+        (TransferKind::Retr, &b"/pub/hello.txt"[..], 0, false)
+    );
+    t.s.on_data_connected(t.now);
+    t.out();
+    t.s.on_data_progress(5, t.now);
+    let x = t.s.status().transfer.unwrap();
+    assert_eq!((x.sent, x.connected), (5, true));
+    t.s.on_transfer_done(Ok(12), t.now);
+    t.out();
+    assert!(t.s.status().transfer.is_none());
+    t.actions();
+    t.pasv();
+    t.send("LIST pub/sub\r\n");
+    assert!(t.transfer().is_some());
+    t.s.on_data_connected(t.now);
+    t.out();
+    assert_eq!(t.stream().lines().count(), 10);
+    t.s.on_transfer_done(Ok(0), t.now);
+    t.out();
+    t.send("bogus\r\n");
+    let counts: std::collections::HashMap<_, _> = tally.commands().collect();
+    assert_eq!(
+        (
+            counts["USER"],
+            counts["PASS"],
+            counts["PASV"],
+            counts["RETR"],
+            counts["LIST"],
+            counts["other"]
+        ),
+        (1, 1, 2, 1, 1, 1)
+    );
+    assert_eq!(tally.listed_entries(), 10);
+}
+
 /// Banners, welcomes, directory messages and virtual hosts.
 mod messages;
 mod tls;
+/// Uploads into the drop box.
+mod uploads;

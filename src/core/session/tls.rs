@@ -107,7 +107,8 @@ impl<H: Handles> Session<H> {
     }
 
     /// Refuses what the policy forbids (`--tls required`): a login in
-    /// clear (530), a data transfer without PROT P (521). Whether it did.
+    /// clear (530), a data transfer without PROT P (521), downloads,
+    /// listings and uploads alike. Whether it did.
     pub(super) fn tls_refuses(&mut self, cmd: &Command) -> bool {
         if self.config.tls != TlsPolicy::Required {
             return false;
@@ -120,7 +121,12 @@ impl<H: Handles> Session<H> {
                 );
                 true
             }
-            Command::Retr(_) | Command::List(_) | Command::Nlst(_) | Command::Mlsd(_)
+            Command::Retr(_)
+            | Command::List(_)
+            | Command::Nlst(_)
+            | Command::Mlsd(_)
+            | Command::Stor(_)
+            | Command::Stou(_)
                 if !self.data_protected() =>
             {
                 self.reply(

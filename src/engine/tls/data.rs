@@ -1,11 +1,14 @@
 //! A data connection's TLS: the handshake (which must resume the control
 //! connection's session, or the connection is refused), then the
 //! transfer's bytes sealed on their way to the socket, then a
-//! close_notify, so the client knows the file is whole. Works on the
+//! close_notify, so the client knows the file is whole. An upload the
+//! other way: opened from the socket, and whole only once the client's
+//! close_notify came (RFC 4217 §9 leaves the end of the data to TLS: a
+//! TCP FIN alone may be forged, a truncation attack). Works on the
 //! non-blocking socket directly: rustls keeps what the socket does not
 //! take (at most a few records), and the data path waits for the socket.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
@@ -13,7 +16,8 @@ use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
 use super::control::ControlTls;
 use super::{Sock, Token};
-use crate::core::session::{TlsFailure, TransferError};
+use crate::core::session::{Source, TlsFailure, TransferError};
+use crate::fs::exec::Real;
 
 /// Plaintext sealed per call: a few records, so a turn moves a bounded
 /// amount and rustls holds little.
@@ -43,8 +47,9 @@ impl DataTls {
     pub fn new(config: Arc<ServerConfig>, token: Token) -> Result<DataTls, TransferError> {
         let mut conn =
             ServerConnection::new(config).map_err(|_| TransferError::Tls(TlsFailure::Handshake))?;
-        // Tickets this connection issues bind to the same control
-        // connection: a client may resume from them next time.
+        // Tickets this connection issues (downloads and listings) bind
+        // to the same control connection: a client may resume from them
+        // next time.
         conn.set_resumption_data(&token);
         Ok(DataTls {
             conn: Box::new(conn),
@@ -126,6 +131,70 @@ impl DataTls {
         Ok(())
     }
 
+    /// Receives an upload's bytes: hands `sink` at most `max` bytes of
+    /// plaintext (never none, unless `max` is 0), and says how many:
+    /// `Ok(Some(0))` once the client closed TLS with its close_notify (the
+    /// data is complete), `Ok(None)` when the socket has nothing now. A
+    /// connection that ends without a close_notify is truncated
+    /// (`TlsFailure::Truncated`): the upload is not whole.
+    pub fn receive(
+        &mut self,
+        sock: &TcpStream,
+        max: usize,
+        sink: impl FnOnce(&[u8]),
+    ) -> Result<Option<usize>, TransferError> {
+        let broken = || TransferError::Tls(TlsFailure::Broken);
+        // Bounded: each round hands over plaintext, reads the socket, or
+        // returns.
+        for _ in 0..64 {
+            let mut reader = self.conn.reader();
+            match reader.fill_buf() {
+                // The close_notify came, and all before it was read.
+                Ok([]) => return Ok(Some(0)),
+                Ok(plain) => {
+                    let n = plain.len().min(max);
+                    sink(&plain[..n]);
+                    reader.consume(n);
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // EOF without a close_notify.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(TransferError::Tls(TlsFailure::Truncated));
+                }
+                Err(_) => return Err(broken()),
+            }
+            match self.conn.read_tls(&mut Sock(sock)) {
+                // Ok(0): the socket's EOF, which rustls notes (the reader
+                // says whether a close_notify came before it).
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(TransferError::Connection(e)),
+            }
+            if self.conn.process_new_packets().is_err() {
+                // The alert goes out if the socket takes it.
+                let _ = self.flush(sock);
+                return Err(broken());
+            }
+            // What TLS itself has to say (a KeyUpdate's answer), if the
+            // socket takes it now; else it waits for the next flush. A
+            // failure here shows on the next read.
+            let _ = self.flush(sock);
+        }
+        Ok(None)
+    }
+
+    /// Whether [`DataTls::receive`] has something to say without reading
+    /// the socket: plaintext, the close_notify, or the end of the
+    /// connection, already read.
+    pub fn holds_input(&mut self) -> bool {
+        !matches!(
+            self.conn.reader().fill_buf(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Sends what rustls holds: `Ok(true)` once it is all gone.
     pub fn flush(&mut self, sock: &TcpStream) -> Result<bool, TransferError> {
         for _ in 0..64 {
@@ -171,14 +240,27 @@ impl DataTls {
 
 /// The TLS a transfer's data connection needs: none in clear (PROT C),
 /// else one that must resume `control`'s session.
+///
+/// An upload's sends no TLS 1.3 tickets. They would come after the
+/// handshake, when the client only writes: a client that closes its
+/// socket with them unread makes its kernel answer with a reset, which
+/// throws away what it had not sent yet (lftp does this; the upload was
+/// then cut short, and rightly refused). The client resumes from the
+/// control connection's tickets anyway.
 pub fn for_transfer(
     protect: bool,
     control: Option<&ControlTls>,
+    source: &Source<Real>,
 ) -> Result<Option<Box<DataTls>>, TransferError> {
     if !protect {
         return Ok(None);
     }
-    let (config, token) = control.ok_or_else(fail_handshake)?.for_data();
+    let (mut config, token) = control.ok_or_else(fail_handshake)?.for_data();
+    if matches!(source, Source::Upload { .. }) {
+        let mut quiet = (*config).clone();
+        quiet.send_tls13_tickets = 0;
+        config = Arc::new(quiet);
+    }
     Ok(Some(Box::new(DataTls::new(config, token)?)))
 }
 

@@ -30,6 +30,7 @@ mod io;
 mod pipes;
 mod setup;
 mod splice;
+mod write;
 
 pub use setup::{Ring, prepare};
 
@@ -151,7 +152,7 @@ impl Worker {
             listeners: listeners.into_iter().map(Some).collect(),
             armed: vec![false; n],
             accepting: true,
-            admission: Admission::default(),
+            admission: Admission::for_worker(id),
             forced: None,
             next_serial: 0,
             own_inflight: 0,
@@ -192,6 +193,8 @@ impl Worker {
             }
             let now = Instant::now();
             self.fire_timers(now);
+            let pipes = Some(self.core.base.mover.pipe_use());
+            worker::answer_board(&self.core.base, &self.conns, pipes, |c| !c.io.gone);
             if self.admission.resume_at.is_some_and(|t| t <= now)
                 && self.core.base.stop_deadline.is_none()
             {

@@ -4,11 +4,14 @@
 
 use std::os::fd::OwnedFd;
 
-/// Pipes per worker, at most, and the size asked for each. 64 x 1 MiB
-/// asked (the kernel grants less past the per-user allowance,
-/// fs.pipe-user-pages-soft).
+/// Pipes per worker, at most, and the size asked for each. The user the
+/// server runs as has an allowance of pipe buffers
+/// (fs.pipe-user-pages-soft, 64 MiB by default); past it the kernel
+/// refuses to enlarge a pipe and makes new ones a page or two, and a
+/// download through such a pipe costs many times the CPU. 64 of 512 KiB
+/// for each of two workers is that allowance.
 pub const MAX_PIPES: usize = 64;
-const PIPE_SIZE: usize = 1024 * 1024;
+const PIPE_SIZE: usize = 512 * 1024;
 
 /// A pipe of the pool: read end, write end, capacity.
 pub struct Pipe {
@@ -48,8 +51,20 @@ impl Pipes {
         })
     }
 
+    /// Made, free among them, and the most there may be.
+    pub fn usage(&self) -> crate::monitor::board::PipeUse {
+        crate::monitor::board::PipeUse {
+            made: self.made as u64,
+            free: self.free.len() as u64,
+            max: MAX_PIPES as u64,
+        }
+    }
+
+    /// Takes back a pipe. One the kernel made small (the allowance was
+    /// used up) is closed, so that its buffers go back to the allowance
+    /// and a later one may be made whole.
     pub fn put(&mut self, p: Pipe, clean: bool) {
-        if clean {
+        if clean && p.cap as usize >= PIPE_SIZE {
             self.free.push(p);
         } else {
             self.made -= 1;
@@ -79,5 +94,15 @@ mod tests {
         p.put(b, false);
         assert!(p.get().is_some());
         assert!(p.get().is_none());
+    }
+
+    #[test]
+    fn a_small_pipe_is_not_kept() {
+        let mut p = Pipes::default();
+        let mut pipe = p.get().unwrap();
+        pipe.cap = 8192;
+        p.put(pipe, true);
+        assert_eq!(p.usage().made, 0);
+        assert_eq!(p.usage().free, 0);
     }
 }

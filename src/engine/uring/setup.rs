@@ -19,14 +19,16 @@ pub const SQ_ENTRIES: u32 = 256;
 pub const CQ_ENTRIES: u32 = 4096;
 /// Every opcode the engine submits; the ring refuses any other (EACCES).
 /// AcceptMulti and Accept are both IORING_OP_ACCEPT, RecvMulti is
-/// IORING_OP_RECV.
-const OPCODES: [u8; 6] = [
+/// IORING_OP_RECV. Write is for uploads, to files opened by the
+/// filesystem layer (the ring cannot open anything).
+const OPCODES: [u8; 7] = [
     opcode::Accept::CODE,
     opcode::RecvMulti::CODE,
     opcode::Send::CODE,
     opcode::Splice::CODE,
     opcode::PollAdd::CODE,
     opcode::AsyncCancel::CODE,
+    opcode::Write::CODE,
 ];
 
 /// A worker's ring, set up and restricted, not yet enabled: the thread

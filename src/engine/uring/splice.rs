@@ -18,6 +18,7 @@ use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
 use super::pipes::{Pipe, Pipes};
+use super::write::Writing;
 use super::{OP_MOVER, user_data};
 use crate::core::session::TransferError;
 use crate::engine::cache_first::{CacheFirst, Warming};
@@ -26,7 +27,8 @@ use crate::engine::pool::{FromPool, Pool};
 
 /// The completion of an operation of this mover.
 pub enum Done {
-    /// A file -> pipe splice: bytes, or `-errno`.
+    /// A ring operation (a file -> pipe splice, or an upload's write):
+    /// bytes, or `-errno`.
     Spliced(i32),
     /// A helper thread's job for the copying path (a read-in).
     Pool(FromPool),
@@ -47,6 +49,8 @@ pub struct Spliced {
     warming: Warming,
     /// The file cannot be spliced (its filesystem refuses).
     no_splice: bool,
+    /// An upload's write through the ring.
+    write: Writing,
 }
 
 /// A transfer ended while its splice was in flight: what the splice holds
@@ -56,6 +60,8 @@ struct Retired {
     pipe: Option<Pipe>,
     in_pipe: u32,
     _file: Arc<File>,
+    /// An upload's write in flight: its buffer.
+    _write: Option<super::write::InFlight>,
 }
 
 /// A worker's mover.
@@ -76,6 +82,11 @@ impl SpliceRing {
             retired: Vec::new(),
             outbox: Vec::new(),
         }
+    }
+
+    /// How the worker's pool of pipes is used, for the metrics.
+    pub fn pipe_use(&self) -> crate::monitor::board::PipeUse {
+        self.pipes.usage()
     }
 
     /// Splices in flight for transfers already over, in `slot`.
@@ -106,10 +117,14 @@ impl Mover for SpliceRing {
         let mut sent = 0u64;
         if let Some(p) = &x.pipe {
             let before = x.in_pipe;
-            let full = !splice_out(p, sock, &mut x.in_pipe)?;
+            let full = !splice_out(p, sock, &mut x.in_pipe, max)?;
             sent = u64::from(before - x.in_pipe);
             if full {
                 return Ok(Moved::Blocked(sent));
+            }
+            if x.in_pipe > 0 {
+                // `max` reached (a bandwidth limit): the rest waits.
+                return Ok(Moved::Sent(sent));
             }
         }
         if let Some(p) = x.pipe.take() {
@@ -126,7 +141,9 @@ impl Mover for SpliceRing {
                 Moved::CopyOnce
             });
         };
-        let len = range.left.min(u64::from(p.cap)) as u32;
+        // No more than may be sent next: a limited transfer's pipe holds
+        // little while it waits.
+        let len = range.left.min(u64::from(p.cap)).min(max - sent) as u32;
         let from = types::Fd(range.file.as_raw_fd());
         let off = i64::try_from(range.offset).unwrap_or(i64::MAX);
         let into = opcode::Splice::new(from, off, types::Fd(p.w.as_raw_fd()), -1, len).build();
@@ -203,13 +220,43 @@ impl Mover for SpliceRing {
         }
     }
 
+    fn write_file(
+        &mut self,
+        x: &mut Spliced,
+        file: &Arc<File>,
+        offset: u64,
+        buf: Vec<u8>,
+        tag: Tag,
+    ) {
+        x.write.submit(file, offset, buf, tag, &mut self.outbox);
+    }
+
+    fn written(&mut self, x: &mut Spliced, done: Done) -> Result<Option<Vec<u8>>, TransferError> {
+        match done {
+            Done::Spliced(res) => x.write.completed(res, &mut self.outbox),
+            Done::Pool(_) => Err(TransferError::Sink(io::ErrorKind::Other.into())),
+        }
+    }
+
     fn finish(&mut self, x: Spliced, tag: Tag) {
+        if let Some(w) = x.write.inflight {
+            // The ring still reads the buffer: kept until the completion.
+            let file = Arc::clone(w.file());
+            self.retired.push(Retired {
+                tag: w.tag(),
+                pipe: None,
+                in_pipe: 0,
+                _file: file,
+                _write: Some(w),
+            });
+        }
         match x.splicing {
             Some(file) => self.retired.push(Retired {
                 tag,
                 pipe: x.pipe,
                 in_pipe: x.in_pipe,
                 _file: file,
+                _write: None,
             }),
             None => {
                 if let Some(p) = x.pipe {
@@ -242,16 +289,24 @@ impl Mover for SpliceRing {
 /// The generation bits a ring operation carries in its user_data.
 pub const GENERATION_MASK: u32 = 0xff_ffff;
 
-/// Splices what the pipe holds to the (non-blocking) socket: `Ok(true)`
-/// once the pipe is empty, `Ok(false)` when the socket is full.
-pub fn splice_out(pipe: &Pipe, sock: &TcpStream, in_pipe: &mut u32) -> Result<bool, TransferError> {
-    while *in_pipe > 0 {
-        let len = *in_pipe as usize;
+/// Splices what the pipe holds to the (non-blocking) socket, `max` bytes
+/// at most: `Ok(true)` once the pipe is empty or `max` went, `Ok(false)`
+/// when the socket is full.
+pub fn splice_out(
+    pipe: &Pipe,
+    sock: &TcpStream,
+    in_pipe: &mut u32,
+    max: u64,
+) -> Result<bool, TransferError> {
+    let mut left = max;
+    while *in_pipe > 0 && left > 0 {
+        let len = u64::from(*in_pipe).min(left) as usize;
         match rustix::pipe::splice(&pipe.r, None, sock, None, len, SpliceFlags::NONBLOCK) {
             Ok(0) => return Err(TransferError::Connection(io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 let n = u32::try_from(n).unwrap_or(*in_pipe).min(*in_pipe);
                 *in_pipe -= n;
+                left = left.saturating_sub(u64::from(n));
             }
             Err(Errno::AGAIN) => return Ok(false),
             Err(Errno::INTR) => {}
@@ -383,6 +438,26 @@ mod tests {
         assert_eq!(m.retired_in(1), 0);
     }
 
+    /// A bandwidth limit's `max` bounds what leaves the pipe.
+    #[test]
+    fn splice_out_stops_at_max() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let pipe = Pipe { r, w, cap: 65_536 };
+        let mut in_pipe = rustix::io::write(&pipe.w, &[9u8; 16_384]).unwrap() as u32;
+        assert!(splice_out(&pipe, &sock, &mut in_pipe, 1000).unwrap());
+        assert_eq!(in_pipe, 16_384 - 1000);
+        let mut got = vec![0u8; 1000];
+        std::io::Read::read_exact(&mut peer, &mut got).unwrap();
+        assert!(got.iter().all(|&b| b == 9));
+        peer.set_nonblocking(true).unwrap();
+        let more = std::io::Read::read(&mut peer, &mut got);
+        assert_eq!(more.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+    }
+
     /// The pipe -> socket half: all of the pipe while the socket takes
     /// it, then a full socket says so and keeps what is left.
     #[test]
@@ -403,7 +478,7 @@ mod tests {
             in_pipe += n as u32;
             total += n as u64;
             let before = in_pipe;
-            let r = splice_out(&pipe, &sock, &mut in_pipe);
+            let r = splice_out(&pipe, &sock, &mut in_pipe, u64::MAX);
             sent += u64::from(before - in_pipe);
             match r {
                 Ok(true) => assert_eq!(in_pipe, 0),
