@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::fs::File;
 
-use super::mover::{FileRange, Moved, Mover, Read, Tag, read_at, sendfile, write_error};
+use super::mover::{Allowance, FileRange, Moved, Mover, Read, Tag, read_at, sendfile, write_error};
 use super::pool::{FromPool, JobTag, Pool, Work};
 use crate::core::session::TransferError;
 
@@ -68,7 +68,7 @@ impl CacheFirst {
         x: &mut Warming,
         range: &FileRange,
         sock: &Arc<TcpStream>,
-        max: u64,
+        max: Allowance,
         tag: Tag,
     ) -> Moved {
         x.busy = true;
@@ -77,7 +77,7 @@ impl CacheFirst {
             file: range.file.clone(),
             sock: Arc::clone(sock),
             offset: range.offset,
-            len: range.left.min(max),
+            len: range.left.min(max.helper),
         };
         self.pool.submit(self.worker, JobTag::Mover(tag), work);
         Moved::Pending
@@ -130,7 +130,7 @@ impl Mover for CacheFirst {
         x: &mut Warming,
         range: &mut FileRange,
         sock: &Arc<TcpStream>,
-        max: u64,
+        max: Allowance,
         tag: Tag,
     ) -> Result<Moved, TransferError> {
         if x.busy {
@@ -152,7 +152,11 @@ impl Mover for CacheFirst {
                 return Ok(self.send_by_helper(x, range, sock, max, tag));
             }
         }
-        sendfile(range, sock.as_fd(), max.min(x.known_end - range.offset))
+        sendfile(
+            range,
+            sock.as_fd(),
+            max.turn.min(x.known_end - range.offset),
+        )
     }
 
     fn read_file(

@@ -9,6 +9,7 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::io::Errno;
 
@@ -59,6 +60,17 @@ pub enum Read {
     Pending,
 }
 
+/// How many bytes a [`Mover::send_file`] may move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// In this turn of the worker (its budget, and the bandwidth limit's
+    /// grant).
+    pub turn: u64,
+    /// By a helper thread, off the worker's turn: the limit's grant still,
+    /// but not the budget, which bounds the worker's work.
+    pub helper: u64,
+}
+
 /// An engine's way of moving file bytes.
 pub trait Mover {
     /// What one transfer needs of the mover (a pipe, a read in flight).
@@ -66,14 +78,14 @@ pub trait Mover {
     /// The completion of an operation in flight.
     type Done;
 
-    /// Moves up to `max` bytes of `range` to `sock`, without copying
-    /// through user space where it can.
+    /// Moves bytes of `range` to `sock`, as many as `max` allows,
+    /// without copying through user space where it can.
     fn send_file(
         &mut self,
         x: &mut Self::Xfer,
         range: &mut FileRange,
         sock: &Arc<TcpStream>,
-        max: u64,
+        max: Allowance,
         tag: Tag,
     ) -> Result<Moved, TransferError>;
 
@@ -140,8 +152,21 @@ pub fn sendfile(
     sock: BorrowedFd<'_>,
     max: u64,
 ) -> Result<Moved, TransferError> {
+    sendfile_until(range, sock, max, None)
+}
+
+/// [`sendfile`], stopping after the first chunk that ends past `until`.
+pub fn sendfile_until(
+    range: &mut FileRange,
+    sock: BorrowedFd<'_>,
+    max: u64,
+    until: Option<Instant>,
+) -> Result<Moved, TransferError> {
     let mut sent = 0;
     while range.left > 0 && sent < max {
+        if sent > 0 && until.is_some_and(|t| Instant::now() >= t) {
+            break;
+        }
         let chunk = range.left.min(max - sent).min(SENDFILE_CHUNK) as usize;
         match rustix::fs::sendfile(sock, &*range.file, Some(&mut range.offset), chunk) {
             Ok(0) => return Err(TransferError::Shrunk),

@@ -22,7 +22,7 @@ use super::write::Writing;
 use super::{OP_MOVER, user_data};
 use crate::core::session::TransferError;
 use crate::engine::cache_first::{CacheFirst, Warming};
-use crate::engine::mover::{FileRange, Moved, Mover, Read, Tag};
+use crate::engine::mover::{Allowance, FileRange, Moved, Mover, Read, Tag};
 use crate::engine::pool::{FromPool, Pool};
 
 /// The completion of an operation of this mover.
@@ -105,9 +105,10 @@ impl Mover for SpliceRing {
         x: &mut Spliced,
         range: &mut FileRange,
         sock: &Arc<TcpStream>,
-        max: u64,
+        max: Allowance,
         tag: Tag,
     ) -> Result<Moved, TransferError> {
+        let max = max.turn;
         if x.splicing.is_some() || x.warming.busy() {
             return Ok(Moved::Pending);
         }
@@ -350,6 +351,10 @@ mod tests {
         )
     }
 
+    fn both(n: u64) -> Allowance {
+        Allowance { turn: n, helper: n }
+    }
+
     fn tag() -> Tag {
         Tag {
             slot: 1,
@@ -380,7 +385,7 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(
-            m.send_file(&mut x, &mut range, &sock, 1 << 20, tag())
+            m.send_file(&mut x, &mut range, &sock, both(1 << 20), tag())
                 .unwrap(),
             Moved::Pending
         );
@@ -428,7 +433,7 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(
-            m.send_file(&mut x, &mut range, &sock, 1 << 20, tag())
+            m.send_file(&mut x, &mut range, &sock, both(1 << 20), tag())
                 .unwrap(),
             Moved::Pending
         );
