@@ -1,4 +1,4 @@
-//! The mover of ftpd and the epoll workers: `sendfile(2)` from the worker
+//! The mover of every engine's downloads: `sendfile(2)` from the worker
 //! when `cachestat(2)` says the bytes are in the page cache, and from a
 //! helper thread when it cannot say so, so that a worker never waits for
 //! the disk and a byte is never copied on the zero-copy path.
@@ -9,7 +9,8 @@
 //! served by an unprivileged user from files someone else owns, the usual
 //! set-up, gets `EPERM` for every file; that is the file's answer, not the
 //! kernel's, so it is kept per transfer (`Sight`), and such a file is
-//! sent by a helper thread: one hand-off each time the socket fills.
+//! sent by a helper thread: one hand-off each time the socket fills (or
+//! a 10 ms slice ends).
 //! (Taking `EPERM` for "no cachestat" once had every megabyte read into a
 //! helper's buffer before its `sendfile`: 1.6 to 3.8 times the CPU of a
 //! plain `sendfile`.)

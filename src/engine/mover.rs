@@ -1,8 +1,8 @@
-//! How a transfer's file bytes reach its socket: the one part of the data
-//! path that differs by engine. No engine waits for the disk here: bytes
-//! not known to be in the page cache are sent by a helper thread
-//! (`engine::cache_first`, for ftpd and the epoll workers) or read by
-//! io_uring (`engine::uring::splice`).
+//! How a transfer's file bytes reach its socket (or an upload's, its
+//! file). No engine waits for the disk here: bytes not known to be in the
+//! page cache are sent by a helper thread (`engine::cache_first`, the way
+//! every engine sends files); uploads are written by a helper thread, or
+//! through the ring (`engine::uring::mover`).
 
 use std::fs::File;
 use std::io;
@@ -46,8 +46,8 @@ pub enum Moved {
     /// The file cannot be moved without copying (a filesystem without
     /// splice support): use [`Mover::read_file`] instead.
     Unsupported,
-    /// Not without copying this time (no pipe free): copy one chunk with
-    /// [`Mover::read_file`], then try again.
+    /// Not without copying this time (a small piece): copy one chunk
+    /// with [`Mover::read_file`], then try again.
     CopyOnce,
 }
 
@@ -73,7 +73,7 @@ pub struct Allowance {
 
 /// An engine's way of moving file bytes.
 pub trait Mover {
-    /// What one transfer needs of the mover (a pipe, a read in flight).
+    /// What one transfer needs of the mover (an operation in flight).
     type Xfer: Default;
     /// The completion of an operation in flight.
     type Done;
@@ -99,7 +99,7 @@ pub trait Mover {
         tag: Tag,
     ) -> Result<Read, TransferError>;
 
-    /// Whether the mover holds bytes of the file not yet sent (a pipe's):
+    /// Whether the mover holds bytes of the file not yet sent (a buffer):
     /// the transfer is not done before they are.
     fn holds(&self, x: &Self::Xfer) -> bool;
 
