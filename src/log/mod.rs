@@ -50,8 +50,11 @@ pub const TRUNCATED: &str = " [truncated]";
 /// unless [`Logger::with_backlog`] says otherwise.
 pub const BACKLOG: usize = 64 * 1024;
 
-/// How long a [`Logger`], when dropped, waits for queued lines.
-pub const EXIT_FLUSH: Duration = Duration::from_secs(1);
+/// How long a [`Logger`], when dropped, waits for queued lines. The
+/// client has had its last reply by then; an xferlog line queued because
+/// the file needed a block allocated (RWF_NOWAIT said EAGAIN) is worth a
+/// few seconds of a busy disk.
+pub const EXIT_FLUSH: Duration = Duration::from_secs(5);
 
 /// Where log lines go.
 pub struct Logger {

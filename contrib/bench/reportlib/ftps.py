@@ -1,6 +1,8 @@
-"""FTPS against vsftpd and pure-ftpd (issue 14): bulk RETR over PROT P and
-whole TLS sessions at c=32."""
+"""FTPS against vsftpd and pure-ftpd (issue 14): bulk RETR over PROT P,
+whole TLS sessions at c=32 (full handshakes, then resumed) and memory per
+idle TLS session (ftps_idle)."""
 
+import ftps_idle
 from common import TLS_PEERS, cell, fail_text, failures, fmt, marked, med, of, stat, targets_in
 
 TITLE = "FTPS: bulk RETR over PROT P and TLS sessions, against vsftpd and pure-ftpd"
@@ -21,7 +23,8 @@ def section(recs, rep):
                      "n_fail": len(of(rs, kind="bulk", reader=rd)) - len(b)}
             rep.keep("ftps", t, f"{rd}_server_cpu_s_per_gib", f[rd]["cpu"])
             rep.keep("ftps", t, f"{rd}_mb_s", f[rd]["mb_s"])
-        s = [r for r in of(rs, kind="sessions") if r.get("ok")]
+        full = [r for r in of(rs, kind="sessions") if not r.get("resume")]
+        s = [r for r in full if r.get("ok")]
         f["rate"] = stat([r["rate"] for r in s])
         f["p50"] = stat([r.get("p50_ms") for r in s])
         f["p99"] = stat([r.get("p99_ms") for r in s])
@@ -30,8 +33,8 @@ def section(recs, rep):
         f["resumed"] = (sum(int(r.get("tls_data_resumed", 0)) for r in s),
                         sum(int(r.get("tls_data_not_resumed", 0)) for r in s))
         f["tls"] = next((r["tls"] for r in rs if r.get("tls") and r["tls"] != "-"), "–")
-        f["sfail"] = failures(of(rs, kind="sessions"))
-        f["fail"] = failures(rs)
+        f["sfail"] = failures(full)
+        f["fail"] = failures(full + of(rs, kind="bulk"))
         rep.keep("ftps", t, "c32_rate", f["rate"])
         figs[t] = f
 
@@ -70,6 +73,12 @@ def section(recs, rep):
           "resumed*), QUIT, close_notify. The generator checks neither certificate nor signatures (loopback, a "
           "self-signed certificate; verifying would only add client CPU). **×best peer**: against the better of "
           "vsftpd and pure-ftpd (lower CPU, higher rate).\n")
+    goals(figs, best, best_rate, rep)
+    resumed(recs, targets, rep)
+    ftps_idle.section(recs, targets, rep)
+
+
+def goals(figs, best, best_rate, rep):
     for t in OURS:
         f = figs.get(t)
         if not f:
@@ -82,3 +91,56 @@ def section(recs, rep):
             x = med(f["rate"]) / best_rate
             rep.goal(f"issue 14: TLS sessions/s at c=32: {t} ≥ 3× the best TLS peer",
                      f"{x:.2f}× ({fmt(med(f['rate']))} against {fmt(best_rate)})", x >= 3 and not f["sfail"][0])
+
+
+def resumed(recs, targets, rep):
+    """Sessions whose control connection resumes the client thread's
+    previous session (--resume)."""
+    figs = {}
+    for t in targets:
+        rs = [r for r in of(recs, target=t, kind="sessions") if r.get("resume")]
+        if not rs:
+            continue
+        ok = [r for r in rs if r.get("ok")]
+        figs[t] = {
+            "rate": stat([r["rate"] for r in ok]),
+            "p50": stat([r.get("p50_ms") for r in ok]),
+            "p99": stat([r.get("p99_ms") for r in ok]),
+            "cpu_ms": stat([r["server_cores"] / r["rate"] * 1000 for r in ok
+                            if r.get("server_cores") and r["rate"]]),
+            "ctrl": (sum(int(r.get("tls_ctrl_resumed", 0)) for r in ok),
+                     sum(int(r.get("tls_ctrl_resumed", 0)) + int(r.get("tls_ctrl_full", 0)) for r in ok)),
+            "data": (sum(int(r.get("tls_data_resumed", 0)) for r in ok),
+                     sum(int(r.get("tls_data_resumed", 0)) + int(r.get("tls_data_not_resumed", 0)) for r in ok)),
+            "gen": stat([r.get("gen_cores") for r in ok]),
+            "fail": failures(rs),
+        }
+        rep.keep("ftps", t, "c32_resume_rate", figs[t]["rate"])
+    if not figs:
+        return
+    peers = [med(figs[p]["rate"]) for p in TLS_PEERS if p in figs and figs[p]["rate"] and not figs[p]["fail"][0]]
+    best = max(peers) if peers else None
+    rep.w("### TLS sessions at c=32 with resumption\n")
+    rows = []
+    for t, f in figs.items():
+        st = f["fail"][0]
+        rows.append([t, marked(cell(f["rate"]), st),
+                     f"{med(f['rate']) / best:.2f}×" if f["rate"] and best and not st else "–",
+                     f"{fmt(med(f['p50']))} / {fmt(med(f['p99']))}", cell(f["cpu_ms"]),
+                     f"{f['ctrl'][0]:,} / {f['ctrl'][1]:,}", f"{f['data'][0]:,} / {f['data'][1]:,}",
+                     fmt(med(f["gen"])), fail_text(*f["fail"])])
+    rep.table(["target", "TLS sessions/s c=32, resuming", "×best peer", "p50 / p99 ms", "server CPU ms/session",
+               "control handshakes resumed", "data handshakes resumed", "generator cores", "failures"], rows)
+    rep.w("The same session, but each of the 32 client threads keeps one rustls client configuration, and so one "
+          "resumption store (`Resumption::in_memory_sessions`), for all its sessions: each new control connection "
+          "offers the newest ticket (or session id) the thread's previous session left, and its data connection "
+          "takes the newest one, which its own control connection just received. The warm-up leaves each thread "
+          "a session to resume. *control handshakes resumed*: how many the server accepted; a server that "
+          "refuses makes a full handshake, so its figure is the full-handshake one again.\n")
+    for t in OURS:
+        f = figs.get(t)
+        if f and f["rate"] and best:
+            x = med(f["rate"]) / best
+            rep.goal(f"issue 14: resumed TLS sessions/s at c=32: {t} ≥ 3× the best TLS peer",
+                     f"{x:.2f}× ({fmt(med(f['rate']))} against {fmt(best)}; control resumed "
+                     f"{f['ctrl'][0]:,} / {f['ctrl'][1]:,})", x >= 3 and not f["fail"][0])

@@ -147,6 +147,14 @@ impl Ctrl {
         Ok(what)
     }
 
+    /// Whether the control connection's handshake resumed an earlier
+    /// session (`None` without TLS).
+    pub fn tls_resumed(&self) -> Option<bool> {
+        self.tls
+            .as_ref()
+            .map(|t| t.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
     /// The last line of the last reply, without its line end.
     pub fn last_line(&self) -> &[u8] {
         let l = &self.buf[self.last.0..self.last.1];

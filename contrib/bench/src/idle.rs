@@ -1,6 +1,12 @@
 //! Memory per idle logged-in session: K sessions log in and sit, then the
 //! server's memory (Pss over its processes, its cgroup's kernel memory, the
-//! machine's kernel counters) is compared with the server at rest.
+//! machine's kernel counters) is compared with the server at rest. With
+//! `--tls` each session is protected first (AUTH TLS, a full handshake,
+//! PBSZ 0, PROT P), then logs in and sits.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -8,6 +14,20 @@ use std::time::{Duration, Instant};
 use crate::ftp::{self, Ctrl};
 use crate::out::{Args, Record, die};
 use crate::procfs::{self, Memcg};
+use crate::tls;
+
+/// One idle session: logged in, in clear or (`tls`) over TLS.
+fn open(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<(Ctrl, String)> {
+    let Some(base) = tls else {
+        return Ctrl::login(addr).map(|c| (c, String::new()));
+    };
+    let mut c = Ctrl::connect(addr)?;
+    c.expect("greeting", &[220])?;
+    // Its own store: a full handshake, as a client's first session.
+    let what = c.auth_tls(&tls::session_config(base))?;
+    c.user_pass()?;
+    Ok((c, what))
+}
 
 pub fn idle(a: &Args) {
     let addr = a.addr();
@@ -22,6 +42,8 @@ pub fn idle(a: &Args) {
     // The generator's own memory cgroup: its kernel memory is the client's
     // half of the loopback connections, to subtract from the machine's.
     let client_cg = a.str("client-memcg").and_then(Memcg::open);
+    let tls_base = a.flag("tls").then(tls::base_config);
+    let negotiated = OnceLock::new();
 
     // The server at rest, before any session.
     std::thread::sleep(Duration::from_millis(500));
@@ -33,7 +55,7 @@ pub fn idle(a: &Args) {
     let (sessions, errors, first_error) = std::thread::scope(|s| {
         let hs: Vec<_> = (0..c)
             .map(|_| {
-                let next = &next;
+                let (next, tls_base, negotiated) = (&next, &tls_base, &negotiated);
                 s.spawn(move || {
                     let (mut held, mut errs, mut first) = (Vec::new(), 0u64, None);
                     while next.fetch_add(1, Ordering::Relaxed) < k as u64 {
@@ -46,8 +68,11 @@ pub fn idle(a: &Args) {
                             });
                             break;
                         }
-                        match Ctrl::login(addr) {
-                            Ok(c) => held.push(c),
+                        match open(addr, tls_base.as_ref()) {
+                            Ok((c, what)) => {
+                                negotiated.get_or_init(|| what);
+                                held.push(c);
+                            }
                             Err(e) => {
                                 errs += 1;
                                 first.get_or_insert_with(|| e.to_string());
@@ -87,6 +112,9 @@ pub fn idle(a: &Args) {
     rec.num("ok", ok as f64);
     rec.num("errors", errors as f64);
     rec.num("login_secs", login_secs);
+    if tls_base.is_some() {
+        rec.str("tls", negotiated.get().map_or("-", String::as_str));
+    }
     rec.num("procs_base", base.procs as f64);
     rec.num("procs", snap.procs as f64);
     rec.num("pss_base_kib", base.pss as f64);

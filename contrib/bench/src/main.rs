@@ -28,14 +28,16 @@ Commands (each prints one JSON record; --label pairs are copied into it).
 Every rate comes with its failures, by class (refused, data_connect, 425,
 421, reply, timeout, reset, bytes, other).
   sessions --addr A [--path /small] [-n N] [-c C] [--max-secs S] [--warmup W]
-           [--size BYTES] [--close fin|rst] [--tls] [--server-pid P]
+           [--size BYTES] [--close fin|rst] [--tls [--resume]] [--server-pid P]
            [--extra-pid P]
       N whole sessions (connect, USER anonymous, PASS, TYPE I, EPSV, RETR,
       QUIT) on C threads, at most S seconds, closing normally (fin, the
       default) or with a RST: sessions/s, p50/p99 latency, successes and
       failures per second, the generator's own CPU. --tls: FTPS (AUTH TLS,
       PBSZ 0, PROT P first; a full handshake each session, the data
-      connection resuming it). --extra-pid: that process's own CPU too
+      connection resuming it; --resume: each client thread's control
+      connections resume its previous session, its data connections the
+      control connection's). --extra-pid: that process's own CPU too
       (a balancer in front of the server).
   bulk --addr A --path /big [--repeat R] [--reader own|curl] [--copy]
        [--tls] [--server-pid P]
@@ -68,11 +70,12 @@ Every rate comes with its failures, by class (refused, data_connect, 425,
       client's rate over the window (slowest/median), server CPU per GiB,
       memory per active download (Pss, kernel, the server's socket buffers
       from ss).
-  idle --addr A -k K [-c C] [--hold S] --server-pid P [--memcg DIR]
+  idle --addr A -k K [-c C] [--hold S] [--tls] --server-pid P [--memcg DIR]
        [--client-memcg DIR] [--min-avail-mib M]
       K logged-in idle sessions held for S seconds: memory per session
       (sum of Pss over the server's processes, kernel memory). Logins stop
-      early if MemAvailable falls below M MiB (default 3072).
+      early if MemAvailable falls below M MiB (default 3072). --tls: each
+      session AUTH TLS (a full handshake), PBSZ 0, PROT P before the login.
   upload --addr A --path /incoming [--size BYTES] [--clients C] [--tag T]
          [--sync-dir DIR] [--server-pid P]
       C uploads at once (STOR /incoming/T-I, SIZE bytes each, one session

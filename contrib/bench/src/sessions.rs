@@ -24,7 +24,8 @@ pub struct Spec<'a> {
     pub size: Option<u64>,
     pub close: Close,
     /// FTPS: AUTH TLS, PBSZ 0, PROT P before the login, a full handshake
-    /// each session, the data connection resuming it.
+    /// each session (or, with `resume`, resuming the client thread's
+    /// previous session), the data connection resuming it.
     pub tls: Option<TlsSpec>,
 }
 
@@ -32,21 +33,47 @@ pub struct Spec<'a> {
 /// handshakes did.
 pub struct TlsSpec {
     pub base: Arc<rustls::ClientConfig>,
+    /// One configuration per client thread, whose resumption store its
+    /// sessions share (`--resume`); empty: each session its own store.
+    pub threads: Vec<Arc<rustls::ClientConfig>>,
     /// Protocol and suite of the first control connection.
     pub negotiated: OnceLock<String>,
     /// Data connections that resumed the control connection's session,
     /// and those that did not (a server that does not insist on it).
     pub resumed: AtomicU64,
     pub not_resumed: AtomicU64,
+    /// Control connections that resumed an earlier session, and those
+    /// that made a full handshake.
+    pub ctrl_resumed: AtomicU64,
+    pub ctrl_full: AtomicU64,
 }
 
 impl TlsSpec {
-    pub fn new() -> TlsSpec {
+    /// `resume_threads`: the number of client threads whose sessions
+    /// resume one another (0: a full handshake each session).
+    pub fn new(resume_threads: usize) -> TlsSpec {
+        let base = tls::base_config();
         TlsSpec {
-            base: tls::base_config(),
+            threads: (0..resume_threads)
+                .map(|_| tls::resuming_config(&base))
+                .collect(),
+            base,
             negotiated: OnceLock::new(),
             resumed: AtomicU64::new(0),
             not_resumed: AtomicU64::new(0),
+            ctrl_resumed: AtomicU64::new(0),
+            ctrl_full: AtomicU64::new(0),
+        }
+    }
+
+    fn reset_counts(&self) {
+        for c in [
+            &self.resumed,
+            &self.not_resumed,
+            &self.ctrl_resumed,
+            &self.ctrl_full,
+        ] {
+            c.store(0, Ordering::Relaxed);
         }
     }
 
@@ -60,18 +87,36 @@ impl TlsSpec {
             "tls_data_not_resumed",
             self.not_resumed.load(Ordering::Relaxed) as f64,
         );
+        rec.num("resume", if self.threads.is_empty() { 0.0 } else { 1.0 });
+        rec.num(
+            "tls_ctrl_resumed",
+            self.ctrl_resumed.load(Ordering::Relaxed) as f64,
+        );
+        rec.num(
+            "tls_ctrl_full",
+            self.ctrl_full.load(Ordering::Relaxed) as f64,
+        );
     }
 }
 
 /// The FTPS session: connect, 220, AUTH TLS, handshake, PBSZ 0, PROT P,
 /// USER, PASS, TYPE I, EPSV, data connection, RETR, its handshake, the
 /// data, 150 and 226, QUIT, 221, close_notify.
-fn tls_session(s: &Spec, t: &TlsSpec, buf: &mut [u8]) -> io::Result<()> {
+fn tls_session(s: &Spec, t: &TlsSpec, slot: usize, buf: &mut [u8]) -> io::Result<()> {
     let mut c = Ctrl::connect(s.addr)?;
     c.expect("greeting", &[220])?;
-    let cfg = tls::session_config(&t.base);
+    let cfg = match t.threads.get(slot) {
+        Some(shared) => Arc::clone(shared),
+        None => tls::session_config(&t.base),
+    };
     let what = c.auth_tls(&cfg)?;
     t.negotiated.get_or_init(|| what);
+    let ctr = if c.tls_resumed() == Some(true) {
+        &t.ctrl_resumed
+    } else {
+        &t.ctrl_full
+    };
+    ctr.fetch_add(1, Ordering::Relaxed);
     c.user_pass()?;
     c.cmd(b"TYPE I\r\n", &[200])?;
     let data = c.epsv()?;
@@ -107,8 +152,14 @@ fn check_size(s: &Spec, n: u64) -> io::Result<()> {
 }
 
 pub fn one_session(s: &Spec, buf: &mut [u8]) -> io::Result<()> {
+    session_on(s, 0, buf)
+}
+
+/// One session by client thread `slot` (with `--resume`, the thread whose
+/// resumption store it uses).
+fn session_on(s: &Spec, slot: usize, buf: &mut [u8]) -> io::Result<()> {
     if let Some(t) = &s.tls {
-        return tls_session(s, t, buf);
+        return tls_session(s, t, slot, buf);
     }
     let mut c = Ctrl::login(s.addr)?;
     c.cmd(b"TYPE I\r\n", &[200])?;
@@ -157,7 +208,7 @@ pub fn run(s: &Spec, n: u64, c: usize, deadline: Instant) -> Run {
     let t0 = Instant::now();
     let runs: Vec<Run> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..c)
-            .map(|_| {
+            .map(|slot| {
                 let next = &next;
                 sc.spawn(move || {
                     let mut r = Run::default();
@@ -165,7 +216,7 @@ pub fn run(s: &Spec, n: u64, c: usize, deadline: Instant) -> Run {
                     let mut in_a_row = 0u32;
                     while next.fetch_add(1, Ordering::Relaxed) < n && Instant::now() < deadline {
                         let t = Instant::now();
-                        let res = one_session(s, &mut buf);
+                        let res = session_on(s, slot, &mut buf);
                         let sec = t0.elapsed().as_secs() as usize;
                         match res {
                             Ok(()) => {
@@ -210,15 +261,19 @@ pub fn sessions(a: &Args) {
     let close = a.str("close").map_or(Close::Fin, |v| {
         Close::parse(v).unwrap_or_else(|| die("--close: fin or rst"))
     });
+    let n: u64 = a.num("n", 1000);
+    let c: usize = a.num::<usize>("c", 1).max(1);
+    // --resume: each client thread's sessions resume its previous one.
+    let resume = a.flag("resume");
     let spec = Spec {
         addr: a.addr(),
         retr: &retr,
         size: a.str("size").map(|_| a.num::<u64>("size", 0)),
         close,
-        tls: a.flag("tls").then(TlsSpec::new),
+        tls: a
+            .flag("tls")
+            .then(|| TlsSpec::new(if resume { c } else { 0 })),
     };
-    let n: u64 = a.num("n", 1000);
-    let c: usize = a.num::<usize>("c", 1).max(1);
     let max_secs: f64 = a.num("max-secs", 30.0);
     let warmup: u64 = a.num("warmup", 20);
     let pid = a.server_pid();
@@ -231,9 +286,9 @@ pub fn sessions(a: &Args) {
     // Warm-up: page cache, the server's allocator, tcpserver's first forks.
     let w = run(&spec, warmup, c, Instant::now() + Duration::from_secs(10));
     if let Some(t) = &spec.tls {
-        // Count the measured sessions' handshakes only.
-        t.resumed.store(0, Ordering::Relaxed);
-        t.not_resumed.store(0, Ordering::Relaxed);
+        // Count the measured sessions' handshakes only (with --resume, the
+        // warm-up also left each thread a session to resume).
+        t.reset_counts();
     }
 
     let tw0 = procfs::sockstat("tw");

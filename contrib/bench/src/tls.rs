@@ -85,6 +85,14 @@ pub fn session_config(base: &Arc<ClientConfig>) -> Arc<ClientConfig> {
     Arc::new(c)
 }
 
+/// A configuration one client thread keeps for all its sessions: each
+/// new control connection offers a ticket (or session id) the previous
+/// session left in the store, and each data connection takes the newest
+/// one, which its own control connection just received.
+pub fn resuming_config(base: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    session_config(base)
+}
+
 fn tls_err(what: &str, e: impl std::fmt::Display) -> io::Error {
     tagged(Class::Tls, format!("{what}: {e}"))
 }

@@ -97,7 +97,14 @@ pub fn upload(a: &Args) {
     rec.num("bytes", bytes as f64);
     rec.num("secs", secs);
     rec.num("mb_s", bytes as f64 / secs / 1e6);
-    rec.str("synced_by", if sync_dir.is_some() { "client" } else { "server" });
+    rec.str(
+        "synced_by",
+        if sync_dir.is_some() {
+            "client"
+        } else {
+            "server"
+        },
+    );
     if gib > 0.0 {
         rec.num("cpu_s_per_gib", (busy1 - busy0) / gib);
         if a.server_pid().is_some() {
