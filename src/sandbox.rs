@@ -98,7 +98,7 @@ pub enum Profile {
     /// for signals with `poll` on a signalfd).
     Epoll,
     /// The supervisor's io_uring workers: their ring (set up before the
-    /// filter), pipes for splicing, no epoll.
+    /// filter), no epoll.
     Uring,
 }
 

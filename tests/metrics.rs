@@ -276,11 +276,6 @@ fn metrics_follow_what_happens(kind: Kind) {
         2.0,
         "two CPUs, two workers"
     );
-    assert_eq!(
-        before.contains_key("aftpd_splice_pipes"),
-        kind == Kind::SupervisorUring,
-        "pipes are the io_uring engine's"
-    );
 
     // A download, a listing, a refusal, an unknown command, a session
     // from another address knocking on a passive port.

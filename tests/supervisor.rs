@@ -1023,9 +1023,9 @@ fn usage_errors_exit_100() {
     assert_eq!(code(&["--help"]), Some(0));
 }
 
-/// More stalled downloads than a uring worker has pipes (64), then a fast
-/// one: the stalled ones hold their pipes, the fast one is served all the
-/// same (its rounds are copied until a pipe is free), byte for byte.
+/// Many stalled downloads (more than a uring worker once had pipes, 64),
+/// then a fast one: the stalled ones hold nothing the fast one needs (no
+/// helper thread waits on a full socket), and it is served byte for byte.
 fn more_stalled_downloads_than_pipes(engine: Engine) {
     const STALLED: usize = 70;
     let tree = Tree::new(&engine.tag("pipes"), true);

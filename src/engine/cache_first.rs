@@ -1,4 +1,4 @@
-//! The mover of ftpd and the epoll workers: `sendfile(2)` from the worker
+//! The mover of every engine's downloads: `sendfile(2)` from the worker
 //! when `cachestat(2)` says the bytes are in the page cache, and from a
 //! helper thread when it cannot say so, so that a worker never waits for
 //! the disk and a byte is never copied on the zero-copy path.
@@ -9,7 +9,8 @@
 //! served by an unprivileged user from files someone else owns, the usual
 //! set-up, gets `EPERM` for every file; that is the file's answer, not the
 //! kernel's, so it is kept per transfer (`Sight`), and such a file is
-//! sent by a helper thread: one hand-off each time the socket fills.
+//! sent by a helper thread: one hand-off each time the socket fills (or
+//! a 10 ms slice ends).
 //! (Taking `EPERM` for "no cachestat" once had every megabyte read into a
 //! helper's buffer before its `sendfile`: 1.6 to 3.8 times the CPU of a
 //! plain `sendfile`.)
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::fs::File;
 
-use super::mover::{FileRange, Moved, Mover, Read, Tag, read_at, sendfile, write_error};
+use super::mover::{Allowance, FileRange, Moved, Mover, Read, Tag, read_at, sendfile, write_error};
 use super::pool::{FromPool, JobTag, Pool, Work};
 use crate::core::session::TransferError;
 
@@ -68,7 +69,7 @@ impl CacheFirst {
         x: &mut Warming,
         range: &FileRange,
         sock: &Arc<TcpStream>,
-        max: u64,
+        max: Allowance,
         tag: Tag,
     ) -> Moved {
         x.busy = true;
@@ -77,7 +78,7 @@ impl CacheFirst {
             file: range.file.clone(),
             sock: Arc::clone(sock),
             offset: range.offset,
-            len: range.left.min(max),
+            len: range.left.min(max.helper),
         };
         self.pool.submit(self.worker, JobTag::Mover(tag), work);
         Moved::Pending
@@ -130,7 +131,7 @@ impl Mover for CacheFirst {
         x: &mut Warming,
         range: &mut FileRange,
         sock: &Arc<TcpStream>,
-        max: u64,
+        max: Allowance,
         tag: Tag,
     ) -> Result<Moved, TransferError> {
         if x.busy {
@@ -152,7 +153,11 @@ impl Mover for CacheFirst {
                 return Ok(self.send_by_helper(x, range, sock, max, tag));
             }
         }
-        sendfile(range, sock.as_fd(), max.min(x.known_end - range.offset))
+        sendfile(
+            range,
+            sock.as_fd(),
+            max.turn.min(x.known_end - range.offset),
+        )
     }
 
     fn read_file(

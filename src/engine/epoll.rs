@@ -278,7 +278,7 @@ impl Worker {
             }
             let now = Instant::now();
             self.fire_timers(now);
-            worker::answer_board(&self.core.base, &self.conns, None, |_| true);
+            worker::answer_board(&self.core.base, &self.conns, |_| true);
             let resume = self.admission.resume_at.is_some_and(|t| t <= now);
             if resume && self.core.base.stop_deadline.is_none() {
                 self.admission.resume_at = None;

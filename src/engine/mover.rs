@@ -1,14 +1,15 @@
-//! How a transfer's file bytes reach its socket: the one part of the data
-//! path that differs by engine. No engine waits for the disk here: bytes
-//! not known to be in the page cache are sent by a helper thread
-//! (`engine::cache_first`, for ftpd and the epoll workers) or read by
-//! io_uring (`engine::uring::splice`).
+//! How a transfer's file bytes reach its socket (or an upload's, its
+//! file). No engine waits for the disk here: bytes not known to be in the
+//! page cache are sent by a helper thread (`engine::cache_first`, the way
+//! every engine sends files); uploads are written by a helper thread, or
+//! through the ring (`engine::uring::mover`).
 
 use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::io::Errno;
 
@@ -45,8 +46,8 @@ pub enum Moved {
     /// The file cannot be moved without copying (a filesystem without
     /// splice support): use [`Mover::read_file`] instead.
     Unsupported,
-    /// Not without copying this time (no pipe free): copy one chunk with
-    /// [`Mover::read_file`], then try again.
+    /// Not without copying this time (a small piece): copy one chunk
+    /// with [`Mover::read_file`], then try again.
     CopyOnce,
 }
 
@@ -59,21 +60,32 @@ pub enum Read {
     Pending,
 }
 
+/// How many bytes a [`Mover::send_file`] may move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// In this turn of the worker (its budget, and the bandwidth limit's
+    /// grant).
+    pub turn: u64,
+    /// By a helper thread, off the worker's turn: the limit's grant still,
+    /// but not the budget, which bounds the worker's work.
+    pub helper: u64,
+}
+
 /// An engine's way of moving file bytes.
 pub trait Mover {
-    /// What one transfer needs of the mover (a pipe, a read in flight).
+    /// What one transfer needs of the mover (an operation in flight).
     type Xfer: Default;
     /// The completion of an operation in flight.
     type Done;
 
-    /// Moves up to `max` bytes of `range` to `sock`, without copying
-    /// through user space where it can.
+    /// Moves bytes of `range` to `sock`, as many as `max` allows,
+    /// without copying through user space where it can.
     fn send_file(
         &mut self,
         x: &mut Self::Xfer,
         range: &mut FileRange,
         sock: &Arc<TcpStream>,
-        max: u64,
+        max: Allowance,
         tag: Tag,
     ) -> Result<Moved, TransferError>;
 
@@ -87,7 +99,7 @@ pub trait Mover {
         tag: Tag,
     ) -> Result<Read, TransferError>;
 
-    /// Whether the mover holds bytes of the file not yet sent (a pipe's):
+    /// Whether the mover holds bytes of the file not yet sent (a buffer):
     /// the transfer is not done before they are.
     fn holds(&self, x: &Self::Xfer) -> bool;
 
@@ -140,8 +152,21 @@ pub fn sendfile(
     sock: BorrowedFd<'_>,
     max: u64,
 ) -> Result<Moved, TransferError> {
+    sendfile_until(range, sock, max, None)
+}
+
+/// [`sendfile`], stopping after the first chunk that ends past `until`.
+pub fn sendfile_until(
+    range: &mut FileRange,
+    sock: BorrowedFd<'_>,
+    max: u64,
+    until: Option<Instant>,
+) -> Result<Moved, TransferError> {
     let mut sent = 0;
     while range.left > 0 && sent < max {
+        if sent > 0 && until.is_some_and(|t| Instant::now() >= t) {
+            break;
+        }
         let chunk = range.left.min(max - sent).min(SENDFILE_CHUNK) as usize;
         match rustix::fs::sendfile(sock, &*range.file, Some(&mut range.offset), chunk) {
             Ok(0) => return Err(TransferError::Shrunk),

@@ -19,15 +19,20 @@ use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::io::Errno;
 
-use super::mover::{FileRange, Moved, Tag, sendfile};
+use super::mover::{FileRange, Moved, Tag, sendfile_until};
 use crate::core::session::{FsAnswer, FsRequest, TransferError, Tree};
 use crate::fs::exec::Real;
 use crate::fs::trees::Trees;
 
+/// How long a helper's send goes on before it lets other jobs have the
+/// thread: a hot file moves some 10-40 MiB in that time, a cold one what
+/// the disk gave.
+const SEND_SLICE: Duration = Duration::from_millis(10);
 /// A read of at most this many bytes is a quick job.
 const QUICK_READ: u64 = 64 * 1024;
 /// Bytes read per `pread` while warming the page cache.
@@ -289,7 +294,11 @@ impl Inner {
                         offset,
                         left: len,
                     };
-                    Output::Mover(FromPool::Sent(sendfile(&mut range, sock.as_fd(), len)))
+                    // A long job is a cold file: a slice at a time, so
+                    // that other transfers get the thread in turn.
+                    let until = Instant::now() + SEND_SLICE;
+                    let sent = sendfile_until(&mut range, sock.as_fd(), len, Some(until));
+                    Output::Mover(FromPool::Sent(sent))
                 }
             };
             self.finished(job.worker, job.tag, output);

@@ -26,7 +26,7 @@ use crate::engine::mover::{Mover, Tag};
 use crate::engine::net;
 use crate::engine::pool::{Done, FromPool, JobTag, Output, Pool, Work};
 use crate::fs::exec::Real;
-use crate::monitor::board::{Gauges, PipeUse};
+use crate::monitor::board::Gauges;
 use crate::monitor::row::Row;
 
 /// The shortest timer: see [`Timers::schedule`].
@@ -268,7 +268,6 @@ impl<T: HasBase> conn::Core for T {
 pub fn answer_board<M: Mover, I>(
     base: &Base<M>,
     conns: &Slab<conn::Conn<M, I>>,
-    pipes: Option<PipeUse>,
     live: impl Fn(&conn::Conn<M, I>) -> bool,
 ) {
     let board = &base.ctx.board;
@@ -276,10 +275,7 @@ pub fn answer_board<M: Mover, I>(
         return;
     };
     let (now, pid) = (Now::get(), std::process::id());
-    let mut gauges = Gauges {
-        pipes,
-        ..Gauges::default()
-    };
+    let mut gauges = Gauges::default();
     let mut rows = Vec::new();
     for c in (0..conns.bound())
         .filter_map(|i| conns.get(i))

@@ -12,7 +12,7 @@ use std::time::Instant;
 use rustix::io::Errno;
 use rustix::net::SendFlags;
 
-use super::mover::{FileRange, Moved, Mover, Read, Tag};
+use super::mover::{Allowance, FileRange, Moved, Mover, Read, Tag};
 use super::recv::Recv;
 use super::tls::data::{DataTls, Handshake};
 use crate::core::rate::{Allow, Limiter};
@@ -26,6 +26,9 @@ use crate::fs::exec::Real;
 /// each line (16 KiB is some two hundred lines).
 pub const BUDGET: u64 = 4 << 20;
 pub const COPY_BUDGET: u64 = 1 << 20;
+/// Bytes a helper thread may send for an unlimited transfer in one job
+/// (it stops sooner when the socket is full, or after a time slice).
+const HELPER_SPAN: u64 = 64 << 20;
 const STREAM_BUDGET: u64 = 64 << 10;
 /// Bytes read from a file at a time on the copying path.
 pub const COPY_CHUNK: usize = 64 * 1024;
@@ -256,7 +259,18 @@ impl<M: Mover> Xfer<M> {
                         Ok(room) => room,
                         Err(step) => return Ok(step),
                     };
-                    match mover.send_file(&mut self.mover, range, sock, room, tag)? {
+                    // Off the worker's turn a helper may send more: with no
+                    // limit, until the socket fills (a hand-off each time,
+                    // rather than one a budget).
+                    let max = Allowance {
+                        turn: room,
+                        helper: if self.limit.is_some() {
+                            room
+                        } else {
+                            HELPER_SPAN
+                        },
+                    };
+                    match mover.send_file(&mut self.mover, range, sock, max, tag)? {
                         Moved::Sent(n) => moved(&mut self.sent, &mut self.limit, n),
                         Moved::Blocked(n) => {
                             moved(&mut self.sent, &mut self.limit, n);

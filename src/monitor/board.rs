@@ -14,24 +14,12 @@ use std::time::{Duration, Instant};
 
 use super::row::Row;
 
-/// A worker's pipes for splicing (io_uring engine).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PipeUse {
-    /// Pipes made (and not closed).
-    pub made: u64,
-    /// Of those, waiting for a transfer.
-    pub free: u64,
-    /// The most the worker makes.
-    pub max: u64,
-}
-
 /// A worker's gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gauges {
     pub sessions: u64,
     /// Sessions with a transfer in progress.
     pub transfers: u64,
-    pub pipes: Option<PipeUse>,
 }
 
 /// A question to the workers: its generation (even), and whether session
@@ -167,7 +155,6 @@ mod tests {
         let g = Gauges {
             sessions: 1,
             transfers: 0,
-            pipes: None,
         };
         let row = Row::parse("session pid=0 peer=- since=1 active=1 at=1 user=- cmd=- xfer=- path=- bytes=0 seconds=0.000").unwrap();
         b.answer(0, ask, g, vec![row.clone()]);

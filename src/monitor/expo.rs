@@ -173,46 +173,12 @@ pub fn render(t: &Totals, f: &Facts) -> String {
         "Transfers in progress on a worker.",
         &|g| g.transfers,
     );
-    if f.workers.iter().any(|g| g.pipes.is_some()) {
-        o.family(
-            "aftpd_splice_pipes",
-            "gauge",
-            "A worker's pipes for splicing (io_uring): made, and free among them.",
-        );
-        for (i, g) in f.workers.iter().enumerate() {
-            let p = g.pipes.unwrap_or_default();
-            let w = i.to_string();
-            o.sample(
-                "aftpd_splice_pipes",
-                &[("worker", &w), ("state", "made")],
-                p.made,
-            );
-            o.sample(
-                "aftpd_splice_pipes",
-                &[("worker", &w), ("state", "free")],
-                p.free,
-            );
-        }
-        let max = f
-            .workers
-            .iter()
-            .filter_map(|g| g.pipes)
-            .map(|p| p.max)
-            .max();
-        o.one(
-            "aftpd_splice_pipes_max",
-            "gauge",
-            "The most pipes a worker makes.",
-            max.unwrap_or(0),
-        );
-    }
     o.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::board::PipeUse;
     use crate::monitor::counters::Stats;
 
     #[test]
@@ -226,11 +192,6 @@ mod tests {
                 Gauges {
                     sessions: 2,
                     transfers: 1,
-                    pipes: Some(PipeUse {
-                        made: 2,
-                        free: 1,
-                        max: 64,
-                    }),
                 },
                 Gauges::default(),
             ],
@@ -250,7 +211,6 @@ mod tests {
             }
         }
         assert!(text.contains("aftpd_info{engine=\"uring\"} 1\n"));
-        assert!(text.contains("aftpd_splice_pipes{worker=\"0\",state=\"free\"} 1\n"));
         assert!(text.contains("aftpd_workers_stale 1\n"));
         assert_eq!(quote("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }

@@ -176,14 +176,12 @@ const EPOLL_LEGACY: &[i64] = &[];
 
 /// The io_uring engine. The rings are set up (io_uring_setup, the buffer
 /// ring's mmap, the restrictions) before the filter; a worker enables its
-/// ring (io_uring_register) and then only enters it. Its splice pipes are
-/// made on demand, and emptied into sockets with splice.
+/// ring (io_uring_register) and then only enters it. Files are sent with
+/// sendfile, as by the other engines.
 const URING_CALLS: &[i64] = &[
     libc::SYS_io_uring_enter,
     libc::SYS_io_uring_register,
     libc::SYS_eventfd2,
-    libc::SYS_pipe2,
-    libc::SYS_splice,
 ];
 
 /// The bits of `socket`'s type argument that give the type (the rest are

@@ -1,7 +1,7 @@
 //! The open-files limit, and how many sessions it holds. A busy session
 //! holds up to [`PER_SESSION`] descriptors; the process needs some of its
 //! own besides (listeners, each worker's epoll or ring, eventfds, the
-//! io_uring engine's pipe pool, the log). Without `--max-sessions`, the
+//! log). Without `--max-sessions`, the
 //! session limit is what the descriptors hold, so a default start never
 //! promises more than the host allows (and never warns that it might).
 
@@ -14,8 +14,7 @@ pub const PER_SESSION: u64 = 3;
 pub const MAX_DEFAULT_SESSIONS: usize = 10_000;
 
 /// Descriptors the process keeps for itself: a fixed part, and a part per
-/// worker (its listeners, epoll or ring, eventfd, and up to 64 pipes of
-/// the io_uring engine's pool).
+/// worker (its listeners, epoll or ring, eventfds, and room to spare).
 fn reserve(workers: usize) -> u64 {
     64 + 160 * workers as u64
 }

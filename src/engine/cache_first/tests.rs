@@ -7,6 +7,10 @@ use crate::engine::pool::{Done, Output};
 use crate::fs::Root;
 use crate::fs::test_tree::TempTree;
 
+fn both(n: u64) -> Allowance {
+    Allowance { turn: n, helper: n }
+}
+
 fn tag() -> Tag {
     Tag {
         slot: 0,
@@ -145,7 +149,7 @@ fn a_file_cachestat_may_not_see_is_sent_by_a_helper() {
                 break;
             }
             match m
-                .send_file(&mut x, &mut range, &sock, 1 << 20, tag())
+                .send_file(&mut x, &mut range, &sock, both(1 << 20), tag())
                 .unwrap()
             {
                 Moved::Pending => {
@@ -173,7 +177,7 @@ fn a_file_cachestat_may_not_see_is_sent_by_a_helper() {
         let (sock, _client) = socket_pair();
         let mut range = file_range(&t.at("ours"));
         let mut x = Warming::default();
-        let r = m.send_file(&mut x, &mut range, &sock, 64 * 1024, tag());
+        let r = m.send_file(&mut x, &mut range, &sock, both(64 * 1024), tag());
         assert_eq!(x.sight, Sight::Clear);
         assert!(matches!(r, Ok(Moved::Sent(65536))), "{r:?}");
     });

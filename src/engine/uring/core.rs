@@ -8,13 +8,13 @@ use std::time::Duration;
 use io_uring::{IoUring, opcode, squeue, types};
 
 use super::bufring::BufRing;
-use super::splice::SpliceRing;
+use super::mover::RingMover;
 use super::{OP_CANCEL, user_data};
 use crate::engine::worker::{Base, HasBase};
 
 /// The worker's ring and what every session is worked on with.
 pub struct Core {
-    pub base: Base<SpliceRing>,
+    pub base: Base<RingMover>,
     pub ring: IoUring,
     /// After `ring` (dropped after it).
     pub bufs: BufRing,
@@ -23,13 +23,13 @@ pub struct Core {
 }
 
 impl HasBase for Core {
-    type Mover = SpliceRing;
+    type Mover = RingMover;
 
-    fn base(&self) -> &Base<SpliceRing> {
+    fn base(&self) -> &Base<RingMover> {
         &self.base
     }
 
-    fn base_mut(&mut self) -> &mut Base<SpliceRing> {
+    fn base_mut(&mut self) -> &mut Base<RingMover> {
         &mut self.base
     }
 }

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 
 use io_uring::{opcode, types};
 
-use super::splice::GENERATION_MASK;
+use super::mover::GENERATION_MASK;
 use super::{OP_HEADER, Worker, user_data};
 use crate::engine::proxy::{self, Pending, Step};
 

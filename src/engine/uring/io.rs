@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use io_uring::{cqueue, opcode, types};
 
 use super::bufring::BGID;
-use super::splice::{GENERATION_MASK, SpliceRing};
+use super::mover::{GENERATION_MASK, RingMover};
 use super::{Core, OP_POLL, OP_RECV, OP_SEND, user_data};
 use crate::core::admission::Permit;
 use crate::core::clock::Now;
@@ -70,7 +70,7 @@ impl UringIo {
     }
 
     /// Arms or cancels the multishot recv as the session wants input.
-    pub fn update_recv(&mut self, core: &mut Core, slot: usize, life: &Life<SpliceRing>) {
+    pub fn update_recv(&mut self, core: &mut Core, slot: usize, life: &Life<RingMover>) {
         let want =
             !self.gone && !life.dead() && life.wants_input(core.base.stop_deadline.is_some());
         if want && !self.recv {
@@ -88,7 +88,7 @@ impl UringIo {
     /// Polls the data path's descriptor while it waits for one; cancels a
     /// poll that no longer matches what it waits for (it is armed again
     /// once that has come back).
-    pub fn update_poll(&mut self, core: &mut Core, slot: usize, life: &Life<SpliceRing>) {
+    pub fn update_poll(&mut self, core: &mut Core, slot: usize, life: &Life<RingMover>) {
         let generation = life.data.tag().generation & GENERATION_MASK;
         let want = match (life.data.wait(), life.data.fd()) {
             (w @ (Wait::Readable | Wait::Writable), Some(fd)) if !self.gone => Some((w, fd)),
@@ -120,7 +120,7 @@ impl UringIo {
 
     /// The data poll completed: whether it was for what the data path
     /// waits for now.
-    pub fn polled(&mut self, life: &Life<SpliceRing>, generation: u32, res: i32) -> bool {
+    pub fn polled(&mut self, life: &Life<RingMover>, generation: u32, res: i32) -> bool {
         self.inflight = self.inflight.saturating_sub(1);
         let armed = self.poll.take();
         self.poll_cancel = false;
@@ -129,7 +129,7 @@ impl UringIo {
     }
 
     /// The session is over: cancels what is in flight.
-    pub fn teardown(&mut self, core: &mut Core, slot: usize, life: &mut Life<SpliceRing>) {
+    pub fn teardown(&mut self, core: &mut Core, slot: usize, life: &mut Life<RingMover>) {
         self.gone = true;
         life.data.abort(&mut core.base.mover);
         if self.recv && !self.recv_cancel {
@@ -147,7 +147,7 @@ impl UringIo {
         }
     }
 
-    pub fn on_recv(&mut self, core: &Core, life: &mut Life<SpliceRing>, res: i32, flags: u32) {
+    pub fn on_recv(&mut self, core: &Core, life: &mut Life<RingMover>, res: i32, flags: u32) {
         if !cqueue::more(flags) {
             self.recv = false;
             self.recv_cancel = false;
@@ -172,7 +172,7 @@ impl UringIo {
         }
     }
 
-    pub fn on_sent(&mut self, life: &mut Life<SpliceRing>, res: i32) {
+    pub fn on_sent(&mut self, life: &mut Life<RingMover>, res: i32) {
         self.send = false;
         self.inflight = self.inflight.saturating_sub(1);
         if self.gone {
@@ -190,7 +190,7 @@ impl UringIo {
 impl conn::Io<Core> for UringIo {
     /// Starts a send of what the session has to say (then the farewell),
     /// unless one is in flight.
-    fn flush(&mut self, core: &mut Core, slot: usize, life: &mut Life<SpliceRing>) {
+    fn flush(&mut self, core: &mut Core, slot: usize, life: &mut Life<RingMover>) {
         if self.gone || self.send {
             return;
         }

@@ -6,8 +6,9 @@
 //! - `setup`: the ring, created disabled, checked and restricted.
 //! - `bufring`: the provided buffer ring for control input (the engine's
 //!   only memory shared raw with the kernel).
-//! - `pipes` and `splice`: downloads, file -> pipe by the ring, pipe ->
-//!   socket in the worker, through a bounded pool of pipes.
+//! - `mover`: downloads as every engine sends them (`engine::cache_first`:
+//!   sendfile from the worker, or from a helper thread), uploads written
+//!   through the ring (`write`).
 //! - `io`: a session's ring operations (recv, send, data poll).
 //! - here: the worker loop: accepting (one multishot accept per
 //!   listener), completions, timers (the shared heap; the wait is bounded
@@ -18,18 +19,17 @@
 //! output, the buffer ring) and names descriptors. A buffer referenced by
 //! an operation in flight lives on the heap and is not touched, and a
 //! session's slot (with its descriptors) is freed only once the last
-//! completion of every operation it submitted has been reaped; a transfer
-//! dropped while its splice is in flight leaves its pipe and file with
-//! the mover until then. A worker that must exit with operations still in
-//! flight leaks their memory rather than free it.
+//! completion of every operation it submitted has been reaped; an upload
+//! dropped while its write is in flight leaves the write's buffer and file
+//! with the mover until then. A worker that must exit with operations
+//! still in flight leaks their memory rather than free it.
 
 mod bufring;
 mod core;
 mod header;
 mod io;
-mod pipes;
+mod mover;
 mod setup;
-mod splice;
 mod write;
 
 pub use setup::{Ring, prepare};
@@ -45,8 +45,8 @@ use io_uring::{cqueue, opcode, types};
 
 use self::core::Core;
 use self::io::UringIo;
+use self::mover::{Done as Moved, GENERATION_MASK, RingMover};
 use self::setup::CQ_ENTRIES;
-use self::splice::{Done as Moved, GENERATION_MASK, SpliceRing};
 use super::conn::{self, Fate, Life};
 use super::context::Context;
 use super::mover::Tag;
@@ -69,7 +69,7 @@ const OP_ACCEPT: u8 = 2; // a listener's multishot accept
 const OP_RECV: u8 = 3; // a session's multishot recv
 const OP_SEND: u8 = 4; // a session's control output
 const OP_POLL: u8 = 5; // a session's data path descriptor is ready
-const OP_MOVER: u8 = 6; // a transfer's file -> pipe splice
+const OP_MOVER: u8 = 6; // an upload's write
 const OP_POOL: u8 = 7; // the helper threads finished jobs for this worker
 const OP_HEADER: u8 = 8; // a connection waiting for its PROXY header is readable
 
@@ -89,7 +89,7 @@ fn errno(res: i32) -> std::io::Error {
     std::io::Error::from_raw_os_error(-res)
 }
 
-type Conn = conn::Conn<SpliceRing, UringIo>;
+type Conn = conn::Conn<RingMover, UringIo>;
 
 /// Runs worker `id` until the server stops: serves the sessions accepted
 /// on `listeners` (this worker's own SO_REUSEPORT sockets, or its copies of
@@ -143,7 +143,7 @@ impl Worker {
         let mut w = Worker {
             id,
             core: Core {
-                base: Base::new(ctx, id, SpliceRing::new(ctx.pool.clone(), id)),
+                base: Base::new(ctx, id, RingMover::new(ctx.pool.clone(), id)),
                 ring,
                 bufs,
                 backlog: Vec::new(),
@@ -193,8 +193,7 @@ impl Worker {
             }
             let now = Instant::now();
             self.fire_timers(now);
-            let pipes = Some(self.core.base.mover.pipe_use());
-            worker::answer_board(&self.core.base, &self.conns, pipes, |c| !c.io.gone);
+            worker::answer_board(&self.core.base, &self.conns, |c| !c.io.gone);
             if self.admission.resume_at.is_some_and(|t| t <= now)
                 && self.core.base.stop_deadline.is_none()
             {
@@ -270,7 +269,7 @@ impl Worker {
                     &mut life.session,
                     &mut core.base.mover,
                     tag,
-                    Moved::Spliced(res),
+                    Moved::Written(res),
                     Now::get(),
                 );
                 settle(c, core, slot)
@@ -578,8 +577,8 @@ fn settle(c: &mut Conn, core: &mut Core, slot: usize) -> Fate {
     }
 }
 
-/// Submits the file -> pipe splices the session's transfer asked for,
-/// counted as the session's operations.
+/// Submits the writes the session's upload asked for, counted as the
+/// session's operations.
 fn submit_mover_ops(core: &mut Core, conn: &mut Conn) {
     let ops = std::mem::take(&mut core.base.mover.outbox);
     conn.io.inflight += ops.len();

@@ -21,11 +21,10 @@ pub const CQ_ENTRIES: u32 = 4096;
 /// AcceptMulti and Accept are both IORING_OP_ACCEPT, RecvMulti is
 /// IORING_OP_RECV. Write is for uploads, to files opened by the
 /// filesystem layer (the ring cannot open anything).
-const OPCODES: [u8; 7] = [
+const OPCODES: [u8; 6] = [
     opcode::Accept::CODE,
     opcode::RecvMulti::CODE,
     opcode::Send::CODE,
-    opcode::Splice::CODE,
     opcode::PollAdd::CODE,
     opcode::AsyncCancel::CODE,
     opcode::Write::CODE,

@@ -3,7 +3,7 @@
 //! (IORING_OP_WRITE at an offset), so the worker never waits for the
 //! disk. One write per transfer in flight; its buffer and file stay with
 //! the mover until the completion is reaped, even when the transfer is
-//! dropped meanwhile (`SpliceRing::finish`).
+//! dropped meanwhile (`RingMover::finish`).
 
 use std::fs::File;
 use std::io;
@@ -83,10 +83,6 @@ impl Writing {
 impl InFlight {
     pub fn tag(&self) -> Tag {
         self.tag
-    }
-
-    pub fn file(&self) -> &Arc<File> {
-        &self.file
     }
 }
 
