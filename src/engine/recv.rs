@@ -1,18 +1,23 @@
 //! The receiving side of the one data path: an upload's bytes, from the
-//! socket to its file. The worker reads the socket (non-blocking) into a
-//! buffer; full, or when the socket has nothing more for now, the buffer
-//! goes to the engine's [`Mover`] to be written in the background (a
-//! helper thread for `ftpd` and epoll, the ring for io_uring) while the
-//! next one fills. At most one write is in flight and one buffer fills,
-//! so an upload holds two buffers at most, and none while it waits for
-//! its client with nothing received (a few bytes wait in a buffer until
-//! more come, the end, or the data timeout). Bounded per turn like copied
+//! socket to its file. Binary data without TLS goes straight from the
+//! socket into the file in the background ([`Mover::receive_file`]: a
+//! helper thread's splice for `ftpd` and epoll), one hand-off per socket
+//! drained, nothing held while the upload waits for its client. Where the
+//! mover does not (io_uring), or the bytes must pass through the worker
+//! (TYPE A, TLS), or the file cannot take spliced bytes, the worker reads
+//! the socket (non-blocking) into a buffer; full, or when the socket has
+//! nothing more for now, the buffer goes to the [`Mover`] to be written in
+//! the background (a helper thread, or the ring) while the next one
+//! fills. At most one write is in flight and one buffer fills, so an
+//! upload holds two buffers at most, and none while it waits for its
+//! client with nothing received (a few bytes wait in a buffer until more
+//! come, the end, or the data timeout). Bounded per turn like copied
 //! sends ([`COPY_BUDGET`]: every byte is copied once in the worker).
 //! Under PROT P the bytes are TLS's plaintext ([`DataTls::receive`]), and
 //! the end of the data is the client's close_notify, not the socket's.
 //! A bandwidth limit ([`Limiter`], the upload direction's buckets) bounds
-//! each read to what it grants and makes the upload wait
-//! ([`Step::Wait`]) for more: the client's sends then wait for TCP's
+//! each read (or helper's receive) to what it grants and makes the upload
+//! wait ([`Step::Wait`]) for more: the client's sends then wait for TCP's
 //! window, as a limited download's reads wait for its data.
 
 use std::fs::File;
@@ -25,7 +30,7 @@ use std::time::Instant;
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
-use super::mover::{Mover, Tag};
+use super::mover::{Intake, Mover, Next, Tag};
 use super::tls::data::DataTls;
 use super::xfer::{COPY_BUDGET, Step};
 use crate::core::rate::{Allow, Limiter};
@@ -65,6 +70,23 @@ pub struct Recv {
     eof: bool,
     /// The bandwidth limit, if any.
     rate: Option<Box<Limiter>>,
+    /// How the bytes reach the file.
+    path: Path,
+}
+
+/// How an upload's bytes reach its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Moved by the mover from the socket ([`Mover::receive_file`]), if
+    /// it can: the first turn finds out.
+    Direct,
+    /// A receive by the mover is in flight.
+    DirectBusy,
+    /// The last receive by the mover found the socket empty: the next
+    /// waits until it is readable.
+    DirectDrained,
+    /// Received by the worker into buffers the mover writes.
+    Copied,
 }
 
 impl Recv {
@@ -81,6 +103,7 @@ impl Recv {
             writing: false,
             eof: false,
             rate,
+            path: if ascii { Path::Copied } else { Path::Direct },
         }
     }
 
@@ -95,13 +118,21 @@ impl Recv {
     /// or the limit allows no more before a later instant than `now`.
     pub fn run<M: Mover>(
         &mut self,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         mut tls: Option<&mut DataTls>,
         mover: &mut M,
         mx: &mut M::Xfer,
         tag: Tag,
         now: Instant,
     ) -> Result<Step, TransferError> {
+        if tls.is_some() && self.path == Path::Direct {
+            self.path = Path::Copied;
+        }
+        if self.path != Path::Copied
+            && let Some(step) = self.run_direct(sock, mover, mx, tag, now)
+        {
+            return Ok(step);
+        }
         let limit = self.received + COPY_BUDGET;
         loop {
             if self.eof {
@@ -168,6 +199,70 @@ impl Recv {
         }
     }
 
+    /// A turn of the direct path: `None` if the mover cannot (the upload
+    /// is then received by copying).
+    fn run_direct<M: Mover>(
+        &mut self,
+        sock: &Arc<TcpStream>,
+        mover: &mut M,
+        mx: &mut M::Xfer,
+        tag: Tag,
+        now: Instant,
+    ) -> Option<Step> {
+        match self.path {
+            Path::DirectBusy => return Some(Step::Pending),
+            Path::DirectDrained => {
+                self.path = Path::Direct;
+                return Some(Step::Readable);
+            }
+            _ => {}
+        }
+        if self.eof {
+            return Some(Step::Done);
+        }
+        let allowed = match self.rate.as_mut().map(|l| l.allow(now)) {
+            None => u64::MAX,
+            Some(Allow::Go(n)) => n.max(1),
+            Some(Allow::Wait(t)) => return Some(Step::Wait(t)),
+        };
+        // One byte past the limit is enough to know it is too large.
+        let max = allowed.min(
+            self.limit
+                .saturating_add(1)
+                .saturating_sub(self.received)
+                .max(1),
+        );
+        if !mover.receive_file(mx, sock, &self.file, self.stored, max, tag) {
+            self.path = Path::Copied;
+            return None;
+        }
+        self.path = Path::DirectBusy;
+        Some(Step::Pending)
+    }
+
+    /// A receive by the mover completed.
+    fn took(&mut self, intake: Intake) -> Result<(), TransferError> {
+        let n = intake.bytes;
+        self.received += n;
+        self.stored += n;
+        if let Some(l) = &mut self.rate {
+            l.spend(n);
+        }
+        if self.received > self.limit {
+            return Err(TransferError::TooLarge);
+        }
+        self.path = match intake.next {
+            Next::Readable => Path::DirectDrained,
+            Next::More => Path::Direct,
+            Next::End => {
+                self.eof = true;
+                Path::Direct
+            }
+            Next::Copy => Path::Copied,
+        };
+        Ok(())
+    }
+
     /// Reads what the socket (or TLS) has into the filling buffer, `max`
     /// bytes at most (at least 1): `Some(0)` at the end of the data,
     /// `None` when there is nothing now.
@@ -228,13 +323,18 @@ impl Recv {
         mover.write_file(mx, &self.file, offset, buf, tag);
     }
 
-    /// The write in flight completed.
+    /// The write (or the mover's receive) in flight completed.
     pub fn completed<M: Mover>(
         &mut self,
         mover: &mut M,
         mx: &mut M::Xfer,
         done: M::Done,
     ) -> Result<(), TransferError> {
+        if self.path == Path::DirectBusy {
+            self.path = Path::Direct;
+            let intake = mover.received(mx, done)?;
+            return self.took(intake);
+        }
         if let Some(mut buf) = mover.written(mx, done)? {
             self.writing = false;
             buf.clear();
