@@ -259,25 +259,30 @@ impl Mover for CacheFirst {
     /// Binary upload data is spliced from the socket into the file by a
     /// helper thread (`engine::intake`): one copy, one hand-off per socket
     /// drained.
+    fn receives(&self) -> bool {
+        true
+    }
+
     fn receive_file(
         &mut self,
         x: &mut Warming,
         sock: &Arc<TcpStream>,
         file: &Arc<File>,
         offset: u64,
+        head: Vec<u8>,
         max: u64,
         tag: Tag,
-    ) -> bool {
+    ) {
         x.busy = true;
         x.sock = Some(Arc::clone(sock));
         let work = Work::Receive {
             sock: Arc::clone(sock),
             file: Arc::clone(file),
             offset,
+            head,
             max,
         };
         self.pool.submit(self.worker, JobTag::Mover(tag), work);
-        true
     }
 
     fn received(&mut self, x: &mut Warming, done: FromPool) -> Result<Intake, TransferError> {

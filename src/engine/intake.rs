@@ -40,17 +40,21 @@ thread_local! {
     static PIPE: RefCell<Option<Pipe>> = const { RefCell::new(None) };
 }
 
-/// Moves what `sock` (non-blocking) holds into `file` at `offset`, at most
-/// `max` bytes, until the socket has nothing, the client closed, or
-/// `until` has passed (after some bytes). Bytes that left the socket are
-/// always in the file (or the job failed).
+/// Writes `head` (bytes the worker received) to `file` at `offset`, then
+/// moves what `sock` (non-blocking) holds after it, at most `max` bytes,
+/// until the socket has nothing, the client closed, or `until` has passed
+/// (after some bytes). Bytes that left the socket are always in the file
+/// (or the job failed). The [`Intake`] counts the socket's bytes.
 pub fn intake(
     sock: &TcpStream,
     file: &File,
     offset: u64,
+    head: &[u8],
     max: u64,
     until: Instant,
 ) -> Result<Intake, TransferError> {
+    write_all_at(file, offset, head).map_err(write_error)?;
+    let offset = offset + head.len() as u64;
     PIPE.with_borrow_mut(|slot| {
         let pipe = match slot.take() {
             Some(p) => p,

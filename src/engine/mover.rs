@@ -156,23 +156,31 @@ pub trait Mover {
         done: Self::Done,
     ) -> Result<Option<Vec<u8>>, TransferError>;
 
-    /// Has a helper move what `sock` holds into `file` at `offset`, at
+    /// Whether this mover takes an upload's bytes from the socket itself
+    /// ([`Mover::receive_file`]); if not, the caller receives into
+    /// buffers for [`Mover::write_file`].
+    fn receives(&self) -> bool {
+        false
+    }
+
+    /// Has a helper write `head` (bytes the caller received, maybe none)
+    /// to `file` at `offset`, then move what `sock` holds after it, at
     /// most `max` bytes, in the background and without copying through
-    /// user space where it can (an upload's binary data): `false` if this
-    /// mover does not, and the caller receives into buffers for
-    /// [`Mover::write_file`]. Its completion comes back as a `Done` for
+    /// user space where it can (an upload's binary data; only if
+    /// [`Mover::receives`]). Its completion comes back as a `Done` for
     /// [`Mover::received`]. Nothing else of the transfer is in flight
-    /// meanwhile.
+    /// meanwhile, and the socket is the helper's until then.
+    #[allow(clippy::too_many_arguments)]
     fn receive_file(
         &mut self,
         _x: &mut Self::Xfer,
         _sock: &Arc<TcpStream>,
         _file: &Arc<File>,
         _offset: u64,
+        _head: Vec<u8>,
         _max: u64,
         _tag: Tag,
-    ) -> bool {
-        false
+    ) {
     }
 
     /// The completion of this transfer's [`Mover::receive_file`]: what it

@@ -68,14 +68,15 @@ pub enum Work {
         offset: u64,
         buf: Vec<u8>,
     },
-    /// Moves what the (non-blocking) socket `sock` holds into `file` at
-    /// `offset`, at most `max` bytes (an upload's data, spliced:
-    /// `engine::intake`), for a slice at most. The socket stays open
-    /// until the job is done.
+    /// Writes `head` to `file` at `offset`, then moves what the
+    /// (non-blocking) socket `sock` holds after it, at most `max` bytes
+    /// (an upload's data, spliced: `engine::intake`), for a slice at most.
+    /// The socket stays open until the job is done.
     Receive {
         sock: Arc<TcpStream>,
         file: Arc<File>,
         offset: u64,
+        head: Vec<u8>,
         max: u64,
     },
     /// Sends up to `len` bytes of `file` from `offset` to the
@@ -302,11 +303,12 @@ impl Inner {
                     sock,
                     file,
                     offset,
+                    head,
                     max,
                 } => {
                     // As a send: a slice at a time.
                     let until = Instant::now() + SEND_SLICE;
-                    let r = intake(&sock, &file, offset, max, until);
+                    let r = intake(&sock, &file, offset, &head, max, until);
                     Output::Mover(FromPool::Received(r))
                 }
                 Work::Send {

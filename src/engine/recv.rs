@@ -2,7 +2,11 @@
 //! socket to its file. Binary data without TLS goes straight from the
 //! socket into the file in the background ([`Mover::receive_file`]: a
 //! helper thread's splice for `ftpd` and epoll), one hand-off per socket
-//! drained, nothing held while the upload waits for its client. Where the
+//! drained, nothing held while the upload waits for its client. A client
+//! whose bytes come in small pieces (a receive brought less than
+//! 128 KiB) would cost a hand-off per piece: its bytes are read by
+//! the worker into a buffer until it is worth writing, and the buffer goes
+//! with the next receive by the mover, which writes it first. Where the
 //! mover does not (io_uring), or the bytes must pass through the worker
 //! (TYPE A, TLS), or the file cannot take spliced bytes, the worker reads
 //! the socket (non-blocking) into a buffer; full, or when the socket has
@@ -85,8 +89,20 @@ enum Path {
     /// The last receive by the mover found the socket empty: the next
     /// waits until it is readable.
     DirectDrained,
-    /// Received by the worker into buffers the mover writes.
+    /// Received by the worker into a buffer for now (the last receive by
+    /// the mover brought little: a slow client, whose every segment would
+    /// otherwise cost a hand-off); the buffer, once worth writing, goes
+    /// with the mover's next receive, which writes it first.
+    Buffered,
+    /// Received by the worker into buffers the mover writes (TYPE A, TLS,
+    /// a mover or a file that cannot take the direct path).
     Copied,
+}
+
+impl Path {
+    fn direct(self) -> bool {
+        matches!(self, Path::Direct | Path::DirectBusy | Path::DirectDrained)
+    }
 }
 
 impl Recv {
@@ -125,10 +141,10 @@ impl Recv {
         tag: Tag,
         now: Instant,
     ) -> Result<Step, TransferError> {
-        if tls.is_some() && self.path == Path::Direct {
+        if tls.is_some() || !mover.receives() {
             self.path = Path::Copied;
         }
-        if self.path != Path::Copied
+        if self.path.direct()
             && let Some(step) = self.run_direct(sock, mover, mx, tag, now)
         {
             return Ok(step);
@@ -150,7 +166,9 @@ impl Recv {
                     // Both buffers full: the client waits for the disk.
                     return Ok(Step::Pending);
                 }
-                self.write(mover, mx, tag);
+                if self.hand_off(sock, mover, mx, tag, now) {
+                    return Ok(Step::Pending);
+                }
             }
             if self.received >= limit {
                 return Ok(for_input(tls));
@@ -189,8 +207,10 @@ impl Recv {
                             // Waiting for the client: hold no buffer.
                             self.filling = Vec::new();
                             self.spare = None;
-                        } else if self.filling.len() >= FLUSH_MIN {
-                            self.write(mover, mx, tag);
+                        } else if self.filling.len() >= FLUSH_MIN
+                            && self.hand_off(sock, mover, mx, tag, now)
+                        {
+                            return Ok(Step::Pending);
                         }
                     }
                     return Ok(for_input(tls));
@@ -232,12 +252,38 @@ impl Recv {
                 .saturating_sub(self.received)
                 .max(1),
         );
-        if !mover.receive_file(mx, sock, &self.file, self.stored, max, tag) {
-            self.path = Path::Copied;
-            return None;
-        }
+        mover.receive_file(mx, sock, &self.file, self.stored, Vec::new(), max, tag);
         self.path = Path::DirectBusy;
         Some(Step::Pending)
+    }
+
+    /// Hands the filling buffer on: written by the mover's next receive
+    /// (true: the socket is the mover's until it completes) on the
+    /// buffered path, else written on its own.
+    fn hand_off<M: Mover>(
+        &mut self,
+        sock: &Arc<TcpStream>,
+        mover: &mut M,
+        mx: &mut M::Xfer,
+        tag: Tag,
+        now: Instant,
+    ) -> bool {
+        if self.path != Path::Buffered {
+            self.write(mover, mx, tag);
+            return false;
+        }
+        let max = match self.rate.as_mut().map(|l| l.allow(now)) {
+            None => u64::MAX,
+            Some(Allow::Go(n)) => n,
+            Some(Allow::Wait(_)) => 0,
+        };
+        let max = max.min(self.limit.saturating_add(1).saturating_sub(self.received));
+        let head = std::mem::take(&mut self.filling);
+        let offset = self.stored;
+        self.stored += head.len() as u64;
+        mover.receive_file(mx, sock, &self.file, offset, head, max, tag);
+        self.path = Path::DirectBusy;
+        true
     }
 
     /// A receive by the mover completed.
@@ -252,6 +298,8 @@ impl Recv {
             return Err(TransferError::TooLarge);
         }
         self.path = match intake.next {
+            // Little came: the client is slow, or sends in small pieces.
+            Next::Readable | Next::More if n < FLUSH_MIN as u64 => Path::Buffered,
             Next::Readable => Path::DirectDrained,
             Next::More => Path::Direct,
             Next::End => {

@@ -25,7 +25,7 @@ fn later() -> Instant {
 fn take(s: &TcpStream, file: &File, offset: u64, n: u64) -> u64 {
     let mut got = 0;
     for _ in 0..1000 {
-        let r = intake(s, file, offset + got, u64::MAX, later()).unwrap();
+        let r = intake(s, file, offset + got, &[], u64::MAX, later()).unwrap();
         got += r.bytes;
         assert_ne!(r.next, Next::Copy);
         if got >= n {
@@ -53,7 +53,7 @@ fn bytes_land_at_the_offset_then_the_end() {
         .unwrap();
     let (mut c, s) = pair();
     // Nothing sent yet: the socket is empty.
-    let r = intake(&s, &file, 0, u64::MAX, later()).unwrap();
+    let r = intake(&s, &file, 0, &[], u64::MAX, later()).unwrap();
     assert_eq!(
         r,
         Intake {
@@ -70,7 +70,7 @@ fn bytes_land_at_the_offset_then_the_end() {
     let data = writer.join().unwrap();
     assert_eq!(got, 3 << 20);
     // The client closes: the end, nothing more.
-    let r = intake(&s, &file, 100 + got, u64::MAX, later()).unwrap();
+    let r = intake(&s, &file, 100 + got, &[], u64::MAX, later()).unwrap();
     assert_eq!(
         r,
         Intake {
@@ -84,6 +84,32 @@ fn bytes_land_at_the_offset_then_the_end() {
     assert!(stored[100..] == data[..]);
 }
 
+/// What the worker received first (a slow client's buffer) goes before
+/// what the socket holds; the intake counts the socket's bytes.
+#[test]
+fn the_head_goes_first() {
+    let t = TempTree::new("intake");
+    let file = File::create(t.at("f")).unwrap();
+    let (mut c, s) = pair();
+    c.write_all(b" and the rest").unwrap();
+    drop(c);
+    let mut got = 0;
+    let mut at = 0;
+    let mut head: &[u8] = b"the head";
+    for _ in 0..1000 {
+        let r = intake(&s, &file, at, head, u64::MAX, later()).unwrap();
+        at += (head.len() as u64) + r.bytes;
+        got += r.bytes;
+        head = b"";
+        if r.next == Next::End {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(got, 13);
+    assert_eq!(fs::read(t.at("f")).unwrap(), b"the head and the rest");
+}
+
 #[test]
 fn no_more_than_allowed() {
     let t = TempTree::new("intake");
@@ -95,7 +121,7 @@ fn no_more_than_allowed() {
         next: Next::Readable,
     };
     for _ in 0..1000 {
-        r = intake(&s, &file, 0, 1000, later()).unwrap();
+        r = intake(&s, &file, 0, &[], 1000, later()).unwrap();
         if r.bytes > 0 {
             break;
         }
@@ -130,7 +156,7 @@ fn a_file_that_refuses_splice_is_copied() {
     let mut got = 0;
     let mut copied = false;
     for _ in 0..1000 {
-        let r = intake(&s, &file, got, u64::MAX, later()).unwrap();
+        let r = intake(&s, &file, got, &[], u64::MAX, later()).unwrap();
         got += r.bytes;
         if r.next == Next::Copy {
             copied = true;
@@ -155,7 +181,7 @@ fn a_failed_write_is_the_files_error_and_drops_the_pipe() {
     c.write_all(&body(100_000)).unwrap();
     let mut failed = None;
     for _ in 0..1000 {
-        match intake(&s, &ro, 0, u64::MAX, later()) {
+        match intake(&s, &ro, 0, &[], u64::MAX, later()) {
             Ok(r) => assert_eq!(r.bytes, 0),
             Err(e) => {
                 failed = Some(e);
