@@ -1264,6 +1264,15 @@ fn host_boxes_take_uploads(kind: Kind) {
         assert!(!st.contains("uploads into"), "{host}: {st}");
         c.expect("QUIT", 221);
     }
+    // Without --host-incoming, a .incoming turns nothing on.
+    for host in [None, Some("a.example"), Some("c.example")] {
+        let mut p = host_login(&plain, Family::V4, host);
+        for cmd in ["STOR in/x", "STOR incoming/x", "STOR pub/up/x"] {
+            let got = p.refused(cmd.as_bytes(), 553).text();
+            assert!(got.contains(READ_ONLY), "{host:?}: {cmd}: {got}");
+        }
+        p.expect("QUIT", 221);
+    }
     let sorted = |mut v: Vec<&str>| {
         v.sort();
         v.into_iter().map(String::from).collect::<Vec<_>>()
