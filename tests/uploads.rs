@@ -51,6 +51,7 @@ server_tests!(
     tls_lftp_put,
     host_boxes_take_uploads,
     host_boxes_are_write_only_across_hosts,
+    host_hook_gets_the_path_from_root,
 );
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -1330,6 +1331,68 @@ fn host_boxes_are_write_only_across_hosts(kind: Kind) {
     // Stored, world-readable (0644): still nowhere.
     hidden_everywhere(&s);
     s.assert_no_crash();
+}
+
+/// The hook runs in ROOT for every host's uploads, given the path from
+/// ROOT: the host's directory (an alias's host's), then the box's path.
+fn host_hook_gets_the_path_from_root(kind: Kind) {
+    let t = Tree::new();
+    let v = host_layout(&t);
+    let hd = t.scratch("hook");
+    own(&hd);
+    let script = hd.join("hook.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"$1|$(pwd)\" >> \"$(dirname \"$0\")/ran\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = host_opts()
+        .arg("--upload-hook")
+        .arg(script.to_str().unwrap());
+    let s = Server::start_at(kind, &t, &v, o);
+    for (host, cmd) in [
+        (None, "STOR incoming/h0"),
+        (Some("a.example"), "STOR in/ha"),
+        (Some("b.example"), "STOR in/hb"),
+        (Some("c.example"), "STOR /pub/up/hc"),
+    ] {
+        let mut c = host_login(&s, Family::V4, host);
+        stored(&mut c, cmd, b"hooked");
+        c.expect("QUIT", 221);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(hd.join("ran")).unwrap_or_default();
+        if text.lines().count() >= 4 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "4 hooks did not run: {text:?}");
+        thread::sleep(Duration::from_millis(25));
+    };
+    let root = std::fs::canonicalize(&v).unwrap();
+    let mut paths: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            let (path, cwd) = l.split_once('|').unwrap();
+            assert_eq!(Path::new(cwd), root, "{l}");
+            path
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "0/incoming/h0",
+            "a.example/in/ha",
+            "a.example/in/hb",
+            "c.example/pub/up/hc"
+        ]
+    );
+    // Each names the stored file from ROOT.
+    for p in &paths {
+        assert_eq!(std::fs::read(v.join(p)).unwrap(), b"hooked", "{p}");
+    }
 }
 
 /// a.example's upload `secret` is seen through no host.

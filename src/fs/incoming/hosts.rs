@@ -340,6 +340,48 @@ mod tests {
         }
     }
 
+    /// Every tree hides every box: ROOT as a host, a host that is a box,
+    /// the box's own host. A host's uploads come with its tree.
+    #[test]
+    fn every_tree_hides_every_box() {
+        use crate::core::session::{FsAnswer, FsRequest, Tree};
+        use crate::fs::trees::Trees;
+        let t = layout();
+        t.file("a.example/in/up", 0o644, b"uploaded\n");
+        t.chmod("a.example/in", 0o755);
+        t.symlink("all.example", "/");
+        t.symlink("inbox.example", "a.example/in");
+        let base = Arc::new(Root::open(&t.path).unwrap());
+        let boxes = scan(&base, &common()).unwrap();
+        let trees = Trees::vhosts(Arc::clone(&base))
+            .unwrap()
+            .with_boxes(boxes, 7);
+        assert_eq!(trees.default_uploads(), None);
+        assert_eq!(trees.drop_boxes().len(), 2);
+        let host = |name: &str| match trees.execute(Tree::Default, FsRequest::Host(name.into())) {
+            FsAnswer::Host(Ok(h)) => h,
+            _ => panic!("no host {name}"),
+        };
+        let stat = |tree: &Arc<Root>, path: &str| {
+            let path = VPath::resolve(&VPath::root(), path.as_bytes()).unwrap();
+            match trees.execute(Tree::Host(Arc::clone(tree)), FsRequest::Stat(path)) {
+                FsAnswer::Stat(r) => r,
+                _ => panic!("not a Stat answer"),
+            }
+        };
+        let a = host("a.example");
+        assert_eq!(a.uploads.as_ref().map(|u| u.max_size), Some(7));
+        assert!(Arc::ptr_eq(&a.tree, &host("alias.example").tree));
+        assert!(stat(&a.tree, "/in/up").is_err());
+        let all = host("all.example");
+        assert!(all.uploads.is_none());
+        assert!(stat(&all.tree, "/a.example/in").is_ok());
+        assert!(stat(&all.tree, "/a.example/in/up").is_err());
+        let inbox = host("inbox.example");
+        assert!(stat(&inbox.tree, "/up").is_err());
+        assert!(host("c.example").uploads.is_none());
+    }
+
     #[test]
     fn bad_entries_stop_the_start() {
         for (file, body, mode) in [
