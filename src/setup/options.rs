@@ -378,7 +378,8 @@ macro_rules! with_session_options {
             /// virtual hosts with publicfile's layout: ROOT/0 is served to
             /// a client that sends no HOST, ROOT/NAME to one that sends
             /// HOST NAME (unknown names are answered 504); each tree may
-            /// hold a .banner and a .welcome
+            /// hold a .banner, a .welcome and an .incoming (see
+            /// --host-incoming)
             #[argh(switch)]
             pub vhosts: bool,
             /// every control connection must begin, within 5 seconds,
