@@ -4,7 +4,8 @@
 //! configuration whole, for new TLS sessions, while sessions in progress
 //! keep the one they started with. Tickets and the session cache outlive
 //! a reload, so a data connection still resumes its control connection's
-//! session across one.
+//! session across one; which connection may resume which session is
+//! [`super::resume`]'s business.
 
 use std::io::{self, Read};
 use std::sync::{Arc, RwLock};
@@ -16,6 +17,8 @@ use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSess
 use rustls::{ServerConfig, version};
 
 use super::Token;
+use super::resume::Store;
+use super::ticketkey::FileTickets;
 use crate::setup::options::TlsFiles;
 
 /// The largest certificate chain or key file read: far more than any
@@ -75,11 +78,16 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// The configuration for this certificate and key; the error says
-    /// what is wrong with them.
-    pub fn new(pem: &Pem) -> Result<ServerTls, String> {
+    /// what is wrong with them. Tickets are sealed with `tickets`, keys
+    /// read from files, else with keys of this process's own (rotated
+    /// every few hours).
+    pub fn new(pem: &Pem, tickets: Option<FileTickets>) -> Result<ServerTls, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let ticketer = rustls::crypto::ring::Ticketer::new()
-            .map_err(|e| format!("cannot make TLS tickets: {e}"))?;
+        let ticketer: Arc<dyn ProducesTickets> = match tickets {
+            Some(t) => Arc::new(t),
+            None => rustls::crypto::ring::Ticketer::new()
+                .map_err(|e| format!("cannot make TLS tickets: {e}"))?,
+        };
         let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(SESSION_CACHE);
         let config = build(pem, &provider, &ticketer, &cache)?;
         Ok(ServerTls {
@@ -109,22 +117,13 @@ impl ServerTls {
         Ok(())
     }
 
-    /// The configuration of one control connection and its data
-    /// connections: the server's, with tickets and cached sessions bound
-    /// to `token`, so that a data connection can resume this control
-    /// connection's TLS session and no other (TLS 1.2 session ids and
-    /// tickets, TLS 1.3 tickets alike).
-    pub fn session_config(&self, token: Token) -> Arc<ServerConfig> {
-        let mut config = (*self.config()).clone();
-        config.ticketer = Arc::new(BoundTickets {
-            inner: Arc::clone(&self.ticketer),
-            token,
-        });
-        config.session_storage = Arc::new(BoundCache {
-            inner: Arc::clone(&self.cache),
-            token,
-        });
-        Arc::new(config)
+    /// The server's tickets and session cache, which each connection
+    /// sees through its own stamp ([`super::resume`]).
+    pub fn store(&self) -> Store {
+        Store {
+            tickets: Arc::clone(&self.ticketer),
+            cache: Arc::clone(&self.cache),
+        }
     }
 
     /// A fresh random token for a control connection; `None` when the
@@ -133,68 +132,6 @@ impl ServerTls {
         let mut t = Token::default();
         self.provider.secure_random.fill(&mut t).ok()?;
         Some(t)
-    }
-}
-
-/// The server's tickets, carrying a control connection's token: one
-/// that does not carry it is not accepted.
-#[derive(Debug)]
-struct BoundTickets {
-    inner: Arc<dyn ProducesTickets>,
-    token: Token,
-}
-
-impl ProducesTickets for BoundTickets {
-    fn enabled(&self) -> bool {
-        self.inner.enabled()
-    }
-
-    fn lifetime(&self) -> u32 {
-        self.inner.lifetime()
-    }
-
-    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let mut bound = Vec::with_capacity(self.token.len() + plain.len());
-        bound.extend_from_slice(&self.token);
-        bound.extend_from_slice(plain);
-        self.inner.encrypt(&bound)
-    }
-
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        let plain = self.inner.decrypt(cipher)?;
-        plain.strip_prefix(&self.token[..]).map(<[u8]>::to_vec)
-    }
-}
-
-/// The server's session cache, seen through a control connection's
-/// token: its entries are its own.
-#[derive(Debug)]
-struct BoundCache {
-    inner: Arc<dyn StoresServerSessions>,
-    token: Token,
-}
-
-impl BoundCache {
-    fn key(&self, key: &[u8]) -> Vec<u8> {
-        [&self.token[..], key].concat()
-    }
-}
-
-impl StoresServerSessions for BoundCache {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        self.inner.put(self.key(&key), value)
-    }
-
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.get(&self.key(key))
-    }
-
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.take(&self.key(key))
-    }
-
-    fn can_cache(&self) -> bool {
-        self.inner.can_cache()
     }
 }
 
@@ -246,21 +183,21 @@ pub(crate) mod tests {
     #[test]
     fn good_and_bad_files() {
         let pem = self_signed();
-        let tls = ServerTls::new(&pem).unwrap();
+        let tls = ServerTls::new(&pem, None).unwrap();
         assert_ne!(tls.token().unwrap(), tls.token().unwrap());
         let other = self_signed();
         let mismatched = Pem {
             cert: pem.cert.clone(),
             key: other.key.clone(),
         };
-        assert!(ServerTls::new(&mismatched).is_err());
+        assert!(ServerTls::new(&mismatched, None).is_err());
         assert!(tls.reload(&mismatched).is_err());
         let empty = Pem {
             cert: Vec::new(),
             key: pem.key.clone(),
         };
         assert!(
-            ServerTls::new(&empty)
+            ServerTls::new(&empty, None)
                 .unwrap_err()
                 .contains("no certificate")
         );
@@ -268,18 +205,11 @@ pub(crate) mod tests {
             cert: pem.cert.clone(),
             key: b"junk".to_vec(),
         };
-        assert!(ServerTls::new(&nokey).unwrap_err().contains("key file"));
-        // Tickets of one control connection are not another's.
-        let (a, b) = (
-            tls.session_config(tls.token().unwrap()),
-            tls.session_config(tls.token().unwrap()),
+        assert!(
+            ServerTls::new(&nokey, None)
+                .unwrap_err()
+                .contains("key file")
         );
-        let ticket = a.ticketer.encrypt(b"state").unwrap();
-        assert_eq!(a.ticketer.decrypt(&ticket).unwrap(), b"state");
-        assert_eq!(b.ticketer.decrypt(&ticket), None);
-        assert!(a.session_storage.put(b"id".to_vec(), b"v".to_vec()));
-        assert_eq!(a.session_storage.get(b"id").unwrap(), b"v");
-        assert_eq!(b.session_storage.get(b"id"), None);
         // A reload with another good pair works and leaves tickets alone.
         let before = tls.config();
         tls.reload(&other).unwrap();
