@@ -1002,6 +1002,70 @@ fn implicit_tls_behind_proxy(kind: Kind) {
     s.assert_no_crash();
 }
 
+/// Holds one implicit TLS session: prints the greeting, then waits for
+/// its standard input to close.
+const HOLD: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((host, port), timeout=20), server_hostname=host)
+print(s.recv(1024).decode().strip(), flush=True)
+sys.stdin.read()
+"#;
+
+/// Over the session limit under --tls implicit, a client is closed
+/// without a word (no 421 in clear where it expects a ServerHello): curl
+/// fails at once with a connection error, not a TLS one about garbage,
+/// and the server goes on serving.
+fn implicit_refusal_is_silent(kind: Kind) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    require("python3", "python3");
+    let (t, s) = start(kind, "implicit", Opts::new().arg("--max-sessions").arg("1"));
+    let home = t.scratch("home");
+    let a = s.addr(Family::V4);
+    let mut hold = client_cmd("python3", &home);
+    hold.arg("-c")
+        .arg(HOLD)
+        .arg(a.ip().to_string())
+        .arg(a.port().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut holder = hold.spawn().unwrap();
+    let mut greeting = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut greeting)
+        .unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let url = format!("ftps://{}:{}/pub/file", host(a), a.port());
+    let o = curl(&home, &[&url]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    // 35: the TLS connect failed; 56: receiving failed (reset). Not 28,
+    // a timeout, and no complaint about what the server sent.
+    let code = o.status.code();
+    assert!(matches!(code, Some(35 | 56 | 7)), "{code:?}: {err}");
+    assert!(!err.contains("wrong version"), "{err}");
+    assert!(!err.contains("packet length"), "{err}");
+    s.wait_log_line("the refusal", |l| l.contains("reason=max-sessions"));
+    // The held session ends; the next client is served.
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    let mut served = false;
+    for _ in 0..50 {
+        let o = curl(&home, &[&url]);
+        if o.status.success() {
+            assert!(o.stdout == file_content());
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served, "not served after the held session ended");
+    s.assert_no_crash();
+}
+
 mod supervisor_only {
     use super::*;
 
@@ -1023,6 +1087,16 @@ mod supervisor_only {
     #[test]
     fn implicit_tls_behind_proxy_uring() {
         implicit_tls_behind_proxy(Kind::SupervisorUring);
+    }
+
+    #[test]
+    fn implicit_refusal_is_silent_epoll() {
+        implicit_refusal_is_silent(Kind::Supervisor);
+    }
+
+    #[test]
+    fn implicit_refusal_is_silent_uring() {
+        implicit_refusal_is_silent(Kind::SupervisorUring);
     }
 
     #[test]
