@@ -1,6 +1,7 @@
 //! FTPS set-up both programs share: the certificate and key, read while
 //! the process may still read them (before the chroot and the drop).
 
+use crate::engine::tls::keys::Sessions;
 use crate::engine::tls::ticketkey::{FileTickets, KeyError};
 use crate::engine::tls::{Pem, ServerTls};
 use crate::setup::Fail;
@@ -10,7 +11,7 @@ use crate::setup::options::TlsFiles;
 /// that cannot be read is a temporary failure, one that holds no usable
 /// certificate or key a configuration error, and so is a ticket key file
 /// others may read or too short to be a key.
-pub fn load(files: &TlsFiles) -> Result<ServerTls, Fail> {
+pub fn load(files: &TlsFiles, sessions: Sessions) -> Result<ServerTls, Fail> {
     let tickets = match files.ticket_keys.as_slice() {
         [] => None,
         paths => Some(FileTickets::read(paths).map_err(|e| match e {
@@ -19,5 +20,5 @@ pub fn load(files: &TlsFiles) -> Result<ServerTls, Fail> {
         })?),
     };
     let pem = Pem::read(files).map_err(Fail::temporary)?;
-    ServerTls::new(&pem, tickets).map_err(|e| Fail::usage(format!("TLS: {e}")))
+    ServerTls::new(&pem, tickets, sessions).map_err(|e| Fail::usage(format!("TLS: {e}")))
 }

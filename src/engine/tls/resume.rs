@@ -210,12 +210,12 @@ impl StoresServerSessions for Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tls::keys::ServerTls;
     use crate::engine::tls::keys::tests::self_signed;
+    use crate::engine::tls::keys::{ServerTls, Sessions};
 
     #[test]
     fn control_resumes_any_data_only_its_own() {
-        let tls = ServerTls::new(&self_signed(), None).unwrap();
+        let tls = ServerTls::new(&self_signed(), None, Sessions::Many).unwrap();
         let store = tls.store();
         let base = tls.config();
         let (ta, tb) = (tls.token().unwrap(), tls.token().unwrap());
@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(a.session_storage.get(b"id2"), None);
         // Something the server did not issue opens nowhere.
         assert_eq!(b.ticketer.decrypt(b"not a ticket of ours"), None);
-        let stranger = ServerTls::new(&self_signed(), None).unwrap();
+        let stranger = ServerTls::new(&self_signed(), None, Sessions::Many).unwrap();
         let (s, _) = stranger.store().control(&stranger.config(), ta);
         assert_eq!(b.ticketer.decrypt(&s.ticketer.encrypt(b"x").unwrap()), None);
     }
