@@ -392,6 +392,7 @@ def login(session):
     f.prot_p()
     f.voidcmd('TYPE I')
     return f
+last = [None]
 def fetch(f, session):
     conn = ftplib.FTP.ntransfercmd(f, 'RETR pub/file')[0]
     got = b''
@@ -403,6 +404,7 @@ def fetch(f, session):
                 break
             got += b
         reused = s.session_reused
+        last[0] = s.session
     except (ssl.SSLError, OSError) as e:
         reused = 'error'
     try:
@@ -421,6 +423,9 @@ print('RESUMED', *fetch(b, first))
 print('OTHER', *fetch(b, c.sock.session))
 print('BACK', *fetch(a, b.sock.session))
 print('A', *fetch(a, a.sock.session))
+from_data = last[0]
+print('CHAIN', *fetch(a, from_data))
+print('CHAINOTHER', *fetch(c, from_data))
 for f in (a, b, c):
     f.quit()
 "#;
@@ -514,6 +519,19 @@ fn control_connection_resumes_with_ticket_key(kind: Kind) {
         assert_eq!(
             line_of(&text, "A "),
             format!("A 226 True {len}"),
+            "{mode}: {text}"
+        );
+        // The session a data connection left (its ticket, stamped as its
+        // control connection's) resumes that control connection's next
+        // data connection, and no other control connection's.
+        assert_eq!(
+            line_of(&text, "CHAIN "),
+            format!("CHAIN 226 True {len}"),
+            "{mode}: {text}"
+        );
+        let other = line_of(&text, "CHAINOTHER ");
+        assert!(
+            other.starts_with("CHAINOTHER 522 ") && other.ends_with(" 0"),
             "{mode}: {text}"
         );
     }

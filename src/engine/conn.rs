@@ -498,7 +498,7 @@ impl<M: Mover, I> Conn<M, I> {
             }
             Action::Transfer { conn, source } => {
                 let protect = life.session.data_protected();
-                match tls_data::for_transfer(protect, life.tls.as_deref()) {
+                match tls_data::for_transfer(protect, life.tls.as_deref(), &source) {
                     Ok(tls) => {
                         life.data.protect(tls);
                         let ip = life.peer.map(|p| p.ip());

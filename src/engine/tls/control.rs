@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
 use super::Token;
-use super::resume::{Seen, Store};
+use super::resume::{Issue, Seen, Store};
 use crate::core::clock::Now;
 use crate::core::session::Session;
 use crate::fs::exec::Real;
@@ -71,14 +71,14 @@ impl ControlTls {
     /// The configuration a data connection of this session starts from:
     /// it resumes only the sessions this control connection issued, or
     /// the one it resumed itself (a client may go on presenting that
-    /// one, as TLS 1.2 clients resuming by session id do), and issues
-    /// none.
-    pub fn for_data(&self) -> Arc<ServerConfig> {
+    /// one, as TLS 1.2 clients resuming by session id do); what it issues
+    /// (`issue`) is stamped as this control connection's.
+    pub fn for_data(&self, issue: Issue) -> Arc<ServerConfig> {
         let mut accept = vec![self.token];
         if let Some(resumed) = self.resumed() {
             accept.push(resumed);
         }
-        self.store.data(&self.config, self.token, accept)
+        self.store.data(&self.config, self.token, accept, issue)
     }
 
     /// The token of the session this control connection resumed.

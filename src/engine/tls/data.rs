@@ -16,7 +16,9 @@ use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
 use super::Sock;
 use super::control::ControlTls;
-use crate::core::session::{TlsFailure, TransferError};
+use super::resume::Issue;
+use crate::core::session::{Source, TlsFailure, TransferError};
+use crate::fs::exec::Real;
 
 /// Plaintext sealed per call: a few records, so a turn moves a bounded
 /// amount and rustls holds little.
@@ -65,18 +67,21 @@ impl DataTls {
         let fail = TransferError::Tls(TlsFailure::Handshake);
         // Bounded: each round reads or writes something, or returns.
         for _ in 0..64 {
-            if !self.flush(sock).map_err(|_| fail_handshake())? {
-                return Ok(Handshake::Write);
-            }
             // The configuration's tickets and cache open only this
             // control connection's sessions (`ControlTls::for_data`):
-            // resumed means resumed from it.
+            // resumed means resumed from it. Checked before anything more
+            // is sent: a handshake that completed without resuming (after
+            // a HelloRetryRequest, which the check below lets by) goes
+            // without the tickets queued at its end.
             if !self.conn.is_handshaking() {
                 if self.conn.handshake_kind() != Some(HandshakeKind::Resumed) {
                     return Err(TransferError::Tls(TlsFailure::NotResumed));
                 }
                 self.verified = true;
                 return Ok(Handshake::Done);
+            }
+            if !self.flush(sock).map_err(|_| fail_handshake())? {
+                return Ok(Handshake::Write);
             }
             match self.conn.read_tls(&mut Sock(sock)) {
                 Ok(0) => return Err(fail),
@@ -234,20 +239,28 @@ impl DataTls {
 }
 
 /// The TLS a transfer's data connection needs: none in clear (PROT C),
-/// else one that must resume `control`'s session. It sends no TLS 1.3
-/// tickets (the client resumes from the control connection's); for an
-/// upload that matters twice: tickets would come after the handshake,
-/// when the client only writes, and a client that closes its socket with
-/// them unread makes its kernel answer with a reset, which throws away
-/// what it had not sent yet (lftp does this).
+/// else one that must resume `control`'s session.
+///
+/// An upload's issues no tickets. TLS 1.3 tickets would come after the
+/// handshake, when the client only writes: a client that closes its
+/// socket with them unread makes its kernel answer with a reset, which
+/// throws away what it had not sent yet (lftp does this; the upload was
+/// then cut short, and rightly refused). A download's does, stamped as
+/// its control connection's: clients that use a ticket once only need
+/// them for the next transfer.
 pub fn for_transfer(
     protect: bool,
     control: Option<&ControlTls>,
+    source: &Source<Real>,
 ) -> Result<Option<Box<DataTls>>, TransferError> {
     if !protect {
         return Ok(None);
     }
-    let config = control.ok_or_else(fail_handshake)?.for_data();
+    let issue = match source {
+        Source::Upload { .. } => Issue::Nothing,
+        _ => Issue::Stamped,
+    };
+    let config = control.ok_or_else(fail_handshake)?.for_data(issue);
     Ok(Some(Box::new(DataTls::new(config)?)))
 }
 

@@ -175,9 +175,7 @@ fn provider() -> CryptoProvider {
 }
 
 /// A server configuration: TLS 1.3 and 1.2 with the provider's suites in
-/// the server's order, tickets for resumption (one TLS 1.3 ticket a
-/// connection: a client resumes from the newest), no client
-/// certificates.
+/// the server's order, tickets for resumption, no client certificates.
 fn build(
     pem: &Pem,
     provider: &Arc<CryptoProvider>,
@@ -201,7 +199,6 @@ fn build(
     config.ticketer = Arc::clone(ticketer);
     config.session_storage = Arc::clone(cache);
     config.ignore_client_order = true;
-    config.send_tls13_tickets = 1;
     Ok(config)
 }
 

@@ -4,10 +4,12 @@
 //! any of them (a client that reconnects saves the full handshake) and
 //! notes whose it was; a data connection resumes only its own control
 //! connection's (RFC 4217 §10: so a third party that races the client to
-//! a passive port cannot complete a transfer), and issues none itself.
-//! Data connections issue nothing so that a handshake there can never
-//! yield a session bound to the control connection: not even one a
-//! stranger gets from a full handshake before it is refused.
+//! a passive port cannot complete a transfer). A download's data
+//! connection issues tickets stamped with its control connection's token
+//! (clients that use a TLS 1.3 ticket only once need them for the next
+//! transfer); it can, because only a handshake that resumed completes
+//! there: one that does not is refused as soon as its ClientHello is
+//! read, before the tickets that come at its end (`data::DataTls`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -57,6 +59,16 @@ impl Seen {
     }
 }
 
+/// Whether a connection issues resumable sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issue {
+    /// Tickets and cached sessions, stamped with its control connection's
+    /// token.
+    Stamped,
+    /// None: an upload's data connection (see `data::for_transfer`).
+    Nothing,
+}
+
 /// What one connection's configuration accepts.
 #[derive(Debug, Clone)]
 enum Accept {
@@ -77,10 +89,6 @@ impl Accept {
             Accept::Only(tokens) => tokens.contains(&token),
         }
     }
-
-    fn issues(&self) -> bool {
-        matches!(self, Accept::Any(_))
-    }
 }
 
 impl Store {
@@ -89,30 +97,47 @@ impl Store {
     /// [`Seen`] says whose session it resumed.
     pub fn control(&self, base: &ServerConfig, token: Token) -> (Arc<ServerConfig>, Arc<Seen>) {
         let seen = Arc::new(Seen::default());
-        let config = self.stamped(base, token, Accept::Any(Arc::clone(&seen)));
+        let config = self.stamped(base, token, Accept::Any(Arc::clone(&seen)), Issue::Stamped);
         (Arc::new(config), seen)
     }
 
     /// A data connection's configuration: resumes only sessions stamped
-    /// with one of `accept`, issues none (no TLS 1.3 tickets, an empty
-    /// TLS 1.2 ticket, nothing cached).
-    pub fn data(&self, base: &ServerConfig, token: Token, accept: Vec<Token>) -> Arc<ServerConfig> {
-        let mut config = self.stamped(base, token, Accept::Only(accept));
-        config.send_tls13_tickets = 0;
+    /// with one of `accept`; issues tickets stamped with `token` if
+    /// `issue`, else none (no TLS 1.3 tickets, an empty TLS 1.2 ticket,
+    /// nothing cached).
+    pub fn data(
+        &self,
+        base: &ServerConfig,
+        token: Token,
+        accept: Vec<Token>,
+        issue: Issue,
+    ) -> Arc<ServerConfig> {
+        let mut config = self.stamped(base, token, Accept::Only(accept), issue);
+        if issue == Issue::Nothing {
+            config.send_tls13_tickets = 0;
+        }
         Arc::new(config)
     }
 
-    fn stamped(&self, base: &ServerConfig, token: Token, accept: Accept) -> ServerConfig {
+    fn stamped(
+        &self,
+        base: &ServerConfig,
+        token: Token,
+        accept: Accept,
+        issue: Issue,
+    ) -> ServerConfig {
         let mut config = base.clone();
         config.ticketer = Arc::new(Tickets {
             inner: Arc::clone(&self.tickets),
             token,
             accept: accept.clone(),
+            issue,
         });
         config.session_storage = Arc::new(Cache {
             inner: Arc::clone(&self.cache),
             token,
             accept,
+            issue,
         });
         config
     }
@@ -153,6 +178,7 @@ struct Tickets {
     inner: Arc<dyn ProducesTickets>,
     token: Token,
     accept: Accept,
+    issue: Issue,
 }
 
 impl ProducesTickets for Tickets {
@@ -165,7 +191,7 @@ impl ProducesTickets for Tickets {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        if !self.accept.issues() {
+        if self.issue == Issue::Nothing {
             return None;
         }
         self.inner
@@ -183,11 +209,12 @@ struct Cache {
     inner: Arc<dyn StoresServerSessions>,
     token: Token,
     accept: Accept,
+    issue: Issue,
 }
 
 impl StoresServerSessions for Cache {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        self.accept.issues() && self.inner.put(key, stamp(&self.token, LIFETIME, &value))
+        self.issue == Issue::Stamped && self.inner.put(key, stamp(&self.token, LIFETIME, &value))
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
@@ -203,7 +230,7 @@ impl StoresServerSessions for Cache {
     }
 
     fn can_cache(&self) -> bool {
-        self.accept.issues() && self.inner.can_cache()
+        self.issue == Issue::Stamped && self.inner.can_cache()
     }
 }
 
@@ -231,16 +258,27 @@ mod tests {
         assert!(a.session_storage.put(b"id".to_vec(), b"v".to_vec()));
         assert_eq!(b.session_storage.get(b"id").unwrap(), b"v");
         // A data connection of b takes a's session only if b resumed it.
-        let only_b = store.data(&base, tb, vec![tb]);
+        let only_b = store.data(&base, tb, vec![tb], Issue::Nothing);
         assert_eq!(only_b.ticketer.decrypt(&ticket), None);
         assert_eq!(only_b.session_storage.get(b"id"), None);
         assert_eq!(only_b.session_storage.take(b"id"), None);
-        let lineage = store.data(&base, tb, vec![tb, ta]);
+        let lineage = store.data(&base, tb, vec![tb, ta], Issue::Stamped);
         assert_eq!(lineage.ticketer.decrypt(&ticket).unwrap(), b"state");
         // b's own tickets open on its data connections.
         let own = b.ticketer.encrypt(b"mine").unwrap();
         assert_eq!(only_b.ticketer.decrypt(&own).unwrap(), b"mine");
-        // Data connections issue nothing: no ticket, no cache entry.
+        // A download's data connection issues tickets stamped with its
+        // control connection's token: they open where b's own do.
+        let from_data = lineage.ticketer.encrypt(b"next").unwrap();
+        assert_eq!(only_b.ticketer.decrypt(&from_data).unwrap(), b"next");
+        assert_eq!(
+            store
+                .data(&base, ta, vec![ta], Issue::Stamped)
+                .ticketer
+                .decrypt(&from_data),
+            None
+        );
+        // An upload's issues nothing: no ticket, no cache entry.
         assert_eq!(only_b.ticketer.encrypt(b"x"), None);
         assert!(!only_b.session_storage.put(b"id2".to_vec(), b"v".to_vec()));
         assert!(!only_b.session_storage.can_cache());
