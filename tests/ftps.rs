@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::server::clean_env;
+use common::server::{DROP_UID, clean_env};
 use common::tools::{Output, require, run};
 use common::tree::{BIG_LEN, big_content, file_content};
 use common::*;
@@ -25,6 +25,9 @@ server_tests!(
     python_ftplib_tls13,
     python_ftplib_tls12,
     data_connection_must_resume,
+    control_connection_resumes_with_ticket_key,
+    control_resumption_without_ticket_key,
+    bad_ticket_key_refused,
     garbage_instead_of_client_hello,
     handshake_abandoned_halfway,
     handshake_never_finished,
@@ -363,6 +366,297 @@ fn data_connection_must_resume(kind: Kind) {
         l.contains("kind=retr") && l.contains("result=tls-not-resumed")
     });
     s.assert_no_crash();
+}
+
+/// A second control connection resumes the first's TLS session; its data
+/// connections resume its own session (or the one it resumed), never
+/// another control connection's. Mode 13: TLS 1.3 tickets; 12: TLS 1.2
+/// tickets; 12id: TLS 1.2 session ids (no tickets).
+const CONTROL_RESUME: &str = r#"
+import ftplib, ssl, sys
+host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+if mode != '13':
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+if mode == '12id':
+    ctx.options |= ssl.OP_NO_TICKET
+def login(session):
+    f = ftplib.FTP_TLS(context=ctx, timeout=20)
+    f.connect(host, port)
+    f.voidcmd('AUTH TLS')
+    f.sock = ctx.wrap_socket(f.sock, server_hostname=host, session=session)
+    f.file = f.sock.makefile('r', encoding=f.encoding)
+    f.login('anonymous', 'x@example.invalid')
+    f.prot_p()
+    f.voidcmd('TYPE I')
+    return f
+last = [None]
+def fetch(f, session):
+    conn = ftplib.FTP.ntransfercmd(f, 'RETR pub/file')[0]
+    got = b''
+    try:
+        s = ctx.wrap_socket(conn, server_hostname=host, session=session)
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        reused = s.session_reused
+        last[0] = s.session
+    except (ssl.SSLError, OSError) as e:
+        reused = 'error'
+    try:
+        reply = f.getresp()
+    except ftplib.Error as e:
+        reply = str(e)
+    return reply[:3], reused, len(got)
+a = login(None)
+print('FIRST', a.sock.session_reused)
+first = a.sock.session
+b = login(first)
+print('SECOND', b.sock.session_reused)
+c = login(None)
+print('OWN', *fetch(b, b.sock.session))
+print('RESUMED', *fetch(b, first))
+print('OTHER', *fetch(b, c.sock.session))
+print('BACK', *fetch(a, b.sock.session))
+print('A', *fetch(a, a.sock.session))
+from_data = last[0]
+print('CHAIN', *fetch(a, from_data))
+print('CHAINOTHER', *fetch(c, from_data))
+for f in (a, b, c):
+    f.quit()
+"#;
+
+/// A ticket key file: 48 random bytes, mode 600, owned by whoever reads it.
+fn ticket_key(t: &Tree, kind: Kind, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = t.base.join(name);
+    use std::io::Read;
+    let mut key = [0u8; 48];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut key)
+        .unwrap();
+    std::fs::write(&path, key).unwrap();
+    std::fs::set_permissions(&path, PermissionsExt::from_mode(0o600)).unwrap();
+    if kind == Kind::FtpdSetpriv && is_root() {
+        std::os::unix::fs::chown(&path, Some(DROP_UID), Some(DROP_UID)).unwrap();
+    }
+    path
+}
+
+fn control_resume_run(s: &Server, home: &Path, fam: Family, mode: &str) -> String {
+    let a = s.addr(fam);
+    let mut c = client_cmd("python3", home);
+    c.arg("-c")
+        .arg(CONTROL_RESUME)
+        .arg(a.ip().to_string())
+        .arg(a.port().to_string())
+        .arg(mode);
+    let o = run(c, LIMIT);
+    o.assert_success("python3 control resumption");
+    o.stdout_text()
+}
+
+fn line_of(text: &str, what: &str) -> String {
+    text.lines()
+        .find(|l| l.starts_with(what))
+        .unwrap_or_else(|| panic!("no {what} in {text}"))
+        .to_string()
+}
+
+fn control_connection_resumes_with_ticket_key(kind: Kind) {
+    require("python3", "python3");
+    let t = Tree::new();
+    let key = ticket_key(&t, kind, "ticket.key");
+    let mut opts = tls_opts(&t, "optional");
+    opts.args.extend([
+        "--tls-ticket-key".to_owned(),
+        key.to_str().unwrap().to_owned(),
+    ]);
+    let s = Server::start(kind, &t, opts);
+    let home = t.scratch("home");
+    let len = file_content().len();
+    let mut runs = vec![(Family::V4, "13"), (Family::V6, "12")];
+    if kind.is_supervisor() {
+        // Session ids live in the process's memory: not across ftpds.
+        runs.push((Family::V4, "12id"));
+    }
+    for (fam, mode) in runs {
+        let text = control_resume_run(&s, &home, fam, mode);
+        assert_eq!(line_of(&text, "FIRST "), "FIRST False", "{mode}: {text}");
+        assert_eq!(line_of(&text, "SECOND "), "SECOND True", "{mode}: {text}");
+        assert_eq!(
+            line_of(&text, "OWN "),
+            format!("OWN 226 True {len}"),
+            "{mode}: {text}"
+        );
+        assert_eq!(
+            line_of(&text, "RESUMED "),
+            format!("RESUMED 226 True {len}"),
+            "{mode}: {text}"
+        );
+        // Another control connection's session: refused, no data.
+        let other = line_of(&text, "OTHER ");
+        assert!(
+            other.starts_with("OTHER 522 ") && other.ends_with(" 0"),
+            "{mode}: {text}"
+        );
+        // b's session on a's data connection: b's own tickets are not
+        // a's; by session id b holds a's very session, which is a's own.
+        let back = line_of(&text, "BACK ");
+        if mode == "12id" {
+            assert_eq!(back, format!("BACK 226 True {len}"), "{mode}: {text}");
+        } else {
+            assert!(
+                back.starts_with("BACK 522 ") && back.ends_with(" 0"),
+                "{mode}: {text}"
+            );
+        }
+        assert_eq!(
+            line_of(&text, "A "),
+            format!("A 226 True {len}"),
+            "{mode}: {text}"
+        );
+        // The session a data connection left (its ticket, stamped as its
+        // control connection's) resumes that control connection's next
+        // data connection, and no other control connection's.
+        assert_eq!(
+            line_of(&text, "CHAIN "),
+            format!("CHAIN 226 True {len}"),
+            "{mode}: {text}"
+        );
+        let other = line_of(&text, "CHAINOTHER ");
+        assert!(
+            other.starts_with("CHAINOTHER 522 ") && other.ends_with(" 0"),
+            "{mode}: {text}"
+        );
+    }
+    s.wait_log_line("a refused data connection", |l| {
+        l.contains("kind=retr") && l.contains("result=tls-not-resumed")
+    });
+    s.assert_no_crash();
+}
+
+/// Without --tls-ticket-key the supervisor's control connections resume
+/// each other's sessions (its keys are in its memory); ftpd's do not
+/// (each process has keys of its own), as before.
+fn control_resumption_without_ticket_key(kind: Kind) {
+    require("python3", "python3");
+    let (t, s) = start(kind, "optional", Opts::new());
+    let home = t.scratch("home");
+    let text = control_resume_run(&s, &home, Family::V4, "13");
+    let want = if kind.is_supervisor() {
+        "True"
+    } else {
+        "False"
+    };
+    assert_eq!(
+        line_of(&text, "SECOND "),
+        format!("SECOND {want}"),
+        "{text}"
+    );
+    let len = file_content().len();
+    assert_eq!(
+        line_of(&text, "OWN "),
+        format!("OWN 226 True {len}"),
+        "{text}"
+    );
+    let other = line_of(&text, "OTHER ");
+    assert!(
+        other.starts_with("OTHER 522 ") && other.ends_with(" 0"),
+        "{text}"
+    );
+    s.assert_no_crash();
+}
+
+/// A ticket key file others may read, or too short, is refused: exit
+/// 100, saying why, before any session.
+fn bad_ticket_key_refused(kind: Kind) {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Tree::new();
+    let loose = ticket_key(&t, kind, "loose.key");
+    std::fs::set_permissions(&loose, PermissionsExt::from_mode(0o644)).unwrap();
+    let short = t.base.join("short.key");
+    std::fs::write(&short, [1u8; 16]).unwrap();
+    std::fs::set_permissions(&short, PermissionsExt::from_mode(0o600)).unwrap();
+    if kind == Kind::FtpdSetpriv && is_root() {
+        std::os::unix::fs::chown(&short, Some(DROP_UID), Some(DROP_UID)).unwrap();
+    }
+    for (key, why) in [(&loose, "open to others"), (&short, "at least 32")] {
+        let mut opts = tls_opts(&t, "optional");
+        opts.args.extend([
+            "--tls-ticket-key".to_owned(),
+            key.to_str().unwrap().to_owned(),
+        ]);
+        let (code, err) = run_to_exit(kind, &t, &opts);
+        assert_eq!(code, Some(100), "{}: {err}", key.display());
+        assert!(err.contains(why), "{}: {err}", key.display());
+    }
+}
+
+/// Runs the program with `opts` (ftpd with its standard input a
+/// connected socket) until it exits: its exit code and what it said.
+fn run_to_exit(kind: Kind, t: &Tree, opts: &Opts) -> (Option<i32>, String) {
+    use std::process::Stdio;
+    let mut cmd = if kind.is_supervisor() {
+        let mut c = Command::new(common::server::supervisor_path().unwrap());
+        clean_env(&mut c);
+        if is_root() {
+            c.env("UID", DROP_UID.to_string())
+                .env("GID", common::server::DROP_GID.to_string());
+        }
+        c.args(["--listen", "127.0.0.1:0"])
+            .args(&opts.args)
+            .arg(&t.root);
+        c
+    } else {
+        common::server::ftpd_command(kind, opts, &t.root)
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let stdin: Stdio = if kind.is_supervisor() {
+        Stdio::null()
+    } else {
+        std::os::fd::OwnedFd::from(conn.try_clone().unwrap()).into()
+    };
+    let stdout: Stdio = if kind.is_supervisor() {
+        Stdio::null()
+    } else {
+        std::os::fd::OwnedFd::from(conn).into()
+    };
+    let mut child = cmd
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running with a bad ticket key");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(client);
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), err)
 }
 
 /// AUTH TLS on a raw connection.
@@ -726,6 +1020,70 @@ fn implicit_tls_behind_proxy(kind: Kind) {
     s.assert_no_crash();
 }
 
+/// Holds one implicit TLS session: prints the greeting, then waits for
+/// its standard input to close.
+const HOLD: &str = r#"
+import socket, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((host, port), timeout=20), server_hostname=host)
+print(s.recv(1024).decode().strip(), flush=True)
+sys.stdin.read()
+"#;
+
+/// Over the session limit under --tls implicit, a client is closed
+/// without a word (no 421 in clear where it expects a ServerHello): curl
+/// fails at once with a connection error, not a TLS one about garbage,
+/// and the server goes on serving.
+fn implicit_refusal_is_silent(kind: Kind) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    require("python3", "python3");
+    let (t, s) = start(kind, "implicit", Opts::new().arg("--max-sessions").arg("1"));
+    let home = t.scratch("home");
+    let a = s.addr(Family::V4);
+    let mut hold = client_cmd("python3", &home);
+    hold.arg("-c")
+        .arg(HOLD)
+        .arg(a.ip().to_string())
+        .arg(a.port().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut holder = hold.spawn().unwrap();
+    let mut greeting = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut greeting)
+        .unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let url = format!("ftps://{}:{}/pub/file", host(a), a.port());
+    let o = curl(&home, &[&url]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    // 35: the TLS connect failed; 56: receiving failed (reset). Not 28,
+    // a timeout, and no complaint about what the server sent.
+    let code = o.status.code();
+    assert!(matches!(code, Some(35 | 56 | 7)), "{code:?}: {err}");
+    assert!(!err.contains("wrong version"), "{err}");
+    assert!(!err.contains("packet length"), "{err}");
+    s.wait_log_line("the refusal", |l| l.contains("reason=max-sessions"));
+    // The held session ends; the next client is served.
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    let mut served = false;
+    for _ in 0..50 {
+        let o = curl(&home, &[&url]);
+        if o.status.success() {
+            assert!(o.stdout == file_content());
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served, "not served after the held session ended");
+    s.assert_no_crash();
+}
+
 mod supervisor_only {
     use super::*;
 
@@ -747,6 +1105,16 @@ mod supervisor_only {
     #[test]
     fn implicit_tls_behind_proxy_uring() {
         implicit_tls_behind_proxy(Kind::SupervisorUring);
+    }
+
+    #[test]
+    fn implicit_refusal_is_silent_epoll() {
+        implicit_refusal_is_silent(Kind::Supervisor);
+    }
+
+    #[test]
+    fn implicit_refusal_is_silent_uring() {
+        implicit_refusal_is_silent(Kind::SupervisorUring);
     }
 
     #[test]

@@ -482,7 +482,7 @@ impl<M: Mover, I> Conn<M, I> {
             Action::Close => self.start_closing(core, b""),
             Action::StartTls { early } => {
                 let started = core.tls().map(|t| match t.token() {
-                    Some(token) => ControlTls::new(t.session_config(token), token),
+                    Some(token) => ControlTls::new(&t.config(), t.store(), token),
                     None => Err("the system's random generator failed".to_owned()),
                 });
                 match started {

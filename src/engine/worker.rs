@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use crate::core::admission::{Backoff, PassivePermit, Permit, Refusal};
 use crate::core::clock::Now;
+use crate::core::config::TlsPolicy;
 use crate::core::rate::{Direction, Limiter};
 use crate::core::session::{Endpoints, Session};
 use crate::core::session::{FsAnswer, FsRequest, Record, Tree};
@@ -471,8 +472,15 @@ impl Admission {
         why: Refusal,
     ) {
         // A fresh socket's send buffer is empty: one non-blocking write.
-        let mut w = stream;
-        let _ = w.write(why.reply());
+        // Not under implicit TLS: the client waits for a ServerHello, and
+        // clear bytes would show as a TLS error ("wrong version number").
+        // It is closed without a word rather than told 421 inside TLS: a
+        // handshake per refusal would spend the CPU and descriptors the
+        // limits protect, at the moment they are short (README, FTPS).
+        if ctx.config.get().tls != TlsPolicy::Implicit {
+            let mut w = stream;
+            let _ = w.write(why.reply());
+        }
         if let Some(s) = &ctx.stats {
             s.refused(why);
         }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::core::clock::Now;
 use crate::core::rate::RateLimits;
 use crate::core::session::Session;
+use crate::engine::tls::keys::Sessions;
 use crate::engine::{net, poll, proxy};
 use crate::fs::Root;
 use crate::log::Logger;
@@ -102,7 +103,7 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     }
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
-        Some(files) => Some(crate::setup::tls::load(files)?),
+        Some(files) => Some(crate::setup::tls::load(files, Sessions::One)?),
         None => None,
     };
 

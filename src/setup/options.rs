@@ -107,6 +107,9 @@ pub struct TlsFiles {
     /// The key: `--tls-key`, else the certificate file (one PEM file may
     /// hold both).
     pub key: PathBuf,
+    /// `--tls-ticket-key` files (the first seals new tickets); none: keys
+    /// of the process's own.
+    pub ticket_keys: Vec<PathBuf>,
 }
 
 /// The session options as given, before the defaults fill the gaps
@@ -135,6 +138,7 @@ pub struct Given {
     pub vhosts: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_ticket_key: Vec<PathBuf>,
     pub tls: Option<TlsPolicy>,
     pub max_rate: Option<Rate>,
 }
@@ -202,10 +206,14 @@ impl TryFrom<Given> for SessionArgs {
         if g.tls_key.is_some() && g.tls_cert.is_none() {
             return Err(Fail::usage("--tls-key needs --tls-cert FILE"));
         }
+        if !g.tls_ticket_key.is_empty() && g.tls_cert.is_none() {
+            return Err(Fail::usage("--tls-ticket-key needs --tls-cert FILE"));
+        }
         let tls = match g.tls_cert {
             Some(cert) if policy.enabled() => Some(TlsFiles {
                 key: g.tls_key.unwrap_or_else(|| cert.clone()),
                 cert,
+                ticket_keys: g.tls_ticket_key,
             }),
             _ => None,
         };
@@ -454,6 +462,12 @@ macro_rules! with_session_options {
             /// --tls-cert file), read before the chroot
             #[argh(option, arg_name = "FILE")]
             pub tls_key: Option<std::path::PathBuf>,
+            /// FTPS: seal session tickets with the key in FILE (at least
+            /// 32 random bytes, mode 600, read before the chroot), so that
+            /// processes sharing it resume each other's sessions; again
+            /// for an older key that still opens tickets (a rotation)
+            #[argh(option, arg_name = "FILE")]
+            pub tls_ticket_key: Vec<std::path::PathBuf>,
             /// FTPS: off, optional (AUTH TLS offered; the default with a
             /// certificate), required (no login or transfer in clear) or
             /// implicit (TLS from the first byte, as on port 990)
@@ -508,6 +522,7 @@ macro_rules! with_session_options {
                     upload_hook_max: self.upload_hook_max,
                     tls_cert: self.tls_cert.clone(),
                     tls_key: self.tls_key.clone(),
+                    tls_ticket_key: self.tls_ticket_key.clone(),
                     tls: self.tls,
                     max_rate: self.max_rate,
                 }
@@ -783,6 +798,7 @@ mod tests {
                 "--upload-hook-max",
                 "--tls-cert",
                 "--tls-key",
+                "--tls-ticket-key",
                 "--tls",
                 "--max-rate",
             ]
@@ -877,7 +893,8 @@ mod tests {
             s.tls,
             Some(TlsFiles {
                 cert: "/c.pem".into(),
-                key: "/c.pem".into()
+                key: "/c.pem".into(),
+                ticket_keys: Vec::new(),
             })
         );
         let s = session(&["--tls-cert", "/c", "--tls-key", "/k", "--tls", "required"]).unwrap();
@@ -894,6 +911,20 @@ mod tests {
         );
         assert!(error(&["--tls", "required"]).contains("--tls-cert"));
         assert!(error(&["--tls-key", "/k"]).contains("--tls-cert"));
+        assert!(error(&["--tls-ticket-key", "/t"]).contains("--tls-cert"));
+        let s = session(&[
+            "--tls-cert",
+            "/c",
+            "--tls-ticket-key",
+            "/new",
+            "--tls-ticket-key",
+            "/old",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.tls.unwrap().ticket_keys,
+            [PathBuf::from("/new"), PathBuf::from("/old")]
+        );
         assert!(error(&["--tls", "yes", "--tls-cert", "/c"]).contains("want off, optional"));
     }
 

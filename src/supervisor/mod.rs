@@ -137,7 +137,10 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
 
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
-        Some(files) => Some(Arc::new(crate::setup::tls::load(files)?)),
+        Some(files) => Some(Arc::new(crate::setup::tls::load(
+            files,
+            crate::engine::tls::keys::Sessions::Many,
+        )?)),
         None => None,
     };
     let ktls = tls.as_ref().map(|_| crate::engine::tls::ktls::probe());

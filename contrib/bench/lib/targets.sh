@@ -184,6 +184,7 @@ start_target() {
 		OPS_CONTROL=$RUN/control-$STARTS
 		extra=(--metrics "$OPS_METRICS" --control "$OPS_CONTROL" --max-rate-total 100G
 			--max-rate-per-ip 100G) ;;
+	*-keyed-tls) extra=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" --tls-ticket-key "$TLS_TICKET_KEY") ;;
 	*-tls) extra=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY") ;;
 	esac
 	local sup=(--user "$FTPUSER" --max-sessions 20000 --max-per-ip 0
@@ -207,7 +208,7 @@ start_target() {
 		launch "$t" "$BENCH/lib/balanced" "$HAPROXY_CFG" \
 			"$n1,10000-14999" "$n2,15000-19999" -- \
 			"$s" --engine "${t##*-}" --proxy-protocol --proxy-from 127.0.0.1/32 "${sup[@]}" ;;
-	ftpd-tcpserver | ftpd-tcpserver-tls)
+	ftpd-tcpserver | ftpd-tcpserver-tls | ftpd-tcpserver-keyed-tls)
 		# publicfile's set-up: envuidgid's $UID/$GID, ftpd chroots and drops.
 		launch "$t" env UID="$FTP_UID" GID="$FTP_GID" "${tcps[@]}" "$IP" "$PORT" \
 			"$AFTPD_BIN/ftpd" --timeout 600 "${extra[@]}" "${UPLOAD_ARGS[@]}" "$root" ;;

@@ -6,7 +6,7 @@ import ftps_idle
 from common import TLS_PEERS, cell, fail_text, failures, fmt, marked, med, of, stat, targets_in
 
 TITLE = "FTPS: bulk RETR over PROT P and TLS sessions, against vsftpd and pure-ftpd"
-OURS = ["supervisor-epoll-tls", "supervisor-uring-tls", "ftpd-tcpserver-tls"]
+OURS = ["supervisor-epoll-tls", "supervisor-uring-tls", "ftpd-tcpserver-tls", "ftpd-tcpserver-keyed-tls"]
 
 
 def section(recs, rep):

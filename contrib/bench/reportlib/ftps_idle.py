@@ -6,7 +6,7 @@ peer."""
 import idle
 from common import TLS_PEERS, cell, fmt, of
 
-OURS = ["supervisor-epoll-tls", "supervisor-uring-tls", "ftpd-tcpserver-tls"]
+OURS = ["supervisor-epoll-tls", "supervisor-uring-tls", "ftpd-tcpserver-tls", "ftpd-tcpserver-keyed-tls"]
 
 
 def section(recs, targets, rep):

@@ -9,10 +9,11 @@
 # client thread's control connection resuming its previous session; and
 # memory per idle TLS-protected logged-in session at K=1,000 and 10,000
 # (AUTH TLS, PBSZ 0, PROT P, USER, PASS, then idle), measured as the idle
-# scenario measures clear-text sessions.
+# scenario measures clear-text sessions. ftpd-tcpserver-keyed-tls is ftpd
+# with --tls-ticket-key: its processes resume each other's sessions.
 
 ftps_about="FTPS: bulk RETR over PROT P (MB/s, server CPU per GiB), TLS sessions/s at c=32 (full handshakes, resumed), memory per idle TLS session, against vsftpd and pure-ftpd"
-ftps_targets=(supervisor-epoll-tls supervisor-uring-tls ftpd-tcpserver-tls vsftpd-tls pure-ftpd-tls)
+ftps_targets=(supervisor-epoll-tls supervisor-uring-tls ftpd-tcpserver-tls ftpd-tcpserver-keyed-tls vsftpd-tls pure-ftpd-tls)
 
 ftps_setup() {
 	apt_need openssl openssl
@@ -24,6 +25,10 @@ ftps_setup() {
 	(umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 		-days 7 -subj /CN=localhost -keyout "$TLS_KEY" -out "$TLS_CERT" 2>>"$LOGS/openssl.log") ||
 		die "openssl could not make a certificate (see $LOGS/openssl.log)"
+	# ftpd-tcpserver-keyed-tls: ftpd processes share this ticket key, so
+	# control connections resume across processes.
+	TLS_TICKET_KEY=$RUN/tls/ticket.key
+	(umask 077 && head -c 48 /dev/urandom >"$TLS_TICKET_KEY")
 }
 
 ftps_run() {

@@ -9,9 +9,10 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
 use super::Token;
+use super::resume::{Issue, Seen, Store};
 use crate::core::clock::Now;
 use crate::core::session::Session;
 use crate::fs::exec::Real;
@@ -32,7 +33,10 @@ pub enum Input {
 pub struct ControlTls {
     conn: Box<ServerConnection>,
     config: Arc<ServerConfig>,
+    store: Store,
     token: Token,
+    /// Whose session the handshake resumed, if it did.
+    seen: Arc<Seen>,
     /// Ciphertext to write, from `at`.
     out: Vec<u8>,
     at: usize,
@@ -44,15 +48,19 @@ pub struct ControlTls {
 }
 
 impl ControlTls {
-    /// TLS for a control connection, with `config`; `token` goes into the
-    /// tickets its data connections must resume.
-    pub fn new(config: Arc<ServerConfig>, token: Token) -> Result<ControlTls, String> {
-        let mut conn = ServerConnection::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
-        conn.set_resumption_data(&token);
+    /// TLS for a control connection, from the server's `base`
+    /// configuration and `store`: it resumes any session of the server's
+    /// (a client that reconnects), and `token` stamps the sessions it
+    /// issues, which its data connections must resume.
+    pub fn new(base: &ServerConfig, store: Store, token: Token) -> Result<ControlTls, String> {
+        let (config, seen) = store.control(base, token);
+        let conn = ServerConnection::new(Arc::clone(&config)).map_err(|e| e.to_string())?;
         Ok(ControlTls {
             conn: Box::new(conn),
             config,
+            store,
             token,
+            seen,
             out: Vec::new(),
             at: 0,
             sealed: 0,
@@ -60,10 +68,25 @@ impl ControlTls {
         })
     }
 
-    /// The configuration and token a data connection of this session
-    /// starts from.
-    pub fn for_data(&self) -> (Arc<ServerConfig>, Token) {
-        (Arc::clone(&self.config), self.token)
+    /// The configuration a data connection of this session starts from:
+    /// it resumes only the sessions this control connection issued, or
+    /// the one it resumed itself (a client may go on presenting that
+    /// one, as TLS 1.2 clients resuming by session id do); what it issues
+    /// (`issue`) is stamped as this control connection's.
+    pub fn for_data(&self, issue: Issue) -> Arc<ServerConfig> {
+        let mut accept = vec![self.token];
+        if let Some(resumed) = self.resumed() {
+            accept.push(resumed);
+        }
+        self.store.data(&self.config, self.token, accept, issue)
+    }
+
+    /// The token of the session this control connection resumed.
+    pub fn resumed(&self) -> Option<Token> {
+        match self.conn.handshake_kind() {
+            Some(HandshakeKind::Resumed) => self.seen.get(),
+            _ => None,
+        }
     }
 
     pub fn is_handshaking(&self) -> bool {

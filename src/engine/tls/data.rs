@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
+use super::Sock;
 use super::control::ControlTls;
-use super::{Sock, Token};
+use super::resume::Issue;
 use crate::core::session::{Source, TlsFailure, TransferError};
 use crate::fs::exec::Real;
 
@@ -36,7 +37,6 @@ pub enum Handshake {
 
 pub struct DataTls {
     conn: Box<ServerConnection>,
-    token: Token,
     /// The handshake is done and resumed the control connection's session.
     verified: bool,
     /// close_notify queued.
@@ -44,24 +44,22 @@ pub struct DataTls {
 }
 
 impl DataTls {
-    pub fn new(config: Arc<ServerConfig>, token: Token) -> Result<DataTls, TransferError> {
-        let mut conn =
+    /// TLS for a data connection, with the configuration its control
+    /// connection gives it ([`ControlTls::for_data`]).
+    pub fn new(config: Arc<ServerConfig>) -> Result<DataTls, TransferError> {
+        let conn =
             ServerConnection::new(config).map_err(|_| TransferError::Tls(TlsFailure::Handshake))?;
-        // Tickets this connection issues (downloads and listings) bind
-        // to the same control connection: a client may resume from them
-        // next time.
-        conn.set_resumption_data(&token);
         Ok(DataTls {
             conn: Box::new(conn),
-            token,
             verified: false,
             closing: false,
         })
     }
 
     /// Drives the handshake as far as the socket allows. A handshake that
-    /// completes without resuming the control connection's session (its
-    /// token in the ticket) is refused.
+    /// does not resume the control connection's session is refused as
+    /// soon as the server knows it will not (its ClientHello read),
+    /// before any work for a stranger.
     pub fn handshake(&mut self, sock: &TcpStream) -> Result<Handshake, TransferError> {
         if self.verified {
             return Ok(Handshake::Done);
@@ -69,23 +67,21 @@ impl DataTls {
         let fail = TransferError::Tls(TlsFailure::Handshake);
         // Bounded: each round reads or writes something, or returns.
         for _ in 0..64 {
-            if !self.flush(sock).map_err(|_| fail_handshake())? {
-                return Ok(Handshake::Write);
-            }
+            // The configuration's tickets and cache open only this
+            // control connection's sessions (`ControlTls::for_data`):
+            // resumed means resumed from it. Checked before anything more
+            // is sent: a handshake that completed without resuming (after
+            // a HelloRetryRequest, which the check below lets by) goes
+            // without the tickets queued at its end.
             if !self.conn.is_handshaking() {
-                // The configuration's tickets and cache are this control
-                // connection's own (`ServerTls::session_config`): resumed
-                // means resumed from it. TLS 1.3 says so twice.
-                let resumed = self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
-                    && self
-                        .conn
-                        .received_resumption_data()
-                        .is_none_or(|d| d == &self.token[..]);
-                if !resumed {
+                if self.conn.handshake_kind() != Some(HandshakeKind::Resumed) {
                     return Err(TransferError::Tls(TlsFailure::NotResumed));
                 }
                 self.verified = true;
                 return Ok(Handshake::Done);
+            }
+            if !self.flush(sock).map_err(|_| fail_handshake())? {
+                return Ok(Handshake::Write);
             }
             match self.conn.read_tls(&mut Sock(sock)) {
                 Ok(0) => return Err(fail),
@@ -98,6 +94,10 @@ impl DataTls {
                 // The alert goes out if the socket takes it.
                 let _ = self.flush(sock);
                 return Err(fail);
+            }
+            // Not resuming: refused before the server's reply goes out.
+            if self.conn.handshake_kind() == Some(HandshakeKind::Full) {
+                return Err(TransferError::Tls(TlsFailure::NotResumed));
             }
         }
         Ok(Handshake::Write)
@@ -241,12 +241,13 @@ impl DataTls {
 /// The TLS a transfer's data connection needs: none in clear (PROT C),
 /// else one that must resume `control`'s session.
 ///
-/// An upload's sends no TLS 1.3 tickets. They would come after the
+/// An upload's issues no tickets. TLS 1.3 tickets would come after the
 /// handshake, when the client only writes: a client that closes its
 /// socket with them unread makes its kernel answer with a reset, which
 /// throws away what it had not sent yet (lftp does this; the upload was
-/// then cut short, and rightly refused). The client resumes from the
-/// control connection's tickets anyway.
+/// then cut short, and rightly refused). A download's does, stamped as
+/// its control connection's: clients that use a ticket once only need
+/// them for the next transfer.
 pub fn for_transfer(
     protect: bool,
     control: Option<&ControlTls>,
@@ -255,13 +256,12 @@ pub fn for_transfer(
     if !protect {
         return Ok(None);
     }
-    let (mut config, token) = control.ok_or_else(fail_handshake)?.for_data();
-    if matches!(source, Source::Upload { .. }) {
-        let mut quiet = (*config).clone();
-        quiet.send_tls13_tickets = 0;
-        config = Arc::new(quiet);
-    }
-    Ok(Some(Box::new(DataTls::new(config, token)?)))
+    let issue = match source {
+        Source::Upload { .. } => Issue::Nothing,
+        _ => Issue::Stamped,
+    };
+    let config = control.ok_or_else(fail_handshake)?.for_data(issue);
+    Ok(Some(Box::new(DataTls::new(config)?)))
 }
 
 fn fail_handshake() -> TransferError {

@@ -4,7 +4,8 @@
 //! configuration whole, for new TLS sessions, while sessions in progress
 //! keep the one they started with. Tickets and the session cache outlive
 //! a reload, so a data connection still resumes its control connection's
-//! session across one.
+//! session across one; which connection may resume which session is
+//! [`super::resume`]'s business.
 
 use std::io::{self, Read};
 use std::sync::{Arc, RwLock};
@@ -13,9 +14,11 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
-use rustls::{ServerConfig, version};
+use rustls::{CipherSuite, ServerConfig, version};
 
 use super::Token;
+use super::resume::Store;
+use super::ticketkey::FileTickets;
 use crate::setup::options::TlsFiles;
 
 /// The largest certificate chain or key file read: far more than any
@@ -23,8 +26,24 @@ use crate::setup::options::TlsFiles;
 const MAX_PEM: u64 = 1 << 20;
 
 /// TLS 1.2 sessions remembered by id, for clients that resume without
-/// tickets (TLS 1.3 and ticket-using clients cost the server nothing).
-const SESSION_CACHE: usize = 4096;
+/// tickets (TLS 1.3 and ticket-using clients cost the server nothing):
+/// as many as a process serving many sessions needs, or one serving a
+/// single session (ftpd: its control connection and its data
+/// connections; the table is allocated whole, 400 KiB for 4,096).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    Many,
+    One,
+}
+
+impl Sessions {
+    fn cache(self) -> usize {
+        match self {
+            Sessions::Many => 4096,
+            Sessions::One => 16,
+        }
+    }
+}
 
 /// The contents of the certificate and key files.
 #[derive(Clone)]
@@ -75,12 +94,21 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// The configuration for this certificate and key; the error says
-    /// what is wrong with them.
-    pub fn new(pem: &Pem) -> Result<ServerTls, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let ticketer = rustls::crypto::ring::Ticketer::new()
-            .map_err(|e| format!("cannot make TLS tickets: {e}"))?;
-        let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(SESSION_CACHE);
+    /// what is wrong with them. Tickets are sealed with `tickets`, keys
+    /// read from files, else with keys of this process's own (rotated
+    /// every few hours).
+    pub fn new(
+        pem: &Pem,
+        tickets: Option<FileTickets>,
+        sessions: Sessions,
+    ) -> Result<ServerTls, String> {
+        let provider = Arc::new(provider());
+        let ticketer: Arc<dyn ProducesTickets> = match tickets {
+            Some(t) => Arc::new(t),
+            None => rustls::crypto::ring::Ticketer::new()
+                .map_err(|e| format!("cannot make TLS tickets: {e}"))?,
+        };
+        let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(sessions.cache());
         let config = build(pem, &provider, &ticketer, &cache)?;
         Ok(ServerTls {
             current: RwLock::new(Arc::new(config)),
@@ -109,22 +137,13 @@ impl ServerTls {
         Ok(())
     }
 
-    /// The configuration of one control connection and its data
-    /// connections: the server's, with tickets and cached sessions bound
-    /// to `token`, so that a data connection can resume this control
-    /// connection's TLS session and no other (TLS 1.2 session ids and
-    /// tickets, TLS 1.3 tickets alike).
-    pub fn session_config(&self, token: Token) -> Arc<ServerConfig> {
-        let mut config = (*self.config()).clone();
-        config.ticketer = Arc::new(BoundTickets {
-            inner: Arc::clone(&self.ticketer),
-            token,
-        });
-        config.session_storage = Arc::new(BoundCache {
-            inner: Arc::clone(&self.cache),
-            token,
-        });
-        Arc::new(config)
+    /// The server's tickets and session cache, which each connection
+    /// sees through its own stamp ([`super::resume`]).
+    pub fn store(&self) -> Store {
+        Store {
+            tickets: Arc::clone(&self.ticketer),
+            cache: Arc::clone(&self.cache),
+        }
     }
 
     /// A fresh random token for a control connection; `None` when the
@@ -136,71 +155,27 @@ impl ServerTls {
     }
 }
 
-/// The server's tickets, carrying a control connection's token: one
-/// that does not carry it is not accepted.
-#[derive(Debug)]
-struct BoundTickets {
-    inner: Arc<dyn ProducesTickets>,
-    token: Token,
+/// The *ring* provider with its suites (AEAD only, ECDHE only: no CBC,
+/// no RSA key exchange), AES-128-GCM first. The server's order decides
+/// ([`build`]): AES-128-GCM with SHA-256 costs less a handshake than the
+/// clients' usual first choice, AES-256-GCM with SHA-384 (SHA-256 has the
+/// CPU's instructions, SHA-384 not; ten AES rounds, not fourteen), and
+/// both are TLS 1.3's own; ChaCha20 stays for clients without AES.
+fn provider() -> CryptoProvider {
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            CipherSuite::TLS13_AES_128_GCM_SHA256
+                | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    p
 }
 
-impl ProducesTickets for BoundTickets {
-    fn enabled(&self) -> bool {
-        self.inner.enabled()
-    }
-
-    fn lifetime(&self) -> u32 {
-        self.inner.lifetime()
-    }
-
-    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let mut bound = Vec::with_capacity(self.token.len() + plain.len());
-        bound.extend_from_slice(&self.token);
-        bound.extend_from_slice(plain);
-        self.inner.encrypt(&bound)
-    }
-
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        let plain = self.inner.decrypt(cipher)?;
-        plain.strip_prefix(&self.token[..]).map(<[u8]>::to_vec)
-    }
-}
-
-/// The server's session cache, seen through a control connection's
-/// token: its entries are its own.
-#[derive(Debug)]
-struct BoundCache {
-    inner: Arc<dyn StoresServerSessions>,
-    token: Token,
-}
-
-impl BoundCache {
-    fn key(&self, key: &[u8]) -> Vec<u8> {
-        [&self.token[..], key].concat()
-    }
-}
-
-impl StoresServerSessions for BoundCache {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        self.inner.put(self.key(&key), value)
-    }
-
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.get(&self.key(key))
-    }
-
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.inner.take(&self.key(key))
-    }
-
-    fn can_cache(&self) -> bool {
-        self.inner.can_cache()
-    }
-}
-
-/// A server configuration: TLS 1.3 and 1.2 with the provider's default
-/// suites (AEAD only, ECDHE only: no CBC, no RSA key exchange), tickets
-/// for resumption, no client certificates.
+/// A server configuration: TLS 1.3 and 1.2 with the provider's suites in
+/// the server's order, tickets for resumption, no client certificates.
 fn build(
     pem: &Pem,
     provider: &Arc<CryptoProvider>,
@@ -223,6 +198,7 @@ fn build(
         .map_err(|e| format!("certificate and key: {e}"))?;
     config.ticketer = Arc::clone(ticketer);
     config.session_storage = Arc::clone(cache);
+    config.ignore_client_order = true;
     Ok(config)
 }
 
@@ -246,21 +222,21 @@ pub(crate) mod tests {
     #[test]
     fn good_and_bad_files() {
         let pem = self_signed();
-        let tls = ServerTls::new(&pem).unwrap();
+        let tls = ServerTls::new(&pem, None, Sessions::Many).unwrap();
         assert_ne!(tls.token().unwrap(), tls.token().unwrap());
         let other = self_signed();
         let mismatched = Pem {
             cert: pem.cert.clone(),
             key: other.key.clone(),
         };
-        assert!(ServerTls::new(&mismatched).is_err());
+        assert!(ServerTls::new(&mismatched, None, Sessions::Many).is_err());
         assert!(tls.reload(&mismatched).is_err());
         let empty = Pem {
             cert: Vec::new(),
             key: pem.key.clone(),
         };
         assert!(
-            ServerTls::new(&empty)
+            ServerTls::new(&empty, None, Sessions::Many)
                 .unwrap_err()
                 .contains("no certificate")
         );
@@ -268,18 +244,11 @@ pub(crate) mod tests {
             cert: pem.cert.clone(),
             key: b"junk".to_vec(),
         };
-        assert!(ServerTls::new(&nokey).unwrap_err().contains("key file"));
-        // Tickets of one control connection are not another's.
-        let (a, b) = (
-            tls.session_config(tls.token().unwrap()),
-            tls.session_config(tls.token().unwrap()),
+        assert!(
+            ServerTls::new(&nokey, None, Sessions::Many)
+                .unwrap_err()
+                .contains("key file")
         );
-        let ticket = a.ticketer.encrypt(b"state").unwrap();
-        assert_eq!(a.ticketer.decrypt(&ticket).unwrap(), b"state");
-        assert_eq!(b.ticketer.decrypt(&ticket), None);
-        assert!(a.session_storage.put(b"id".to_vec(), b"v".to_vec()));
-        assert_eq!(a.session_storage.get(b"id").unwrap(), b"v");
-        assert_eq!(b.session_storage.get(b"id"), None);
         // A reload with another good pair works and leaves tickets alone.
         let before = tls.config();
         tls.reload(&other).unwrap();

@@ -15,6 +15,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::ServerTls;
 use super::control::ControlTls;
+use super::keys::Sessions;
 use super::keys::tests::self_signed;
 use crate::core::clock::Now;
 use crate::core::config::SessionConfig;
@@ -87,7 +88,7 @@ fn pump(client: &mut ClientConnection, server: &mut ControlTls, session: &mut Se
 #[test]
 fn an_idle_tls_session_is_small() {
     let pem = self_signed();
-    let server = ServerTls::new(&pem).unwrap();
+    let server = ServerTls::new(&pem, None, Sessions::One).unwrap();
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(&pem.cert).unwrap())
@@ -108,7 +109,7 @@ fn an_idle_tls_session_is_small() {
     while session.poll_action().is_some() {}
     let token = server.token().unwrap();
     let before = live();
-    let mut tls = ControlTls::new(server.session_config(token), token).unwrap();
+    let mut tls = ControlTls::new(&server.config(), server.store(), token).unwrap();
     pump(&mut client, &mut tls, &mut session);
     client.writer().write_all(b"NOOP\r\n").unwrap();
     pump(&mut client, &mut tls, &mut session);

@@ -10,6 +10,11 @@
 //!   puts between the session and every engine's reads and writes.
 //! - [`data`]: a data connection's TLS, which `engine::xfer` sends
 //!   through; its handshake must resume the control connection's session.
+//! - [`resume`]: which sessions a connection may resume (a control
+//!   connection: any of the server's; a data connection: only its
+//!   control connection's).
+//! - [`ticketkey`]: ticket keys read from files, shared between
+//!   processes (`--tls-ticket-key`).
 //! - [`ktls`]: the probe for the kernel's TLS (not used yet).
 
 pub mod control;
@@ -18,6 +23,8 @@ pub mod keys;
 pub mod ktls;
 #[cfg(test)]
 mod memory;
+pub mod resume;
+pub mod ticketkey;
 
 use std::io;
 use std::os::fd::AsFd;
@@ -27,9 +34,10 @@ use rustix::net::{RecvFlags, SendFlags};
 
 pub use self::keys::{Pem, ServerTls};
 
-/// Bytes a session's control connection identifies itself with in its
-/// TLS tickets; a data connection must present the same (RFC 4217 §10:
-/// session reuse binds the data connection to the control connection).
+/// Bytes a session's control connection stamps the TLS sessions it
+/// issues with; a data connection must present one so stamped (RFC 4217
+/// §10: session reuse binds the data connection to the control
+/// connection).
 pub type Token = [u8; 16];
 
 /// A non-blocking socket as rustls reads and writes it: `WouldBlock`
