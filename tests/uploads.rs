@@ -30,6 +30,7 @@ use common::*;
 server_tests!(
     stor_every_mode_and_family,
     stor_type_a_and_xferlog,
+    bursts_and_pauses_arrive_whole,
     stou_names_what_it_made,
     refusals_change_nothing,
     write_only,
@@ -418,6 +419,42 @@ fn write_only(kind: Kind) {
 }
 
 // ---------------------------------------------------------------- failures
+
+/// An upload that comes in bursts with pauses between them (the server
+/// finds the socket empty and waits for more, again and again), then in
+/// one large burst (longer than a helper's turn): every byte, in order,
+/// counted once.
+fn bursts_and_pauses_arrive_whole(kind: Kind) {
+    let (t, s) = drop_box(kind, opts());
+    let mut c = Client::login(&s, Family::V4);
+    let body = data(24 << 20, 5);
+    let mode = c.default_mode();
+    let (pre, d) = data_conn(&mut c, mode, "STOR incoming/bursts");
+    assert_eq!(pre.code, 150, "{}", pre.text());
+    let mut d = d.unwrap();
+    let mut at = 0;
+    for (i, n) in [1usize, 10, 4096, 65_537, 300_000, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        d.write_all(&body[at..at + n]).unwrap();
+        d.flush().unwrap();
+        at += n;
+        std::thread::sleep(Duration::from_millis(20 * (i as u64 % 3)));
+    }
+    d.write_all(&body[at..]).unwrap();
+    d.shutdown(Shutdown::Write).unwrap();
+    let _ = read_to_eof(&mut d, Duration::from_secs(30));
+    let fin = c.reply();
+    assert_eq!(fin.code, 226, "{}", fin.text());
+    check_file(&t, "bursts", &body, 0o600);
+    s.wait_log_line("the stor record", |l| {
+        l.starts_with("transfer ")
+            && l.contains("path=/incoming/bursts ")
+            && l.contains(&format!("bytes={} ", body.len()))
+            && l.contains("result=ok")
+    });
+}
 
 /// Starts `STOR incoming/f`, sends `n` bytes and leaves the data
 /// connection open.

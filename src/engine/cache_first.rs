@@ -26,7 +26,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::fs::File;
 
-use super::mover::{Allowance, FileRange, Moved, Mover, Read, Tag, read_at, sendfile, write_error};
+use super::mover::{
+    Allowance, FileRange, Intake, Moved, Mover, Read, Tag, read_at, sendfile, write_error,
+};
 use super::pool::{FromPool, JobTag, Pool, Work};
 use crate::core::session::TransferError;
 
@@ -216,7 +218,9 @@ impl Mover for CacheFirst {
                 range.left = range.left.saturating_sub(n);
                 Ok(n)
             }
-            FromPool::Wrote(..) => Err(TransferError::Source(io::ErrorKind::Other.into())),
+            FromPool::Wrote(..) | FromPool::Received(_) => {
+                Err(TransferError::Source(io::ErrorKind::Other.into()))
+            }
         }
     }
 
@@ -252,9 +256,46 @@ impl Mover for CacheFirst {
         }
     }
 
+    /// Binary upload data is spliced from the socket into the file by a
+    /// helper thread (`engine::intake`): one copy, one hand-off per socket
+    /// drained.
+    fn receives(&self) -> bool {
+        true
+    }
+
+    fn receive_file(
+        &mut self,
+        x: &mut Warming,
+        sock: &Arc<TcpStream>,
+        file: &Arc<File>,
+        offset: u64,
+        head: Vec<u8>,
+        max: u64,
+        tag: Tag,
+    ) {
+        x.busy = true;
+        x.sock = Some(Arc::clone(sock));
+        let work = Work::Receive {
+            sock: Arc::clone(sock),
+            file: Arc::clone(file),
+            offset,
+            head,
+            max,
+        };
+        self.pool.submit(self.worker, JobTag::Mover(tag), work);
+    }
+
+    fn received(&mut self, x: &mut Warming, done: FromPool) -> Result<Intake, TransferError> {
+        x.busy = false;
+        match done {
+            FromPool::Received(r) => r,
+            _ => Err(TransferError::Sink(io::ErrorKind::Other.into())),
+        }
+    }
+
     fn finish(&mut self, x: Warming, _: Tag) {
-        // A helper still sending holds the socket open: it ends now for
-        // the client all the same.
+        // A helper still sending (or receiving) holds the socket open: it
+        // ends now for the client all the same.
         if x.busy
             && let Some(sock) = &x.sock
         {

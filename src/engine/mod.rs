@@ -8,6 +8,7 @@ pub mod conn;
 pub mod context;
 pub mod datapath;
 pub mod epoll;
+pub mod intake;
 pub mod mover;
 pub mod net;
 pub mod poll;

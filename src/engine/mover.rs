@@ -60,6 +60,29 @@ pub enum Read {
     Pending,
 }
 
+/// What a helper's receive ([`Mover::receive_file`]) did: how many bytes
+/// came from the socket and are in the file, and what comes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intake {
+    pub bytes: u64,
+    pub next: Next,
+}
+
+/// What an upload waits for after a helper's receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The socket had nothing more: until it is readable.
+    Readable,
+    /// The helper's share ended (its slice, or the bytes it was allowed):
+    /// nothing, more may be there already.
+    More,
+    /// The client closed the connection: the data is complete.
+    End,
+    /// The file (or the helper) cannot take spliced bytes: the rest is
+    /// received by copying ([`Mover::write_file`]).
+    Copy,
+}
+
 /// How many bytes a [`Mover::send_file`] may move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowance {
@@ -132,6 +155,44 @@ pub trait Mover {
         x: &mut Self::Xfer,
         done: Self::Done,
     ) -> Result<Option<Vec<u8>>, TransferError>;
+
+    /// Whether this mover takes an upload's bytes from the socket itself
+    /// ([`Mover::receive_file`]); if not, the caller receives into
+    /// buffers for [`Mover::write_file`].
+    fn receives(&self) -> bool {
+        false
+    }
+
+    /// Has a helper write `head` (bytes the caller received, maybe none)
+    /// to `file` at `offset`, then move what `sock` holds after it, at
+    /// most `max` bytes, in the background and without copying through
+    /// user space where it can (an upload's binary data; only if
+    /// [`Mover::receives`]). Its completion comes back as a `Done` for
+    /// [`Mover::received`]. Nothing else of the transfer is in flight
+    /// meanwhile, and the socket is the helper's until then.
+    #[allow(clippy::too_many_arguments)]
+    fn receive_file(
+        &mut self,
+        _x: &mut Self::Xfer,
+        _sock: &Arc<TcpStream>,
+        _file: &Arc<File>,
+        _offset: u64,
+        _head: Vec<u8>,
+        _max: u64,
+        _tag: Tag,
+    ) {
+    }
+
+    /// The completion of this transfer's [`Mover::receive_file`]: what it
+    /// moved, or why it failed (the upload then fails: what reached the
+    /// file is discarded with the rest).
+    fn received(
+        &mut self,
+        _x: &mut Self::Xfer,
+        _done: Self::Done,
+    ) -> Result<Intake, TransferError> {
+        Err(TransferError::Sink(io::ErrorKind::Unsupported.into()))
+    }
 
     /// The transfer is over (finished or dropped): what it holds goes back,
     /// or waits for an operation still in flight to complete.

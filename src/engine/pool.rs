@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::io::Errno;
 
-use super::mover::{FileRange, Moved, Tag, sendfile_until};
+use super::intake::{intake, write_all_at};
+use super::mover::{FileRange, Intake, Moved, Tag, sendfile_until};
 use crate::core::session::{FsAnswer, FsRequest, TransferError, Tree};
 use crate::fs::exec::Real;
 use crate::fs::trees::Trees;
@@ -67,6 +68,17 @@ pub enum Work {
         offset: u64,
         buf: Vec<u8>,
     },
+    /// Writes `head` to `file` at `offset`, then moves what the
+    /// (non-blocking) socket `sock` holds after it, at most `max` bytes
+    /// (an upload's data, spliced: `engine::intake`), for a slice at most.
+    /// The socket stays open until the job is done.
+    Receive {
+        sock: Arc<TcpStream>,
+        file: Arc<File>,
+        offset: u64,
+        head: Vec<u8>,
+        max: u64,
+    },
     /// Sends up to `len` bytes of `file` from `offset` to the
     /// (non-blocking) socket `sock` with `sendfile(2)`, until the socket is
     /// full: whatever disk reads that takes wait here, not in a worker.
@@ -94,6 +106,8 @@ pub enum FromPool {
     /// What a [`Work::Send`] moved: `Sent`, `Blocked` (the socket is
     /// full) or `Unsupported`, as [`crate::engine::mover::sendfile`] says.
     Sent(Result<Moved, TransferError>),
+    /// What a [`Work::Receive`] moved.
+    Received(Result<Intake, TransferError>),
     /// The buffer a [`Work::Write`] wrote (back, to be reused), or why it
     /// could not be.
     Wrote(Vec<u8>, io::Result<()>),
@@ -133,7 +147,9 @@ impl Job {
             // A small file's bytes (a README, a checksum): one read, what
             // its RETR waits for, as an open is.
             Work::Warm { len, .. } if len <= QUICK_READ => Class::Quick,
-            Work::Warm { .. } | Work::Write { .. } | Work::Send { .. } => Class::Io,
+            Work::Warm { .. } | Work::Write { .. } | Work::Send { .. } | Work::Receive { .. } => {
+                Class::Io
+            }
         }
     }
 }
@@ -283,6 +299,18 @@ impl Inner {
                     let r = write_all_at(&file, offset, &buf);
                     Output::Mover(FromPool::Wrote(buf, r))
                 }
+                Work::Receive {
+                    sock,
+                    file,
+                    offset,
+                    head,
+                    max,
+                } => {
+                    // As a send: a slice at a time.
+                    let until = Instant::now() + SEND_SLICE;
+                    let r = intake(&sock, &file, offset, &head, max, until);
+                    Output::Mover(FromPool::Received(r))
+                }
                 Work::Send {
                     file,
                     sock,
@@ -350,22 +378,6 @@ fn warm(file: &File, offset: u64, len: u64) -> io::Result<u64> {
         }
         Ok(done)
     })
-}
-
-/// Writes all of `buf` at `offset` of `file`.
-fn write_all_at(file: &File, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::io::pwrite(file, buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf = buf.get(n..).unwrap_or_default();
-                offset += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

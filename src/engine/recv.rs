@@ -1,18 +1,27 @@
 //! The receiving side of the one data path: an upload's bytes, from the
-//! socket to its file. The worker reads the socket (non-blocking) into a
-//! buffer; full, or when the socket has nothing more for now, the buffer
-//! goes to the engine's [`Mover`] to be written in the background (a
-//! helper thread for `ftpd` and epoll, the ring for io_uring) while the
-//! next one fills. At most one write is in flight and one buffer fills,
-//! so an upload holds two buffers at most, and none while it waits for
-//! its client with nothing received (a few bytes wait in a buffer until
-//! more come, the end, or the data timeout). Bounded per turn like copied
+//! socket to its file. Binary data without TLS goes straight from the
+//! socket into the file in the background ([`Mover::receive_file`]: a
+//! helper thread's splice for `ftpd` and epoll), one hand-off per socket
+//! drained, nothing held while the upload waits for its client. A client
+//! whose bytes come in small pieces (a receive brought less than
+//! 128 KiB) would cost a hand-off per piece: its bytes are read by
+//! the worker into a buffer until it is worth writing, and the buffer goes
+//! with the next receive by the mover, which writes it first. Where the
+//! mover does not (io_uring), or the bytes must pass through the worker
+//! (TYPE A, TLS), or the file cannot take spliced bytes, the worker reads
+//! the socket (non-blocking) into a buffer; full, or when the socket has
+//! nothing more for now, the buffer goes to the [`Mover`] to be written in
+//! the background (a helper thread, or the ring) while the next one
+//! fills. At most one write is in flight and one buffer fills, so an
+//! upload holds two buffers at most, and none while it waits for its
+//! client with nothing received (a few bytes wait in a buffer until more
+//! come, the end, or the data timeout). Bounded per turn like copied
 //! sends ([`COPY_BUDGET`]: every byte is copied once in the worker).
 //! Under PROT P the bytes are TLS's plaintext ([`DataTls::receive`]), and
 //! the end of the data is the client's close_notify, not the socket's.
 //! A bandwidth limit ([`Limiter`], the upload direction's buckets) bounds
-//! each read to what it grants and makes the upload wait
-//! ([`Step::Wait`]) for more: the client's sends then wait for TCP's
+//! each read (or helper's receive) to what it grants and makes the upload
+//! wait ([`Step::Wait`]) for more: the client's sends then wait for TCP's
 //! window, as a limited download's reads wait for its data.
 
 use std::fs::File;
@@ -25,7 +34,7 @@ use std::time::Instant;
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
-use super::mover::{Mover, Tag};
+use super::mover::{Intake, Mover, Next, Tag};
 use super::tls::data::DataTls;
 use super::xfer::{COPY_BUDGET, Step};
 use crate::core::rate::{Allow, Limiter};
@@ -65,6 +74,35 @@ pub struct Recv {
     eof: bool,
     /// The bandwidth limit, if any.
     rate: Option<Box<Limiter>>,
+    /// How the bytes reach the file.
+    path: Path,
+}
+
+/// How an upload's bytes reach its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Moved by the mover from the socket ([`Mover::receive_file`]), if
+    /// it can: the first turn finds out.
+    Direct,
+    /// A receive by the mover is in flight.
+    DirectBusy,
+    /// The last receive by the mover found the socket empty: the next
+    /// waits until it is readable.
+    DirectDrained,
+    /// Received by the worker into a buffer for now (the last receive by
+    /// the mover brought little: a slow client, whose every segment would
+    /// otherwise cost a hand-off); the buffer, once worth writing, goes
+    /// with the mover's next receive, which writes it first.
+    Buffered,
+    /// Received by the worker into buffers the mover writes (TYPE A, TLS,
+    /// a mover or a file that cannot take the direct path).
+    Copied,
+}
+
+impl Path {
+    fn direct(self) -> bool {
+        matches!(self, Path::Direct | Path::DirectBusy | Path::DirectDrained)
+    }
 }
 
 impl Recv {
@@ -81,6 +119,7 @@ impl Recv {
             writing: false,
             eof: false,
             rate,
+            path: if ascii { Path::Copied } else { Path::Direct },
         }
     }
 
@@ -95,13 +134,21 @@ impl Recv {
     /// or the limit allows no more before a later instant than `now`.
     pub fn run<M: Mover>(
         &mut self,
-        sock: &TcpStream,
+        sock: &Arc<TcpStream>,
         mut tls: Option<&mut DataTls>,
         mover: &mut M,
         mx: &mut M::Xfer,
         tag: Tag,
         now: Instant,
     ) -> Result<Step, TransferError> {
+        if tls.is_some() || !mover.receives() {
+            self.path = Path::Copied;
+        }
+        if self.path.direct()
+            && let Some(step) = self.run_direct(sock, mover, mx, tag, now)
+        {
+            return Ok(step);
+        }
         let limit = self.received + COPY_BUDGET;
         loop {
             if self.eof {
@@ -119,7 +166,9 @@ impl Recv {
                     // Both buffers full: the client waits for the disk.
                     return Ok(Step::Pending);
                 }
-                self.write(mover, mx, tag);
+                if self.hand_off(sock, mover, mx, tag, now) {
+                    return Ok(Step::Pending);
+                }
             }
             if self.received >= limit {
                 return Ok(for_input(tls));
@@ -158,14 +207,108 @@ impl Recv {
                             // Waiting for the client: hold no buffer.
                             self.filling = Vec::new();
                             self.spare = None;
-                        } else if self.filling.len() >= FLUSH_MIN {
-                            self.write(mover, mx, tag);
+                        } else if self.filling.len() >= FLUSH_MIN
+                            && self.hand_off(sock, mover, mx, tag, now)
+                        {
+                            return Ok(Step::Pending);
                         }
                     }
                     return Ok(for_input(tls));
                 }
             }
         }
+    }
+
+    /// A turn of the direct path: `None` if the mover cannot (the upload
+    /// is then received by copying).
+    fn run_direct<M: Mover>(
+        &mut self,
+        sock: &Arc<TcpStream>,
+        mover: &mut M,
+        mx: &mut M::Xfer,
+        tag: Tag,
+        now: Instant,
+    ) -> Option<Step> {
+        match self.path {
+            Path::DirectBusy => return Some(Step::Pending),
+            Path::DirectDrained => {
+                self.path = Path::Direct;
+                return Some(Step::Readable);
+            }
+            _ => {}
+        }
+        if self.eof {
+            return Some(Step::Done);
+        }
+        let allowed = match self.rate.as_mut().map(|l| l.allow(now)) {
+            None => u64::MAX,
+            Some(Allow::Go(n)) => n.max(1),
+            Some(Allow::Wait(t)) => return Some(Step::Wait(t)),
+        };
+        // One byte past the limit is enough to know it is too large.
+        let max = allowed.min(
+            self.limit
+                .saturating_add(1)
+                .saturating_sub(self.received)
+                .max(1),
+        );
+        mover.receive_file(mx, sock, &self.file, self.stored, Vec::new(), max, tag);
+        self.path = Path::DirectBusy;
+        Some(Step::Pending)
+    }
+
+    /// Hands the filling buffer on: written by the mover's next receive
+    /// (true: the socket is the mover's until it completes) on the
+    /// buffered path, else written on its own.
+    fn hand_off<M: Mover>(
+        &mut self,
+        sock: &Arc<TcpStream>,
+        mover: &mut M,
+        mx: &mut M::Xfer,
+        tag: Tag,
+        now: Instant,
+    ) -> bool {
+        if self.path != Path::Buffered {
+            self.write(mover, mx, tag);
+            return false;
+        }
+        let max = match self.rate.as_mut().map(|l| l.allow(now)) {
+            None => u64::MAX,
+            Some(Allow::Go(n)) => n,
+            Some(Allow::Wait(_)) => 0,
+        };
+        let max = max.min(self.limit.saturating_add(1).saturating_sub(self.received));
+        let head = std::mem::take(&mut self.filling);
+        let offset = self.stored;
+        self.stored += head.len() as u64;
+        mover.receive_file(mx, sock, &self.file, offset, head, max, tag);
+        self.path = Path::DirectBusy;
+        true
+    }
+
+    /// A receive by the mover completed.
+    fn took(&mut self, intake: Intake) -> Result<(), TransferError> {
+        let n = intake.bytes;
+        self.received += n;
+        self.stored += n;
+        if let Some(l) = &mut self.rate {
+            l.spend(n);
+        }
+        if self.received > self.limit {
+            return Err(TransferError::TooLarge);
+        }
+        self.path = match intake.next {
+            // Little came: the client is slow, or sends in small pieces.
+            Next::Readable | Next::More if n < FLUSH_MIN as u64 => Path::Buffered,
+            Next::Readable => Path::DirectDrained,
+            Next::More => Path::Direct,
+            Next::End => {
+                self.eof = true;
+                Path::Direct
+            }
+            Next::Copy => Path::Copied,
+        };
+        Ok(())
     }
 
     /// Reads what the socket (or TLS) has into the filling buffer, `max`
@@ -228,13 +371,18 @@ impl Recv {
         mover.write_file(mx, &self.file, offset, buf, tag);
     }
 
-    /// The write in flight completed.
+    /// The write (or the mover's receive) in flight completed.
     pub fn completed<M: Mover>(
         &mut self,
         mover: &mut M,
         mx: &mut M::Xfer,
         done: M::Done,
     ) -> Result<(), TransferError> {
+        if self.path == Path::DirectBusy {
+            self.path = Path::Direct;
+            let intake = mover.received(mx, done)?;
+            return self.took(intake);
+        }
         if let Some(mut buf) = mover.written(mx, done)? {
             self.writing = false;
             buf.clear();

@@ -146,7 +146,13 @@ impl<M: Mover> Xfer<M> {
                 let n = mover.completed(&mut self.mover, range, done)?;
                 moved(&mut self.sent, &mut self.limit, n);
             }
-            Src::Upload(r) => r.completed(mover, &mut self.mover, done)?,
+            Src::Upload(r) => {
+                let res = r.completed(mover, &mut self.mover, done);
+                // A helper's receive: what came counts as it does when
+                // the worker reads.
+                self.sent = r.received;
+                res?
+            }
             Src::Stream => {}
         }
         Ok(())
@@ -357,7 +363,7 @@ impl<M: Mover> Xfer<M> {
 fn receive<M: Mover>(
     r: &mut Recv,
     tls: &mut Option<Box<DataTls>>,
-    sock: &TcpStream,
+    sock: &Arc<TcpStream>,
     mover: &mut M,
     mx: &mut M::Xfer,
     tag: Tag,

@@ -51,11 +51,15 @@ static URING_UPLOADS: Program = Program::compile(&policy(Profile::Uring).allow(U
 /// file to the operator's mode, pwrite of its data (helper threads; the
 /// io_uring workers write through their ring), fstatfs for the free
 /// space, fsync of the file and its directory, linkat to name it,
-/// unlinkat of a temporary name or an upload given up. (readlinkat, for
+/// unlinkat of a temporary name or an upload given up; pipe2 and splice
+/// for a helper thread's socket -> pipe -> file (engine::intake; its pipe
+/// size is set with fcntl, which every profile allows). (readlinkat, for
 /// the write-only rule's walk, every lookup has already.)
 pub const UPLOADS: &[i64] = &[
     libc::SYS_fchmod,
     libc::SYS_pwrite64,
+    libc::SYS_pipe2,
+    libc::SYS_splice,
     libc::SYS_fstatfs,
     libc::SYS_fsync,
     libc::SYS_linkat,
