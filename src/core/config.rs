@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::listing::ListFormat;
 use super::message::Message;
+use super::net::Net;
 use super::vpath::VPath;
 
 /// How every session behaves, whichever program runs it.
@@ -123,65 +124,36 @@ impl Default for SessionConfig {
     }
 }
 
-/// `--pasv-address [CIDR=]ADDR`.
+/// `--pasv-address [NET/PREFIX=]ADDR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasvRule {
-    pub net: IpAddr,
-    pub prefix: u8,
+    pub net: Net,
     pub advertise: IpAddr,
 }
 
 impl PasvRule {
-    /// Parses `ADDR` (every client) or `NET/PREFIX=ADDR`; the error says
-    /// what was wanted.
+    /// Parses `ADDR` (every client of its family) or `NET/PREFIX=ADDR`;
+    /// the error says what was wanted.
     pub fn parse(s: &str) -> Result<PasvRule, String> {
         let bad = || "want ADDR or NET/PREFIX=ADDR".to_owned();
-        let (net, advertise) = match s.split_once('=') {
+        match s.split_once('=') {
             None => {
-                let a: IpAddr = s.parse().map_err(|_| bad())?;
-                let any = match a {
-                    IpAddr::V4(_) => IpAddr::from([0u8; 4]),
-                    IpAddr::V6(_) => IpAddr::from([0u16; 8]),
-                };
-                return Ok(PasvRule {
-                    net: any,
-                    prefix: 0,
-                    advertise: a,
-                });
+                let advertise: IpAddr = s.parse().map_err(|_| bad())?;
+                Ok(PasvRule {
+                    net: Net::every(advertise),
+                    advertise,
+                })
             }
-            Some((n, a)) => (n, a.parse::<IpAddr>().map_err(|_| bad())?),
-        };
-        let (addr, prefix) = net.split_once('/').ok_or_else(bad)?;
-        let net: IpAddr = addr.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(bad());
+            Some((net, a)) => Ok(PasvRule {
+                net: Net::parse(net).map_err(|_| bad())?,
+                advertise: a.parse().map_err(|_| bad())?,
+            }),
         }
-        Ok(PasvRule {
-            net,
-            prefix,
-            advertise,
-        })
     }
 
     /// Whether `client` lies in this rule's network.
     pub fn matches(&self, client: IpAddr) -> bool {
-        match (self.net, client.to_canonical()) {
-            (IpAddr::V4(n), IpAddr::V4(c)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(c) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(c)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(c) & mask
-            }
-            _ => false,
-        }
+        self.net.contains(client)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod listing;
 pub mod memfs;
 pub mod message;
 pub mod meta;
+pub mod net;
 pub mod proto;
 pub mod proxy;
 pub mod rate;

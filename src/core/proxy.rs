@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use ppp::{PartialResult, v1, v2};
 
+use super::net::Net;
 use super::session::Endpoints;
 
 /// The longest header accepted: v1's own limit is 107 bytes; a v2 header
@@ -38,65 +39,6 @@ const V2_FIXED: usize = 16;
 /// How long a connection may take to send its header (or the idle
 /// `--timeout`, if shorter): a balancer sends it at once.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `--proxy-from NET/PREFIX`: a network of trusted load balancers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Net {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Net {
-    /// Parses `NET/PREFIX`, or a single `ADDR`; the error says what was
-    /// wanted.
-    pub fn parse(s: &str) -> Result<Net, String> {
-        let bad = || "want NET/PREFIX (e.g. 10.0.0.0/24 or fd00::/64) or ADDR".to_owned();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>().map_err(|_| bad())?
-            }
-            Some(_) => return Err(bad()),
-        };
-        if prefix > max {
-            return Err(bad());
-        }
-        Ok(Net { addr, prefix })
-    }
-
-    /// Whether `ip` lies in this network (IPv4-mapped IPv6 addresses as
-    /// IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(n), IpAddr::V4(c)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(c) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(c)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(c) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
 
 /// `--proxy-protocol`: every control connection begins with a header, and
 /// only the balancers in `from` may send one.

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::core::config::{PasvRule, SessionConfig, TlsPolicy, Uploads};
 use crate::core::listing::ListFormat;
-use crate::core::proxy::{Net, ProxyPolicy};
+use crate::core::net::Net;
+use crate::core::proxy::ProxyPolicy;
 use crate::core::rate::Rate;
 use crate::core::vpath::VPath;
 use crate::setup::Fail;
@@ -365,9 +366,9 @@ macro_rules! with_session_options {
             #[argh(
                 option,
                 arg_name = "NET/PREFIX",
-                from_str_fn($crate::core::proxy::Net::parse)
+                from_str_fn($crate::core::net::Net::parse)
             )]
-            pub proxy_from: Vec<$crate::core::proxy::Net>,
+            pub proxy_from: Vec<$crate::core::net::Net>,
             /// take anonymous uploads (STOR, STOU) into DIR, a directory
             /// beneath ROOT given relative to it, and the directories made
             /// beneath it; what is uploaded is neither listed nor served

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use aftpd::core::proxy::{HeaderReader, MAX_HEADER, Net, ProxyPolicy, Verdict};
+use aftpd::core::net::Net;
+use aftpd::core::proxy::{HeaderReader, MAX_HEADER, ProxyPolicy, Verdict};
 use aftpd::core::session::Endpoints;
 
 /// What a verdict says, without the parser's wording (which depends on

@@ -64,39 +64,6 @@ fn refused(v: Verdict) -> Refusal {
 }
 
 #[test]
-fn nets() {
-    let n = Net::parse("10.0.0.0/8").unwrap();
-    assert!(n.contains("10.255.0.1".parse().unwrap()));
-    assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
-    assert!(!n.contains("11.0.0.1".parse().unwrap()));
-    assert!(!n.contains("::1".parse().unwrap()));
-    let host = Net::parse("192.0.2.1").unwrap();
-    assert_eq!(host.to_string(), "192.0.2.1/32");
-    assert!(host.contains("192.0.2.1".parse().unwrap()));
-    assert!(!host.contains("192.0.2.2".parse().unwrap()));
-    let v6 = Net::parse("fd00::/64").unwrap();
-    assert!(v6.contains("fd00::5".parse().unwrap()));
-    assert!(!v6.contains("fd00:0:0:1::5".parse().unwrap()));
-    assert!(
-        Net::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("203.0.113.1".parse().unwrap())
-    );
-    for bad in [
-        "",
-        "x",
-        "::ffff:10.0.0.0/104",
-        "10.0.0.0/33",
-        "10.0.0.0/",
-        "10.0.0.0/+8",
-        "::/129",
-        "10.0.0.0/8/8",
-    ] {
-        assert!(Net::parse(bad).is_err(), "{bad}");
-    }
-}
-
-#[test]
 fn untrusted_sources_are_refused_before_reading() {
     let p = policy();
     let now = Instant::now();
