@@ -147,15 +147,16 @@ pub fn restrict_filesystem(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
 ) -> io::Result<Enforced> {
-    landlock::restrict(root, writable, None)
+    landlock::restrict(root, writable, &[])
 }
 
-/// [`restrict_filesystem`], and with `incoming` (the drop box of
-/// `--incoming`) where files may be written, made and removed.
+/// [`restrict_filesystem`], and with `incoming` (the drop boxes of
+/// `--incoming` or `--host-incoming`) where files may be written, made
+/// and removed.
 pub fn restrict_filesystem_uploads(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
-    incoming: Option<BorrowedFd<'_>>,
+    incoming: &[BorrowedFd<'_>],
 ) -> io::Result<Enforced> {
     landlock::restrict(root, writable, incoming)
 }
@@ -220,19 +221,19 @@ pub fn enter(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
 ) -> io::Result<Report> {
-    enter_uploads(profile, root, writable, None)
+    enter_uploads(profile, root, writable, &[])
 }
 
-/// [`enter`], with the drop box `incoming` writable and the upload
-/// path's calls allowed when it is given.
+/// [`enter`], with the drop boxes `incoming` writable and the upload
+/// path's calls allowed when there are any.
 pub fn enter_uploads(
     profile: Profile,
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
-    incoming: Option<BorrowedFd<'_>>,
+    incoming: &[BorrowedFd<'_>],
 ) -> io::Result<Report> {
     let landlock = restrict_filesystem_uploads(root, writable, incoming)?;
-    let seccomp = restrict_syscalls_uploads(profile, incoming.is_some(), false)?;
+    let seccomp = restrict_syscalls_uploads(profile, !incoming.is_empty(), false)?;
     Ok(Report { landlock, seccomp })
 }
 

@@ -40,9 +40,13 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
         ("landlock_confines_to_reading_the_root", landlock_test),
         ("landlock_lets_the_log_directory_be_written", writable_test),
+        (
+            "landlock_lets_each_hosts_drop_box_be_written_and_nothing_else",
+            host_boxes_test,
+        ),
         ("seccomp_poll_refuses_what_is_off_the_list", || {
             seccomp_test(Profile::Poll)
         }),
@@ -239,6 +243,69 @@ fn writable_test() {
     expect(&r, "etc_passwd", "EACCES");
     let text = fs::read_to_string(tree.log().join("xferlog")).unwrap();
     assert_eq!(text, "one\ntwo\n");
+}
+
+/// ROOT for `--vhosts --host-incoming` beneath the tree's root: hosts
+/// a.example (box `in`), c.example (box `pub/up`), d.example (no box).
+/// Every directory is 0777, so that only Landlock stands between the
+/// child (as root, the user the servers drop to) and a write.
+fn host_boxes_test() {
+    let tree = Tree::new("hostboxes");
+    let v = tree.root();
+    for d in [
+        "0",
+        "a.example/in",
+        "a.example/pub",
+        "c.example/pub/up",
+        "d.example/in",
+    ] {
+        fs::create_dir_all(v.join(d)).unwrap();
+    }
+    fs::write(v.join("a.example/.incoming"), b"in\n").unwrap();
+    fs::write(v.join("c.example/.incoming"), b"/pub/up\n").unwrap();
+    fs::set_permissions(&tree.base, fs::Permissions::from_mode(0o777)).unwrap();
+    for d in [
+        "",
+        "0",
+        "a.example",
+        "a.example/in",
+        "a.example/pub",
+        "c.example",
+        "c.example/pub",
+        "c.example/pub/up",
+        "d.example",
+        "d.example/in",
+    ] {
+        fs::set_permissions(v.join(d), fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let r = run_case("boxes", &tree);
+    expect(&r, "boxes", "2");
+    if get(&r, "enforced").starts_with("landlock=off") {
+        eprintln!("landlock unavailable here: {}", get(&r, "enforced"));
+        return;
+    }
+    // Each host's box: files made, written, removed.
+    for k in ["a_box", "c_box"] {
+        expect(&r, &format!("{k}_create"), "ok");
+        expect(&r, &format!("{k}_remove"), "ok");
+        expect(&r, &format!("{k}_mkdir"), "EACCES");
+    }
+    // Nowhere else: the hosts' trees, the host without a box, ROOT, the
+    // default tree, outside.
+    for k in [
+        "a_tree_create",
+        "a_pub_create",
+        "c_pub_create",
+        "d_box_create",
+        "root_create",
+        "default_create",
+        "outside_create",
+    ] {
+        expect(&r, k, "EACCES");
+    }
+    expect(&r, "inside", "ok");
+    assert!(!v.join("d.example/in/new").exists());
+    assert!(!v.join("a.example/new").exists());
 }
 
 fn seccomp_test(profile: Profile) {
@@ -512,8 +579,71 @@ fn child(case: &str) {
             }
             t.join().unwrap();
         }
+        "boxes" => boxes_case(&root_path, &outside),
         other => panic!("unknown case {other}"),
     }
+}
+
+/// As the servers do: the hosts' boxes found and opened (before the drop
+/// of privileges), the user dropped to as root, then Landlock with a
+/// rule a box.
+fn boxes_case(root_path: &Path, outside: &Path) {
+    use aftpd::setup::options::{DropBoxes, UploadArgs};
+    let root = std::sync::Arc::new(aftpd::fs::Root::open(root_path).unwrap());
+    let args = UploadArgs {
+        boxes: DropBoxes::PerHost,
+        max_size: 1 << 20,
+        min_free: 0,
+        mode: 0o600,
+        hook: None,
+        hook_max: 1,
+    };
+    let trees =
+        aftpd::setup::vhosts::trees(root.clone(), true, root_path, Some((&args, None))).unwrap();
+    let boxes = aftpd::setup::uploads::box_fds(&trees);
+    println!("boxes={}", boxes.len());
+    // SAFETY: plain system calls on this single-threaded child.
+    unsafe {
+        if libc::geteuid() == 0 {
+            assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+            assert_eq!(libc::setresgid(65534, 65534, 65534), 0);
+            assert_eq!(libc::setresuid(65534, 65534, 65534), 0);
+        }
+    }
+    let enforced = sandbox::restrict_filesystem_uploads(root.fd(), None, &boxes).unwrap();
+    println!("enforced={enforced}");
+    let make = |p: PathBuf| {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .and_then(|mut f| f.write_all(b"x"))
+    };
+    for (k, dir) in [("a_box", "a.example/in"), ("c_box", "c.example/pub/up")] {
+        let d = root_path.join(dir);
+        report(&format!("{k}_create"), make(d.join("new")));
+        report(&format!("{k}_remove"), fs::remove_file(d.join("new")));
+        report(&format!("{k}_mkdir"), fs::create_dir(d.join("sub")));
+    }
+    for (k, dir) in [
+        ("a_tree", "a.example"),
+        ("a_pub", "a.example/pub"),
+        ("c_pub", "c.example/pub"),
+        ("d_box", "d.example/in"),
+        ("root", ""),
+        ("default", "0"),
+    ] {
+        report(
+            &format!("{k}_create"),
+            make(root_path.join(dir).join("new")),
+        );
+    }
+    let parent = outside.parent().unwrap_or(Path::new("/"));
+    report("outside_create", make(parent.join("new")));
+    report(
+        "inside",
+        fs::read_dir(root_path.join("a.example")).map(drop),
+    );
 }
 
 fn cstr(p: &Path) -> CString {

@@ -6,7 +6,10 @@
 //! a full disk (a 1 MiB tmpfs, mounted by the test: root only, it fails
 //! otherwise), and real clients (curl -T, lftp put and mput, Python's
 //! ftplib), in clear and over FTPS (PROT P; a TLS data connection cut
-//! without its close_notify stores nothing).
+//! without its close_notify stores nothing). With `--vhosts
+//! --host-incoming`: each host's own drop box, a host without one
+//! refusing as a read-only server does, uploads to one host never seen
+//! through another, a wrong `.incoming` refused at start.
 
 #[macro_use]
 mod common;
@@ -46,6 +49,9 @@ server_tests!(
     tls_ftplib_storbinary,
     tls_truncated_upload_leaves_nothing,
     tls_lftp_put,
+    host_boxes_take_uploads,
+    host_boxes_are_write_only_across_hosts,
+    host_hook_gets_the_path_from_root,
 );
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -1112,4 +1118,411 @@ fn tls_lftp_put(kind: Kind) {
     }
     holds_only(&t, &["m-a", "m-b", "put-one"]);
     s.assert_no_crash();
+}
+
+// ---------------------------------------------------------------- virtual hosts
+
+/// The reply to a write of a server that takes no uploads.
+const READ_ONLY: &str = "Permission denied: this is a read-only archive.";
+const SECRET_UPLOAD: &[u8] = b"SECRET-host-upload-7f31";
+
+fn mkdir_mode(path: &Path, mode: u32) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn write_mode(path: &Path, body: &[u8], mode: u32) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// ROOT for `--vhosts --host-incoming`, beside the test tree:
+///
+/// ```text
+/// hroot/
+///   0/             .incoming "incoming"; incoming/ (its box)
+///   a.example/     .incoming "in"; in/ (its box, 0755: lists empty);
+///                  pub/readme, pub/peek -> ../in
+///   b.example -> a.example            (an alias: a's box)
+///   c.example/     .incoming "/pub/up"; pub/up/ (its box)
+///   d.example/     in/ (0733, the server's), no .incoming: no box
+///   all.example -> /                   (ROOT as a host: holds every box)
+///   inbox.example -> a.example/in      (a host that is a's box)
+/// ```
+fn host_layout(t: &Tree) -> PathBuf {
+    let v = t.base.join("hroot");
+    mkdir_mode(&v.join("0/pub"), 0o755);
+    write_mode(&v.join("0/pub/readme"), b"default\n", 0o644);
+    write_mode(&v.join("0/.incoming"), b"incoming\n", 0o644);
+    make_drop_box(&v.join("0/incoming"));
+    let a = v.join("a.example");
+    mkdir_mode(&a.join("pub"), 0o755);
+    write_mode(&a.join("pub/readme"), b"a's\n", 0o644);
+    write_mode(&a.join(".incoming"), b"in\n", 0o644);
+    make_drop_box(&a.join("in"));
+    std::fs::set_permissions(a.join("in"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("../in", a.join("pub/peek")).unwrap();
+    std::os::unix::fs::symlink("a.example", v.join("b.example")).unwrap();
+    mkdir_mode(&v.join("c.example/pub"), 0o755);
+    write_mode(&v.join("c.example/.incoming"), b" /pub/up \n", 0o644);
+    make_drop_box(&v.join("c.example/pub/up"));
+    mkdir_mode(&v.join("d.example"), 0o755);
+    make_drop_box(&v.join("d.example/in"));
+    std::os::unix::fs::symlink("/", v.join("all.example")).unwrap();
+    std::os::unix::fs::symlink("a.example/in", v.join("inbox.example")).unwrap();
+    v
+}
+
+fn host_opts() -> Opts {
+    Opts::new()
+        .arg("--vhosts")
+        .arg("--host-incoming")
+        .arg("--min-free")
+        .arg("0")
+}
+
+/// Logged in after `HOST host` (the default tree without one).
+fn host_login(s: &Server, fam: Family, host: Option<&str>) -> Client {
+    let mut c = Client::open(s, fam);
+    if let Some(h) = host {
+        c.expect(&format!("HOST {h}"), 220);
+    }
+    c.login_only();
+    c.expect("TYPE I", 200);
+    c
+}
+
+/// The names in `dir` but the lock file.
+fn names_in(dir: &Path) -> Vec<String> {
+    entries(dir)
+}
+
+/// Each host takes uploads into its own box (an alias into its host's),
+/// and only there; a host without a box answers writes exactly as a
+/// server without uploads does.
+fn host_boxes_take_uploads(kind: Kind) {
+    let t = Tree::new();
+    let v = host_layout(&t);
+    let s = Server::start_at(kind, &t, &v, host_opts());
+    if kind.is_supervisor() {
+        s.wait_log_line("the boxes in the start line", |l| {
+            l.contains("listening on")
+                && l.contains(" incoming=0:/incoming,a.example:/in,c.example:/pub/up ")
+        });
+    }
+    for fam in FAMILIES {
+        let tag = match fam {
+            Family::V4 => "4",
+            Family::V6 => "6",
+        };
+        // No HOST: ROOT/0's box.
+        let mut c = host_login(&s, fam, None);
+        stored(&mut c, &format!("STOR incoming/zero{tag}"), b"zero");
+        c.expect("QUIT", 221);
+        let mut c = host_login(&s, fam, Some("a.example"));
+        let st = c.expect("STAT", 211);
+        assert!(st.text().contains("uploads into /in"), "{}", st.text());
+        stored(&mut c, &format!("STOR in/a{tag}"), b"for a");
+        let r = c.refused(b"STOR pub/x", 553);
+        assert!(
+            r.text().contains("Uploads go into /in only"),
+            "{}",
+            r.text()
+        );
+        c.refused(b"STOR /incoming/x", 553);
+        c.expect("QUIT", 221);
+        // The alias is its host: the same box.
+        let mut c = host_login(&s, fam, Some("b.example"));
+        stored(&mut c, &format!("STOR /in/b{tag}"), b"for b");
+        c.expect("QUIT", 221);
+        let mut c = host_login(&s, fam, Some("c.example"));
+        stored(&mut c, &format!("STOR pub/up/c{tag}"), b"for c");
+        c.expect("CWD /pub/up", 250);
+        let mode = c.default_mode();
+        let (pre, fin) = put(&mut c, mode, "STOU", b"unique");
+        assert_eq!((pre.code, fin.map(|r| r.code)), (150, Some(226)));
+        c.refused(b"STOR /in/x", 553);
+        c.expect("QUIT", 221);
+    }
+    // Hosts without a box: refused as by a server without uploads, word
+    // for word.
+    let plain = Server::start_at(kind, &t, &v, Opts::new().arg("--vhosts"));
+    for host in ["d.example", "inbox.example", "all.example"] {
+        let mut c = host_login(&s, Family::V4, Some(host));
+        let mut p = host_login(&plain, Family::V4, Some(host));
+        for (cmd, code) in [
+            ("STOR in/d", 553),
+            ("STOU", 553),
+            ("STOR /a.example/in/d", 553),
+            ("APPE in/d", 550),
+        ] {
+            let got = c.refused(cmd.as_bytes(), code).text();
+            let want = p.refused(cmd.as_bytes(), code).text();
+            assert_eq!(got, want, "{host}: {cmd}");
+            assert!(got.contains(READ_ONLY), "{host}: {cmd}: {got}");
+        }
+        let st = c.expect("STAT", 211).text();
+        assert!(!st.contains("uploads into"), "{host}: {st}");
+        c.expect("QUIT", 221);
+    }
+    // Without --host-incoming, a .incoming turns nothing on.
+    for host in [None, Some("a.example"), Some("c.example")] {
+        let mut p = host_login(&plain, Family::V4, host);
+        for cmd in ["STOR in/x", "STOR incoming/x", "STOR pub/up/x"] {
+            let got = p.refused(cmd.as_bytes(), 553).text();
+            assert!(got.contains(READ_ONLY), "{host:?}: {cmd}: {got}");
+        }
+        p.expect("QUIT", 221);
+    }
+    let sorted = |mut v: Vec<&str>| {
+        v.sort();
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names_in(&v.join("0/incoming")),
+        sorted(vec!["zero4", "zero6"])
+    );
+    assert_eq!(
+        names_in(&v.join("a.example/in")),
+        sorted(vec!["a4", "a6", "b4", "b6"])
+    );
+    let up = names_in(&v.join("c.example/pub/up"));
+    assert_eq!(up.len(), 4, "{up:?}");
+    assert!(up.contains(&"c4".to_string()) && up.contains(&"c6".to_string()));
+    assert!(names_in(&v.join("d.example/in")).is_empty());
+    assert_eq!(std::fs::read(v.join("a.example/in/b4")).unwrap(), b"for b");
+    s.assert_no_crash();
+}
+
+/// What is being uploaded to one host, and what was, is seen through no
+/// host: not its own (by name, through a link from its public tree), not
+/// a host whose tree holds the box (ROOT as a host) or is the box. The
+/// name is reserved in its box only.
+fn host_boxes_are_write_only_across_hosts(kind: Kind) {
+    let t = Tree::new();
+    let v = host_layout(&t);
+    let s = Server::start_at(kind, &t, &v, host_opts().arg("--upload-mode").arg("0644"));
+    let mut a = host_login(&s, Family::V4, Some("a.example"));
+    let mode = a.default_mode();
+    let (pre, data) = data_conn(&mut a, mode, "STOR in/secret");
+    assert_eq!(pre.code, 150, "{}", pre.text());
+    let mut data = data.unwrap();
+    data.write_all(SECRET_UPLOAD).unwrap();
+    data.flush().unwrap();
+    // The name is taken in a's box, by any of its names...
+    let mut b = host_login(&s, Family::V4, Some("b.example"));
+    let (pre, _) = data_conn(&mut b, mode, "STOR in/secret");
+    assert_eq!(pre.code, 553, "{}", pre.text());
+    b.expect("QUIT", 221);
+    // ...and free in another host's.
+    let mut c = host_login(&s, Family::V4, Some("c.example"));
+    stored(&mut c, "STOR pub/up/secret", b"c's own");
+    c.expect("QUIT", 221);
+    hidden_everywhere(&s);
+    data.shutdown(Shutdown::Write).unwrap();
+    let _ = read_to_eof(&mut data, Duration::from_secs(30));
+    let fin = a.reply();
+    assert_eq!(fin.code, 226, "{}", fin.text());
+    a.expect("QUIT", 221);
+    assert_eq!(
+        std::fs::read(v.join("a.example/in/secret")).unwrap(),
+        SECRET_UPLOAD
+    );
+    // Stored, world-readable (0644): still nowhere.
+    hidden_everywhere(&s);
+    s.assert_no_crash();
+}
+
+/// The hook runs in ROOT for every host's uploads, given the path from
+/// ROOT: the host's directory (an alias's host's), then the box's path.
+fn host_hook_gets_the_path_from_root(kind: Kind) {
+    let t = Tree::new();
+    let v = host_layout(&t);
+    let hd = t.scratch("hook");
+    own(&hd);
+    let script = hd.join("hook.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"$1|$(pwd)\" >> \"$(dirname \"$0\")/ran\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = host_opts()
+        .arg("--upload-hook")
+        .arg(script.to_str().unwrap());
+    let s = Server::start_at(kind, &t, &v, o);
+    for (host, cmd) in [
+        (None, "STOR incoming/h0"),
+        (Some("a.example"), "STOR in/ha"),
+        (Some("b.example"), "STOR in/hb"),
+        (Some("c.example"), "STOR /pub/up/hc"),
+    ] {
+        let mut c = host_login(&s, Family::V4, host);
+        stored(&mut c, cmd, b"hooked");
+        c.expect("QUIT", 221);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(hd.join("ran")).unwrap_or_default();
+        if text.lines().count() >= 4 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "4 hooks did not run: {text:?}");
+        thread::sleep(Duration::from_millis(25));
+    };
+    let root = std::fs::canonicalize(&v).unwrap();
+    let mut paths: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            let (path, cwd) = l.split_once('|').unwrap();
+            assert_eq!(Path::new(cwd), root, "{l}");
+            path
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "0/incoming/h0",
+            "a.example/in/ha",
+            "a.example/in/hb",
+            "c.example/pub/up/hc"
+        ]
+    );
+    // Each names the stored file from ROOT.
+    for p in &paths {
+        assert_eq!(std::fs::read(v.join(p)).unwrap(), b"hooked", "{p}");
+    }
+}
+
+/// a.example's upload `secret` is seen through no host.
+fn hidden_everywhere(s: &Server) {
+    let views: [(Option<&str>, &[&str], &[&str]); 5] = [
+        (
+            Some("a.example"),
+            &["in/secret", "/in/secret", "pub/peek/secret"],
+            &["in", "pub/peek"],
+        ),
+        (Some("b.example"), &["in/secret"], &["in"]),
+        (
+            Some("all.example"),
+            &[
+                "a.example/in/secret",
+                "b.example/in/secret",
+                "a.example/pub/peek/secret",
+            ],
+            &["a.example/in", "a.example/pub/peek", "inbox.example"],
+        ),
+        (Some("inbox.example"), &["secret", "/secret"], &["/"]),
+        (None, &["in/secret", "../a.example/in/secret"], &["/"]),
+    ];
+    for (host, files, dirs) in views {
+        let mut c = host_login(s, Family::V4, host);
+        for f in files {
+            c.refused(format!("RETR {f}").as_bytes(), 550);
+            c.expect(&format!("SIZE {f}"), 550);
+        }
+        for d in dirs {
+            let names = c.get(&format!("NLST {d}"));
+            assert!(
+                find_bytes(&names, b"secret").is_none(),
+                "{host:?}: NLST {d}: {}",
+                String::from_utf8_lossy(&names)
+            );
+            let listed = c.get(&format!("LIST {d}"));
+            assert!(
+                find_bytes(&listed, b"secret").is_none(),
+                "{host:?}: LIST {d}"
+            );
+        }
+        c.expect("QUIT", 221);
+        assert!(
+            find_bytes(&c.data_received, SECRET_UPLOAD).is_none()
+                && find_bytes(&c.received, SECRET_UPLOAD).is_none(),
+            "{host:?}: an upload came back"
+        );
+    }
+}
+
+fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    common::client::find(hay, needle)
+}
+
+/// A `.incoming` that is wrong stops the start with 100, saying which and
+/// why, in both programs: a path out of the host's tree, a directory that
+/// is not there, a symlink, one the world may not read, none at all; and
+/// `--host-incoming` without `--vhosts`.
+#[test]
+fn bad_host_incoming_exits_100() {
+    /// A case's name, what it spoils in ROOT, what the error must say.
+    type Case = (&'static str, fn(&Path), &'static str);
+    let cases: [Case; 6] = [
+        (
+            "outside",
+            |v| write_mode(&v.join("a.example/.incoming"), b"../0/incoming\n", 0o644),
+            "outside the host's tree",
+        ),
+        (
+            "missing",
+            |v| write_mode(&v.join("a.example/.incoming"), b"nowhere\n", 0o644),
+            "a.example/.incoming",
+        ),
+        (
+            "symlink",
+            |v| {
+                std::fs::remove_file(v.join("a.example/.incoming")).unwrap();
+                std::os::unix::fs::symlink("../0/.incoming", v.join("a.example/.incoming"))
+                    .unwrap();
+            },
+            "symlink",
+        ),
+        (
+            "unreadable",
+            |v| write_mode(&v.join("a.example/.incoming"), b"in\n", 0o600),
+            "world-readable",
+        ),
+        (
+            "none",
+            |v| {
+                for h in ["0", "a.example", "c.example"] {
+                    std::fs::remove_file(v.join(h).join(".incoming")).unwrap();
+                }
+            },
+            "no host has a drop box",
+        ),
+        ("no-vhosts", |_| {}, "--host-incoming needs --vhosts"),
+    ];
+    for (name, spoil, want) in cases {
+        let t = Tree::new();
+        let v = host_layout(&t);
+        spoil(&v);
+        let args: &[&str] = if name == "no-vhosts" {
+            &["--host-incoming"]
+        } else {
+            &["--vhosts", "--host-incoming"]
+        };
+        let mut opts = Opts::new();
+        for a in args {
+            opts = opts.arg(*a);
+        }
+        for kind in [Kind::Ftpd, Kind::FtpdSetpriv] {
+            let cmd = common::server::ftpd_command(kind, &opts, &v);
+            let out = run(cmd, Duration::from_secs(10));
+            let err = out.stderr_text();
+            assert_eq!(out.status.code(), Some(100), "{name}: {kind:?}: {err}");
+            assert!(err.contains(want), "{name}: {kind:?}: {err}");
+        }
+        let bin = common::server::supervisor_path().expect("aftpd-supervisor");
+        let mut cmd = Command::new(bin);
+        clean_env(&mut cmd);
+        if is_root() {
+            cmd.env("UID", DROP_UID.to_string());
+            cmd.env("GID", DROP_GID.to_string());
+        }
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args).arg(&v);
+        let out = run(cmd, Duration::from_secs(10));
+        let err = out.stderr_text();
+        assert_eq!(out.status.code(), Some(100), "{name}: supervisor: {err}");
+        assert!(err.contains(want), "{name}: supervisor: {err}");
+    }
 }

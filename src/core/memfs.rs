@@ -343,6 +343,7 @@ impl MemFs {
         Ok(HostTree {
             tree: MemTree(dir.as_bytes().to_vec()),
             banner,
+            uploads: None,
         })
     }
 

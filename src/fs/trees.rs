@@ -11,12 +11,19 @@
 //! looks the name up afresh (a host added, removed or renamed counts at
 //! once); sessions of one host share one descriptor, held while any of
 //! them lives. ROOT/0 is opened once, at start, like ROOT itself.
+//!
+//! With drop boxes (`--host-incoming`, `fs::incoming::hosts`), a host
+//! that has one is the tree opened at start, its box with it; every
+//! other tree is told of the boxes, which stay write-only in it too.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::exec::{self, Real};
+use super::incoming::Incoming;
+use super::incoming::hosts::HostBoxes;
 use super::message::{self, absent, descriptor};
 use super::{FsError, Meta, Root};
+use crate::core::config::Uploads;
 use crate::core::message::{MessageFile, host_dir};
 use crate::core::session::{FsAnswer, FsRequest, HostTree, Tree};
 use crate::core::vpath::VPath;
@@ -36,6 +43,15 @@ pub struct Trees {
 struct Hosts {
     base: Arc<Root>,
     shared: Mutex<Vec<Shared>>,
+    /// The hosts that take uploads, with `--host-incoming`.
+    boxes: Option<Boxes>,
+}
+
+/// The drop boxes of the hosts, and what the sessions are told of them.
+struct Boxes {
+    hosts: HostBoxes,
+    /// `--max-upload`.
+    max_size: u64,
 }
 
 /// A host tree some session holds: (device, inode) of its directory.
@@ -62,7 +78,57 @@ impl Trees {
             hosts: Some(Hosts {
                 base,
                 shared: Mutex::new(Vec::new()),
+                boxes: None,
             }),
+        })
+    }
+
+    /// The hosts' drop boxes (found by `fs::incoming::hosts::scan` on
+    /// this ROOT), uploads of at most `max_size` bytes. ROOT/0 is the tree
+    /// of its box, if it has one.
+    pub fn with_boxes(mut self, hosts: HostBoxes, max_size: u64) -> Trees {
+        let Some(h) = &mut self.hosts else {
+            return self;
+        };
+        let default = rustix::fs::fstat(self.default.fd())
+            .ok()
+            .and_then(|st| hosts.find((st.st_dev, st.st_ino)));
+        match default {
+            Some(host) => self.default = Arc::clone(&host.tree),
+            None => self.default.set_incoming(hosts.none()),
+        }
+        h.boxes = Some(Boxes { hosts, max_size });
+        self
+    }
+
+    /// Every drop box served, with its host's directory (empty for
+    /// ROOT's, `--incoming`): for the sandbox and the log.
+    pub fn drop_boxes(&self) -> Vec<(&[u8], &Incoming)> {
+        match self.hosts.as_ref().and_then(|h| h.boxes.as_ref()) {
+            Some(b) => b
+                .hosts
+                .hosts()
+                .iter()
+                .filter_map(|h| Some((h.name.as_slice(), h.tree.incoming()?)))
+                .collect(),
+            None => self
+                .default
+                .incoming()
+                .filter(|inc| inc.fd().is_some())
+                .map(|inc| (&b""[..], inc))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The uploads the tree of sessions that name no host takes, with
+    /// `--host-incoming`: ROOT/0's box, if it has one.
+    pub fn default_uploads(&self) -> Option<Uploads> {
+        let boxes = self.hosts.as_ref()?.boxes.as_ref()?;
+        let dir = self.default.incoming()?.settings()?.dir.clone();
+        Some(Uploads {
+            incoming: dir,
+            max_size: boxes.max_size,
         })
     }
 
@@ -84,13 +150,33 @@ impl Trees {
 }
 
 impl Hosts {
-    /// The tree of host `name`, and its banner.
+    /// The tree of host `name`, its banner, and its uploads.
     fn find(&self, name: &[u8]) -> Result<HostTree<Real>, FsError> {
         let (root, meta) = open_host(&self.base, name)?;
-        let tree = self.share(root, &meta);
+        let (tree, uploads) = match &self.boxes {
+            None => (self.share(root, &meta), None),
+            Some(b) => match b.hosts.find((meta.dev, meta.ino)) {
+                // The tree opened at start, with its box.
+                Some(host) => (
+                    Arc::clone(&host.tree),
+                    Some(Uploads {
+                        incoming: host.dir.clone(),
+                        max_size: b.max_size,
+                    }),
+                ),
+                None => {
+                    root.set_incoming(b.hosts.none());
+                    (self.share(root, &meta), None)
+                }
+            },
+        };
         // A banner that cannot be read is no banner.
         let banner = message::read(&tree, &VPath::root(), MessageFile::Banner).unwrap_or_default();
-        Ok(HostTree { tree, banner })
+        Ok(HostTree {
+            tree,
+            banner,
+            uploads,
+        })
     }
 
     /// The tree a session holds already for the directory `meta`, or
@@ -118,7 +204,7 @@ impl Hosts {
 }
 
 /// The published directory NAME of `base`, as a tree of its own.
-fn open_host(base: &Root, name: &[u8]) -> Result<(Root, Meta), FsError> {
+pub(crate) fn open_host(base: &Root, name: &[u8]) -> Result<(Root, Meta), FsError> {
     // The core made the name; this layer checks it again all the same:
     // one path component, nothing hidden.
     if host_dir(name).as_deref() != Some(name) {

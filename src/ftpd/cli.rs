@@ -77,7 +77,10 @@ Landlock, and a seccomp filter allows only the system calls it needs.
 With --incoming DIR, clients may also upload (STOR, STOU) into DIR, a
 write-only drop box: never replacing a file, stored only once complete
 and durable, neither listed nor served until an operator moves it out.
-The sandbox then lets ftpd write files there, and nowhere else.
+The sandbox then lets ftpd write files there, and nowhere else. With
+--vhosts, --host-incoming gives each host the drop box its ROOT/NAME/.incoming
+names (a path in its tree; a host without one takes no uploads), read at
+start: a wrong one is exit 100.
 
 With --status-dir DIR the session claims a file of DIR (a POSIX lock,
 before the chroot) and keeps its status line there for aftpd-status.

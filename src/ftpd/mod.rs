@@ -74,7 +74,6 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     let root = Root::open(root_path)
         .map_err(|e| Fail::temporary(format!("cannot open {}: {e}", root_path.display())))?;
     let root = Arc::new(root);
-    let trees = vhosts::trees(Arc::clone(&root), config.vhosts, root_path)?;
 
     // The super-server passes the control connection as fds 0 and 1.
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
@@ -84,12 +83,22 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     net::set_control_options(control_in);
 
     // The drop box, and its hook's helper (forked now: one thread, not
-    // yet chrooted).
-    if let Some(uploads) = &args.session.uploads {
-        let log_to = args.session.log;
-        crate::setup::uploads::open(&root, root_path, uploads, start::whom()?, move || {
-            start::open_logger(log_to).unwrap_or_else(|_| Logger::discard())
-        })?;
+    // yet chrooted); with --host-incoming, the hosts' boxes with the trees.
+    let hook = match &args.session.uploads {
+        Some(uploads) => {
+            let log_to = args.session.log;
+            crate::setup::uploads::open(&root, root_path, uploads, start::whom()?, move || {
+                start::open_logger(log_to).unwrap_or_else(|_| Logger::discard())
+            })?
+        }
+        None => None,
+    };
+    let uploads = args.session.uploads.as_ref().map(|u| (u, hook));
+    let trees = vhosts::trees(Arc::clone(&root), config.vhosts, root_path, uploads)?;
+    // Sessions that send no HOST take ROOT/0's uploads, if it has a box.
+    let mut config = config;
+    if let Some(u) = trees.default_uploads() {
+        config.uploads = Some(u);
     }
     // The key may be readable by root only: read before the drop.
     let tls = match &args.session.tls {
@@ -111,7 +120,8 @@ fn serve(args: Args, logger: &mut Logger) -> Result<(), Fail> {
     net::ephemeral_ports();
     start::drop_privileges(root_path)?;
     if args.session.sandbox == Sandbox::Enter {
-        start::enter_sandbox(&root, logger)?;
+        let boxes = crate::setup::uploads::box_fds(&trees);
+        start::enter_sandbox(&root, &boxes, logger)?;
     }
     // Sandboxed: a log writer thread, if one is needed, is confined too.
     logger.start_writers();

@@ -54,12 +54,16 @@ pub fn whom() -> Result<Option<privs::Identity>, Fail> {
     )
 }
 
-/// Landlock (read beneath the root, nothing else) and the poll engine's
-/// seccomp allow-list, from here to the end of the session. Said in the
-/// log only when the kernel cannot enforce all of it.
-pub fn enter_sandbox(root: &Root, logger: &mut Logger) -> Result<(), Fail> {
-    let incoming = root.incoming().map(|i| i.fd());
-    match sandbox::enter_uploads(sandbox::Profile::Poll, root.fd(), None, incoming) {
+/// Landlock (read beneath the root, write in the drop boxes `boxes`,
+/// nothing else) and the poll engine's seccomp allow-list, from here to
+/// the end of the session. Said in the log only when the kernel cannot
+/// enforce all of it.
+pub fn enter_sandbox(
+    root: &Root,
+    boxes: &[std::os::fd::BorrowedFd<'_>],
+    logger: &mut Logger,
+) -> Result<(), Fail> {
+    match sandbox::enter_uploads(sandbox::Profile::Poll, root.fd(), None, boxes) {
         Ok(report) if report.is_complete() => Ok(()),
         Ok(report) => {
             logger.info(format!("sandbox incomplete: {report}"));

@@ -37,7 +37,8 @@ fn write() -> landlock::BitFlags<AccessFs> {
     AccessFs::WriteFile | AccessFs::MakeReg
 }
 
-/// What the drop box's rule grants (`--incoming`): writing files, making
+/// What a drop box's rule grants (`--incoming`, each host's with
+/// `--host-incoming`): writing files, making
 /// them (and linking them under their names), and removing them (a
 /// temporary name, an upload given up). No directories, no other kind
 /// of file, no truncation.
@@ -50,7 +51,7 @@ fn upload() -> landlock::BitFlags<AccessFs> {
 fn ruleset(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
-    incoming: Option<BorrowedFd<'_>>,
+    incoming: &[BorrowedFd<'_>],
 ) -> Result<RulesetCreated, RulesetError> {
     let mut created = Ruleset::default()
         .handle_access(AccessFs::from_all(LANDLOCK_ABI))?
@@ -58,7 +59,9 @@ fn ruleset(
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?
         .add_rule(PathBeneath::new(root, read()))?;
-    if let Some(dir) = incoming {
+    // One rule a drop box: each beneath its own directory, nothing
+    // between them.
+    for &dir in incoming {
         created = created.add_rule(PathBeneath::new(dir, upload()))?;
     }
     match writable {
@@ -69,12 +72,12 @@ fn ruleset(
 
 /// The policy of [`super::restrict_filesystem`]: read beneath `root`,
 /// write and create files in `writable`, write, make and remove files in
-/// `incoming` (the drop box), every other handled right denied. Sets
-/// no_new_privs, even where there is no Landlock.
+/// each of `incoming` (the drop boxes), every other handled right denied.
+/// Sets no_new_privs, even where there is no Landlock.
 pub fn restrict(
     root: BorrowedFd<'_>,
     writable: Option<BorrowedFd<'_>>,
-    incoming: Option<BorrowedFd<'_>>,
+    incoming: &[BorrowedFd<'_>],
 ) -> io::Result<Enforced> {
     let status = ruleset(root, writable, incoming)
         .and_then(RulesetCreated::restrict_self)
@@ -185,6 +188,6 @@ mod tests {
             .unwrap();
         drop(created);
         // And the same through the function the servers use.
-        ruleset(dir.as_fd(), Some(dir.as_fd()), Some(dir.as_fd())).unwrap();
+        ruleset(dir.as_fd(), Some(dir.as_fd()), &[dir.as_fd(), dir.as_fd()]).unwrap();
     }
 }

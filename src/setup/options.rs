@@ -67,12 +67,23 @@ pub struct MessagePaths {
     pub welcome: Option<PathBuf>,
 }
 
-/// The drop box: what the filesystem layer and the upload hook need
+/// Where the drop boxes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropBoxes {
+    /// `--incoming DIR`, beneath the root.
+    One(VPath),
+    /// `--vhosts --host-incoming`: each host's, named by its `.incoming`
+    /// (`fs::incoming::hosts`), found at start.
+    PerHost,
+}
+
+/// The drop boxes: what the filesystem layer and the upload hook need
 /// (the session's part is `SessionConfig::uploads`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadArgs {
-    /// `--incoming DIR`, beneath the root.
-    pub incoming: VPath,
+    pub boxes: DropBoxes,
+    /// `--max-upload SIZE`: the most one upload may store.
+    pub max_size: u64,
     /// `--min-free SIZE`: bytes an upload must leave free.
     pub min_free: u64,
     /// `--upload-mode MODE`: the permission bits of stored files.
@@ -112,6 +123,7 @@ pub struct Given {
     pub xferlog: Option<PathBuf>,
     pub no_sandbox: bool,
     pub incoming: Option<VPath>,
+    pub host_incoming: bool,
     pub max_upload: Option<u64>,
     pub min_free: Option<u64>,
     pub upload_mode: Option<u32>,
@@ -133,13 +145,28 @@ impl TryFrom<Given> for SessionArgs {
     fn try_from(g: Given) -> Result<SessionArgs, Fail> {
         let d = SessionConfig::default();
         if g.vhosts && g.incoming.is_some() {
-            // Each host has its own tree: one drop box for all of them is
-            // not a thing this server does (yet).
-            return Err(Fail::usage("--incoming cannot be used with --vhosts"));
+            // Each host has its own tree: one drop box for all of them
+            // would be a directory of none.
+            return Err(Fail::usage(
+                "--incoming cannot be used with --vhosts: each host names its drop box \
+                 in ROOT/NAME/.incoming, taken with --host-incoming",
+            ));
         }
-        let uploads = match &g.incoming {
-            Some(dir) => Some(UploadArgs {
-                incoming: dir.clone(),
+        if g.host_incoming && !g.vhosts {
+            return Err(Fail::usage(
+                "--host-incoming needs --vhosts (without it, --incoming DIR)",
+            ));
+        }
+        let boxes = match (&g.incoming, g.host_incoming) {
+            (Some(dir), _) => Some(DropBoxes::One(dir.clone())),
+            (None, true) => Some(DropBoxes::PerHost),
+            (None, false) => None,
+        };
+        let max_size = g.max_upload.unwrap_or(MAX_UPLOAD);
+        let uploads = match boxes {
+            Some(boxes) => Some(UploadArgs {
+                boxes,
+                max_size,
                 min_free: g.min_free.unwrap_or(MIN_FREE),
                 mode: g.upload_mode.unwrap_or(UPLOAD_MODE),
                 hook: g.upload_hook.clone(),
@@ -156,7 +183,9 @@ impl TryFrom<Given> for SessionArgs {
                     ("--upload-hook-max", g.upload_hook_max.is_some()),
                 ];
                 if let Some((name, _)) = alone.iter().find(|(_, given)| *given) {
-                    return Err(Fail::usage(format!("{name} needs --incoming")));
+                    return Err(Fail::usage(format!(
+                        "{name} needs --incoming (or --vhosts --host-incoming)"
+                    )));
                 }
                 None
             }
@@ -188,10 +217,8 @@ impl TryFrom<Given> for SessionArgs {
                 list_format: g.list_format.unwrap_or(d.list_format),
                 pasv_ports: g.pasv_ports,
                 pasv_address: g.pasv_address,
-                uploads: g.incoming.map(|incoming| Uploads {
-                    incoming,
-                    max_size: g.max_upload.unwrap_or(MAX_UPLOAD),
-                }),
+                // Per host, each host's (the program finds them).
+                uploads: g.incoming.map(|incoming| Uploads { incoming, max_size }),
                 // The texts are read by the program, before the chroot.
                 banner: None,
                 welcome: None,
@@ -351,7 +378,8 @@ macro_rules! with_session_options {
             /// virtual hosts with publicfile's layout: ROOT/0 is served to
             /// a client that sends no HOST, ROOT/NAME to one that sends
             /// HOST NAME (unknown names are answered 504); each tree may
-            /// hold a .banner and a .welcome
+            /// hold a .banner, a .welcome and an .incoming (see
+            /// --host-incoming)
             #[argh(switch)]
             pub vhosts: bool,
             /// every control connection must begin, within 5 seconds,
@@ -379,6 +407,11 @@ macro_rules! with_session_options {
                 from_str_fn($crate::core::config::parse_incoming)
             )]
             pub incoming: Option<$crate::core::vpath::VPath>,
+            /// with --vhosts: take anonymous uploads into each host's drop
+            /// box, the directory its ROOT/NAME/.incoming names in its
+            /// tree (read at start; a host without one takes none)
+            #[argh(switch)]
+            pub host_incoming: bool,
             /// the largest upload, in bytes or with K, M or G (default 1G)
             #[argh(
                 option,
@@ -467,6 +500,7 @@ macro_rules! with_session_options {
                     dir_messages: self.dir_messages,
                     vhosts: self.vhosts,
                     incoming: self.incoming.clone(),
+                    host_incoming: self.host_incoming,
                     max_upload: self.max_upload,
                     min_free: self.min_free,
                     upload_mode: self.upload_mode,
@@ -741,6 +775,7 @@ mod tests {
                 "--proxy-protocol",
                 "--proxy-from",
                 "--incoming",
+                "--host-incoming",
                 "--max-upload",
                 "--min-free",
                 "--upload-mode",
@@ -761,7 +796,8 @@ mod tests {
         assert_eq!(s.config.uploads, None);
         let s = session(&["--incoming", "pub/incoming"]).unwrap();
         let u = s.uploads.unwrap();
-        assert_eq!(u.incoming.as_bytes(), b"/pub/incoming");
+        let dir = crate::core::config::parse_incoming("pub/incoming").unwrap();
+        assert_eq!(u.boxes, DropBoxes::One(dir));
         assert_eq!((u.min_free, u.mode, u.hook_max), (1 << 30, 0o600, 4));
         assert_eq!(u.hook, None);
         let c = s.config.uploads.unwrap();
@@ -788,6 +824,12 @@ mod tests {
         assert_eq!((u.min_free, u.mode, u.hook_max), (0, 0o640, 2));
         assert_eq!(u.hook, Some(PathBuf::from("/usr/local/bin/scan")));
         assert_eq!(s.config.uploads.unwrap().max_size, 5 << 20);
+        // Per host: the boxes are found at start, the session's uploads
+        // with them.
+        let s = session(&["--vhosts", "--host-incoming", "--max-upload", "2M"]).unwrap();
+        let u = s.uploads.unwrap();
+        assert_eq!((u.boxes, u.max_size), (DropBoxes::PerHost, 2 << 20));
+        assert_eq!(s.config.uploads, None);
         for (args, want) in [
             (&["--max-upload", "1M"][..], "--max-upload needs --incoming"),
             (
@@ -797,6 +839,11 @@ mod tests {
             (
                 &["--upload-hook", "/bin/true"],
                 "--upload-hook needs --incoming",
+            ),
+            (&["--host-incoming"], "--host-incoming needs --vhosts"),
+            (
+                &["--host-incoming", "--vhosts", "--incoming", "in"],
+                "ROOT/NAME/.incoming",
             ),
             (&["--incoming", "."], "'--incoming' with value '.'"),
             (&["--incoming", "a/.b"], "'--incoming'"),

@@ -199,7 +199,9 @@ Serve a read-only, anonymous FTP archive (ROOT, default: the current
 directory) to many clients from one process: bind, drop privileges, then run
 worker threads, each an event loop (epoll or io_uring) holding thousands of
 sessions. With --incoming DIR, clients may also upload into DIR, a
-write-only drop box (see ftpd --help and aftpd-supervisor(8), UPLOADS).
+write-only drop box; with --vhosts --host-incoming, into each host's own,
+named by its ROOT/NAME/.incoming (see ftpd --help and aftpd-supervisor(8),
+UPLOADS).
 ",
     session_heading: Some("Session options, the same as ftpd's:"),
     tail: "
@@ -228,7 +230,7 @@ Notes:
   111. The io_uring ring is restricted to the operations the server uses.
   After dropping privileges it enters a sandbox (unless --no-sandbox):
   Landlock lets it read beneath ROOT (and write the --xferlog directory,
-  and files in the --incoming drop box)
+  and files in the drop boxes, one rule each)
   where the kernel has Landlock, and a seccomp filter allows only the
   system calls its workers need.
   SIGHUP: reopen the --xferlog file (after a log rotation); logs go to

@@ -204,7 +204,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     let root = Root::open(root_now)
         .map_err(|e| Fail::temporary(format!("cannot open {}: {e}", root_dir.display())))?;
     if let Some(u) = &args.session.uploads {
-        crate::setup::uploads::drop_box(&root, u, hook)?;
+        crate::setup::uploads::drop_box(&root, u, hook.clone())?;
     }
     let user = match &target {
         Some(who) => who.to_string(),
@@ -222,8 +222,22 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     // Before any worker exists, so that every thread inherits the mask.
     let signals = Signals::block().map_err(|e| Fail::temporary(format!("signals: {e}")))?;
     let root = Arc::new(root);
-    let trees = vhosts::trees(Arc::clone(&root), config.vhosts, &root_dir)?;
-    let pool = Pool::new(Arc::new(trees), threads, DISK_THREADS)
+    let uploads = args.session.uploads.as_ref().map(|u| (u, hook));
+    let trees = Arc::new(vhosts::trees(
+        Arc::clone(&root),
+        config.vhosts,
+        &root_dir,
+        uploads,
+    )?);
+    // Sessions that send no HOST take ROOT/0's uploads, if it has a box.
+    let config = match trees.default_uploads() {
+        Some(u) => Arc::new(crate::core::config::SessionConfig {
+            uploads: Some(u),
+            ..(*config).clone()
+        }),
+        None => config,
+    };
+    let pool = Pool::new(Arc::clone(&trees), threads, DISK_THREADS)
         .map_err(|e| Fail::temporary(format!("cannot set up the disk helpers: {e}")))?;
     let pasv_ports = config.pasv_ports;
     let ctx = Arc::new(Context {
@@ -255,9 +269,9 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         None
     } else {
         let dir = ctx.log.xferlog_dir();
-        let incoming = ctx.root.incoming().map(|i| i.fd());
+        let boxes = crate::setup::uploads::box_fds(&trees);
         Some(
-            crate::sandbox::restrict_filesystem_uploads(ctx.root.fd(), dir, incoming)
+            crate::sandbox::restrict_filesystem_uploads(ctx.root.fd(), dir, &boxes)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?,
         )
     };
@@ -277,7 +291,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
     let sandbox = match landlock {
         None => "sandbox=off".to_owned(),
         Some(landlock) => {
-            let uploads = ctx.root.incoming().is_some();
+            let uploads = !crate::setup::uploads::box_fds(&trees).is_empty();
             let seccomp = crate::sandbox::restrict_syscalls_uploads(profile, uploads, true)
                 .map_err(|e| Fail::temporary(format!("cannot enter the sandbox: {e}")))?;
             crate::sandbox::Report { landlock, seccomp }.to_string()
@@ -292,10 +306,7 @@ pub fn run(args: Args) -> Result<ExitCode, Fail> {
         list.join(","),
         if activated { " (passed by the service manager)" } else { "" },
         root_dir.display(),
-        ctx.root.incoming().map_or_else(String::new, |i| format!(
-            " incoming={}",
-            String::from_utf8_lossy(i.settings().dir.as_bytes())
-        )),
+        crate::setup::uploads::describe(&trees),
         engine_name,
         args.max_per_ip,
         ctx.rates.describe(),

@@ -166,6 +166,9 @@ pub struct HostTree<H: Handles> {
     pub tree: H::Tree,
     /// The bytes of the host's banner file, empty without one.
     pub banner: Vec<u8>,
+    /// The host's drop box (`--host-incoming`), for its sessions in place
+    /// of `SessionConfig::uploads`; `None`: the host takes no uploads.
+    pub uploads: Option<crate::core::config::Uploads>,
 }
 
 /// What `FsRequest::Create` made.

@@ -35,8 +35,18 @@ impl<H: Handles> Session<H> {
     /// The answer to HOST's lookup.
     pub(super) fn host_found(&mut self, r: Result<HostTree<H>, FsError>, now: Now) {
         match r {
-            Ok(HostTree { tree, banner }) => {
+            Ok(HostTree {
+                tree,
+                banner,
+                uploads,
+            }) => {
                 self.tree = Tree::Host(tree);
+                // Each host has its own drop box, or none.
+                if self.config.uploads != uploads {
+                    let mut config = (*self.config).clone();
+                    config.uploads = uploads;
+                    self.config = std::sync::Arc::new(config);
+                }
                 Message::parse(&banner).reply(&mut self.out, Code::Ready, HOST_READY);
             }
             Err(FsError::Busy(_) | FsError::Io(_)) => self.host_unavailable(now),

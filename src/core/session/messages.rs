@@ -17,6 +17,8 @@ use crate::core::vpath::VPath;
 
 /// The greeting's last line, after the banner if there is one.
 const READY: &str = "aftpd: anonymous read-only FTP server ready.";
+/// The same, when the server takes uploads.
+const READY_UPLOADS: &str = "aftpd: anonymous FTP server ready.";
 /// The 230's last line, after the welcome if there is one.
 const LOGGED_IN: &str = "Logged in: anonymous read-only access.";
 /// The 250's last line, after the directory's message if there is one.
@@ -75,9 +77,13 @@ impl<H: Handles> Session<H> {
         if !self.config.greeting {
             return;
         }
+        let ready = match self.config.uploads {
+            None => READY,
+            Some(_) => READY_UPLOADS,
+        };
         match &self.config.banner {
-            Some(m) => m.reply(&mut self.out, Code::Ready, READY),
-            None => self.reply(Code::Ready, READY),
+            Some(m) => m.reply(&mut self.out, Code::Ready, ready),
+            None => self.reply(Code::Ready, ready),
         }
     }
 
@@ -101,9 +107,18 @@ impl<H: Handles> Session<H> {
         let own = own
             .map(|raw| Message::parse(&raw))
             .filter(|m| !m.is_empty());
+        // Where uploads go is said at login, as the host chosen by HOST
+        // has it.
+        let last = match &self.config.uploads {
+            None => LOGGED_IN.to_owned(),
+            Some(u) => format!(
+                "Logged in: anonymous access; uploads into {} only.",
+                String::from_utf8_lossy(u.incoming.as_bytes())
+            ),
+        };
         match own.as_ref().or(self.config.welcome.as_ref()) {
-            Some(m) => m.reply(&mut self.out, Code::LoggedIn, LOGGED_IN),
-            None => self.reply(Code::LoggedIn, LOGGED_IN),
+            Some(m) => m.reply(&mut self.out, Code::LoggedIn, &last),
+            None => self.reply(Code::LoggedIn, &last),
         }
     }
 

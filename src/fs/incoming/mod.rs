@@ -25,9 +25,15 @@
 //! of directories, see `fs::walk`). An operator publishes an upload by
 //! moving it out. Paths in the drop box are resolved beneath its own
 //! descriptor (`RESOLVE_BENEATH`): nothing there leads out of it.
+//!
+//! Virtual hosts (`--vhosts` with `--host-incoming`, module [`hosts`]):
+//! each host's tree may have a drop box of its own. The write-only rule
+//! holds for every box of the process in every tree (a tree that reaches
+//! another host's box, through a symlink or because it holds it, sees its
+//! files as absent too); uploads go only into the tree's own box.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -39,6 +45,7 @@ use crate::core::meta::{FsError, Kind, Meta};
 use crate::core::vpath::VPath;
 use crate::hook::Hook;
 
+pub mod hosts;
 mod store;
 
 pub use store::Upload;
@@ -61,10 +68,24 @@ pub struct Settings {
     pub min_free: u64,
     /// The permission bits of stored files.
     pub mode: u32,
+    /// The tree's directory beneath ROOT (a virtual host's `NAME`), for
+    /// the path the hook is given, relative to ROOT; empty for ROOT.
+    pub tree: Vec<u8>,
 }
 
-/// The incoming directory of a served tree.
+/// (device, inode) of a directory.
+pub type DirId = (u64, u64);
+
+/// What a served tree knows of the drop boxes: its own, if it takes
+/// uploads, and every box of the process, whose files it never serves.
 pub struct Incoming {
+    own: Option<DropBox>,
+    /// Every drop box of the process (the tree's own among them).
+    sealed: Arc<[DirId]>,
+}
+
+/// One incoming directory.
+struct DropBox {
     settings: Settings,
     /// The directory itself (`O_PATH`): the base of every lookup in the
     /// drop box, the sandbox's write rule, the lock file's place.
@@ -74,14 +95,15 @@ pub struct Incoming {
     /// Whether unnamed files can be made and linked here (probed at the
     /// first upload, as the user that serves).
     unnamed: OnceLock<bool>,
-    hook: Option<Hook>,
+    hook: Option<Arc<Hook>>,
 }
 
 impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Incoming")
-            .field("settings", &self.settings)
-            .field("id", &self.id)
+            .field("settings", &self.own.as_ref().map(|b| &b.settings))
+            .field("id", &self.own.as_ref().map(|b| b.id))
+            .field("sealed", &self.sealed)
             .finish_non_exhaustive()
     }
 }
@@ -90,11 +112,100 @@ impl Incoming {
     /// The incoming directory `settings.dir` of `root`: a directory (not
     /// a symlink) in a published directory. `hook` runs for every stored
     /// upload.
-    pub fn open(root: &Root, settings: Settings, hook: Option<Hook>) -> std::io::Result<Incoming> {
+    pub fn open(
+        root: &Root,
+        settings: Settings,
+        hook: Option<Arc<Hook>>,
+    ) -> std::io::Result<Incoming> {
+        let own = DropBox::open(root, settings, hook)?;
+        Ok(Incoming {
+            sealed: Arc::new([own.id]),
+            own: Some(own),
+        })
+    }
+
+    /// For a tree without a drop box of its own: the boxes `sealed` of
+    /// other trees stay write-only in it.
+    pub fn none(sealed: Arc<[DirId]>) -> Incoming {
+        Incoming { own: None, sealed }
+    }
+
+    /// This box, with every box of the process (`sealed`, which should
+    /// hold it) write-only in its tree.
+    pub fn sealing(self, sealed: Arc<[DirId]>) -> Incoming {
+        Incoming { sealed, ..self }
+    }
+
+    /// (device, inode) of the tree's own drop box.
+    pub fn id(&self) -> Option<DirId> {
+        self.own.as_ref().map(|b| b.id)
+    }
+
+    /// The incoming directory, for the sandbox's write rule; `None` for a
+    /// tree that takes no uploads.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.own.as_ref().map(|b| b.fd.as_fd())
+    }
+
+    /// The settings of the tree's own drop box.
+    pub fn settings(&self) -> Option<&Settings> {
+        self.own.as_ref().map(|b| &b.settings)
+    }
+
+    /// Whether the virtual path `path` lies in the tree's own drop box.
+    pub fn covers(&self, path: &VPath) -> bool {
+        self.own.as_ref().is_some_and(|b| b.covers(path))
+    }
+
+    /// The tree's own box, for what only it can do.
+    fn own(&self) -> Result<&DropBox, FsError> {
+        self.own.as_ref().ok_or(FsError::BadName)
+    }
+
+    /// The facts of `path`, which lies in the drop box: its directories
+    /// can be entered whatever their mode; nothing else exists.
+    pub fn stat(&self, root: &Root, path: &VPath) -> Result<Meta, FsError> {
+        let own = self.own().map_err(|_| FsError::NotFound)?;
+        own.stat(root, path)
+    }
+
+    /// A listing of `path`, a directory in the drop box: empty.
+    pub(crate) fn list(&self, root: &Arc<Root>, path: &VPath) -> Result<OpenDir, FsError> {
+        let own = self.own().map_err(|_| FsError::NotFound)?;
+        own.list(root, path)
+    }
+
+    /// Whether `path`, outside the drop box by name, physically leads into
+    /// a drop box (through symlinks): what the walk to it passes through,
+    /// or ends on, is one. `Ok(None)` when it is not published at all.
+    pub(crate) fn reached(
+        &self,
+        root: &Root,
+        path: &VPath,
+    ) -> Result<Option<(Found, bool)>, FsError> {
+        let mut walk = Walk::from_root(root)?;
+        let found = match walk.resolve(path.relative()) {
+            Ok(f) => f,
+            Err(FsError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let inside = self.holds(&walk.into_chain());
+        Ok(Some((found, inside)))
+    }
+
+    /// Whether the physical path `chain` passes through a drop box (this
+    /// tree's or another's).
+    pub(crate) fn holds(&self, chain: &Chain) -> bool {
+        chain.ids().any(|id| self.sealed.contains(&id))
+    }
+}
+
+impl DropBox {
+    fn open(root: &Root, settings: Settings, hook: Option<Arc<Hook>>) -> std::io::Result<DropBox> {
         let dir = &settings.dir;
         let fail = |why: &dyn std::fmt::Display| {
             std::io::Error::other(format!(
-                "--incoming {}: {why}",
+                "{}: {why}",
                 String::from_utf8_lossy(dir.relative())
             ))
         };
@@ -107,7 +218,7 @@ impl Incoming {
         let fd = open_beneath(walk.top(), dir.name(), flags)
             .map_err(|e| fail(&std::io::Error::from(e)))?;
         let id = ident(&fd)?;
-        Ok(Incoming {
+        Ok(DropBox {
             settings,
             fd,
             id,
@@ -116,17 +227,8 @@ impl Incoming {
         })
     }
 
-    /// The incoming directory, for the sandbox's write rule.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Whether the virtual path `path` lies in the drop box.
-    pub fn covers(&self, path: &VPath) -> bool {
+    fn covers(&self, path: &VPath) -> bool {
         within(path, &self.settings.dir)
     }
 
@@ -166,7 +268,7 @@ impl Incoming {
 
     /// The facts of `path`, which lies in the drop box: its directories
     /// can be entered whatever their mode; nothing else exists.
-    pub fn stat(&self, root: &Root, path: &VPath) -> Result<Meta, FsError> {
+    fn stat(&self, root: &Root, path: &VPath) -> Result<Meta, FsError> {
         self.reachable(root)?;
         let fd = self.open_inside(path, PATH_ONLY | OFlags::DIRECTORY)?;
         let meta = fstat(&fd)?;
@@ -177,38 +279,11 @@ impl Incoming {
     }
 
     /// A listing of `path`, a directory in the drop box: empty.
-    pub(crate) fn list(
-        &self,
-        root: &std::sync::Arc<Root>,
-        path: &VPath,
-    ) -> Result<OpenDir, FsError> {
+    fn list(&self, root: &Arc<Root>, path: &VPath) -> Result<OpenDir, FsError> {
         self.reachable(root)?;
         let fd = self.open_inside(path, PATH_ONLY | OFlags::DIRECTORY)?;
         let chain = Walk::from_root(root)?.into_chain();
         Ok(OpenDir { fd, chain })
-    }
-
-    /// Whether `path`, outside the drop box by name, physically leads into
-    /// it (through symlinks): what the walk to it passes through, or ends
-    /// on, is the drop box. `Ok(None)` when it is not published at all.
-    pub(crate) fn reached(
-        &self,
-        root: &Root,
-        path: &VPath,
-    ) -> Result<Option<(Found, bool)>, FsError> {
-        let mut walk = Walk::from_root(root)?;
-        let found = match walk.resolve(path.relative()) {
-            Ok(f) => f,
-            Err(FsError::NotFound) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let inside = self.holds(&walk.into_chain());
-        Ok(Some((found, inside)))
-    }
-
-    /// Whether the physical path `chain` passes through the drop box.
-    pub(crate) fn holds(&self, chain: &Chain) -> bool {
-        chain.ids().any(|id| id == self.id)
     }
 }
 

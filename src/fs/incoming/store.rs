@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::{Incoming, LOCK_FILE, ident};
+use super::{DropBox, Incoming, LOCK_FILE, ident};
 use crate::core::meta::FsError;
 use crate::core::session::{NAME_MAX, UploadName, name_allowed};
 use crate::core::vpath::VPath;
@@ -21,8 +21,38 @@ use crate::fs::Root;
 const UNIQUE_TRIES: usize = 100;
 
 impl Incoming {
-    /// Makes a new upload (see `FsRequest::Create`).
+    /// Makes a new upload (see `FsRequest::Create`) in the tree's own
+    /// drop box: `BadName` for a tree without one.
     pub fn create(
+        &self,
+        root: &Root,
+        name: UploadName,
+        peer: Option<SocketAddr>,
+    ) -> Result<Upload, FsError> {
+        self.own()?.create(root, name, peer)
+    }
+
+    /// Makes the upload durable and names it (see `FsRequest::Commit`),
+    /// then tells the hook.
+    pub fn commit(&self, u: &Upload) -> Result<(), FsError> {
+        self.own()?.commit(u)
+    }
+
+    /// Gives the upload up (see `FsRequest::Discard`).
+    pub fn discard(&self, u: &Upload) {
+        u.0.give_up();
+    }
+
+    /// `FsError::NoSpace` once the upload's filesystem has less free than
+    /// the operator keeps.
+    pub fn space(&self, u: &Upload) -> Result<(), FsError> {
+        self.own()?.space(u)
+    }
+}
+
+impl DropBox {
+    /// Makes a new upload (see `FsRequest::Create`).
+    fn create(
         &self,
         root: &Root,
         name: UploadName,
@@ -144,9 +174,8 @@ impl Incoming {
         Ok((File::from(fd), Temp::Named(temp)))
     }
 
-    /// Makes the upload durable and names it (see `FsRequest::Commit`),
-    /// then tells the hook.
-    pub fn commit(&self, u: &Upload) -> Result<(), FsError> {
+    /// Makes the upload durable and names it, then tells the hook.
+    fn commit(&self, u: &Upload) -> Result<(), FsError> {
         let i = &u.0;
         rustix::fs::fsync(i.file.as_fd()).map_err(write_error)?;
         let linked = {
@@ -187,19 +216,20 @@ impl Incoming {
         rustix::fs::fsync(&i.dir).map_err(write_error)?;
         if let Some(hook) = &self.hook {
             let size = rustix::fs::fstat(i.file.as_fd()).map_or(0, |s| s.st_size as u64);
-            hook.send(i.path.relative(), i.peer, size, i.name.as_bytes());
+            // Relative to ROOT, where the hook runs: a host's tree is a
+            // directory of ROOT.
+            let path = match self.settings.tree.as_slice() {
+                [] => i.path.relative().to_vec(),
+                tree => [tree, b"/", i.path.relative()].concat(),
+            };
+            hook.send(&path, i.peer, size, i.name.as_bytes());
         }
         Ok(())
     }
 
-    /// Gives the upload up (see `FsRequest::Discard`).
-    pub fn discard(&self, u: &Upload) {
-        u.0.give_up();
-    }
-
-    /// `FsError::NoSpace` once the upload's filesystem has less free than
-    /// the operator keeps.
-    pub fn space(&self, u: &Upload) -> Result<(), FsError> {
+    /// `NoSpace` once the upload's filesystem has less free than the
+    /// operator keeps.
+    fn space(&self, u: &Upload) -> Result<(), FsError> {
         space(u.0.file.as_fd(), self.settings.min_free)
     }
 }
@@ -506,6 +536,7 @@ mod tests {
             dir: vp("/in"),
             min_free: 0,
             mode: 0o640,
+            tree: Vec::new(),
         };
         let inc = Incoming::open(&root, settings, None).unwrap();
         root.set_incoming(inc);
@@ -585,7 +616,7 @@ mod tests {
     #[test]
     fn hidden_temporary_names_where_unnamed_files_cannot_be() {
         let (t, root) = tree();
-        let _ = inc(&root).unnamed.set(false);
+        let _ = inc(&root).own.as_ref().unwrap().unnamed.set(false);
         let u = named(&root, "/in/t").unwrap();
         write(&u, b"data");
         let temps = entries(&t, "in");
@@ -653,6 +684,7 @@ mod tests {
             dir: vp("/in"),
             min_free: u64::MAX,
             mode: 0o600,
+            tree: Vec::new(),
         };
         let greedy = Incoming::open(&root, huge, None).unwrap();
         assert!(matches!(greedy.space(&u), Err(FsError::NoSpace)));

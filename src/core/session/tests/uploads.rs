@@ -66,6 +66,29 @@ impl T {
     }
 }
 
+/// A server that takes uploads does not call itself read-only, and says
+/// at login where uploads go; one without keeps its read-only words.
+#[test]
+fn greeting_and_login_say_where_uploads_go() {
+    let mut t = session_with(uploads_config(), "127.0.0.1:21", "127.0.0.1:40000");
+    assert_eq!(t.out(), "220 aftpd: anonymous FTP server ready.\r\n");
+    t.send("USER anonymous\r\n");
+    assert_eq!(
+        t.send("PASS x@y\r\n"),
+        "230 Logged in: anonymous access; uploads into /incoming only.\r\n"
+    );
+    let mut t = session();
+    assert_eq!(
+        t.out(),
+        "220 aftpd: anonymous read-only FTP server ready.\r\n"
+    );
+    t.send("USER anonymous\r\n");
+    assert_eq!(
+        t.send("PASS x@y\r\n"),
+        "230 Logged in: anonymous read-only access.\r\n"
+    );
+}
+
 /// `--tls required`: an upload in clear is refused as a download is
 /// (521, before anything is created); under PROT P it starts, and its
 /// data connection is protected.
