@@ -1,5 +1,5 @@
 //! Real clients against the server: curl, lftp, wget, Python's ftplib,
-//! and ftpd under tcpserver. A missing client is a failure that names
+//! aria2, and ftpd under tcpserver. A missing client is a failure that names
 //! the Debian package, never a skip.
 
 #[macro_use]
@@ -42,6 +42,7 @@ server_tests!(
     wget_recursive,
     python_ftplib_v4,
     python_ftplib_v6,
+    aria2_small_files,
 );
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -394,6 +395,63 @@ fn python_ftplib_v4(kind: Kind) {
 
 fn python_ftplib_v6(kind: Kind) {
     python_ftplib(kind, Family::V6);
+}
+
+/// aria2 reads the control connection in bulk and then waits for the
+/// socket to become readable: a 226 that came in the same read as the 150
+/// sits unseen in its buffer until its own `--timeout`, after which it
+/// logs "Timeout before receiving transfer complete" (and still reports
+/// success). Small files are where that happens; the server waits for the
+/// client to close the data connection before its 226, so it cannot.
+fn aria2_small_files(kind: Kind) {
+    require("aria2c", "aria2");
+    let (t, s) = setup(kind, Opts::new());
+    let home = t.scratch("home");
+    let dir = t.scratch("aria2");
+    let files = [
+        ("pub/one", 1),
+        ("pub/four-kib", 4096),
+        ("pub/100-kib", 100 << 10),
+    ];
+    for (rel, len) in files {
+        t.big_file(rel, len);
+    }
+    let paths = ["empty", "pub/one", "pub/four-kib", "pub/100-kib"];
+    for pasv in ["true", "false"] {
+        for path in paths {
+            let log = dir.join("aria2.log");
+            let got = dir.join("got");
+            let _ = std::fs::remove_file(&log);
+            let _ = std::fs::remove_file(&got);
+            let mut c = client_cmd("aria2c", &home);
+            c.args([
+                "--no-conf",
+                "--quiet",
+                "--timeout=2",
+                "--connect-timeout=5",
+                "--max-tries=1",
+                "--log-level=info",
+                "--allow-overwrite=true",
+                "--auto-file-renaming=false",
+            ])
+            .arg(format!("--ftp-pasv={pasv}"))
+            .arg(format!("--log={}", log.display()))
+            .arg(format!("--dir={}", dir.display()))
+            .arg("--out=got")
+            .arg(url(&s, Family::V4, path));
+            let what = format!("aria2c {path} (passive: {pasv})");
+            run(c, LIMIT).assert_success(&what);
+            let want = std::fs::read(t.root.join(path)).unwrap();
+            assert!(std::fs::read(&got).unwrap() == want, "{what}: content");
+            let log = std::fs::read_to_string(&log).unwrap();
+            for bad in [
+                "Timeout before receiving transfer complete",
+                "Bad status for transfer complete",
+            ] {
+                assert!(!log.contains(bad), "{what}: aria2 logged {bad:?}:\n{log}");
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------

@@ -6,7 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use aftpd::engine::xfer::LINGER;
 
 use common::client::{self, DM, DO, DONT, IAC, IP, WILL, WONT, crlf_lines};
 use common::parse::{must_ls, must_mlsx, parse_eplf, show};
@@ -56,6 +58,7 @@ server_tests!(
     eplf_format,
     size_and_mdtm,
     utf8_names_pass_through,
+    final_reply_waits_for_data_close,
 );
 
 fn greeting_is_220(kind: Kind) {
@@ -1190,4 +1193,52 @@ fn ftpd_on_pipes_uses_tcpserver_env() {
         "start line with the TCPREMOTEIP/PORT peer; log:\n{log}"
     );
     let _ = Command::new("true");
+}
+
+/// After the last byte the server waits for the client to close its end
+/// of the data connection before the 226: a client that read the data has
+/// read the 150 before it, so the two cannot arrive in one read (aria2
+/// then waits in vain for a 226 it already holds). The wait is bounded
+/// (LINGER): a client that keeps the connection open until the 226 still
+/// gets it. Only lower bounds on time are checked (a slow machine cannot
+/// fail them): the time since the command was sent, which comes before
+/// the server's last byte.
+fn final_reply_waits_for_data_close(kind: Kind) {
+    let (_t, s) = setup(kind, Opts::new());
+    let mut c = Client::login(&s, Family::V4);
+    for mode in client::ALL_MODES_V4 {
+        for cmd in ["RETR empty", "RETR pub/file", "NLST pub"] {
+            for hold in [false, true] {
+                let what = format!("{cmd} in {mode:?} (holding: {hold})");
+                let data = c.setup(mode, None);
+                let sent = Instant::now();
+                c.send(cmd.as_bytes());
+                assert_eq!(c.reply().code, 150, "{what}");
+                let mut stream = match data {
+                    Data::Passive(s) => s,
+                    Data::Active(l) => client::accept_bounded(&l, client::TIMEOUT).unwrap().0,
+                };
+                let bytes = client::read_to_eof(&mut stream, client::TIMEOUT).unwrap();
+                assert_eq!(bytes.is_empty(), cmd == "RETR empty", "{what}");
+                let early = if hold {
+                    // The wait runs out: the 226 comes with the
+                    // connection still open.
+                    Some(c.reply())
+                } else {
+                    c.reply_within(Duration::from_millis(50))
+                };
+                if let Some(r) = &early {
+                    assert_eq!(r.code, 226, "{what}: {}", r.text());
+                    assert!(
+                        sent.elapsed() >= LINGER,
+                        "{what}: 226 before the client closed the data connection"
+                    );
+                }
+                drop(stream);
+                if early.is_none() {
+                    assert_eq!(c.reply().code, 226, "{what}");
+                }
+            }
+        }
+    }
 }

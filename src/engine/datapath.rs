@@ -34,7 +34,9 @@ const ACCEPT_BATCH: usize = 8;
 pub enum Wait {
     Nothing,
     /// Its descriptor ([`DataPath::fd`]) to be readable: a listener, an
-    /// upload's connection, or a TLS handshake waiting for the client.
+    /// upload's connection, a TLS handshake waiting for the client, or a
+    /// sent transfer waiting for the client to close its end (until
+    /// [`DataPath::wake_at`]: engines call [`DataPath::resume`] then).
     Readable,
     /// Its descriptor to be writable: a connect in progress, or a full
     /// socket.
@@ -75,7 +77,8 @@ pub struct DataPath<M: Mover> {
     serial: u64,
     generation: u32,
     wait: Wait,
-    /// With [`Wait::Timer`]: when to go on.
+    /// With [`Wait::Timer`]: when to go on; with [`Wait::Readable`], when
+    /// to stop waiting for the client's end.
     wake: Option<Instant>,
     /// Connections refused since the engine last asked: for the log.
     refused: u32,
@@ -130,9 +133,11 @@ impl<M: Mover> DataPath<M> {
         self.wait
     }
 
-    /// When to go on, if the bandwidth limit makes the transfer wait.
+    /// When to go on, if the bandwidth limit makes the transfer wait, or
+    /// when to give up waiting for the client's end of a sent transfer.
     pub fn wake_at(&self) -> Option<Instant> {
-        self.wake.filter(|_| self.wait == Wait::Timer)
+        self.wake
+            .filter(|_| matches!(self.wait, Wait::Timer | Wait::Readable))
     }
 
     /// The descriptor to wait on for [`Wait::Readable`] or
@@ -324,8 +329,8 @@ impl<M: Mover> DataPath<M> {
     }
 
     /// Goes on after the session's other events (its 150 written, a
-    /// listing batch formatted) or once the limit's wait is over; whether
-    /// anything moved.
+    /// listing batch formatted), once the limit's wait is over, or once
+    /// the wait for the client's end is; whether anything moved.
     pub fn resume(&mut self, session: &mut Session<Real>, mover: &mut M, now: Now) -> bool {
         let State::Open(_, x) = &self.state else {
             return false;
@@ -333,6 +338,7 @@ impl<M: Mover> DataPath<M> {
         let due = match self.wait {
             Wait::Session => true,
             Wait::Timer => self.wake.is_none_or(|t| t <= now.mono),
+            Wait::Readable => self.wake.is_some_and(|t| t <= now.mono),
             _ => false,
         };
         if !due {
@@ -441,12 +447,17 @@ impl<M: Mover> DataPath<M> {
                 self.wake = Some(t);
                 Wait::Timer
             }
+            Step::Linger(t) => {
+                self.wake = Some(t);
+                Wait::Readable
+            }
             Step::Blocked => Wait::Writable,
             Step::Readable => Wait::Readable,
             Step::Pending => Wait::Mover,
             Step::Session => Wait::Session,
             Step::Done => {
                 let sent = x.total();
+                // An upload's end (a download's is shut already).
                 finish_socket(sock);
                 self.abort(mover);
                 session.on_transfer_done(Ok(sent), now);

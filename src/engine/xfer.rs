@@ -4,13 +4,21 @@
 //! engine. A bandwidth limit ([`Limiter`]) bounds each send to what its
 //! buckets grant, and makes the transfer wait ([`Step::Wait`]) for more:
 //! the bytes still go zero-copy, in smaller slices.
+//!
+//! After the last byte of a download or listing the transfer shuts its
+//! sending side and waits, [`LINGER`] at most, for the client to close
+//! its end ([`Step::Linger`]) before it counts as done (and the 226 goes
+//! out). A client closes only once it has read the data, so after the 150
+//! that came before it: aria2 (like any client that reads replies in
+//! bulk) otherwise reads 150 and 226 in one read and then waits in vain
+//! for the 226 to arrive.
 
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::SendFlags;
+use rustix::net::{RecvFlags, SendFlags};
 
 use super::mover::{Allowance, FileRange, Moved, Mover, Read, Tag};
 use super::recv::Recv;
@@ -32,6 +40,15 @@ const HELPER_SPAN: u64 = 64 << 20;
 const STREAM_BUDGET: u64 = 64 << 10;
 /// Bytes read from a file at a time on the copying path.
 pub const COPY_CHUNK: usize = 64 * 1024;
+/// How long a finished download waits for the client to close its end
+/// before its 226: longer than a busy client takes to act on the 150 it
+/// already has, short enough that a client which keeps the connection
+/// open until it reads the 226 barely notices.
+pub const LINGER: Duration = Duration::from_millis(250);
+/// What a client may send on a download's connection while the transfer
+/// waits for its end (over TLS, its close_notify): past this, the wait is
+/// over.
+const LINGER_INPUT: usize = 16 << 10;
 
 /// Where a transfer stands after [`Xfer::run`].
 #[derive(Debug)]
@@ -48,6 +65,9 @@ pub enum Step {
     Readable,
     /// The bandwidth limit allows nothing before this instant.
     Wait(Instant),
+    /// Everything was sent and the sending side shut: waiting for the
+    /// client to close its end (its socket readable) until this instant.
+    Linger(Instant),
     /// Everything was sent.
     Done,
     Fail(TransferError),
@@ -82,6 +102,16 @@ pub struct Xfer<M: Mover> {
     tls: Option<Box<DataTls>>,
     /// The bandwidth limit, if any.
     limit: Option<Box<Limiter>>,
+    /// Everything was sent: waiting for the client's end until then.
+    linger: Option<Lingering>,
+}
+
+/// A finished download waiting for the client to close its end.
+struct Lingering {
+    until: Instant,
+    /// Bytes the client sent meanwhile (discarded), bounded by
+    /// [`LINGER_INPUT`].
+    input: usize,
 }
 
 impl<M: Mover> Xfer<M> {
@@ -120,6 +150,7 @@ impl<M: Mover> Xfer<M> {
             mover: M::Xfer::default(),
             tls: None,
             limit: rate.map(Box::new),
+            linger: None,
         }
     }
 
@@ -183,6 +214,9 @@ impl<M: Mover> Xfer<M> {
             // Progress is what the client sent.
             self.sent = r.received;
             return step.unwrap_or_else(Step::Fail);
+        }
+        if let Some(l) = &mut self.linger {
+            return l.wait(sock, now);
         }
         match self.steps(sock, session, mover, tag, now) {
             Ok(step) => step,
@@ -248,12 +282,12 @@ impl<M: Mover> Xfer<M> {
                         }
                     }
                     DataOut::Wait => return Ok(Step::Session),
-                    DataOut::End => return self.done(sock),
+                    DataOut::End => return self.done(sock, now),
                 },
                 // Received by `Recv`, in `run`.
                 Src::Upload(_) => return Ok(Step::Readable),
                 Src::File { range, .. } if range.left == 0 && !mover.holds(&self.mover) => {
-                    return self.done(sock);
+                    return self.done(sock, now);
                 }
                 Src::File {
                     range,
@@ -329,14 +363,20 @@ impl<M: Mover> Xfer<M> {
         }
     }
 
-    /// Everything was sent: over TLS, once its close_notify is out too.
-    fn done(&mut self, sock: &TcpStream) -> Result<Step, TransferError> {
+    /// Everything was sent (over TLS, once its close_notify is out too):
+    /// the sending side is shut, and the client's end awaited.
+    fn done(&mut self, sock: &TcpStream, now: Instant) -> Result<Step, TransferError> {
         if let Some(t) = &mut self.tls
             && !t.finish(sock)?
         {
             return Ok(Step::Blocked);
         }
-        Ok(Step::Done)
+        finish_socket(sock);
+        let l = self.linger.insert(Lingering {
+            until: now + LINGER,
+            input: 0,
+        });
+        Ok(l.wait(sock, now))
     }
 
     /// Sends what is buffered, `room` bytes at most: `Ok(false)` when the
@@ -353,6 +393,26 @@ impl<M: Mover> Xfer<M> {
             }
         }
         Ok(true)
+    }
+}
+
+impl Lingering {
+    /// Done once the client closed its end (EOF, or a reset: it closed
+    /// without reading all, which is its choice), once it sent more than
+    /// a close_notify would take, or once the wait is over.
+    fn wait(&mut self, sock: &TcpStream, now: Instant) -> Step {
+        let mut buf = [0u8; 2048];
+        while self.input <= LINGER_INPUT {
+            match rustix::net::recv(sock, &mut buf[..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) => return Step::Done,
+                Ok((n, _)) => self.input += n,
+                Err(Errno::AGAIN) if now < self.until => return Step::Linger(self.until),
+                Err(Errno::INTR) => {}
+                // Over, or the connection is gone: nothing more to wait for.
+                Err(_) => return Step::Done,
+            }
+        }
+        Step::Done
     }
 }
 

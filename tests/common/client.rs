@@ -560,6 +560,9 @@ impl Client {
         let bytes = read_to_eof(&mut stream, TRANSFER_TIMEOUT)
             .unwrap_or_else(|e| panic!("{what}: reading data: {e}"));
         self.data_received.extend_from_slice(&bytes);
+        // Closed before the final reply, as curl, wget, lftp and ftplib
+        // do: the server waits a moment for it before its 226.
+        drop(stream);
         let fin = self.reply_for(&what);
         Transfer {
             prelim,

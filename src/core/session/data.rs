@@ -129,9 +129,11 @@ impl<H: Handles> Session<H> {
     }
 
     /// Whether the transfer's data may be sent: not before its 150 is
-    /// written, or a small file would reach the client, data connection
-    /// closed, before the reply announcing it (clients such as aria2 then
-    /// read 150 and 226 at once and wait for a reply that never comes).
+    /// written (RFC 959), or a small file would reach the client, data
+    /// connection closed, before the reply announcing it. (That the 226
+    /// does not follow the 150 into the same read of a client, which
+    /// aria2 mishandles, is the engine's part: it waits for the client to
+    /// close the data connection.)
     pub fn data_may_flow(&self) -> bool {
         !matches!(&self.data, Data::Transfer(t) if t.unannounced > 0)
     }
