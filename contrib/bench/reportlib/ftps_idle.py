@@ -24,6 +24,8 @@ def section(recs, targets, rep):
         return min(vs) if vs else None
 
     def x(t, k, key):
+        if (t, k) not in figs:  # a target left out of --targets
+            return None
         f, b = figs[(t, k)][key], best(k, key)
         return f["median"] / b if f and b else None
 
