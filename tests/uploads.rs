@@ -353,6 +353,9 @@ fn refusals_change_nothing(kind: Kind) {
     c.refused(format!("STOR incoming/{}", "n".repeat(256)).as_bytes(), 553);
     c.expect("REST 10", 350);
     c.refused(b"STOR incoming/resumed", 554);
+    // A place refused whatever the REST says is 553, as without it.
+    c.expect("REST 10", 350);
+    c.refused(b"STOR pub/x", 553);
     for (cmd, code) in [
         ("APPE incoming/there", 550),
         ("DELE incoming/there", 550),

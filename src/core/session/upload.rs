@@ -53,13 +53,6 @@ impl<H: Handles> Session<H> {
         let Some(uploads) = self.config.uploads.clone() else {
             return self.refuse_write(verb);
         };
-        if rest != 0 {
-            // RFC 3659 §5.5: a restart the server cannot honour.
-            return self.reply(
-                Code::BadRestart,
-                "Uploads are never resumed or appended to: send the whole file.",
-            );
-        }
         let name = match (arg, unique) {
             (Some(a), _) => match VPath::resolve(&self.cwd, &a) {
                 Ok(p) if !p.is_root() => Some(p),
@@ -87,6 +80,15 @@ impl<H: Handles> Session<H> {
             text.extend_from_slice(uploads.incoming.as_bytes());
             text.extend_from_slice(b" only.");
             return self.reply(Code::NameNotAllowed, text);
+        }
+        // After the name and place: a STOR refused whatever the REST says
+        // 553 (RFC 959), not 554, so a client does not retry it without.
+        if rest != 0 {
+            // RFC 3659 §5.5: a restart the server cannot honour.
+            return self.reply(
+                Code::BadRestart,
+                "Uploads are never resumed or appended to: send the whole file.",
+            );
         }
         let Some(conn) = self.data_conn() else {
             return;

@@ -218,6 +218,22 @@ fn names_and_places_are_checked() {
     assert_eq!(t.code("STOR /incoming/r\r\n"), 554);
     // The REST was used up.
     assert_eq!(t.code("NOOP\r\n"), 200);
+    // A name or place refused whatever the REST says is 553, not 554,
+    // and that STOR uses the REST up too.
+    for bad in ["STOR /x", "STOR /incoming/.hidden", "STOR pub/x"] {
+        assert_eq!(t.code("REST 5\r\n"), 350);
+        assert_eq!(t.code(&format!("{bad}\r\n")), 553, "{bad:?}");
+    }
+    assert_eq!(t.code("REST 5\r\n"), 350);
+    assert_eq!(t.code("STOR\r\n"), 501);
+    assert!(t.actions().is_empty(), "a refused STOR asked for something");
+    // A STOU refused for its place is 553 after a REST.
+    assert_eq!(t.code("CWD /pub\r\n"), 250);
+    assert_eq!(t.code("REST 5\r\n"), 350);
+    assert_eq!(t.code("STOU\r\n"), 553);
+    assert_eq!(t.code("CWD /incoming\r\n"), 250);
+    assert_eq!(t.code("REST 5\r\n"), 350);
+    assert_eq!(t.code("STOU\r\n"), 554);
     // Without a data connection.
     let mut t = drop_box();
     assert_eq!(t.code("STOR /incoming/x\r\n"), 425);
