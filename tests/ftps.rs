@@ -1,5 +1,5 @@
 //! FTPS (RFC 4217) against both programs and both engines, with real
-//! clients: curl (explicit and implicit), lftp, Python's ftplib and ssl
+//! clients: curl (explicit and implicit), lftp, wget, Python's ftplib and ssl
 //! (session reuse), openssl s_client (renegotiation), and raw sockets for
 //! the bad input. The certificate is made at test time (rcgen). A missing
 //! client fails the test, naming its Debian package.
@@ -22,6 +22,7 @@ server_tests!(
     curl_implicit,
     curl_required_refuses_clear,
     lftp_ssl_force_protect_data,
+    wget_ftps_download,
     python_ftplib_tls13,
     python_ftplib_tls12,
     data_connection_must_resume,
@@ -181,6 +182,40 @@ fn lftp_ssl_force_protect_data(kind: Kind) {
         );
         assert!(o.stdout_text().contains("file"), "{}", o.stdout_text());
     }
+    s.assert_no_crash();
+}
+
+/// wget (GnuTLS) over explicit FTPS: it writes its ChangeCipherSpec and
+/// Finished in two sends without TCP_NODELAY, so the data connection's
+/// handshake relies on the server acknowledging at once (else each
+/// transfer waited for a delayed ACK; measured, not asserted here).
+fn wget_ftps_download(kind: Kind) {
+    require("wget", "wget");
+    let (t, s) = start(kind, "required", Opts::new());
+    let home = t.scratch("home");
+    let out = t.base.join("wget.bin");
+    for fam in FAMILIES {
+        let a = s.addr(fam);
+        for (path, want) in [("big.bin", big_content()), ("pub/file", file_content())] {
+            let url = format!("ftps://{}:{}/{path}", host(a), a.port());
+            let _ = std::fs::remove_file(&out);
+            let mut c = client_cmd("wget", &home);
+            c.args([
+                "-q",
+                "--no-check-certificate",
+                "--tries=1",
+                "--timeout=20",
+                "-O",
+            ])
+            .arg(&out)
+            .arg(&url);
+            run(c, LIMIT).assert_success(&format!("wget {url}"));
+            assert!(std::fs::read(&out).unwrap() == want, "{url}: bytes differ");
+        }
+    }
+    s.wait_log_line("a TLS download by wget", |l| {
+        l.contains("kind=retr") && l.contains("path=/pub/file") && l.contains("result=ok")
+    });
     s.assert_no_crash();
 }
 
