@@ -1,8 +1,9 @@
 //! How a transfer's file bytes reach its socket (or an upload's, its
 //! file). No engine waits for the disk here: bytes not known to be in the
 //! page cache are sent by a helper thread (`engine::cache_first`, the way
-//! every engine sends files); uploads are written by a helper thread, or
-//! through the ring (`engine::uring::mover`).
+//! every engine sends files); binary uploads are spliced into their files
+//! by a helper thread (`engine::intake`), other uploads' buffers written by
+//! one, or through the ring (`engine::uring::mover`).
 
 use std::fs::File;
 use std::io;

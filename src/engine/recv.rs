@@ -1,13 +1,13 @@
 //! The receiving side of the one data path: an upload's bytes, from the
 //! socket to its file. Binary data without TLS goes straight from the
 //! socket into the file in the background ([`Mover::receive_file`]: a
-//! helper thread's splice for `ftpd` and epoll), one hand-off per socket
+//! helper thread's splice, every engine), one hand-off per socket
 //! drained, nothing held while the upload waits for its client. A client
 //! whose bytes come in small pieces (a receive brought less than
 //! 128 KiB) would cost a hand-off per piece: its bytes are read by
 //! the worker into a buffer until it is worth writing, and the buffer goes
 //! with the next receive by the mover, which writes it first. Where the
-//! mover does not (io_uring), or the bytes must pass through the worker
+//! mover does not, or the bytes must pass through the worker
 //! (TYPE A, TLS), or the file cannot take spliced bytes, the worker reads
 //! the socket (non-blocking) into a buffer; full, or when the socket has
 //! nothing more for now, the buffer goes to the [`Mover`] to be written in

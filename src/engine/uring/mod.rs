@@ -6,9 +6,10 @@
 //! - `setup`: the ring, created disabled, checked and restricted.
 //! - `bufring`: the provided buffer ring for control input (the engine's
 //!   only memory shared raw with the kernel).
-//! - `mover`: downloads as every engine sends them (`engine::cache_first`:
-//!   sendfile from the worker, or from a helper thread), uploads written
-//!   through the ring (`write`).
+//! - `mover`: downloads and binary uploads as every engine moves them
+//!   (`engine::cache_first`: sendfile from the worker, or from a helper
+//!   thread; a helper's splice into the file), the buffers of TYPE A and
+//!   FTPS uploads written through the ring (`write`).
 //! - `io`: a session's ring operations (recv, send, data poll).
 //! - here: the worker loop: accepting (one multishot accept per
 //!   listener), completions, timers (the shared heap; the wait is bounded

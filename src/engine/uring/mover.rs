@@ -1,8 +1,17 @@
 //! The io_uring workers' mover: downloads as every engine sends them
 //! (`engine::cache_first`: `sendfile(2)` from the worker for bytes
 //! `cachestat` says are in the page cache, from a helper thread for the
-//! rest), and uploads written through the ring (`write`), so that the
-//! worker never waits for the disk.
+//! rest), and binary uploads as the epoll workers receive them (a helper
+//! thread splices socket -> pipe -> file, `engine::intake`: one copy).
+//! What must pass through the worker's buffers (TYPE A, TLS, a file that
+//! cannot take spliced bytes) is written through the ring (`write`), so
+//! that the worker never waits for the disk.
+//!
+//! Binary uploads were received into buffers by the worker and written
+//! through the ring: two copies, the writes done by the kernel's io-wq.
+//! A 1 GiB upload from curl on loopback cost the server a median 1.38 s
+//! of CPU that way, 1.15 s by the helper's splice (18 pairs, a busy
+//! 2-core machine).
 //!
 //! Downloads were spliced file -> pipe by the ring, then pipe -> socket by
 //! the worker: the kernel's io-wq did every file -> pipe splice, a
@@ -23,21 +32,23 @@ use io_uring::squeue;
 use super::write::{InFlight, Writing};
 use crate::core::session::TransferError;
 use crate::engine::cache_first::{CacheFirst, Warming};
-use crate::engine::mover::{Allowance, FileRange, Moved, Mover, Read, Tag};
+use crate::engine::mover::{Allowance, FileRange, Intake, Moved, Mover, Read, Tag};
 use crate::engine::pool::{FromPool, Pool};
 
 /// The completion of an operation of this mover.
 pub enum Done {
     /// An upload's write through the ring: bytes, or `-errno`.
     Written(i32),
-    /// A helper thread's job for a download (a send, or a read-in).
+    /// A helper thread's job (a download's send or read-in, an upload's
+    /// receive).
     Pool(FromPool),
 }
 
 /// A transfer's part of the mover.
 #[derive(Default)]
 pub struct Moving {
-    /// A download's (as the epoll workers').
+    /// A download's, or an upload's receive by a helper (as the epoll
+    /// workers').
     file: Warming,
     /// An upload's write through the ring.
     write: Writing,
@@ -128,6 +139,32 @@ impl Mover for RingMover {
         }
     }
 
+    fn receives(&self) -> bool {
+        self.files.receives()
+    }
+
+    fn receive_file(
+        &mut self,
+        x: &mut Moving,
+        sock: &Arc<TcpStream>,
+        file: &Arc<File>,
+        offset: u64,
+        head: Vec<u8>,
+        max: u64,
+        tag: Tag,
+    ) {
+        self.files
+            .receive_file(&mut x.file, sock, file, offset, head, max, tag);
+    }
+
+    fn received(&mut self, x: &mut Moving, done: Done) -> Result<Intake, TransferError> {
+        match done {
+            Done::Pool(r) => self.files.received(&mut x.file, r),
+            // A receive is the only operation of its transfer in flight.
+            Done::Written(_) => Err(TransferError::Sink(io::ErrorKind::Other.into())),
+        }
+    }
+
     fn finish(&mut self, x: Moving, tag: Tag) {
         self.files.finish(x.file, tag);
         if let Some(w) = x.write.inflight {
@@ -163,12 +200,72 @@ mod tests {
     use crate::fs::Root;
     use crate::fs::test_tree::TempTree;
 
-    fn mover(t: &TempTree) -> RingMover {
+    fn pool(t: &TempTree) -> Pool {
         let root = Arc::new(Root::open(&t.path).unwrap());
-        RingMover::new(
-            Pool::new(Arc::new(crate::fs::trees::Trees::single(root)), 1, 2).unwrap(),
-            0,
-        )
+        Pool::new(Arc::new(crate::fs::trees::Trees::single(root)), 1, 2).unwrap()
+    }
+
+    fn mover(t: &TempTree) -> RingMover {
+        RingMover::new(pool(t), 0)
+    }
+
+    /// A binary upload's bytes go from the socket into the file by a
+    /// helper thread (as the epoll workers'), nothing through the ring.
+    #[test]
+    fn a_binary_upload_is_received_by_a_helper() {
+        use crate::engine::mover::Next;
+        use crate::engine::pool::Output;
+        use std::io::Write as _;
+        use std::time::{Duration, Instant};
+
+        let t = TempTree::new("ring-mover-receive");
+        t.file("up", 0o644, b"");
+        let file = Arc::new(File::options().write(true).open(t.at("up")).unwrap());
+        let pool = pool(&t);
+        let mut m = RingMover::new(pool.clone(), 0);
+        assert!(m.receives());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let sock = Arc::new(server);
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&body).unwrap();
+        drop(client);
+
+        let mut x = Moving::default();
+        let tag = Tag {
+            slot: 0,
+            serial: 0,
+            generation: 0,
+        };
+        let head = b"head".to_vec();
+        let mut offset = head.len() as u64;
+        m.receive_file(&mut x, &sock, &file, 0, head, u64::MAX, tag);
+        let began = Instant::now();
+        let mut out = Vec::new();
+        loop {
+            assert!(began.elapsed() < Duration::from_secs(10), "no end");
+            pool.take(0, &mut out);
+            let Some(d) = out.pop() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let Output::Mover(r) = d.output else {
+                panic!("not a mover's job")
+            };
+            let intake = m.received(&mut x, Done::Pool(r)).unwrap();
+            offset += intake.bytes;
+            if intake.next == Next::End {
+                break;
+            }
+            m.receive_file(&mut x, &sock, &file, offset, Vec::new(), u64::MAX, tag);
+        }
+        assert!(m.outbox.is_empty(), "nothing through the ring");
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&body);
+        assert_eq!(std::fs::read(t.at("up")).unwrap(), want);
+        m.finish(x, tag);
     }
 
     /// An upload dropped while its write is in flight: the buffer the ring
