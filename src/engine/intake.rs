@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use rustix::io::Errno;
@@ -53,7 +54,7 @@ pub fn intake(
     max: u64,
     until: Instant,
 ) -> Result<Intake, TransferError> {
-    write_all_at(file, offset, head).map_err(write_error)?;
+    file.write_all_at(head, offset).map_err(write_error)?;
     let offset = offset + head.len() as u64;
     PIPE.with_borrow_mut(|slot| {
         let pipe = match slot.take() {
@@ -165,25 +166,10 @@ fn copy_out(
             Err(Errno::INTR) => continue,
             Err(e) => return Err(TransferError::Sink(e.into())),
         };
-        write_all_at(file, offset, &buf[..got]).map_err(write_error)?;
+        file.write_all_at(&buf[..got], offset)
+            .map_err(write_error)?;
         offset += got as u64;
         left -= got;
-    }
-    Ok(())
-}
-
-/// Writes all of `buf` at `offset` of `file`.
-pub fn write_all_at(file: &File, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::io::pwrite(file, buf, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                buf = buf.get(n..).unwrap_or_default();
-                offset += n as u64;
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
     Ok(())
 }

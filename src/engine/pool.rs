@@ -18,13 +18,14 @@ use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, eventfd};
 use rustix::io::Errno;
 
-use super::intake::{intake, write_all_at};
+use super::intake::intake;
 use super::mover::{FileRange, Intake, Moved, Tag, sendfile_until};
 use crate::core::session::{FsAnswer, FsRequest, TransferError, Tree};
 use crate::fs::exec::Real;
@@ -296,7 +297,7 @@ impl Inner {
                     Output::Mover(FromPool::Warmed(warm(&file, offset, len)))
                 }
                 Work::Write { file, offset, buf } => {
-                    let r = write_all_at(&file, offset, &buf);
+                    let r = file.write_all_at(&buf, offset);
                     Output::Mover(FromPool::Wrote(buf, r))
                 }
                 Work::Receive {
