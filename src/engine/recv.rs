@@ -245,13 +245,7 @@ impl Recv {
             Some(Allow::Go(n)) => n.max(1),
             Some(Allow::Wait(t)) => return Some(Step::Wait(t)),
         };
-        // One byte past the limit is enough to know it is too large.
-        let max = allowed.min(
-            self.limit
-                .saturating_add(1)
-                .saturating_sub(self.received)
-                .max(1),
-        );
+        let max = allowed.min(self.room().max(1));
         mover.receive_file(mx, sock, &self.file, self.stored, Vec::new(), max, tag);
         self.path = Path::DirectBusy;
         Some(Step::Pending)
@@ -277,13 +271,19 @@ impl Recv {
             Some(Allow::Go(n)) => n,
             Some(Allow::Wait(_)) => 0,
         };
-        let max = max.min(self.limit.saturating_add(1).saturating_sub(self.received));
+        let max = max.min(self.room());
         let head = std::mem::take(&mut self.filling);
         let offset = self.stored;
         self.stored += head.len() as u64;
         mover.receive_file(mx, sock, &self.file, offset, head, max, tag);
         self.path = Path::DirectBusy;
         true
+    }
+
+    /// What a receive by the mover may still take: one byte past the
+    /// size limit is enough to know the upload is too large.
+    fn room(&self) -> u64 {
+        self.limit.saturating_add(1).saturating_sub(self.received)
     }
 
     /// A receive by the mover completed.
