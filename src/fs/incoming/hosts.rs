@@ -207,10 +207,15 @@ fn fs_io(e: FsError) -> std::io::Error {
 /// decide where uploads go), never a FIFO or a device.
 fn read_entry(tree: &Root) -> Result<Option<Vec<u8>>, Entry> {
     let bad = |why: &str| Entry::Bad(format!("{ENTRY} {why}"));
-    let open = |flags: OFlags| loop {
-        match rustix::fs::openat2(tree.fd(), ENTRY, flags, Mode::empty(), RESOLVE) {
-            Err(Errno::AGAIN | Errno::INTR) => continue,
-            r => return r,
+    // Retried a few times, as a message file's open is (fs/message.rs):
+    // openat2 says EAGAIN when a rename raced the lookup.
+    let open = |flags: OFlags| {
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(tree.fd(), ENTRY, flags, Mode::empty(), RESOLVE) {
+                Err(Errno::AGAIN | Errno::INTR) if tries < 8 => tries += 1,
+                r => return r,
+            }
         }
     };
     let seen = match open(OFlags::PATH | OFlags::CLOEXEC) {
